@@ -1,0 +1,72 @@
+"""Shared config pieces and the `get_config(arg)` argument parser.
+
+`arg` is a small `key=value,...` string after the config path, e.g.
+`--config=configs/train_breastmnist.py:smoke` or `configs/mia_breastmnist.py:split=4,smoke`.
+A bare key is a boolean flag set to True. Each config declares the keys it accepts, with
+defaults whose types the values are parsed to; an unknown key is an error that lists them.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses `key=value,flag` against `defaults` (name -> default value, typed)."""
+  parsed = dict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, _, value = item.partition('=')
+    key = key.strip()
+    if key not in defaults:
+      raise ValueError(f'unknown config argument {key!r} in {arg!r}; allowed: '
+                       f'{", ".join(sorted(defaults)) or "(none)"}')
+    default = defaults[key]
+    if not _:
+      if not isinstance(default, bool):
+        raise ValueError(f'config argument {key!r} needs a value ({key}=...)')
+      parsed[key] = True
+    elif isinstance(default, bool):
+      if value.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(f'config argument {key}={value!r}: expected true or false')
+      parsed[key] = value.lower() in ('true', '1')
+    else:
+      try:
+        parsed[key] = type(default)(value)
+      except ValueError as e:
+        raise ValueError(f'config argument {key}={value!r}: expected {type(default).__name__}'
+                         ) from e
+  return ml_collections.ConfigDict(parsed)
+
+
+def data_config(dataset: str, **overrides) -> ml_collections.ConfigDict:
+  """Where the data comes from and how it is split.
+
+  data_dir: where TFDS builds datasets ('' = $MEDINV_DATA_DIR or ~/.cache/medinv/...).
+  manual_dir: folder with files a user downloaded (paper-scale datasets).
+  image_size: side length images are resized to (a multiple of 8).
+  test_fraction / split_seed: record datasets have no official split; a fixed permutation
+    from `split_seed` (independent of the run seed) holds out `test_fraction` of them.
+  """
+  config = ml_collections.ConfigDict(dict(
+      dataset=dataset, data_dir='', manual_dir='', image_size=32, test_fraction=0.2,
+      split_seed=0))
+  config.update(overrides)
+  return config
+
+
+def train_config(**overrides) -> ml_collections.ConfigDict:
+  """Target-model training: Adam, mini-batches, orbax checkpoints every N epochs."""
+  config = ml_collections.ConfigDict(dict(
+      num_epochs=100, batch_size=32, learning_rate=1e-3, weight_decay=0.0,
+      checkpoint_every_epochs=10, augment_flip=False, label_flip_prob=0.0))
+  config.update(overrides)
+  return config
+
+
+def base_config(dataset: str, model: str, **data_overrides) -> ml_collections.ConfigDict:
+  """seed + data + model + train: everything needed to produce a target model."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.data = data_config(dataset, **data_overrides)
+  config.model = model
+  config.train = train_config()
+  return config

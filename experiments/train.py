@@ -1,0 +1,28 @@
+"""Train a target model: ./launch.sh train --config configs/train_heart.py --workdir runs/x"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from medinv import train
+
+config_flags.DEFINE_config_file('config', 'configs/train_heart.py', 'Training config.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, config.json, results).')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  workdir = FLAGS.workdir or f'runs/train_{config.data.dataset}'
+  trained = train.train_and_evaluate(config, workdir)
+  m = trained.metrics
+  print(f'{config.data.dataset} {config.model}: test accuracy {m["test_accuracy"]:.3f} '
+        f'(majority {m["test_majority_accuracy"]:.3f}), train accuracy {m["train_accuracy"]:.3f};'
+        f' results in {workdir}/results.json')
+
+
+if __name__ == '__main__':
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

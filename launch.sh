@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# medinv launcher: sets up .venv from requirements.txt (re-installs when it changes), then runs.
+#   ./launch.sh demo                 the main study on the embedded data
+#   ./launch.sh test [pytest args]   the test suite
+#   ./launch.sh <experiment> [flags] any experiments/<experiment>.py, e.g. train --config configs/train_heart.py
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+STAMP="$VENV/.requirements.sha256"
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  echo "[launch] installing requirements into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > "$STAMP"
+fi
+PY="$VENV/bin/python"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# TFDS without TensorFlow: keep its logging quiet and never reach for GCS.
+export TF_CPP_MIN_LOG_LEVEL=3 NO_GCE_CHECK=true
+
+usage() {
+  echo "usage: ./launch.sh {demo|test|<experiment>} [flags]"
+  echo "experiments: $(cd experiments && ls *.py | grep -v '^_' | sed 's/\.py$//' | tr '\n' ' ')"
+}
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  test)
+    exec "$PY" -m pytest -q tests "$@" ;;
+  ""|-h|--help|help)
+    usage ;;
+  *)
+    if [ -f "experiments/$cmd.py" ]; then
+      exec "$PY" -m "experiments.$cmd" "$@"
+    fi
+    echo "unknown command '$cmd'" >&2; usage >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""medinv: how much a medical deep-learning model leaks about its patients."""

@@ -1,0 +1,42 @@
+"""Image datasets as float32 arrays in [0, 1], shape (n, image_size, image_size, channels).
+
+Resizing: builders store images at their stored resolution; `resize` maps them to
+`image_size` with `jax.image.resize(method='linear', antialias=True)` (bilinear, with an
+anti-aliasing filter when downsampling), then clips to [0, 1]. BreastMNIST goes 28 -> 32 by
+default because the SplitCNN pools three times and needs a multiple of 8.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+  """train/validation/test splits of (images float32 (n, s, s, c), labels int32 (n,))."""
+  train: tuple[np.ndarray, np.ndarray]
+  validation: tuple[np.ndarray, np.ndarray] | None
+  test: tuple[np.ndarray, np.ndarray]
+  class_names: tuple[str, ...]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def resize(images_uint8: np.ndarray, image_size: int) -> np.ndarray:
+  """uint8 (n, h, w, c) -> float32 (n, image_size, image_size, c) in [0, 1]."""
+  images = images_uint8.astype(np.float32) / 255.0
+  n, h, w, c = images.shape
+  if (h, w) == (image_size, image_size):
+    return images
+  out = jax.image.resize(images, (n, image_size, image_size, c), method='linear', antialias=True)
+  return np.clip(np.asarray(out), 0.0, 1.0)
+
+
+def check_image_size(image_size: int) -> None:
+  if image_size <= 0 or image_size % 8:
+    raise ValueError(f'image_size must be a positive multiple of 8 (the SplitCNN pools three '
+                     f'times), got {image_size}')

@@ -1,0 +1,63 @@
+"""Shared TFDS plumbing: where datasets are built, and reading a split into NumPy.
+
+Every medinv dataset is a `tfds.core.GeneratorBasedBuilder` writing array_record files, read
+back through `builder.as_data_source()` (the same path as `tfds.data_source`). TensorFlow is
+never imported. A build is atomic: TFDS writes into an `incomplete.*` folder and renames it
+only when every split is written, so a failed build leaves nothing a later run would use.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+ENV_DATA_DIR = 'MEDINV_DATA_DIR'
+
+
+class DataError(ValueError):
+  """A dataset file is missing, truncated or malformed, or a data option is invalid."""
+
+
+def default_data_dir() -> str:
+  """`$MEDINV_DATA_DIR`, else `~/.cache/medinv/tensorflow_datasets`."""
+  return os.environ.get(ENV_DATA_DIR) or os.path.join(
+      os.path.expanduser('~'), '.cache', 'medinv', 'tensorflow_datasets')
+
+
+def check_writable(data_dir: str) -> None:
+  """Raises DataError naming `data_dir` when datasets cannot be built there."""
+  try:
+    os.makedirs(data_dir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=data_dir):
+      pass
+  except OSError as e:
+    raise DataError(
+        f'data_dir {data_dir!r} is not writable ({e.strerror}); pass a writable '
+        f'--config.data_dir or set ${ENV_DATA_DIR}.') from e
+
+
+def prepare(builder_cls, *, data_dir: str | None = None, manual_dir: str | None = None,
+            config: str | None = None) -> tfds.core.DatasetBuilder:
+  """Builds the dataset once into `data_dir` (reused afterwards) and returns the builder."""
+  data_dir = data_dir or default_data_dir()
+  kwargs = dict(data_dir=data_dir, file_format='array_record')
+  if config is not None:
+    kwargs['config'] = config
+  builder = builder_cls(**kwargs)
+  if not builder.is_prepared():
+    check_writable(data_dir)
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
+    tfds.disable_progress_bar()
+    builder.download_and_prepare(download_config=download_config)
+  return builder
+
+
+def read_split(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, np.ndarray]:
+  """Reads a whole split into a dict of stacked NumPy arrays, in stored order."""
+  source = builder.as_data_source(split=split)
+  examples = source.__getitems__(list(range(len(source))))
+  if not examples:
+    raise DataError(f'{builder.name}: split {split!r} is empty')
+  return {key: np.stack([ex[key] for ex in examples]) for key in examples[0]}

@@ -1,0 +1,63 @@
+"""Run outputs: config.json, results.json (one schema for all experiments), results.csv.
+
+results.json = {"schema": "medinv.results/1", "experiment": str, "wall_seconds": float,
+                "metrics": {name: number}, "rows": [{column: value}, ...]}
+results.csv holds `rows` (one line per row, the union of their keys as columns).
+Every write goes to a temporary file first and is renamed into place.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+
+SCHEMA = 'medinv.results/1'
+
+
+def write_atomic(path: str, text: str | bytes) -> None:
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  mode = 'wb' if isinstance(text, bytes) else 'w'
+  with tempfile.NamedTemporaryFile(mode, dir=directory, delete=False, suffix='.tmp') as f:
+    f.write(text)
+    tmp = f.name
+  os.replace(tmp, path)
+
+
+def _jsonable(value):
+  if hasattr(value, 'item'):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)  # 'inf' / 'nan': JSON has no such numbers.
+  return value
+
+
+def write_config(workdir: str, config) -> None:
+  write_atomic(os.path.join(workdir, 'config.json'),
+               json.dumps(config.to_dict(), indent=2, sort_keys=True) + '\n')
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+  columns = list(dict.fromkeys(key for row in rows for key in row))
+  out = io.StringIO()
+  writer = csv.DictWriter(out, fieldnames=columns, lineterminator='\n')
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({k: _jsonable(v) for k, v in row.items()})
+  return out.getvalue()
+
+
+def write_results(workdir: str, experiment: str, metrics: dict, rows: list[dict],
+                  wall_seconds: float) -> dict:
+  """Writes results.json and results.csv; returns the results dict."""
+  results = {
+      'schema': SCHEMA, 'experiment': experiment, 'wall_seconds': round(wall_seconds, 3),
+      'metrics': {k: _jsonable(v) for k, v in metrics.items()},
+      'rows': [{k: _jsonable(v) for k, v in row.items()} for row in rows],
+  }
+  write_atomic(os.path.join(workdir, 'results.json'), json.dumps(results, indent=2) + '\n')
+  write_atomic(os.path.join(workdir, 'results.csv'), rows_to_csv(results['rows']))
+  return results

@@ -1,0 +1,218 @@
+"""Target-model training: pure steps, one `lax.scan` per epoch, orbax checkpoints, resume.
+
+Keys (see medinv.keys): `init` initialises the parameters; epoch e shuffles and augments with
+fold_in(data, e), so a run resumed from an epoch-e checkpoint ends with the same parameters
+as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from medinv import checkpoint
+from medinv import data as data_lib
+from medinv import keys as keys_lib
+from medinv import models
+from medinv import report
+
+# Config fields a checkpoint depends on; changing one of them makes a workdir incompatible.
+CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
+                     'data.split_seed', 'train.batch_size', 'train.learning_rate',
+                     'train.weight_decay', 'train.augment_flip', 'train.label_flip_prob')
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything that changes during training (a pure pytree: checkpointable, vmappable)."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def make_optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
+  if weight_decay:
+    return optax.adamw(learning_rate, weight_decay=weight_decay)
+  return optax.adam(learning_rate)
+
+
+def init_state(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
+               sample_x: jax.Array) -> TrainState:
+  params = model.init(key, sample_x[:1])['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def loss_and_logits(params, x, y, mask, *, apply_fn):
+  """Mean cross-entropy over the examples where mask is 1."""
+  logits = apply_fn({'params': params}, x)
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0), logits
+
+
+def train_step(state: TrainState, batch, *, apply_fn, tx) -> tuple[TrainState, jax.Array]:
+  """One Adam step on batch = (x, y, mask); returns (new state, loss)."""
+  x, y, mask = batch
+  grad_fn = jax.value_and_grad(functools.partial(loss_and_logits, apply_fn=apply_fn),
+                               has_aux=True)
+  (loss, _), grads = grad_fn(state.params, x, y, mask)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
+
+
+def batch_indices(key: jax.Array | None, n: int, batch_size: int):
+  """(steps, batch_size) indices and a 0/1 mask; the last batch is padded and masked."""
+  steps = math.ceil(n / batch_size)
+  order = jnp.arange(n) if key is None else jax.random.permutation(key, n)
+  index = order[jnp.arange(steps * batch_size) % n].reshape(steps, batch_size)
+  mask = (jnp.arange(steps * batch_size) < n).astype(jnp.float32).reshape(steps, batch_size)
+  return index, mask
+
+
+def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
+  """Mirrors each image left-right with probability 1/2."""
+  flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
+  return jnp.where(flip, images[:, :, ::-1], images)
+
+
+def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
+                batch_size: int, augment_flip: bool) -> tuple[TrainState, jax.Array]:
+  """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`."""
+  perm_key, aug_key = jax.random.split(epoch_key)
+  index, mask = batch_indices(perm_key, x.shape[0], batch_size)
+
+  def body(state, step_input):
+    step, (batch_index, batch_mask) = step_input
+    batch_x = x[batch_index]
+    if augment_flip:
+      batch_x = random_flip(jax.random.fold_in(aug_key, step), batch_x)
+    return train_step(state, (batch_x, y[batch_index], batch_mask), apply_fn=apply_fn, tx=tx)
+
+  state, losses = jax.lax.scan(body, state, (jnp.arange(index.shape[0]), (index, mask)))
+  return state, jnp.mean(losses)
+
+
+def run_epochs(state: TrainState, data_key: jax.Array, first_epoch: jax.Array, x, y, *,
+               num_epochs: int, **epoch_kwargs) -> tuple[TrainState, jax.Array]:
+  """Epochs first_epoch .. first_epoch + num_epochs - 1, as a `lax.scan` of `train_epoch`."""
+  def body(state, epoch):
+    return train_epoch(state, jax.random.fold_in(data_key, epoch), x, y, **epoch_kwargs)
+  return jax.lax.scan(body, state, first_epoch + jnp.arange(num_epochs))
+
+
+def evaluate(params, x, y, *, apply_fn, batch_size: int = 256) -> dict[str, jax.Array]:
+  """Mean loss and accuracy over (x, y), batched with a `lax.scan`."""
+  index, mask = batch_indices(None, x.shape[0], batch_size)
+
+  def body(totals, step_input):
+    batch_index, batch_mask = step_input
+    loss, logits = loss_and_logits(params, x[batch_index], y[batch_index], batch_mask,
+                                   apply_fn=apply_fn)
+    correct = jnp.sum((jnp.argmax(logits, -1) == y[batch_index]) * batch_mask)
+    return (totals[0] + loss * jnp.sum(batch_mask), totals[1] + correct), None
+
+  (loss_sum, correct), _ = jax.lax.scan(body, (0.0, 0.0), (index, mask))
+  return {'loss': loss_sum / x.shape[0], 'accuracy': correct / x.shape[0]}
+
+
+@dataclasses.dataclass
+class Trained:
+  """A trained target model with the data it was trained on."""
+  model: nn.Module
+  params: Any
+  task: data_lib.Task
+  metrics: dict[str, float]
+  apply_fn: Callable = dataclasses.field(init=False)
+
+  def __post_init__(self):
+    self.apply_fn = self.model.apply
+
+
+def validate(config) -> None:
+  """Checks names and sizes before any data is touched or compute spent."""
+  data_lib.check_name(config.data.dataset)
+  model_needs_images = config.model == 'split_cnn'
+  if config.model not in ('mlp', 'split_cnn'):
+    models.build(config.model, 2)  # Raises with the known names.
+  if model_needs_images == data_lib.is_records(config.data.dataset):
+    raise ValueError(f'model {config.model!r} does not fit dataset {config.data.dataset!r}: '
+                     "use 'mlp' for record datasets and 'split_cnn' for image datasets")
+  if model_needs_images:
+    data_lib.images.check_image_size(config.data.image_size)
+  for field in ('num_epochs', 'batch_size', 'checkpoint_every_epochs'):
+    if config.train[field] <= 0:
+      raise ValueError(f'train.{field} must be positive, got {config.train[field]}')
+
+
+def train_and_evaluate(config, workdir: str) -> Trained:
+  """Trains config.model on config.data (resuming from workdir's checkpoints) and evaluates.
+
+  Writes workdir/config.json, workdir/checkpoints/ and workdir/results.json + results.csv.
+  """
+  validate(config)
+  start_time = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  checkpoint.check_compatible(os.path.join(workdir, 'config.json'), config.to_dict(),
+                              CHECKPOINT_FIELDS)
+  report.write_config(workdir, config)
+  task = data_lib.load_task(config.data)
+  model = models.build(config.model, task.num_classes)
+  streams = keys_lib.named_keys(config.seed)
+  y_train = task.y_train
+  if config.train.label_flip_prob:
+    from medinv import defenses  # Training-time label perturbation (label-DP variant).
+    y_train = np.asarray(defenses.randomized_response(
+        jax.random.fold_in(streams['defense'], 0), jnp.asarray(y_train),
+        config.train.label_flip_prob, task.num_classes))
+  tx = make_optimizer(config.train.learning_rate, config.train.weight_decay)
+  state = init_state(streams['init'], model, tx, jnp.asarray(task.x_train))
+
+  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
+  epoch, restored = checkpoint.restore_latest(mngr, state)
+  if restored is not None:
+    state = restored
+    logging.info('resumed %s from epoch %d', workdir, epoch)
+
+  epochs = jax.jit(functools.partial(
+      run_epochs, apply_fn=model.apply, tx=tx, batch_size=config.train.batch_size,
+      augment_flip=config.train.augment_flip), static_argnames='num_epochs', donate_argnums=0)
+  x_train, y_train = jnp.asarray(task.x_train), jnp.asarray(y_train)
+  total = config.train.num_epochs
+  loop_start = time.time()
+  first_epoch = epoch
+  while epoch < total:
+    chunk = min(config.train.checkpoint_every_epochs, total - epoch)
+    state, losses = epochs(state, streams['data'], epoch, x_train, y_train, num_epochs=chunk)
+    epoch += chunk
+    checkpoint.save(mngr, epoch, state)
+    elapsed = time.time() - loop_start
+    eta = elapsed / (epoch - first_epoch) * (total - epoch)
+    logging.info('%s epoch %d/%d  loss %.4f  elapsed %.1fs  eta %.1fs', config.data.dataset,
+                 epoch, total, float(losses[-1]), elapsed, eta)
+  mngr.wait_until_finished()
+  mngr.close()
+
+  evaluate_fn = jax.jit(functools.partial(evaluate, apply_fn=model.apply))
+  train_eval = evaluate_fn(state.params, x_train, jnp.asarray(task.y_train))
+  test_eval = evaluate_fn(state.params, jnp.asarray(task.x_test), jnp.asarray(task.y_test))
+  majority = float(np.max(np.bincount(task.y_test)) / len(task.y_test))
+  metrics = {
+      'train_accuracy': float(train_eval['accuracy']), 'train_loss': float(train_eval['loss']),
+      'test_accuracy': float(test_eval['accuracy']), 'test_loss': float(test_eval['loss']),
+      'test_majority_accuracy': majority, 'epochs': total, 'steps': int(state.step),
+  }
+  rows = [{'dataset': config.data.dataset, 'model': config.model, 'split': split,
+           'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss']}
+          for split in ('train', 'test')]
+  report.write_results(workdir, 'train', metrics, rows, time.time() - start_time)
+  return Trained(model=model, params=state.params, task=task, metrics=metrics)
