@@ -1,0 +1,1 @@
+"""Attacks on trained medical models: attribute inference and model inversion."""
