@@ -45,10 +45,17 @@ def data_config(dataset: str, **overrides) -> ml_collections.ConfigDict:
   image_size: side length images are resized to (a multiple of 8).
   test_fraction / split_seed: record datasets have no official split; a fixed permutation
     from `split_seed` (independent of the run seed) holds out `test_fraction` of them.
+  Dataset options (ignored by datasets that do not list them in their module's OPTIONS):
+  clean: cardio drops records with implausible measurements.
+  variant: mias 'severity' (normal/benign/malignant) or 'abnormal'; cbis_ddsm 'full' or
+    'roi'; '' = the dataset's default.
+  medmnist_name / medmnist_size / medmnist_task: which MedMNIST npz (<name>.npz or
+    <name>_<size>.npz) and, for multi-label sets, which task (-1 = none).
   """
   config = ml_collections.ConfigDict(dict(
       dataset=dataset, data_dir='', manual_dir='', image_size=32, test_fraction=0.2,
-      split_seed=0))
+      split_seed=0, clean=False, variant='', medmnist_name='', medmnist_size=28,
+      medmnist_task=-1))
   config.update(overrides)
   return config
 

@@ -1,23 +1,36 @@
 """Datasets by name. `load(name, ...)` returns `records.Records` or `images.Images`.
 
 Embedded (shipped with medinv): heart_disease (records), breastmnist (images).
+Manual (built from files the user downloads into `manual_dir`): cardio (records), mias,
+cbis_ddsm, medmnist (images); `describe()` prints where to get them.
+
+Builder options: a dataset module may define `OPTIONS` (names of `config.data` fields) and
+`builder_config(**options)` (image modules also receive `image_size`) returning the TFDS
+builder config those options select, e.g. cardio `clean`, mias/cbis_ddsm `variant`, medmnist
+`medmnist_name`/`medmnist_size`/`medmnist_task`.
 """
 from __future__ import annotations
 
 import dataclasses
 
+from absl import logging
 import jax
 import numpy as np
 
 from medinv.data import breastmnist
+from medinv.data import cardio
+from medinv.data import cbis_ddsm
 from medinv.data import heart_disease
 from medinv.data import images
+from medinv.data import medmnist
+from medinv.data import mias
 from medinv.data import records
 from medinv.data import tfds_util
 from medinv.data.tfds_util import DataError
 
-RECORD_DATASETS = {'heart_disease': heart_disease}
-IMAGE_DATASETS = {'breastmnist': breastmnist}
+RECORD_DATASETS = {'heart_disease': heart_disease, 'cardio': cardio}
+IMAGE_DATASETS = {'breastmnist': breastmnist, 'mias': mias, 'cbis_ddsm': cbis_ddsm,
+                  'medmnist': medmnist}
 
 
 def known() -> list[str]:
@@ -34,14 +47,32 @@ def is_records(name: str) -> bool:
   return name in RECORD_DATASETS
 
 
+def _builder_config(name: str, module, image_size: int | None = None, **options):
+  """The module's builder config for `options` (None for modules without options)."""
+  if hasattr(module, 'builder_config'):
+    sizes = {} if image_size is None else {'image_size': image_size}
+    return module.builder_config(**sizes, **options)
+  if any(options.values()):
+    raise ValueError(f'dataset {name!r} takes no options, got {options}')
+  return None
+
+
 def load_records(name: str, *, data_dir: str | None = None,
-                 manual_dir: str | None = None) -> records.Records:
-  """Builds (once) and reads a record dataset: every record, in source order."""
+                 manual_dir: str | None = None, **options) -> records.Records:
+  """Builds (once) and reads a record dataset: every record, in source order.
+
+  `options` are the module's OPTIONS, e.g. `clean=True` for cardio.
+  """
   check_name(name)
   if name not in RECORD_DATASETS:
     raise ValueError(f'{name!r} is an image dataset; record datasets: {sorted(RECORD_DATASETS)}')
   module = RECORD_DATASETS[name]
-  builder = tfds_util.prepare(module.Builder, data_dir=data_dir, manual_dir=manual_dir)
+  builder = tfds_util.prepare(module.Builder, data_dir=data_dir, manual_dir=manual_dir,
+                              config=_builder_config(name, module, **options))
+  dropped = (builder.info.metadata or {}).get('dropped', {}).get('total')
+  if dropped:
+    logging.info('%s/%s: %d implausible records dropped', name, builder.builder_config.name,
+                 dropped)
   arrays = tfds_util.read_split(builder, 'train')
   return records.Records(features=arrays['features'].astype(np.float32),
                          labels=arrays['label'].astype(np.int32),
@@ -49,20 +80,28 @@ def load_records(name: str, *, data_dir: str | None = None,
 
 
 def load_images(name: str, *, image_size: int, data_dir: str | None = None,
-                manual_dir: str | None = None) -> images.Images:
-  """Builds (once) and reads an image dataset, resized to image_size (see images.resize)."""
+                manual_dir: str | None = None, **options) -> images.Images:
+  """Builds (once) and reads an image dataset, resized to image_size (see images.resize).
+
+  `options` are the module's OPTIONS, e.g. `variant='roi'` for cbis_ddsm or
+  `medmnist_name='pneumoniamnist'` for medmnist.
+  """
   check_name(name)
   if name not in IMAGE_DATASETS:
     raise ValueError(f'{name!r} is a record dataset; image datasets: {sorted(IMAGE_DATASETS)}')
   images.check_image_size(image_size)
   module = IMAGE_DATASETS[name]
-  builder = tfds_util.prepare(module.Builder, data_dir=data_dir, manual_dir=manual_dir)
+  config = _builder_config(name, module, image_size, **options)
+  builder = tfds_util.prepare(module.Builder, data_dir=data_dir, manual_dir=manual_dir,
+                              config=config)
   splits = {}
   for split in builder.info.splits:
     arrays = tfds_util.read_split(builder, split)
     splits[split] = (images.resize(arrays['image'], image_size), arrays['label'].astype(np.int32))
+  class_names = ((builder.info.metadata or {}).get('class_names')
+                 or getattr(builder.builder_config, 'class_names', None) or module.CLASS_NAMES)
   return images.Images(train=splits['train'], validation=splits.get('validation'),
-                       test=splits['test'], class_names=module.CLASS_NAMES)
+                       test=splits['test'], class_names=tuple(class_names))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +130,9 @@ class Task:
 def load_task(config) -> Task:
   """Loads `config.dataset` (a `configs.common.data_config`) into a `Task`."""
   kwargs = dict(data_dir=config.data_dir or None, manual_dir=config.manual_dir or None)
+  module = RECORD_DATASETS.get(config.dataset) or IMAGE_DATASETS.get(config.dataset)
+  kwargs.update({option: config[option] for option in getattr(module, 'OPTIONS', ())
+                 if option in config})
   if is_records(config.dataset):
     all_records = load_records(config.dataset, **kwargs)
     train, test = records.split(all_records, jax.random.key(config.split_seed),
@@ -100,3 +142,25 @@ def load_task(config) -> Task:
                 test.labels, all_records.class_names, train, test, scaler)
   loaded = load_images(config.dataset, image_size=config.image_size, **kwargs)
   return Task(config.dataset, *loaded.train, *loaded.test, loaded.class_names)
+
+
+def describe() -> str:
+  """Every dataset: kind, whether it is shipped, its options, and download instructions."""
+  lines = []
+  for name in known():
+    module = RECORD_DATASETS.get(name) or IMAGE_DATASETS[name]
+    kind = 'records' if name in RECORD_DATASETS else 'images'
+    instructions = getattr(module.Builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
+    where = 'manual download (manual_dir)' if instructions else 'shipped with medinv'
+    options = ', '.join(f'config.data.{o}' for o in getattr(module, 'OPTIONS', ())) or 'none'
+    summary = (module.__doc__ or '').strip().splitlines()[0]
+    lines += [f'{name} ({kind}; {where}; options: {options})', f'  {summary}']
+    if instructions:
+      lines += ['  ' + line for line in instructions.rstrip().splitlines()]
+    lines.append('')
+  return '\n'.join(lines)
+
+
+def list_datasets() -> str:
+  """The text `--list_datasets` prints (same as describe())."""
+  return describe()
