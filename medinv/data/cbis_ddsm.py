@@ -84,9 +84,10 @@ def read_cases(path, abnormality_type: str) -> list[Case]:
     if missing:
       raise DataError(f'{path}, line 1: missing columns {missing} (header {header}); '
                       'expected the CBIS-DDSM case-description layout')
-    cases = []
+    cases, previous_end = [], reader.line_num
     for row in reader:
-      where = f'{path}, line {reader.line_num}'
+      # A quoted path may hold a newline, so a row can span lines: report its first line.
+      where, previous_end = f'{path}, line {previous_end + 1}', reader.line_num
       empty = [c for c in REQUIRED_COLUMNS if not (row.get(c) or '').strip()]
       if empty:
         raise DataError(f'{where}, column {empty[0]!r}: missing value (truncated row?)')

@@ -198,8 +198,12 @@ class Medmnist(tfds.core.GeneratorBasedBuilder):
     return {split: self._generate_examples(summary, split) for split in SPLITS}
 
   def _generate_examples(self, summary: Summary, split: str):
-    with np.load(summary.path) as npz:
-      images = npz[f'{SPLITS[split]}_images']
+    key = f'{SPLITS[split]}_images'
+    try:
+      with np.load(summary.path) as npz:
+        images = npz[key]
+    except (OSError, ValueError, zipfile.BadZipFile) as e:  # e.g. a bad CRC: damaged download
+      raise DataError(f'{summary.path}: cannot read {key} ({e})') from e
     images = images.reshape(images.shape[:3] + (summary.channels,))
     for i, (image, label) in enumerate(zip(images, summary.labels[split])):
       yield i, {'image': image, 'label': label}

@@ -1,0 +1,628 @@
+"""Manual-download datasets: cardio (the shared real copy), mias, cbis_ddsm and medmnist.
+
+The image datasets are tested on small files written here in their published encodings:
+binary PGM plus an Info.txt table (mini-MIAS), DICOM written by pydicom plus the four
+case-description CSVs (CBIS-DDSM), and npz files with the standard MedMNIST keys.
+"""
+import csv
+import os
+import time
+import zipfile
+
+import numpy as np
+import pydicom
+import pytest
+
+from medinv import data
+from medinv.data import cardio
+from medinv.data import cbis_ddsm
+from medinv.data import medmnist
+from medinv.data import mias
+from medinv.data import tfds_util
+from medinv.data.tfds_util import DataError
+
+
+def assert_nothing_built(data_dir):
+  """No finished dataset (dataset_info.json) and no incomplete.* folder is left."""
+  for root, dirs, files in os.walk(data_dir):
+    assert 'dataset_info.json' not in files, root
+    assert not any(d.startswith('incomplete') for d in dirs), (root, dirs)
+    assert not any('.array_record' in f for f in files), (root, files)
+
+
+# ----------------------------------------------------------------------------------- cardio
+
+@pytest.fixture(scope='module')
+def cardio_dir(shared_data):
+  folder = os.path.join(shared_data, 'cardio')
+  if not os.path.isfile(os.path.join(folder, cardio.FILENAME)):
+    pytest.skip(f'{folder}/{cardio.FILENAME} is absent (see ../shared/data/SOURCES.md)')
+  return folder
+
+
+@pytest.fixture(scope='module')
+def cardio_data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('cardio_tfds'))
+
+
+@pytest.fixture(scope='module')
+def cardio_raw(cardio_dir, cardio_data_dir):
+  return data.load_records('cardio', data_dir=cardio_data_dir, manual_dir=cardio_dir)
+
+
+def test_cardio_shared_copy(cardio_raw, cardio_dir):
+  assert cardio_raw.features.shape == (70_000, 11)
+  assert np.bincount(cardio_raw.labels).tolist() == [35_021, 34_979]
+  assert [c.name for c in cardio_raw.columns] == list(cardio.HEADER[1:-1])
+  # Independent parse of the file: age in days -> years, every other column unchanged.
+  raw = np.loadtxt(os.path.join(cardio_dir, cardio.FILENAME), delimiter=';', skiprows=1)
+  np.testing.assert_allclose(cardio_raw.features[:, 0], raw[:, 1] / 365.25, rtol=1e-6)
+  np.testing.assert_array_equal(cardio_raw.features[:, 1:], raw[:, 2:-1].astype(np.float32))
+  np.testing.assert_array_equal(cardio_raw.labels, raw[:, -1])
+  assert cardio_raw.features[0, 0] == pytest.approx(18393 / 365.25)  # id 0: 18393 days
+  assert 29 < cardio_raw.features[:, 0].min() < cardio_raw.features[:, 0].max() < 66
+
+
+def test_cardio_attribute_candidates(cardio_raw):
+  for name, expected in [('gender', [1, 2]), ('cholesterol', [1, 2, 3]), ('gluc', [1, 2, 3]),
+                         ('smoke', [0, 1]), ('alco', [0, 1]), ('active', [0, 1])]:
+    column = cardio_raw.columns[cardio_raw.column_index(name)]
+    assert column.categorical and column.candidates.tolist() == expected
+    index = column.candidate_index(cardio_raw.features[:, cardio_raw.column_index(name)])
+    assert set(np.unique(index)) == set(range(len(expected)))
+  age = cardio_raw.columns[0]
+  bins = np.bincount(age.candidate_index(cardio_raw.features[:, 0]), minlength=5)
+  assert len(age.candidates) == len(bins) == 5 and bins.min() > 1000
+
+
+def test_cardio_reads_fast_in_chunks(cardio_raw, cardio_dir, cardio_data_dir):
+  del cardio_raw  # Built.
+  builder = tfds_util.prepare(cardio.Builder, data_dir=cardio_data_dir, manual_dir=cardio_dir)
+  assert len(builder.as_data_source(split='train')) == -(-70_000 // cardio.RECORDS_PER_EXAMPLE)
+  start = time.perf_counter()
+  arrays = tfds_util.read_split(builder, 'train')
+  assert time.perf_counter() - start < 2.0  # One record per example took ~3 s.
+  assert arrays['features'].shape == (70_000, 11) and len(np.unique(arrays['id'])) == 70_000
+
+
+def test_cardio_clean(cardio_raw, cardio_dir, cardio_data_dir):
+  clean = data.load_records('cardio', data_dir=cardio_data_dir, manual_dir=cardio_dir,
+                            clean=True)
+  keep, counts = cardio.plausible(cardio_raw.features)
+  assert counts['total'] == 1376 and len(clean) == 70_000 - 1376
+  np.testing.assert_array_equal(clean.features, cardio_raw.features[keep])
+  f = {c.name: clean.features[:, i] for i, c in enumerate(clean.columns)}
+  assert np.all(f['ap_lo'] <= f['ap_hi']) and f['ap_hi'].max() <= 250 and f['ap_lo'].min() >= 30
+  builder = tfds_util.prepare(cardio.Builder, data_dir=cardio_data_dir, config='clean')
+  assert builder.info.metadata['dropped'] == counts
+  assert counts['ap_lo > ap_hi'] == 1234
+
+
+def test_cardio_task_passes_clean_option(cardio_dir, cardio_data_dir, cardio_raw):
+  from configs import train_cardio
+  config = train_cardio.get_config('clean')
+  config.data.update(manual_dir=cardio_dir, data_dir=cardio_data_dir)
+  task = data.load_task(config.data)
+  assert len(task.y_train) + len(task.y_test) == 70_000 - 1376
+  assert task.num_classes == 2 and task.x_train.shape[1] == 11
+
+
+CARDIO_HEADER = ';'.join(cardio.HEADER)
+CARDIO_ROWS = ['0;18393;2;168;62.0;110;80;1;1;0;0;1;0', '1;20228;1;156;85.0;140;90;3;1;0;0;1;1',
+               '2;18857;1;165;64.0;130;70;3;1;0;0;0;1']
+
+
+@pytest.mark.parametrize('text, match', [
+    (CARDIO_HEADER.replace('ap_hi', 'sbp') + '\n' + '\n'.join(CARDIO_ROWS),
+     r"line 1: header .*missing columns: \['ap_hi'\]"),
+    (CARDIO_HEADER.replace(';', ',') + '\n' + '\n'.join(r.replace(';', ',') for r in CARDIO_ROWS),
+     'line 1: .*wrong separator'),
+    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS).replace('85.0', '85,5'),
+     r"line 3, column 'weight': non-numeric value '85,5'"),
+    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS)[:-9], r'line 4: 9 fields, expected 13'),
+    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS)[:-1], r"line 4, column 'cardio': non-numeric"),
+    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS).replace(';3;1;0;0;1;1', ';4;1;0;0;1;1'),
+     r"line 3, column 'cholesterol': value 4 is not one of the codes"),
+    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS).replace('130', 'nan'),
+     r"line 4, column 'ap_hi': value nan is not a finite number"),
+    ('', 'empty file'),
+])
+def test_cardio_malformed_csv_fails_cleanly(tmp_path, text, match):
+  manual, data_dir = tmp_path / 'manual', str(tmp_path / 'tfds')
+  manual.mkdir()
+  path = manual / cardio.FILENAME
+  path.write_text(text)
+  with pytest.raises(DataError, match=match) as error:
+    data.load_records('cardio', data_dir=data_dir, manual_dir=str(manual))
+  assert str(path) in str(error.value)
+  assert not cardio.Builder(data_dir=data_dir, config='raw').is_prepared()
+  assert_nothing_built(data_dir)
+  # A corrected file then builds normally in the same data_dir.
+  path.write_text(CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS) + '\n')
+  loaded = data.load_records('cardio', data_dir=data_dir, manual_dir=str(manual))
+  assert loaded.labels.tolist() == [0, 1, 1]
+  assert loaded.features[1, 0] == pytest.approx(20228 / 365.25)
+
+
+def test_cardio_missing_file_prints_instructions(tmp_path):
+  with pytest.raises(DataError, match='no manual_dir was given') as error:
+    data.load_records('cardio', data_dir=str(tmp_path / 'tfds'))
+  assert cardio.MANUAL_DOWNLOAD_INSTRUCTIONS in str(error.value)
+  with pytest.raises(DataError, match='is not a directory'):
+    data.load_records('cardio', data_dir=str(tmp_path / 'tfds'),
+                      manual_dir=str(tmp_path / 'nowhere'))
+  (tmp_path / 'manual').mkdir()
+  (tmp_path / 'manual' / 'cardio.csv').write_text('renamed\n')
+  with pytest.raises(DataError, match='cardio_train.csv not found') as error:
+    data.load_records('cardio', data_dir=str(tmp_path / 'tfds'),
+                      manual_dir=str(tmp_path / 'manual'))
+  assert 'kaggle.com' in str(error.value)
+  text = data.describe()
+  assert 'cardio (records; manual download' in text and data.list_datasets() == text
+  for module in (cardio, mias, cbis_ddsm, medmnist):
+    assert all(line in text for line in module.MANUAL_DOWNLOAD_INSTRUCTIONS.splitlines())
+
+
+# ------------------------------------------------------------------------------------- mias
+
+def write_pgm(path, image, maxval=255):
+  dtype = np.uint8 if maxval < 256 else np.dtype('>u2')
+  header = f'P5\n# written by the medinv tests\n{image.shape[1]} {image.shape[0]}\n{maxval}\n'
+  path.write_bytes(header.encode() + np.asarray(image, dtype).tobytes())
+
+
+MIAS_INFO = """REFNUM BG CLASS SEVERITY X Y RADIUS
+mdb001 G CIRC B 30 32 10
+mdb002 G CIRC B 20 28 6
+mdb003 D NORM
+mdb004 D NORM
+mdb005 F CIRC B 27 13 3
+mdb005 F CIRC B 30 16 2
+mdb006 F NORM
+mdb007 G SPIC M 40 40 5
+mdb008 G NORM
+mdb009 F CALC M
+mdb010 F NORM
+mdb011 D CALC B *NOTE 3*
+mdb011 D SPIC M 10 10 4
+mdb012 D ASYM B 50 30 8
+
+"""
+MIAS_SEVERITY = [1, 1, 0, 0, 1, 0, 2, 0, 2, 0, 2, 1]  # mdb001..mdb012
+
+
+def checkerboard(size):
+  return (np.indices((size, size)).sum(axis=0) % 2) * 255
+
+
+def write_mias(folder, size=64, info=MIAS_INFO):
+  folder.mkdir(parents=True, exist_ok=True)
+  for refnum in range(1, 13):
+    image = np.full((size, size), 10 * refnum)
+    if refnum == 1:
+      image = checkerboard(size)
+    if refnum == 2:  # 16-bit PGM: 65535 * 0.5
+      write_pgm(folder / 'mdb002.pgm', np.full((size, size), 32768), maxval=65535)
+      continue
+    write_pgm(folder / f'mdb{refnum:03d}.pgm', image)
+  (folder / 'Info.txt').write_text(info)
+  return folder
+
+
+def test_mias_builds_with_pair_split_and_antialiasing(tmp_path):
+  manual = write_mias(tmp_path / 'manual')
+  data_dir = str(tmp_path / 'tfds')
+  loaded = data.load_images('mias', image_size=16, data_dir=data_dir, manual_dir=str(manual))
+  assert loaded.class_names == ('normal', 'benign', 'malignant')
+  builder = tfds_util.prepare(mias.Builder, data_dir=data_dir,
+                              config=mias.builder_config(16))
+  train, test = tfds_util.read_split(builder, 'train'), tfds_util.read_split(builder, 'test')
+  assert test['refnum'].tolist() == [9, 10]  # The pair mdb009/mdb010 is held out together.
+  assert train['refnum'].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 11, 12]
+  refnums = np.concatenate([train['refnum'], test['refnum']])
+  labels = np.concatenate([train['label'], test['label']])
+  assert labels.tolist() == [MIAS_SEVERITY[r - 1] for r in refnums]
+  np.testing.assert_array_equal(loaded.train[1], train['label'])
+  assert loaded.train[0].shape == (10, 16, 16, 1) and loaded.test[0].shape == (2, 16, 16, 1)
+  # Constant films keep their grey level; the 1-pixel checkerboard averages to mid-grey
+  # (nearest-neighbour or strided subsampling would give pure black or pure white).
+  assert np.all(train['image'][train['refnum'] == 3] == 30)
+  assert np.all(np.abs(train['image'][train['refnum'] == 2].astype(int) - 128) <= 1)
+  board = train['image'][0].astype(float)
+  assert abs(board.mean() - 127.5) < 3 and board.std() < 3
+
+
+def test_mias_abnormal_view_and_split_rule(tmp_path):
+  manual = write_mias(tmp_path / 'manual', size=32)
+  loaded = data.load_images('mias', image_size=8, data_dir=str(tmp_path / 'tfds'),
+                            manual_dir=str(manual), variant='abnormal')
+  assert loaded.class_names == ('normal', 'abnormal')
+  expected = [int(MIAS_SEVERITY[r - 1] > 0) for r in (1, 2, 3, 4, 5, 6, 7, 8, 11, 12)]
+  assert loaded.train[1].tolist() == expected
+  with pytest.raises(ValueError, match='mias variant'):
+    mias.builder_config(64, 'birads')
+  # The rule over all 322 films: both films of a woman share a split; 64 films held out.
+  held_out = [r for r in range(1, 323) if mias.is_test(r)]
+  assert len(held_out) == 64
+  assert all(mias.is_test(r) == mias.is_test(r + 1) for r in range(1, 323, 2))
+
+
+def test_mias_files_in_all_mias_subfolder(tmp_path):
+  write_mias(tmp_path / 'manual' / 'all-mias', size=16)
+  loaded = data.load_images('mias', image_size=8, data_dir=str(tmp_path / 'tfds'),
+                            manual_dir=str(tmp_path / 'manual'))
+  assert len(loaded.train[1]) == 10
+
+
+def _truncate(path):
+  path.write_bytes(path.read_bytes()[:-100])
+
+
+def _ascii_pgm(path):
+  path.write_bytes(b'P2\n64 64\n255\n' + b'0 ' * 4096)
+
+
+def _bad_header(path):
+  path.write_bytes(b'P5\n64 sixty-four\n255\n' + bytes(4096))
+
+
+@pytest.mark.parametrize('damage, match', [
+    (_truncate, r'mdb004\.pgm: 3996 bytes of pixel data, expected 4096 .*truncated'),
+    (_ascii_pgm, r"mdb004\.pgm: not a binary PGM \(starts with b'P2'"),
+    (_bad_header, r'mdb004\.pgm: malformed PGM header: expected the height'),
+    (lambda path: path.unlink(), r'1 films listed in .*Info\.txt have no PGM file, e.g. '
+     r'mdb004\.pgm'),
+])
+def test_mias_bad_pgm_fails_cleanly(tmp_path, damage, match):
+  manual = write_mias(tmp_path / 'manual')
+  damage(manual / 'mdb004.pgm')
+  data_dir = str(tmp_path / 'tfds')
+  with pytest.raises(DataError, match=match):
+    data.load_images('mias', image_size=16, data_dir=data_dir, manual_dir=str(manual))
+  assert not mias.Builder(data_dir=data_dir, config=mias.builder_config(16)).is_prepared()
+  assert_nothing_built(data_dir)
+
+
+@pytest.mark.parametrize('info, match', [
+    (MIAS_INFO.replace('mdb012 D ASYM B 50 30 8', 'mdb012 D ASYM'),
+     r'Info\.txt, line 15, column SEVERITY: missing'),
+    (MIAS_INFO.replace('mdb012 D ASYM B 50 30 8', 'mdb012 D ASYM B 50 3'),
+     r'Info\.txt, line 15, column RADIUS: expected X Y RADIUS together'),
+    (MIAS_INFO.replace('mdb007 G SPIC M', 'mdb007 G SPIC X'),
+     r"line 9, column SEVERITY: 'X' is not B or M"),
+    (MIAS_INFO.replace('mdb007 G SPIC', 'mdb007 Q SPIC'), r"line 9, column BG: 'Q'"),
+    (MIAS_INFO.replace('mdb001 G CIRC B 30 32', 'mdb001 G CIRC B 3O 32'),
+     r"line 2, column X: '3O' is not a whole number"),
+    (MIAS_INFO.replace('mdb012', 'mdb13'), r"line 15, column REFNUM: 'mdb13' is not mdbNNN"),
+    (MIAS_INFO.replace('mdb012 D ASYM B 50 30 8', ''), r'mdb012\.pgm .*has no row in'),
+])
+def test_mias_bad_info_table(tmp_path, info, match):
+  manual = write_mias(tmp_path / 'manual', size=16, info=info)
+  data_dir = str(tmp_path / 'tfds')
+  with pytest.raises(DataError, match=match):
+    data.load_images('mias', image_size=8, data_dir=data_dir, manual_dir=str(manual))
+  assert_nothing_built(data_dir)
+
+
+def test_mias_missing_info_prints_instructions(tmp_path):
+  manual = write_mias(tmp_path / 'manual', size=16)
+  (manual / 'Info.txt').unlink()
+  with pytest.raises(DataError, match='Info.txt not found') as error:
+    data.load_images('mias', image_size=8, data_dir=str(tmp_path / 'tfds'),
+                     manual_dir=str(manual))
+  assert mias.MANUAL_DOWNLOAD_INSTRUCTIONS in str(error.value)
+
+
+# -------------------------------------------------------------------------------- cbis_ddsm
+
+def write_dicom(path, pixels, description='', bits_stored=16, photometric='MONOCHROME2'):
+  meta = pydicom.dataset.FileMetaDataset()
+  meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.1.2'  # Digital mammography X-ray
+  meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+  meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+  dataset = pydicom.dataset.FileDataset(str(path), {}, file_meta=meta, preamble=b'\0' * 128)
+  dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+  dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+  dataset.Modality = 'MG'
+  dataset.SeriesDescription = description
+  dataset.Rows, dataset.Columns = pixels.shape
+  dataset.SamplesPerPixel = 1
+  dataset.PhotometricInterpretation = photometric
+  dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, bits_stored, bits_stored - 1
+  dataset.PixelRepresentation = 0
+  dataset.PixelData = np.asarray(pixels, np.uint16).tobytes()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  dataset.save_as(str(path), enforce_file_format=True)
+
+
+MASS_COLUMNS = ['patient_id', 'breast_density', 'left or right breast', 'image view',
+                'abnormality id', 'abnormality type', 'mass shape', 'mass margins',
+                'assessment', 'pathology', 'subtlety', 'image file path',
+                'cropped image file path', 'ROI mask file path']
+CALC_COLUMNS = ['patient_id', 'breast density', 'left or right breast', 'image view',
+                'abnormality id', 'abnormality type', 'calc type', 'calc distribution',
+                'assessment', 'pathology', 'subtlety', 'image file path',
+                'cropped image file path', 'ROI mask file path']
+# (csv, patient, side, view, abnormality id, pathology, full grey level, crop grey level)
+CBIS_CASES = [
+    ('mass_train', 'P_00001', 'LEFT', 'CC', 1, 'MALIGNANT', 60000, 50000),
+    ('mass_train', 'P_00001', 'LEFT', 'CC', 2, 'BENIGN', 60000, 10000),  # same mammogram
+    ('mass_train', 'P_00004', 'RIGHT', 'MLO', 1, 'BENIGN_WITHOUT_CALLBACK', 20000, 30000),
+    ('calc_train', 'P_00005', 'RIGHT', 'CC', 1, 'MALIGNANT', 40000, 45000),
+    ('mass_test', 'P_00016', 'LEFT', 'CC', 1, 'BENIGN', 30000, 20000),
+    ('calc_test', 'P_00038', 'LEFT', 'MLO', 1, 'MALIGNANT', 50000, 40000),
+]
+
+
+def cbis_paths(case):
+  name, patient, side, view, abnormality = case[:5]
+  uid = f'1.3.6.1.4.1.9590.100.1.2.{int(patient[2:])}'
+  prefix = {'mass_train': 'Mass-Training', 'mass_test': 'Mass-Test',
+            'calc_train': 'Calc-Training', 'calc_test': 'Calc-Test'}[name]
+  full = f'{prefix}_{patient}_{side}_{view}/{uid}0/{uid}1/000000.dcm'
+  roi = f'{prefix}_{patient}_{side}_{view}_{abnormality}/{uid}{abnormality}2/{uid}{abnormality}3'
+  return full, f'{roi}/000001.dcm', f'{roi}/000000.dcm'  # full, crop, mask
+
+
+def write_cbis(manual, nbia_names=False, rows=None):
+  """Writes the case CSVs and DICOMs; nbia_names renames folders/files as NBIA downloads do."""
+  root = manual / 'CBIS-DDSM'
+  tables = {name: [] for name in ('mass_train', 'mass_test', 'calc_train', 'calc_test')}
+  for case in rows or CBIS_CASES:
+    name, patient, side, view, abnormality, pathology, full_grey, crop_grey = case
+    full, crop, mask = cbis_paths(case)
+    full_image = np.full((40, 24), full_grey)  # Non-square, as mammograms are.
+    crop_image = np.full((10, 12), crop_grey)
+    mask_image = np.zeros((40, 24)); mask_image[5:15, 4:16] = 65535
+    if nbia_names:
+      top_full, top_roi = full.split('/')[0], crop.split('/')[0]
+      write_dicom(root / top_full / '08-07-2016-DDSM-1' / '1.000000-full mammogram images-1' /
+                  '1-1.dcm', full_image, 'full mammogram images')
+      write_dicom(root / top_roi / '08-07-2016-DDSM-2' / '1.000000-ROI mask images-2' /
+                  '1-1.dcm', mask_image, 'ROI mask images')
+      write_dicom(root / top_roi / '08-07-2016-DDSM-2' / '1.000000-ROI mask images-2' /
+                  '1-2.dcm', crop_image, 'cropped images')
+    else:
+      write_dicom(root / full, full_image)
+      write_dicom(root / crop, crop_image)
+      write_dicom(root / mask, mask_image)
+    kind = 'mass' if name.startswith('mass') else 'calcification'
+    shape = ['OVAL', 'CIRCUMSCRIBED'] if kind == 'mass' else ['PLEOMORPHIC', 'CLUSTERED']
+    # The published files end some paths with a newline inside the quotes.
+    tables[name].append([patient, 3, side, view, abnormality, kind, *shape, 4, pathology, 3,
+                         full, crop + '\n', mask])
+  for name, table_rows in tables.items():
+    kind, split = name.split('_')
+    with open(manual / cbis_ddsm.CASE_FILES[(kind, split)], 'w', newline='') as f:
+      writer = csv.writer(f)
+      writer.writerow(MASS_COLUMNS if kind == 'mass' else CALC_COLUMNS)
+      writer.writerows(table_rows)
+  return manual
+
+
+@pytest.mark.parametrize('nbia_names', [False, True])
+def test_cbis_ddsm_full_and_roi(tmp_path, nbia_names):
+  manual = write_cbis(tmp_path / 'manual', nbia_names=nbia_names)
+  data_dir = str(tmp_path / 'tfds')
+  full = data.load_images('cbis_ddsm', image_size=8, data_dir=data_dir, manual_dir=str(manual))
+  assert full.class_names == ('benign', 'malignant')
+  # Train mammograms: P_00001 (malignant + benign finding -> malignant), P_00004, P_00005.
+  assert full.train[1].tolist() == [1, 0, 1] and full.test[1].tolist() == [0, 1]
+  grey = full.train[0][:, :, 4, 0]  # Middle column block: inside the 40x24 mammogram.
+  np.testing.assert_allclose(grey[:, 3:5].mean(axis=1), [60000 / 65535, 20000 / 65535,
+                                                         40000 / 65535], atol=0.01)
+  assert np.all(full.train[0][:, :, 0, 0] < 0.01)  # Zero padding beside the 24 columns.
+  roi = data.load_images('cbis_ddsm', image_size=8, data_dir=data_dir, manual_dir=str(manual),
+                         variant='roi')
+  assert roi.train[1].tolist() == [1, 0, 0, 1] and roi.test[1].tolist() == [0, 1]
+  # Each example is the lesion crop (not the binary mask next to it in the same folder).
+  crops = [c[7] for c in CBIS_CASES]
+  centre = np.concatenate([roi.train[0], roi.test[0]])[:, 4, 4, 0]
+  np.testing.assert_allclose(centre, np.asarray(crops) / 65535, atol=0.01)
+
+
+def test_cbis_ddsm_crop_path_pointing_at_mask(tmp_path):
+  manual = write_cbis(tmp_path / 'manual', rows=CBIS_CASES[2:])
+  for name in ('mass_case_description_train_set.csv',):
+    text = (manual / name).read_text().replace('/000001.dcm', '/000000.dcm')
+    (manual / name).write_text(text)
+  roi = data.load_images('cbis_ddsm', image_size=8, data_dir=str(tmp_path / 'tfds'),
+                         manual_dir=str(manual), variant='roi')
+  assert roi.train[0][0, 4, 4, 0] == pytest.approx(30000 / 65535, abs=0.01)
+
+
+def _rename_column(manual):
+  path = manual / 'calc_case_description_test_set.csv'
+  path.write_text(path.read_text().replace('pathology', 'diagnosis', 1))
+  return r"calc_case_description_test_set\.csv, line 1: missing columns \['pathology'\]"
+
+
+def _bad_pathology(manual):
+  path = manual / 'mass_case_description_train_set.csv'
+  path.write_text(path.read_text().replace('BENIGN_WITHOUT_CALLBACK', 'UNKNOWN'))
+  return r"mass_case_description_train_set\.csv, line 6, column 'pathology': 'UNKNOWN'"
+
+
+def _truncated_row(manual):
+  path = manual / 'mass_case_description_train_set.csv'
+  text = path.read_text().rstrip('\n')
+  path.write_text(text[:text.rindex(',BENIGN_WITHOUT') + 1])
+  return (r"mass_case_description_train_set\.csv, line 6, column 'pathology': missing value "
+          r'\(truncated row\?\)')
+
+
+def _unreadable_dicom(manual):
+  path = manual / 'CBIS-DDSM' / cbis_paths(CBIS_CASES[3])[0]
+  path.write_bytes(b'this is not a DICOM file' * 10)
+  return rf'{path.name}: not a readable DICOM image \(InvalidDicomError'
+
+
+def _dicom_without_pixels(manual):
+  path = manual / 'CBIS-DDSM' / cbis_paths(CBIS_CASES[4])[0]
+  dataset = pydicom.dcmread(path)
+  del dataset.PixelData
+  dataset.save_as(path)
+  return r'000000\.dcm: not a readable DICOM image'
+
+
+def _missing_dicom(manual):
+  full = cbis_paths(CBIS_CASES[5])[0]
+  os.remove(manual / 'CBIS-DDSM' / full)
+  return rf"calc_case_description_test_set\.csv, line 2: DICOM file '{full}' not found"
+
+
+def _missing_csv(manual):
+  os.remove(manual / 'calc_case_description_train_set.csv')
+  return r"(?s)\['calc_case_description_train_set\.csv'\] not found .*NBIA Data Retriever"
+
+
+@pytest.mark.parametrize('damage', [_rename_column, _bad_pathology, _truncated_row,
+                                    _unreadable_dicom, _dicom_without_pixels, _missing_dicom,
+                                    _missing_csv])
+def test_cbis_ddsm_bad_input_fails_cleanly(tmp_path, damage):
+  manual = write_cbis(tmp_path / 'manual')
+  match = damage(manual)
+  data_dir = str(tmp_path / 'tfds')
+  with pytest.raises(DataError, match=match):
+    data.load_images('cbis_ddsm', image_size=8, data_dir=data_dir, manual_dir=str(manual))
+  assert not cbis_ddsm.Builder(data_dir=data_dir,
+                               config=cbis_ddsm.builder_config(8)).is_prepared()
+  assert_nothing_built(data_dir)
+
+
+# --------------------------------------------------------------------------------- medmnist
+
+def medmnist_arrays(size=28, channels=1, label_shape=(1,), counts=(12, 4, 6), classes=3,
+                    seed=0):
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for prefix, n in zip(('train', 'val', 'test'), counts):
+    shape = (n, size, size) if channels == 1 else (n, size, size, channels)
+    arrays[f'{prefix}_images'] = rng.integers(0, 256, shape, dtype=np.uint8)
+    arrays[f'{prefix}_labels'] = rng.integers(0, classes, (n, *label_shape), dtype=np.uint8)
+  return arrays
+
+
+def test_medmnist_grayscale_28(tmp_path):
+  arrays = medmnist_arrays()
+  np.savez_compressed(tmp_path / 'pneumoniamnist.npz', **arrays)
+  from configs import train_medmnist
+  config = train_medmnist.get_config('name=pneumoniamnist')
+  config.data.update(manual_dir=str(tmp_path), data_dir=str(tmp_path / 'tfds'))
+  task = data.load_task(config.data)
+  assert task.x_train.shape == (12, 32, 32, 1) and task.x_test.shape == (6, 32, 32, 1)
+  np.testing.assert_array_equal(task.y_train, arrays['train_labels'][:, 0])
+  assert task.class_names == tuple(f'pneumoniamnist class {i}' for i in range(3))
+  # Validation split, stored at 28x28 exactly.
+  builder = tfds_util.prepare(medmnist.Builder, data_dir=str(tmp_path / 'tfds'),
+                              config=medmnist.builder_config(medmnist_name='pneumoniamnist'))
+  stored = tfds_util.read_split(builder, 'validation')
+  np.testing.assert_array_equal(stored['image'][..., 0], arrays['val_images'])
+
+
+def test_medmnist_rgb_64_with_flat_labels(tmp_path):
+  arrays = medmnist_arrays(size=64, channels=3, label_shape=())
+  np.savez_compressed(tmp_path / 'dermamnist_64.npz', **arrays)
+  np.savez_compressed(tmp_path / 'dermamnist.npz', **medmnist_arrays())  # 28: not picked
+  loaded = data.load_images('medmnist', image_size=64, data_dir=str(tmp_path / 'tfds'),
+                            manual_dir=str(tmp_path), medmnist_name='dermamnist',
+                            medmnist_size=64)
+  np.testing.assert_allclose(loaded.test[0], arrays['test_images'] / 255.0, atol=1e-6)
+  np.testing.assert_array_equal(loaded.validation[1], arrays['val_labels'])
+
+
+def test_medmnist_multilabel_needs_a_task(tmp_path):
+  arrays = medmnist_arrays(label_shape=(5,), classes=2)
+  np.savez_compressed(tmp_path / 'chestmnist.npz', **arrays)
+  kwargs = dict(image_size=32, data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path),
+                medmnist_name='chestmnist')
+  with pytest.raises(DataError, match=r'chestmnist\.npz: train_labels is multi-label \(5 '
+                     r'tasks.*medmnist_task=<0\.\.4>'):
+    data.load_images('medmnist', **kwargs)
+  assert_nothing_built(str(tmp_path / 'tfds'))
+  loaded = data.load_images('medmnist', medmnist_task=2, **kwargs)
+  np.testing.assert_array_equal(loaded.train[1], arrays['train_labels'][:, 2])
+  assert loaded.class_names == ('chestmnist task 2 negative', 'chestmnist task 2 positive')
+  with pytest.raises(DataError, match='medmnist_task=7 but train_labels has 5 task'):
+    data.load_images('medmnist', medmnist_task=7, **kwargs)
+
+
+def _corrupt_test_images(path):
+  """Flips bytes inside test_images' stored data: the zip CRC fails while it is read."""
+  with zipfile.ZipFile(path) as z:
+    offset = z.getinfo('test_images.npy').header_offset
+  raw = bytearray(path.read_bytes())
+  name_length, extra_length = np.frombuffer(bytes(raw[offset + 26:offset + 30]), '<u2')
+  start = offset + 30 + int(name_length) + int(extra_length) + 200  # Past the .npy header.
+  raw[start:start + 50] = bytes(50)
+  path.write_bytes(bytes(raw))
+  return r'test_images'
+
+
+@pytest.mark.parametrize('edit, match', [
+    (lambda a: a.pop('val_labels'), r"missing keys \['val_labels'\]"),
+    (lambda a: a.update(test_labels=a['test_labels'][:-1]),
+     'test_images has 6 entries but test_labels has 5'),
+    (lambda a: a.update(train_images=a['train_images'][:, :14, :14]),
+     r'train_images has shape \(12, 14, 14, 1\), expected \(n, 28, 28\)'),
+    (lambda a: a.update(train_images=np.zeros((12, 28, 28, 28), np.uint8)),
+     '3D sets are not supported'),
+    (lambda a: a.update(val_images=a['val_images'].astype(np.float32)),
+     'val_images has dtype float32, expected uint8'),
+    (lambda a: a.update(val_labels=-a['val_labels'].astype(np.int64) - 1),
+     'val_labels holds values that are not class indices'),
+    ('corrupt', 'test_images'),
+    ('not_npz', 'not a readable npz file'),
+])
+def test_medmnist_bad_npz_fails_cleanly(tmp_path, edit, match):
+  arrays = medmnist_arrays()
+  path = tmp_path / 'octmnist.npz'
+  if edit == 'not_npz':
+    path.write_bytes(b'PK\x03\x04 truncated download')
+  else:
+    if edit != 'corrupt':
+      edit(arrays)
+    np.savez(path, **arrays)  # Uncompressed, so the corruption below hits raw array bytes.
+    if edit == 'corrupt':
+      _corrupt_test_images(path)
+  data_dir = str(tmp_path / 'tfds')
+  with pytest.raises(DataError, match=match) as error:
+    data.load_images('medmnist', image_size=32, data_dir=data_dir, manual_dir=str(tmp_path),
+                     medmnist_name='octmnist')
+  assert 'octmnist.npz' in str(error.value)
+  assert not medmnist.Builder(data_dir=data_dir, config=medmnist.builder_config(
+      medmnist_name='octmnist')).is_prepared()
+  assert_nothing_built(data_dir)
+
+
+def test_medmnist_file_selection_errors(tmp_path):
+  np.savez(tmp_path / 'bloodmnist_128.npz', **medmnist_arrays(size=28))
+  kwargs = dict(image_size=32, data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path))
+  with pytest.raises(DataError, match=r"bloodmnist\.npz or bloodmnist_28\.npz not found .*"
+                     r"\['bloodmnist_128\.npz'\]") as error:
+    data.load_images('medmnist', medmnist_name='bloodmnist', **kwargs)
+  assert medmnist.MANUAL_DOWNLOAD_INSTRUCTIONS in str(error.value)
+  with pytest.raises(DataError, match=r'bloodmnist_128\.npz: train_images has shape \(12, 28, '
+                     r'28, 1\), expected \(n, 128, 128\)'):
+    data.load_images('medmnist', medmnist_name='bloodmnist', medmnist_size=128, **kwargs)
+  with pytest.raises(ValueError, match='medmnist needs a dataset name'):
+    data.load_images('medmnist', **kwargs)
+  with pytest.raises(ValueError, match='medmnist_size must be one of'):
+    data.load_images('medmnist', medmnist_name='bloodmnist', medmnist_size=32, **kwargs)
+  with pytest.raises(ValueError, match="dataset 'breastmnist' takes no options"):
+    data.load_images('breastmnist', medmnist_name='bloodmnist', **kwargs)
+
+
+# ---------------------------------------------------------------------------------- configs
+
+@pytest.mark.parametrize('name, dataset', [('train_cardio', 'cardio'), ('train_mias', 'mias'),
+                                           ('train_cbis_ddsm', 'cbis_ddsm'),
+                                           ('train_medmnist', 'medmnist')])
+def test_manual_configs(name, dataset):
+  import importlib
+  module = importlib.import_module(f'configs.{name}')
+  config = module.get_config()
+  assert config.data.dataset == dataset and config.data.manual_dir == ''
+  assert '--config.data.manual_dir' in module.__doc__
+  smoke = module.get_config('smoke')
+  assert smoke.train.num_epochs < config.train.num_epochs
