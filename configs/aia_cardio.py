@@ -23,6 +23,7 @@ def get_config(arg=None):
   config.train.update(num_epochs=10, batch_size=128, learning_rate=1e-3,
                       checkpoint_every_epochs=5)
   config.attack.sensitive = SENSITIVE
+  config.defense.num_draws = 3  # 56,000 members: one draw already averages over many.
   if args.smoke:
     config.train.update(num_epochs=1, checkpoint_every_epochs=1)
     config.attack.update(sensitive=('gender', 'cholesterol'), max_records=1000)

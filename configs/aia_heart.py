@@ -46,9 +46,11 @@ def defense_config(release: str, **overrides) -> ml_collections.ConfigDict:
   """The deployment: randomized response on released labels at each flip_prob.
 
   release: 'label', 'probs', 'rounded' (to `decimals`), 'noisy_probs' (Gaussian, noise_std).
+  num_draws: independent release draws per flip_prob (accuracies are averaged over them;
+    heart's 242 training records make a single draw noisy).
   """
   config = ml_collections.ConfigDict(dict(
-      flip_probs=FLIP_PROBS, release=release, decimals=1, noise_std=0.0))
+      flip_probs=FLIP_PROBS, release=release, decimals=1, noise_std=0.0, num_draws=20))
   config.update(overrides)
   return config
 
@@ -60,5 +62,5 @@ def get_config(arg=None):
   config.defense = defense_config(args.release)
   if args.smoke:
     config.attack.update(sensitive=('sex',), steps=50)
-    config.defense.flip_probs = (0.0, 0.25, 0.5)
+    config.defense.update(flip_probs=(0.0, 0.25, 0.5), num_draws=2)
   return config

@@ -22,7 +22,8 @@ FLAGS = flags.FLAGS
 def summary(rows: list[dict]) -> str:
   """A member-target table: MAP accuracy per variant, learned, baselines, release utility."""
   rows = [r for r in rows if r['targets'] == 'members']
-  attacks = list(dict.fromkeys((r['attack'], r['variant']) for r in rows))
+  attacks = sorted(dict.fromkeys((r['attack'], r['variant']) for r in rows),
+                   key=lambda attack: attack[0] != 'map')  # MAP variants first.
   header = (f'{"attribute":<12} {"p":>5} {"eps":>6} ' +
             ' '.join(f'{a[:3] + "/" + v[:6]:>11}' for a, v in attacks) +
             f' {"prior":>6} {"clf":>6} {"rel_acc":>7} {"test":>6}')

@@ -4,7 +4,8 @@
   1. checks the config against the dataset's schema, before any compute;
   2. trains (or reuses) the target model in workdir/target via `train.train_and_evaluate`;
   3. per sensitive attribute, one jitted program runs every attack over the whole flip_prob
-     grid, vmapped over (grid value, keys); the no-model baselines run once beside it;
+     grid and `defense.num_draws` independent release draws per grid value, vmapped over
+     (grid value, draw keys); the no-model baselines run once beside it;
   4. writes results.json / results.csv (one row per attribute, attack, variant, flip_prob,
      release and target group) and aia.png (a privacy-utility plot).
 
@@ -14,13 +15,15 @@ part of the held-out records (the attacker's auxiliary data) and never see a tar
 
 Key tree (streams from medinv.keys):
   defense ├ fold_in(defense, 0)   training-label perturbation (medinv.train)
-          └ fold_in(defense, 1)   release root; grid point i uses fold_in(root, i), folded
+          └ fold_in(defense, 1)   release root; grid point i, draw r uses
+                                  fold_in(fold_in(root, i), r), folded
                                   again per channel use (targets, auxiliary queries,
                                   confusion measurement, held-out utility). The same
                                   releases serve every attribute, as one deployment would.
   attack  ├ fold_in(attack, 0)   which held-out records are non-member targets / auxiliary
           └ fold_in(attack, 1+a)  attribute a: fold 0 the baseline classifier, fold 1 the
-                                  learned-attack root (grid point i: fold_in(root, i))
+                                  learned-attack root (grid point i, draw r:
+                                  fold_in(fold_in(root, i), r))
 """
 from __future__ import annotations
 
@@ -98,6 +101,9 @@ def grid_program(apply_fn, *, num_classes: int, variants: tuple[str, ...], relea
                  decimals: int, noise_std: float, eps: float, classifier: tuple):
   """A jitted fn(flip_probs, defense_keys, attack_keys, baseline_key, arrays, view_params).
 
+  flip_probs (G,); defense_keys and attack_keys (G, R): R release draws per grid value.
+  Returns (baseline accuracies [members, non-members], per-draw accuracies shaped (G, R, ...)).
+
   Cached on its static configuration, so attributes with the same number of candidates
   share one compiled program (the column index is an ordinary argument).
   """
@@ -143,8 +149,10 @@ def grid_program(apply_fn, *, num_classes: int, variants: tuple[str, ...], relea
         **classifier_kwargs)
     baseline = {name: group_accuracy(guess == arrays['target_truth'], arrays['member'])
                 for name, guess in baseline.items()}
-    # Vectorise (flip_prob, defense key, attack key) over the grid; broadcast data and model.
-    grid = jax.vmap(point, in_axes=(0, 0, 0, None, None))(
+    # Inner: broadcast flip_prob, data and model; vectorise the draws' (defense, attack) keys.
+    over_draws = jax.vmap(point, in_axes=(None, 0, 0, None, None))
+    # Outer: vectorise flip_prob with its row of draw keys; broadcast data and model.
+    grid = jax.vmap(over_draws, in_axes=(0, 0, 0, None, None))(
         flip_probs, defense_keys, attack_keys, arrays, view_params)
     return baseline, grid
 
@@ -198,6 +206,8 @@ def validate(config) -> None:
   if nonmember + aux > 1.0 + 1e-9:
     raise ValueError(f'the auxiliary set overlaps the targets: nonmember_fraction {nonmember} + '
                      f'aux_fraction {aux} of the held-out records exceed 1')
+  if config.defense.num_draws <= 0:
+    raise ValueError(f'defense.num_draws must be positive, got {config.defense.num_draws}')
   if config.attack.steps <= 0:
     raise ValueError(f'attack.steps must be positive, got {config.attack.steps}')
 
@@ -255,7 +265,11 @@ def attribute_arrays(targets, member, aux, task: data_lib.Task, name: str) -> di
 
 def attribute_rows(common: dict, flip_probs, num_classes: int, group_sizes: dict, baseline,
                    grid) -> list[dict]:
-  """One row per (attack, flip_prob, target group) of one attribute's program output."""
+  """One row per (attack, flip_prob, target group) of one attribute's program output.
+
+  Accuracies under the defense are means over the release draws (axis 1); *_std columns
+  give their standard deviation across draws.
+  """
   rows = []
   for g, group in enumerate(('members', 'non-members')):
     if not group_sizes[group]:
@@ -269,13 +283,15 @@ def attribute_rows(common: dict, flip_probs, num_classes: int, group_sizes: dict
             **common, 'attack': attack, 'variant': variant, 'flip_prob': flip_prob,
             'epsilon': defenses.randomized_response_epsilon(flip_prob, num_classes),
             'targets': group, 'n': group_sizes[group],
-            'attack_accuracy': float(accuracy[i, g]),
+            'attack_accuracy': float(np.mean(accuracy[i, :, g])),
+            'attack_accuracy_std': float(np.std(accuracy[i, :, g])),
             'prior_accuracy': prior_accuracy,
             'baseline_classifier_accuracy': classifier_accuracy,
             'best_baseline_accuracy': best_baseline,
-            'advantage': float(accuracy[i, g]) - best_baseline,
-            'release_accuracy': float(grid['release'][i, g]),
-            'release_test_accuracy': float(grid['release_test'][i])})
+            'advantage': float(np.mean(accuracy[i, :, g])) - best_baseline,
+            'release_accuracy': float(np.mean(grid['release'][i, :, g])),
+            'release_test_accuracy': float(np.mean(grid['release_test'][i])),
+            'num_draws': accuracy.shape[1]})
   return rows
 
 
@@ -292,9 +308,12 @@ def run(config, workdir: str) -> dict:
                                      config.attack)
   group_sizes = {'members': int(member.sum()), 'non-members': int((1 - member).sum())}
   flip_probs = [float(p) for p in config.defense.flip_probs]
-  grid_index = jnp.arange(len(flip_probs))
-  fold_grid = jax.vmap(jax.random.fold_in, in_axes=(None, 0))  # broadcast key; vectorise index
-  defense_keys = fold_grid(jax.random.fold_in(streams['defense'], 1), grid_index)
+  def grid_keys(root):  # (G, R) keys fold_in(fold_in(root, i), r)
+    rows = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(root, jnp.arange(len(flip_probs)))
+    draws = jnp.arange(config.defense.num_draws)
+    return jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)), in_axes=(0, None))(
+        rows, draws)
+  defense_keys = grid_keys(jax.random.fold_in(streams['defense'], 1))
   view_params = (trained.params, jnp.asarray(task.scaler.mean), jnp.asarray(task.scaler.std))
   program = grid_program(
       trained.apply_fn, num_classes=task.num_classes,
@@ -309,7 +328,7 @@ def run(config, workdir: str) -> dict:
     attribute_start = time.time()
     arrays = attribute_arrays(targets, member, aux, task, name)
     attribute_key = jax.random.fold_in(streams['attack'], 1 + a)
-    attack_keys = fold_grid(jax.random.fold_in(attribute_key, 1), grid_index)
+    attack_keys = grid_keys(jax.random.fold_in(attribute_key, 1))
     baseline, grid = jax.device_get(program(
         jnp.asarray(flip_probs, jnp.float32), defense_keys, attack_keys,
         jax.random.fold_in(attribute_key, 0), arrays, view_params))
@@ -338,23 +357,25 @@ def plot(rows: list[dict], path: str, variant: str) -> None:
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt
   rows = [r for r in rows if r['targets'] == 'members']
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  fig, ax = plt.subplots(figsize=(8.4, 4.4))
   colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
   for i, name in enumerate(dict.fromkeys(r['attribute'] for r in rows)):
     mine = [r for r in rows if r['attribute'] == name and r['attack'] == 'map'
             and r['variant'] == variant]
     color = colors[i % len(colors)]
     ax.plot([r['flip_prob'] for r in mine], [r['attack_accuracy'] for r in mine], 'o-',
-            color=color, label=f'{name}: MAP ({variant})')
+            color=color, label=name)
     ax.plot([r['flip_prob'] for r in mine], [r['best_baseline_accuracy'] for r in mine], '--',
-            color=color, label=f'{name}: best baseline')
+            color=color)
+  ax.plot([], [], '--', color='grey', label='best baseline (dashed)')
   utility = {r['flip_prob']: r['release_test_accuracy'] for r in rows}
   ax.plot(list(utility), list(utility.values()), 's-', color='black',
           label='model test accuracy (released labels)')
   ax.set_xlabel('flip probability p')
   ax.set_ylabel('accuracy')
-  ax.set_title(f'Attribute inference vs label perturbation ({rows[0]["dataset"]})')
-  ax.legend(fontsize=7, loc='best')
+  ax.set_title(f'{rows[0]["dataset"]}: MAP attack ({variant}) on training records',
+               fontsize=10)
+  ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.02, 1.0))
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format='png', dpi=120)
