@@ -1,30 +1,31 @@
 """Attribute inference on cardio (Kaggle Cardiovascular Disease, 70,000 records).
 
-Derives from configs/aia_heart.py; the data are not shipped, so pass the folder that holds
-cardio_train.csv (a copy is in ../shared/data/cardio):
+The target model is configs/train_cardio.py's; the attack and defense settings are
+configs/aia_heart.py's. The data are not shipped: pass the folder that holds
+cardio_train.csv (a copy is in ../shared/data/cardio).
 
   ./launch.sh attribute_inference --config configs/aia_cardio.py \\
       --config.data.manual_dir=../shared/data/cardio --workdir runs/aia_cardio
   ./launch.sh attribute_inference --config configs/aia_cardio.py:smoke \\
       --config.data.manual_dir=../shared/data/cardio --workdir /tmp/aia_cardio_smoke
+  ./launch.sh attribute_inference --config configs/aia_cardio.py:clean,release=probs \\
+      --config.data.manual_dir=../shared/data/cardio --workdir runs/aia_cardio_clean_probs
 """
 from configs import aia_heart
 from configs import common
+from configs import train_cardio
 
 # Every categorical cardio attribute with 2-4 values.
 SENSITIVE = ('gender', 'cholesterol', 'gluc', 'smoke', 'alco', 'active')
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, smoke=False, release='label')
-  config = aia_heart.get_config(','.join(['smoke'] * args.smoke + [f'release={args.release}']))
-  config.data.dataset = 'cardio'
-  # 56,000 training records: larger batches, fewer epochs than heart's 242.
-  config.train.update(num_epochs=10, batch_size=128, learning_rate=1e-3,
-                      checkpoint_every_epochs=5)
-  config.attack.sensitive = SENSITIVE
-  config.defense.num_draws = 3  # 56,000 members: one draw already averages over many.
+  args = common.parse_arg(arg, smoke=False, clean=False, release='label')
+  config = train_cardio.get_config(f'smoke={args.smoke},clean={args.clean}')
+  config.attack = aia_heart.attack_config(SENSITIVE, args.release)
+  # 56,000 member targets: a few release draws already give tight averages.
+  config.defense = aia_heart.defense_config(args.release, num_draws=3)
   if args.smoke:
-    config.train.update(num_epochs=1, checkpoint_every_epochs=1)
-    config.attack.update(sensitive=('gender', 'cholesterol'), max_records=1000)
+    config.attack.update(sensitive=('gender', 'cholesterol'), max_records=1000, steps=50)
+    config.defense.update(flip_probs=(0.0, 0.25, 0.5), num_draws=2)
   return config

@@ -159,6 +159,17 @@ def grid_program(apply_fn, *, num_classes: int, variants: tuple[str, ...], relea
   return jax.jit(program)
 
 
+def shard_grid(*arrays):
+  """Places the leading (grid) axis across the local devices when there are several and it
+  divides evenly; otherwise leaves the arrays where they are. jit follows the placement."""
+  devices = jax.devices()
+  if len(devices) == 1 or arrays[0].shape[0] % len(devices):
+    return arrays
+  mesh = jax.sharding.Mesh(np.asarray(devices), ('grid',))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('grid'))
+  return tuple(jax.device_put(array, sharding) for array in arrays)
+
+
 def validate(config) -> None:
   """Checks the attack and defense config against the dataset's schema, before any compute."""
   data_lib.check_name(config.data.dataset)
@@ -329,9 +340,9 @@ def run(config, workdir: str) -> dict:
     arrays = attribute_arrays(targets, member, aux, task, name)
     attribute_key = jax.random.fold_in(streams['attack'], 1 + a)
     attack_keys = grid_keys(jax.random.fold_in(attribute_key, 1))
+    grid_args = shard_grid(jnp.asarray(flip_probs, jnp.float32), defense_keys, attack_keys)
     baseline, grid = jax.device_get(program(
-        jnp.asarray(flip_probs, jnp.float32), defense_keys, attack_keys,
-        jax.random.fold_in(attribute_key, 0), arrays, view_params))
+        *grid_args, jax.random.fold_in(attribute_key, 0), arrays, view_params))
     common = {'dataset': config.data.dataset, 'attribute': name,
               'num_candidates': int(arrays['candidates'].shape[0]),
               'release': config.defense.release,
