@@ -6,7 +6,8 @@
 Hospital A runs `edge(x, split)` (conv 1..split, ending at the ReLU of conv `split`, before
 its pool); hospital B runs `cloud(h, split)` (the rest). cloud(edge(x, k), k) is exactly the
 full forward pass. Parameters are named conv1..conv6, fc1, fc2, so the edge part of a split
-is its own subtree (`edge_params`).
+is its own subtree (`edge_params`). Convs and pools come from medinv.layers, which keeps
+their gradients fast inside compiled loops (training epochs, inversion attacks).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from medinv import layers
 
 SPLITS = (2, 4, 6)
 CONV_CHANNELS = (64, 64, 128, 128, 128, 128)
@@ -38,22 +41,12 @@ class MLP(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max-pool, stride 2, as reshape-then-max.
-
-  Same values as `nn.max_pool(x, (2, 2), (2, 2))`, but its gradient avoids the
-  select-and-scatter that reduce_window lowers to, which is ~14x slower on XLA:CPU.
-  """
-  n, h, w, c = x.shape
-  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
-
-
 class SplitCNN(nn.Module):
   """Six-conv CNN that splits into edge and cloud parts after conv 2, 4 or 6."""
   num_classes: int
 
   def setup(self):
-    self.convs = [nn.Conv(c, (3, 3), name=f'conv{i + 1}') for i, c in enumerate(CONV_CHANNELS)]
+    self.convs = [layers.Conv(c, (3, 3), name=f'conv{i + 1}') for i, c in enumerate(CONV_CHANNELS)]
     self.fc1 = nn.Dense(512)
     self.fc2 = nn.Dense(self.num_classes)
 
@@ -61,17 +54,17 @@ class SplitCNN(nn.Module):
     """Conv 1..split on images (n, s, s, c); returns features (n, s', s', channels)."""
     for i in range(split):
       if i and i % 2 == 0:
-        x = max_pool_2x2(x)
+        x = layers.max_pool_2x2(x)
       x = nn.relu(self.convs[i](x))
     return x
 
   def cloud(self, h: jax.Array, split: int) -> jax.Array:
     """The rest of the network on edge features; returns logits."""
-    h = max_pool_2x2(h)
+    h = layers.max_pool_2x2(h)
     for i in range(split, len(CONV_CHANNELS)):
       h = nn.relu(self.convs[i](h))
       if i % 2 == 1:
-        h = max_pool_2x2(h)
+        h = layers.max_pool_2x2(h)
     h = h.reshape(h.shape[0], -1)
     return self.fc2(nn.relu(self.fc1(h)))
 

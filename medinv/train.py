@@ -29,7 +29,8 @@ from medinv import report
 
 # Config fields a checkpoint depends on; changing one of them makes a workdir incompatible.
 CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
-                     'data.split_seed', 'train.batch_size', 'train.learning_rate',
+                     'data.split_seed', 'data.clean', 'data.variant', 'data.medmnist_name',
+                     'data.medmnist_size', 'data.medmnist_task', 'train.batch_size', 'train.learning_rate',
                      'train.weight_decay', 'train.augment_flip', 'train.label_flip_prob')
 
 

@@ -1,0 +1,75 @@
+"""Layers that stay fast on XLA:CPU inside compiled loops (`lax.scan`, `fori_loop`).
+
+Measured on a 2-core CPU (see `./launch.sh benchmark`): inside a while loop, XLA:CPU runs a
+convolution's kernel gradient about 150x slower than the same op jitted on its own, and its
+input gradient (a transposed convolution) about 2x slower. `conv2d` keeps the forward
+convolution and supplies its own backward pass: the input gradient is a forward convolution
+of the cotangent with the spatially flipped, in/out-transposed kernel, and the kernel gradient
+is one matmul per kernel offset. Values equal `lax.conv_general_dilated`; gradients agree to
+float32 rounding. `max_pool_2x2` (reshape-then-max) avoids select-and-scatter, ~14x slower.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMS)
+
+
+@jax.custom_vjp
+def conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'SAME' convolution, NHWC input, HWIO kernel with odd spatial size."""
+  return _conv(x, kernel)
+
+
+def _conv2d_fwd(x, kernel):
+  return _conv(x, kernel), (x, kernel)
+
+
+def _conv2d_bwd(residuals, cotangent):
+  x, kernel = residuals
+  kh, kw = kernel.shape[:2]
+  height, width = x.shape[1:3]
+  grad_x = _conv(cotangent, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+  padded = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+  flat_cotangent = cotangent.reshape(-1, cotangent.shape[-1])
+  grad_kernel = jnp.stack([
+      lax.dot_general(padded[:, a:a + height, b:b + width].reshape(-1, x.shape[-1]),
+                      flat_cotangent, (((0,), (0,)), ((), ())))
+      for a in range(kh) for b in range(kw)]).reshape(kernel.shape)
+  return grad_x, grad_kernel.astype(kernel.dtype)
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+class Conv(nn.Module):
+  """Drop-in for `nn.Conv(features, (k, k))` (stride 1, SAME): same params, init and values."""
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  kernel_init: Any = nn.initializers.lecun_normal()
+  bias_init: Any = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.kernel_size[0] % 2 == 0 or self.kernel_size[1] % 2 == 0:
+      raise ValueError(f'Conv needs odd kernel sizes, got {self.kernel_size}')
+    kernel = self.param('kernel', self.kernel_init,
+                        self.kernel_size + (x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
+    return conv2d(x, kernel) + bias
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pool, stride 2, as reshape-then-max: the values of `nn.max_pool(x, (2, 2),
+  (2, 2))` without select-and-scatter in its gradient."""
+  n, h, w, c = x.shape
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))

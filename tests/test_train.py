@@ -1,0 +1,96 @@
+"""Training: determinism, resume equality, results files, config errors."""
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import train_breastmnist
+from configs import train_heart
+from medinv import checkpoint
+from medinv import train
+
+
+def _heart(data_dir, **train_overrides):
+  config = train_heart.get_config('smoke')
+  config.data.data_dir = data_dir
+  config.train.update(train_overrides)
+  return config
+
+
+def _leaves_equal(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_same_seed_bit_identical_and_other_seed_differs(data_dir, tmp_path):
+  config = _heart(data_dir, num_epochs=4, checkpoint_every_epochs=4)
+  first = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  second = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  assert _leaves_equal(first.params, second.params)
+  config.seed = 1
+  third = train.train_and_evaluate(config, str(tmp_path / 'c'))
+  assert not _leaves_equal(first.params, third.params)
+
+
+def test_resume_after_checkpoint_equals_uninterrupted(data_dir, tmp_path):
+  full = train.train_and_evaluate(_heart(data_dir, num_epochs=6, checkpoint_every_epochs=2),
+                                  str(tmp_path / 'full'))
+  # "Killed" after epoch 4: a run configured to stop there, then the same workdir resumed.
+  stopped = str(tmp_path / 'stopped')
+  train.train_and_evaluate(_heart(data_dir, num_epochs=4, checkpoint_every_epochs=2), stopped)
+  assert checkpoint.manager(os.path.join(stopped, 'checkpoints')).latest_step() == 4
+  resumed = train.train_and_evaluate(
+      _heart(data_dir, num_epochs=6, checkpoint_every_epochs=2), stopped)
+  assert _leaves_equal(full.params, resumed.params)
+  assert resumed.metrics['steps'] == full.metrics['steps']
+
+
+def test_results_files(data_dir, tmp_path):
+  trained = train.train_and_evaluate(_heart(data_dir), str(tmp_path))
+  results = json.loads((tmp_path / 'results.json').read_text())
+  assert results['experiment'] == 'train' and results['schema'] == 'medinv.results/1'
+  assert results['metrics']['test_accuracy'] == pytest.approx(trained.metrics['test_accuracy'])
+  assert [r['split'] for r in results['rows']] == ['train', 'test']
+  csv_lines = (tmp_path / 'results.csv').read_text().splitlines()
+  assert csv_lines[0] == 'dataset,model,split,accuracy,loss' and len(csv_lines) == 3
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['data']['dataset'] == 'heart_disease'
+
+
+def test_incompatible_workdir_names_field(data_dir, tmp_path):
+  train.train_and_evaluate(_heart(data_dir), str(tmp_path))
+  config = _heart(data_dir, learning_rate=0.1)
+  with pytest.raises(ValueError, match='train.learning_rate was 0.0003, now 0.1'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_bad_configs_fail_before_compute(data_dir, tmp_path):
+  config = _heart(data_dir)
+  config.data.dataset = 'heart'
+  with pytest.raises(ValueError, match='known datasets'):
+    train.train_and_evaluate(config, str(tmp_path / 'a'))
+  config = train_breastmnist.get_config('smoke')
+  config.data.image_size = 20
+  with pytest.raises(ValueError, match='multiple of 8'):
+    train.train_and_evaluate(config, str(tmp_path / 'b'))
+  config = _heart(data_dir)
+  config.model = 'split_cnn'
+  with pytest.raises(ValueError, match='does not fit dataset'):
+    train.train_and_evaluate(config, str(tmp_path / 'c'))
+  assert not os.path.exists(tmp_path / 'a')
+
+
+def test_breastmnist_smoke_trains_cnn(data_dir, tmp_path):
+  config = train_breastmnist.get_config('smoke')
+  config.data.data_dir = data_dir
+  trained = train.train_and_evaluate(config, str(tmp_path))
+  assert 0.0 <= trained.metrics['test_accuracy'] <= 1.0
+  assert trained.metrics['steps'] == 2 * 9  # 546 images / 64 per batch = 9 padded batches.
+
+
+def test_last_batch_padded_and_masked():
+  index, mask = train.batch_indices(jax.random.key(0), 10, 4)
+  assert index.shape == (3, 4) and mask.sum() == 10 and mask[-1].tolist() == [1, 1, 0, 0]
+  assert sorted(np.asarray(index).ravel()[:10].tolist()) == list(range(10))
