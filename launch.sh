@@ -2,6 +2,8 @@
 # medinv launcher: sets up .venv from requirements.txt (re-installs when it changes), then runs.
 #   ./launch.sh demo                 the main study on the embedded data
 #   ./launch.sh test [pytest args]   the test suite
+#   ./launch.sh paper --manual_dir DIR   the same study at paper scale on downloaded data
+#   ./launch.sh --list_datasets      every dataset, its options and download instructions
 #   ./launch.sh <experiment> [flags] any experiments/<experiment>.py, e.g. train --config configs/train_heart.py
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,7 +24,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL=3 NO_GCE_CHECK=true
 
 usage() {
-  echo "usage: ./launch.sh {demo|test|<experiment>} [flags]"
+  echo "usage: ./launch.sh {demo|test|paper|--list_datasets|<experiment>} [flags]"
   echo "experiments: $(cd experiments && ls *.py | grep -v '^_' | sed 's/\.py$//' | tr '\n' ' ')"
 }
 
@@ -33,6 +35,10 @@ case "$cmd" in
     exec "$PY" -m pytest -q tests "$@" ;;
   ""|-h|--help|help)
     usage ;;
+  --list_datasets|datasets)
+    exec "$PY" -c 'from medinv import data; print(data.list_datasets())' ;;
+  paper)
+    exec "$PY" -m experiments.demo --config configs/paper.py --workdir runs/paper "$@" ;;
   *)
     if [ -f "experiments/$cmd.py" ]; then
       exec "$PY" -m "experiments.$cmd" "$@"
