@@ -1,0 +1,41 @@
+"""Model inversion in collaborative inference under model perturbation.
+
+  ./launch.sh model_inversion --config configs/mia_breastmnist.py --workdir runs/mia_breastmnist
+  ./launch.sh model_inversion --config configs/mia_breastmnist.py:smoke --workdir /tmp/mia_smoke
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from medinv import mia
+
+config_flags.DEFINE_config_file('config', 'configs/mia_breastmnist.py', 'Attack config.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Run directory (target/, config.json, results, figures).')
+FLAGS = flags.FLAGS
+
+
+def _format(value, spec='.3f'):
+  return '' if value is None else (format(value, spec) if isinstance(value, float) else
+                                   str(value))
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  workdir = FLAGS.workdir or f'runs/mia_{config.data.dataset}'
+  results = mia.run(config, workdir)
+  print(f'{"attack":16} {"split":>5} {"sigma":>6} {"mode":>9} {"knows":>5} {"ssim":>13} '
+        f'{"psnr":>6} {"acc":>6}')
+  for row in results['rows']:
+    print(f'{row["attack"]:16} {_format(row["split"]):>5} {_format(row["sigma"], "g"):>6} '
+          f'{_format(row["mode"]):>9} {_format(row["knows_defense"]):>5} '
+          f'{_format(row["ssim_mean"])}±{_format(row["ssim_std"])} '
+          f'{_format(row["psnr_mean"], ".1f"):>6} {_format(row["model_test_accuracy"]):>6}')
+  print(f'results in {workdir}/results.json')
+
+
+if __name__ == '__main__':
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

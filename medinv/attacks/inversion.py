@@ -1,0 +1,327 @@
+"""Model-inversion attacks on collaborative inference (He et al. 2019) and MI-FACE.
+
+Hospital A runs the SplitCNN edge and sends v = edge(x). The attacks reconstruct x:
+
+  `inverse_network` (black box, the paper's): query the deployed edge with the attacker's
+      own images, train a decoder g on (edge(x_aux), x_aux) by pixel MSE, return g(v).
+  `rmle` (white box): argmin_x objective(x; v), e.g. ||edge(x) - v||^2 + lambda TV(x), by
+      Adam on the pixels projected onto [0, 1].
+  `query_free`: no parameters, no queries; train a shadow edge on the attacker's labelled
+      images (through hospital B's cloud layers, which the attacker holds), then `rmle` with
+      the shadow edge (`train_shadow_edge` + `rmle`).
+  `mi_face` (Fredrikson et al. 2015, white box on the whole model): gradient descent on the
+      input to minimise a class-confidence objective, with the patience / threshold stopping
+      rule, inside a `lax.while_loop`.
+
+Every function here attacks a whole batch of targets in one traced program (vmap over the
+targets, iterations inside `lax.scan` / `lax.while_loop`), so a caller can put it under
+`grid_map` to run a whole defense grid at once. The optimisation attacks take their
+objective from `objectives` (a spec string or a built function).
+
+Queries: the deployed model answers query number q with `Deployment.params(q)` (fresh noise
+per query in 'per_query' mode). Query numbers are disjoint per use: targets are queries
+TARGET_QUERIES + i, the attacker's queries ATTACKER_QUERIES + t, test-accuracy queries
+EVAL_QUERIES + i.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from medinv import defenses
+from medinv import models
+from medinv.attacks import objectives
+
+TARGET_QUERIES = 0
+ATTACKER_QUERIES = 1 << 24
+EVAL_QUERIES = 1 << 25
+
+EdgeApply = Callable[[Any, jax.Array], jax.Array]  # (params, images (n, h, w, c)) -> features
+
+
+# ----------------------------------------------------------------------------- checks
+
+def check_positive(name: str, value) -> None:
+  if not value > 0:
+    raise ValueError(f'{name} must be positive, got {value}')
+
+
+def check_attack_images(targets: np.ndarray, aux: np.ndarray) -> None:
+  """Targets and the attacker's images: same image shape, and no target among the aux set."""
+  targets, aux = np.asarray(targets), np.asarray(aux)
+  if targets.shape[1:] != aux.shape[1:]:
+    raise ValueError(f'target images {targets.shape[1:]} and attacker images {aux.shape[1:]} '
+                     'have different shapes')
+  if not len(targets) or not len(aux):
+    raise ValueError(f'need targets and attacker images, got {len(targets)} and {len(aux)}')
+  aux_bytes = {np.ascontiguousarray(image).tobytes() for image in aux}
+  overlap = [i for i, image in enumerate(targets)
+             if np.ascontiguousarray(image).tobytes() in aux_bytes]
+  if overlap:
+    raise ValueError(f'the attacker image set overlaps the targets (target indices {overlap}); '
+                     'the attacker must not hold the images it reconstructs')
+
+
+# ----------------------------------------------------------------------------- queries
+
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+  """Hospital A's model as it answers queries under model perturbation.
+
+  params: the trained parameters theta; sigma: noise std (may be traced); mode: 'fixed' or
+  'per_query'; mask: which leaves are perturbed (`defenses.scope_mask`); key: the defense key.
+  """
+  key: jax.Array
+  params: Any
+  sigma: Any
+  mode: str = 'fixed'
+  mask: Any = None
+
+  def params_for(self, query_index) -> Any:
+    """The parameters that answer query number `query_index`."""
+    if isinstance(self.sigma, (int, float)) and self.sigma == 0:
+      return self.params
+    return defenses.deployed_params(self.key, self.params, self.sigma, self.mode, query_index,
+                                    self.mask)
+
+
+def query_each(deployment: Deployment, apply_fn: EdgeApply, images: jax.Array,
+               first_query) -> jax.Array:
+  """Answers each image as its own query (numbers first_query + i): (n, ...) outputs."""
+  if deployment.mode == 'fixed':  # One model answers every query: one batched call.
+    return apply_fn(deployment.params_for(first_query), images)
+
+  def one(index_image):
+    index, image = index_image
+    return apply_fn(deployment.params_for(first_query + index), image[None])[0]
+  return jax.lax.map(one, (jnp.arange(images.shape[0]), images))
+
+
+def grid_map(fn: Callable, xs, batch_size: int = 0):
+  """fn over the leading axis of xs (a defense grid): one vmap, or `lax.map` in chunks.
+
+  batch_size 0 (or >= the grid size) vectorises the whole grid; k runs k values at a time
+  (on XLA:CPU convolutions whose weights differ per grid value are much faster unbatched).
+  """
+  size = jax.tree.leaves(xs)[0].shape[0]
+  if batch_size <= 0 or batch_size >= size:
+    return jax.vmap(fn)(xs)  # vectorise the grid axis
+  return jax.lax.map(fn, xs, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+def _objective_fn(objective):
+  return objectives.build(objective) if isinstance(objective, (str, tuple)) else objective
+
+
+def optimize_image(objective_fn, ctx: objectives.Context, x0: jax.Array, *, steps: int,
+                   learning_rate: float) -> tuple[jax.Array, jax.Array]:
+  """Adam on the pixels of one image, projected onto [0, 1] after each step (a lax.scan).
+
+  Returns (final image, objective value before each step (steps,)).
+  """
+  check_positive('steps', steps)
+  tx = optax.adam(learning_rate)
+  value_and_grad = jax.value_and_grad(objective_fn)
+
+  def step(carry, _):
+    x, opt_state = carry
+    loss, grad = value_and_grad(x, ctx)
+    updates, opt_state = tx.update(grad, opt_state, x)
+    return (jnp.clip(x + updates, 0.0, 1.0), opt_state), loss
+
+  (x, _), losses = jax.lax.scan(step, (x0, tx.init(x0)), None, length=steps)
+  return x, losses
+
+
+def rmle(edge_apply: EdgeApply, params, target_features: jax.Array, x0: jax.Array, *,
+         objective, steps: int, learning_rate: float, prior_image=None
+         ) -> tuple[jax.Array, jax.Array]:
+  """White-box regularised maximum-likelihood inversion of a batch of feature vectors.
+
+  Args:
+    edge_apply: (params, images) -> features, the attacker's model of the edge.
+    params: its parameters (the deployed ones, the clean ones, or a shadow's).
+    target_features: (n, ...) features v sent for the n targets.
+    x0: (h, w, c) start image, shared by all targets.
+    objective: spec string ('feature_l2:1.0,tv:0.05') or a built `(x, ctx) -> scalar`.
+    steps, learning_rate: Adam on the pixels.
+    prior_image: optional (h, w, c) image for prior terms.
+
+  Returns:
+    reconstructions (n, h, w, c) in [0, 1] and losses (n, steps).
+  """
+  objective_fn = _objective_fn(objective)
+
+  def one_target(features):
+    ctx = objectives.Context(features_fn=lambda x: edge_apply(params, x[None])[0],
+                             target_features=features, prior_image=prior_image)
+    return optimize_image(objective_fn, ctx, x0, steps=steps, learning_rate=learning_rate)
+  # broadcast params, start and prior image; vectorise the targets' features
+  return jax.vmap(one_target)(target_features)
+
+
+# ----------------------------------------------------------------------------- training
+
+def _sample_batch(key: jax.Array, images: jax.Array, batch_size: int, augment_flip: bool):
+  index_key, flip_key = jax.random.split(key)
+  index = jax.random.choice(index_key, images.shape[0], (batch_size,),
+                            replace=batch_size > images.shape[0])
+  batch = images[index]
+  if augment_flip:
+    flip = jax.random.bernoulli(flip_key, 0.5, (batch_size, 1, 1, 1))
+    batch = jnp.where(flip, batch[:, :, ::-1], batch)
+  return batch, index
+
+
+def train_decoder(key: jax.Array, query_fn: Callable[[Any, jax.Array], jax.Array],
+                  aux_images: jax.Array, *, decoder: nn.Module, steps: int, batch_size: int,
+                  learning_rate: float, augment_flip: bool = True) -> tuple[Any, jax.Array]:
+  """Trains an inverse network on the attacker's own queries (Adam, pixel MSE, a lax.scan).
+
+  Args:
+    key: attack key (decoder init and batch sampling).
+    query_fn: (query_number, images) -> features, the deployed edge answering the attacker;
+      step t's batch is query number t.
+    aux_images: (m, h, w, c) the attacker's images.
+    decoder: features -> images module (`decoders.InverseDecoder`).
+
+  Returns:
+    decoder params and per-step losses (steps,).
+  """
+  check_positive('decoder steps', steps)
+  check_positive('decoder batch size', batch_size)
+  init_key, data_key = jax.random.split(key)
+  feature_spec = jax.eval_shape(lambda: query_fn(0, aux_images[:1]))
+  params = decoder.init(init_key, jnp.zeros(feature_spec.shape, feature_spec.dtype))['params']
+  tx = optax.adam(learning_rate)
+
+  def loss_fn(params, features, images):
+    return jnp.mean(jnp.square(decoder.apply({'params': params}, features) - images))
+
+  def step(carry, t):
+    params, opt_state = carry
+    images, _ = _sample_batch(jax.random.fold_in(data_key, t), aux_images, batch_size,
+                              augment_flip)
+    features = query_fn(t, images)
+    loss, grads = jax.value_and_grad(loss_fn)(params, features, images)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(steps))
+  return params, losses
+
+
+def inverse_network(key: jax.Array, query_fn, aux_images: jax.Array,
+                    target_features: jax.Array, *, decoder: nn.Module, **train_kwargs
+                    ) -> tuple[jax.Array, jax.Array]:
+  """Black-box attack: `train_decoder`, then decode the targets' features.
+
+  Returns reconstructions (n, h, w, c) and the decoder's training losses (steps,).
+  """
+  params, losses = train_decoder(key, query_fn, aux_images, decoder=decoder, **train_kwargs)
+  return decoder.apply({'params': params}, target_features), losses
+
+
+def train_shadow_edge(key: jax.Array, aux_images: jax.Array, aux_labels: jax.Array, *,
+                      model: models.SplitCNN, split: int, cloud_params=None, steps: int,
+                      batch_size: int, learning_rate: float, augment_flip: bool = True
+                      ) -> tuple[dict, jax.Array]:
+  """Query-free attack, step 1: a shadow edge trained for classification on the aux images.
+
+  With `cloud_params` (hospital B's layers, which a cloud-side attacker holds), only the
+  shadow edge is trained, through those fixed layers, so its features become compatible
+  with the real edge's (He et al.). Without them, a whole shadow SplitCNN is trained.
+
+  Returns the shadow's params (edge subtree usable with `models.edge_fn`) and losses.
+  """
+  check_positive('shadow steps', steps)
+  init_key, data_key = jax.random.split(key)
+  shadow = model.init(init_key, aux_images[:1])['params']
+  edge_names = models.edge_param_names(split)
+  trainable = shadow if cloud_params is None else {n: shadow[n] for n in edge_names}
+  frozen = {} if cloud_params is None else {n: v for n, v in cloud_params.items()
+                                            if n not in edge_names}
+  edge, cloud = models.edge_fn(model, split), models.cloud_fn(model, split)
+  tx = optax.adam(learning_rate)
+
+  def loss_fn(params, images, labels):
+    full = {**frozen, **params}
+    logits = cloud(full, edge(full, images))
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+  def step(carry, t):
+    params, opt_state = carry
+    images, index = _sample_batch(jax.random.fold_in(data_key, t), aux_images, batch_size,
+                                  augment_flip)
+    loss, grads = jax.value_and_grad(loss_fn)(params, images, aux_labels[index])
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  (trainable, _), losses = jax.lax.scan(step, (trainable, tx.init(trainable)),
+                                        jnp.arange(steps))
+  return {n: trainable[n] for n in edge_names}, losses
+
+
+# ----------------------------------------------------------------------------- MI-FACE
+
+def mi_face(logits_apply: Callable[[Any, jax.Array], jax.Array], labels: jax.Array,
+            x0: jax.Array, *, objective='class_conf:1.0', max_steps: int,
+            learning_rate: float, patience: int, threshold: float, prior_image=None
+            ) -> dict[str, jax.Array]:
+  """MI-FACE: gradient descent on the input to minimise a class objective, per label.
+
+  Stops (per label) when the cost has not improved for `patience` steps, falls to
+  `threshold` or below, or after `max_steps`; returns the best image seen.
+
+  Args:
+    logits_apply: (step, images) -> logits, the model answering gradient query `step`
+      (fresh noise per step under 'per_query' perturbation).
+    labels: (k,) classes to reconstruct.
+    x0: (h, w, c) start image.
+
+  Returns:
+    {'images': (k, h, w, c), 'cost': (k,) best cost, 'steps': (k,) steps taken}.
+  """
+  check_positive('mi_face max steps', max_steps)
+  check_positive('mi_face patience', patience)
+  objective_fn = _objective_fn(objective)
+
+  def one_label(label):
+    def cost(x, step):
+      ctx = objectives.Context(logits_fn=lambda z: logits_apply(step, z[None])[0], label=label,
+                               prior_image=prior_image)
+      return objective_fn(x, ctx)
+
+    def keep_going(carry):
+      step, _, _, best_cost, since_best = carry
+      return (step < max_steps) & (since_best < patience) & (best_cost > threshold)
+
+    def body(carry):
+      step, x, best_x, best_cost, since_best = carry
+      value, grad = jax.value_and_grad(cost)(x, step)
+      improved = value < best_cost
+      best_x = jnp.where(improved, x, best_x)
+      best_cost = jnp.where(improved, value, best_cost)
+      since_best = jnp.where(improved, 0, since_best + 1)
+      return step + 1, jnp.clip(x - learning_rate * grad, 0.0, 1.0), best_x, best_cost, since_best
+
+    init = (jnp.zeros((), jnp.int32), x0, x0, jnp.array(jnp.inf, x0.dtype),
+            jnp.zeros((), jnp.int32))
+    step, _, best_x, best_cost, _ = jax.lax.while_loop(keep_going, body, init)
+    return {'images': best_x, 'cost': best_cost, 'steps': step}
+  # broadcast the model and start image; vectorise the labels
+  return jax.vmap(one_label)(jnp.asarray(labels))
+
+
+def mean_image_baseline(aux_images: jax.Array, num_targets: int) -> jax.Array:
+  """The no-model 'reconstruction': the attacker's mean image, once per target."""
+  mean = jnp.mean(aux_images, axis=0)
+  return jnp.broadcast_to(mean, (num_targets,) + mean.shape)

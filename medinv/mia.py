@@ -1,0 +1,179 @@
+"""The model-inversion experiment: attacks x splits x defense grid, next to model utility.
+
+`run(config, workdir)` trains (or reuses) the target SplitCNN in workdir/target, then for
+every split and attack runs one compiled program over the whole sigma grid, both
+perturbation modes and all targets (`medinv.attacks.grid`), and writes workdir/results.json
++ results.csv (one row per attack, split, sigma, mode, attacker view) and figures.
+
+Every attack row carries the deployed model's test accuracy under the same perturbation
+(`model_test_accuracy`), so each row is a point on a privacy-utility curve; the rows with
+attack 'mean_aux_image' are the no-model baseline (the attacker's mean image as the
+reconstruction of every target). MI-FACE reconstructs classes, so its rows compare each
+class's reconstruction with that class's mean training image (reference 'class_mean').
+
+Keys (medinv.keys): `init`, `data` train the target; `defense` draws the model perturbation
+(the same key for every split and sigma: noise = sigma * the same normal draw); `attack`:
+fold 0 picks the targets, fold 1 the decoders' init and batches, fold 2 the shadow model's.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from medinv import data as data_lib
+from medinv import defenses
+from medinv import keys as keys_lib
+from medinv import metrics
+from medinv import mia_figures
+from medinv import models
+from medinv import report
+from medinv import train
+from medinv.attacks import grid
+from medinv.attacks import inversion
+from medinv.attacks import objectives
+
+ATTACKS = ('inverse_network', 'rmle', 'query_free', 'mi_face')
+
+
+def validate(config) -> None:
+  """Every config error, before any data is read or compute spent."""
+  train.validate(config)
+  if config.model != 'split_cnn':
+    raise ValueError(f"model inversion attacks the SplitCNN; got model {config.model!r}")
+  attack, defense = config.attack, config.defense
+  unknown = [name for name in attack.names if name not in ATTACKS]
+  if unknown or not attack.names:
+    raise ValueError(f'unknown attacks {unknown} in {tuple(attack.names)}; known: {ATTACKS}')
+  if not attack.splits:
+    raise ValueError('attack.splits is empty')
+  for split in attack.splits:
+    models.check_split(split)
+  if not defense.sigmas:
+    raise ValueError('defense.sigmas is empty (use (0.0,) for no defense)')
+  negative = [s for s in defense.sigmas if not s >= 0]
+  if negative:
+    raise ValueError(f'defense.sigmas must be >= 0, got {negative}')
+  bad_modes = [m for m in defense.modes if m not in defenses.MODES]
+  if bad_modes or not defense.modes:
+    raise ValueError(f'defense.modes {tuple(defense.modes)}: allowed {defenses.MODES}')
+  if defense.scope not in defenses.SCOPES:
+    raise ValueError(f'defense.scope {defense.scope!r}: allowed {defenses.SCOPES}')
+  if not attack.knows_defense or any(not isinstance(k, bool) for k in attack.knows_defense):
+    raise ValueError(f'attack.knows_defense must be a non-empty tuple of bools, got '
+                     f'{attack.knows_defense}')
+  objectives.parse(attack.objective)
+  objectives.parse(attack.mi_face_objective)
+  for field in ('num_targets', 'rmle_steps', 'rmle_learning_rate', 'decoder_steps',
+                'decoder_batch_size', 'decoder_width', 'decoder_learning_rate', 'shadow_steps',
+                'shadow_batch_size', 'shadow_learning_rate', 'mi_face_max_steps',
+                'mi_face_patience', 'mi_face_learning_rate'):
+    inversion.check_positive(f'attack.{field}', attack[field])
+  if not 0 < attack.figure_targets <= attack.num_targets:
+    raise ValueError(f'attack.figure_targets must be in 1..num_targets ({attack.num_targets}), '
+                     f'got {attack.figure_targets}')
+  if attack.grid_batch_size < 0:
+    raise ValueError(f'attack.grid_batch_size must be >= 0, got {attack.grid_batch_size}')
+
+
+def select_targets(key: jax.Array, task: data_lib.Task, num_targets: int) -> np.ndarray:
+  """Indices of the training images under attack (a fixed random subset)."""
+  if num_targets > len(task.x_train):
+    raise ValueError(f'attack.num_targets={num_targets} but the training set has only '
+                     f'{len(task.x_train)} images')
+  return np.sort(np.asarray(jax.random.permutation(key, len(task.x_train))[:num_targets]))
+
+
+def _quality_row(reconstructions, references) -> dict:
+  return metrics.quality_summary(jnp.asarray(reconstructions), jnp.asarray(references))
+
+
+def class_means(task: data_lib.Task) -> np.ndarray:
+  """Mean training image per class, (num_classes, h, w, c) (MI-FACE's reference)."""
+  return np.stack([task.x_train[task.y_train == c].mean(axis=0)
+                   for c in range(task.num_classes)]).astype(np.float32)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs the experiment; writes results and figures into workdir; returns the results dict."""
+  validate(config)
+  start_time = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  report.write_config(workdir, config)
+  attack_cfg, defense_cfg = config.attack, config.defense
+  streams = keys_lib.named_keys(config.seed)
+  attack_key, defense_key = streams['attack'], streams['defense']
+
+  task = data_lib.load_task(config.data)
+  target_index = select_targets(jax.random.fold_in(attack_key, 0), task, attack_cfg.num_targets)
+  x_targets_np = task.x_train[target_index]
+  inversion.check_attack_images(x_targets_np, task.x_test)  # The attacker holds the test split.
+
+  trained = train.train_and_evaluate(config, os.path.join(workdir, 'target'))
+  model, theta = trained.model, trained.params
+  x_targets, x_aux = jnp.asarray(x_targets_np), jnp.asarray(task.x_test)
+  y_aux = jnp.asarray(task.y_test)
+  sigmas = jnp.asarray(defense_cfg.sigmas, jnp.float32)
+  modes, knows = tuple(defense_cfg.modes), tuple(attack_cfg.knows_defense)
+  grid_batch = attack_cfg.grid_batch_size
+  common = dict(model=model, modes=modes, knows_defense=knows, cfg=attack_cfg,
+                defense_key=defense_key, grid_batch=grid_batch)
+  means = class_means(task)
+
+  rows, recon = [], {}
+  baseline = inversion.mean_image_baseline(x_aux, len(x_targets))
+  clean_accuracy = trained.metrics['test_accuracy']
+  for reference, images in (('target', x_targets), ('class_mean', means)):
+    rows.append(dict(attack='mean_aux_image', split=None, sigma=None, mode=None,
+                     knows_defense=None, reference=reference,
+                     **_quality_row(baseline[:len(images)], images),
+                     model_test_accuracy=clean_accuracy, n_targets=len(images)))
+
+  for split in attack_cfg.splits:
+    mask = defenses.scope_mask(theta, defense_cfg.scope, split)
+    accuracy = jax.jit(functools.partial(
+        grid.accuracy_grid, model=model, modes=modes, mask=mask, defense_key=defense_key,
+        grid_batch=grid_batch))(theta, sigmas, jnp.asarray(task.x_test), y_aux)
+    accuracy = jax.tree.map(np.asarray, accuracy)
+    logging.info('split %d: test accuracy under perturbation %s', split, accuracy)
+    for name in attack_cfg.names:
+      attack_start = time.time()
+      if name == 'mi_face':
+        program = jax.jit(functools.partial(grid.mi_face_grid, num_classes=task.num_classes,
+                                            mask=mask, **common))
+        outputs, references = program(theta, sigmas, x_aux), means
+      else:
+        fold = 1 if name == 'inverse_network' else 2
+        program = jax.jit(functools.partial(grid.GRIDS[name], split=split, mask=mask,
+                                            attack_key=jax.random.fold_in(attack_key, fold),
+                                            **common))
+        args = (theta, sigmas, x_targets, x_aux) + ((y_aux,) if name == 'query_free' else ())
+        outputs, references = program(*args), x_targets
+      outputs = jax.tree.map(np.asarray, outputs)
+      for (mode, view), images in sorted(outputs.items(), key=str):
+        for i, sigma in enumerate(defense_cfg.sigmas):
+          recon[name, split, mode, view, sigma] = images[i]
+          rows.append(dict(attack=name, split=split, sigma=sigma, mode=mode,
+                           knows_defense=view,
+                           reference='class_mean' if name == 'mi_face' else 'target',
+                           **_quality_row(images[i], references),
+                           model_test_accuracy=float(accuracy[mode][i]),
+                           n_targets=len(references)))
+      logging.info('split %d %s: %.1fs', split, name, time.time() - attack_start)
+
+  results_metrics = {
+      'target_test_accuracy': clean_accuracy,
+      'target_train_accuracy': trained.metrics['train_accuracy'],
+      'n_targets': len(x_targets), 'n_aux': len(x_aux), 'image_size': int(x_aux.shape[1]),
+  }
+  results = report.write_results(workdir, 'model_inversion', results_metrics, rows,
+                                 time.time() - start_time)
+  mia_figures.write_all(workdir, rows, recon, originals=np.asarray(x_targets),
+                        baseline=np.asarray(baseline), class_means=means,
+                        num_columns=attack_cfg.figure_targets)
+  return results

@@ -1,0 +1,118 @@
+"""Figures of the model-inversion experiment (matplotlib, Agg; every PNG written atomically).
+
+recon_<attack>.png: rows = the originals, then one row per (split, mode, sigma) for the
+  attacker that knows the defense (or the only view run), then the mean-image baseline;
+  columns = the first `num_columns` targets (MI-FACE: the classes, against class means).
+ssim_vs_sigma.png: one panel per split; SSIM against sigma per attack and mode (solid:
+  fixed, dashed: per_query), the model's test accuracy on a second axis (grey).
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from medinv import report
+
+
+def save_png(fig, path: str) -> None:
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=100, bbox_inches='tight')
+  plt.close(fig)
+  report.write_atomic(path, buffer.getvalue())
+
+
+def image_grid(rows: list[tuple[str, np.ndarray]], path: str) -> None:
+  """Writes a grid of grey images: rows of (label, images (k, h, w, c))."""
+  columns = max(len(images) for _, images in rows)
+  fig, axes = plt.subplots(len(rows), columns, squeeze=False,
+                           figsize=(0.9 * columns + 1.6, 0.9 * len(rows)))
+  for r, (label, images) in enumerate(rows):
+    for c in range(columns):
+      ax = axes[r, c]
+      ax.set_xticks([])
+      ax.set_yticks([])
+      for spine in ax.spines.values():
+        spine.set_visible(False)
+      if c < len(images):
+        ax.imshow(np.asarray(images[c])[..., 0], cmap='gray', vmin=0.0, vmax=1.0)
+    axes[r, 0].set_ylabel(label, rotation=0, ha='right', va='center', fontsize=7)
+  fig.subplots_adjust(wspace=0.05, hspace=0.05)
+  save_png(fig, path)
+
+
+def _preferred_view(keys) -> object:
+  views = {key[3] for key in keys}
+  return True if True in views else sorted(views, key=str)[0]
+
+
+def reconstruction_grids(workdir: str, recon: dict, originals: np.ndarray,
+                         baseline: np.ndarray, class_means: np.ndarray,
+                         num_columns: int) -> list[str]:
+  """One PNG per attack; returns the paths written."""
+  paths = []
+  for attack in sorted({key[0] for key in recon}):
+    keys = [key for key in recon if key[0] == attack]
+    view = _preferred_view(keys)
+    mi_face = attack == 'mi_face'
+    reference = class_means if mi_face else originals[:num_columns]
+    rows = [('class mean' if mi_face else 'original', reference)]
+    for _, split, mode, _, sigma in sorted((k for k in keys if k[3] == view), key=str):
+      images = recon[attack, split, mode, view, sigma][:len(reference)]
+      rows.append((f'split {split} {mode}\nsigma {sigma:g}', images))
+    rows.append(('mean aux image', baseline[:len(reference)]))
+    path = os.path.join(workdir, f'recon_{attack}.png')
+    image_grid(rows, path)
+    paths.append(path)
+  return paths
+
+
+def ssim_vs_sigma(workdir: str, rows: list[dict]) -> str | None:
+  """SSIM against sigma per split (attacks x modes), accuracy on a twin axis."""
+  attack_rows = [r for r in rows if r['sigma'] is not None and r['knows_defense'] in (True, None)
+                 and r['reference'] == 'target']
+  splits = sorted({r['split'] for r in attack_rows})
+  if not splits:
+    return None
+  fig, axes = plt.subplots(1, len(splits), squeeze=False, figsize=(4.2 * len(splits), 3.4))
+  attacks = sorted({r['attack'] for r in attack_rows})
+  colors = dict(zip(attacks, plt.rcParams['axes.prop_cycle'].by_key()['color']))
+  for ax, split in zip(axes[0], splits):
+    twin = ax.twinx()
+    for mode, style in (('fixed', '-'), ('per_query', '--')):
+      for attack in attacks:
+        line = sorted((r['sigma'], r['ssim_mean']) for r in attack_rows
+                      if r['split'] == split and r['mode'] == mode and r['attack'] == attack)
+        if line:
+          ax.plot(*zip(*line), style, marker='o', ms=3, color=colors[attack],
+                  label=f'{attack} ({mode})')
+      accuracy = sorted({(r['sigma'], r['model_test_accuracy']) for r in attack_rows
+                         if r['split'] == split and r['mode'] == mode})
+      if accuracy:
+        twin.plot(*zip(*accuracy), style, color='grey', alpha=0.6, label=f'accuracy ({mode})')
+    ax.set_title(f'split {split}')
+    ax.set_xlabel('sigma')
+    ax.set_ylabel('SSIM')
+    ax.set_ylim(-0.05, 1.05)
+    twin.set_ylabel('model test accuracy', color='grey')
+    twin.set_ylim(0.0, 1.0)
+  fig.subplots_adjust(wspace=0.55)
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='upper center', ncol=min(4, len(labels)), fontsize=7,
+             bbox_to_anchor=(0.5, 1.12))
+  path = os.path.join(workdir, 'ssim_vs_sigma.png')
+  save_png(fig, path)
+  return path
+
+
+def write_all(workdir: str, rows: list[dict], recon: dict, *, originals: np.ndarray,
+              baseline: np.ndarray, class_means: np.ndarray, num_columns: int) -> list[str]:
+  """Every figure of the experiment; returns the paths written."""
+  paths = reconstruction_grids(workdir, recon, originals, baseline, class_means, num_columns)
+  path = ssim_vs_sigma(workdir, rows)
+  return paths + ([path] if path else [])
