@@ -37,6 +37,8 @@ case "$cmd" in
     usage ;;
   --list_datasets|datasets)
     exec "$PY" -c 'from medinv import data; print(data.list_datasets())' ;;
+  demo)
+    exec "$PY" -m experiments.demo "$@" ;;
   paper)
     exec "$PY" -m experiments.demo --config configs/paper.py --workdir runs/paper "$@" ;;
   *)

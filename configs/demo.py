@@ -1,0 +1,33 @@
+"""The study on the embedded data: attribute inference on heart_disease and model inversion on
+BreastMNIST, with their defenses, written up in report.md.
+
+  ./launch.sh demo                                   # workdir runs/demo
+  ./launch.sh demo --workdir runs/demo2 --config.parts.aia_heart.defense.flip_probs="(0.0,0.5)"
+  ./launch.sh demo --config configs/demo.py:smoke --workdir /tmp/demo_smoke
+  ./launch.sh demo --config.parts.mia_breastmnist.defense.sigmas="(0.0,0.01,0.02,0.05)"
+
+Each part is a full experiment config (configs/aia_heart.py, configs/mia_breastmnist.py);
+override any field under config.parts.<part>.
+"""
+import ml_collections
+
+from configs import aia_heart
+from configs import common
+from configs import mia_breastmnist
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, smoke=False)
+  part_arg = 'smoke' if args.smoke else None
+  config = ml_collections.ConfigDict()
+  config.title = 'medinv study: embedded data (heart_disease, BreastMNIST)'
+  config.parts = ml_collections.ConfigDict()
+  config.parts.aia_heart = aia_heart.get_config(part_arg)
+  mia = mia_breastmnist.get_config(part_arg)
+  if args.smoke:
+    mia.attack.splits = (2, 4)  # Two splits keep the end-to-end test short.
+  else:
+    # Sized to finish within minutes on a 2-core CPU: the paper's sigma grid, 16 targets.
+    mia.defense.sigmas = (0.0, 0.02, 0.05)
+  config.parts.mia_breastmnist = mia
+  return config

@@ -1,0 +1,40 @@
+"""The whole study with a report: ./launch.sh demo (or ./launch.sh paper --manual_dir DIR).
+
+Runs every part of the config (attribute inference, model inversion), reusing finished parts
+and target-model checkpoints in the workdir, and writes WORKDIR/report.md, results.json,
+results.csv and figures.
+"""
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from medinv import progress
+from medinv import study
+
+config_flags.DEFINE_config_file('config', 'configs/demo.py', 'Study config.', lock_config=True)
+flags.DEFINE_string('workdir', 'runs/demo', 'Run directory (parts, report.md, results).')
+flags.DEFINE_string('manual_dir', None,
+                    'Folder with downloaded dataset files; sets data.manual_dir of every part '
+                    '(see ./launch.sh --list_datasets for what goes where).')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  if FLAGS.manual_dir is not None:
+    if not os.path.isdir(FLAGS.manual_dir):
+      raise app.UsageError(f'--manual_dir {FLAGS.manual_dir!r} is not a directory')
+    for part in config.parts.values():
+      part.data.manual_dir = os.path.abspath(FLAGS.manual_dir)
+  study.run(config, FLAGS.workdir)
+  print(f'report: {os.path.join(FLAGS.workdir, "report.md")}')
+
+
+if __name__ == '__main__':
+  logging.set_verbosity(logging.INFO)
+  progress.quiet_library_logs()
+  app.run(main)

@@ -1,0 +1,91 @@
+"""The whole study in one run: attribute inference and model inversion, with a report.
+
+`run(config, workdir)` runs each part of `config.parts` (an ordered ConfigDict; a part named
+`aia_*` is an attribute-inference config, `mia_*` a model-inversion config) in
+workdir/<part>, then writes workdir/report.md, results.json, results.csv and
+privacy_utility.png. A part whose results.json was written for the same config is reused,
+and target models resume from their orbax checkpoints, so a killed or repeated run redoes
+only what is missing. A part whose dataset files are absent is skipped with a line in the
+report saying why.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import ml_collections
+
+from medinv import aia
+from medinv import mia
+from medinv import progress
+from medinv import report
+from medinv import study_report
+from medinv.data import DataError
+
+RUNNERS = {'aia': aia.run, 'mia': mia.run}
+# Rough relative cost of a part, for the time-left estimate.
+STAGE_WEIGHTS = {'aia': 1.0, 'mia': 6.0}
+
+
+def part_kind(name: str) -> str:
+  kind = name.split('_', 1)[0]
+  if kind not in RUNNERS:
+    raise ValueError(f'study part {name!r} must start with one of {sorted(RUNNERS)}_')
+  return kind
+
+
+def _reusable(part_dir: str, part_config: ml_collections.ConfigDict) -> dict | None:
+  """The part's results when it finished before with exactly this config, else None."""
+  try:
+    with open(os.path.join(part_dir, 'config.json')) as f:
+      saved = json.load(f)
+    with open(os.path.join(part_dir, 'results.json')) as f:
+      results = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return results if saved == json.loads(json.dumps(part_config.to_dict())) else None
+
+
+def run_part(name: str, part_config, part_dir: str) -> dict:
+  """Runs (or reuses) one part; returns its results dict."""
+  reused = _reusable(part_dir, part_config)
+  if reused is not None:
+    reused['reused'] = True
+    return reused
+  stale = os.path.join(part_dir, 'results.json')
+  if os.path.exists(stale):
+    os.remove(stale)  # A killed rerun must not leave old results beside a new config.
+  return RUNNERS[part_kind(name)](part_config, part_dir)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs every part and writes the report; returns the combined results dict."""
+  names = list(config.parts.keys())
+  for name in names:
+    part_kind(name)
+  start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  report.write_config(workdir, config)
+  stages = progress.Stages(names, [STAGE_WEIGHTS[part_kind(n)] for n in names])
+  parts, skipped = {}, {}
+  for i, name in enumerate(names):
+    part_config = config.parts[name]
+    stages.begin(i, f'{part_config.data.dataset}')
+    try:
+      results = run_part(name, part_config, os.path.join(workdir, name))
+    except DataError as e:
+      skipped[name] = str(e).strip().splitlines()[0]
+      stages.end(i, f'skipped ({skipped[name]})')
+      continue
+    parts[name] = results
+    how = 'reused earlier results' if results.get('reused') else (
+        f'{progress.format_seconds(results["wall_seconds"])}')
+    stages.end(i, how)
+  rows = [{'part': name, **row} for name, results in parts.items() for row in results['rows']]
+  metrics = {f'{name}.{key}': value for name, results in parts.items()
+             for key, value in results['metrics'].items()}
+  metrics.update({f'{name}.skipped': reason for name, reason in skipped.items()})
+  combined = report.write_results(workdir, 'study', metrics, rows, time.time() - start)
+  study_report.write(workdir, parts, skipped, title=config.title)
+  return combined
