@@ -35,10 +35,10 @@ def get_config(arg=None):
       # 0 = the whole sigma grid vectorised in one vmap (accelerators).
       grid_batch_size=1,
       # rMLE (white box) and the query-free attack's inversion step.
-      objective='feature_l2:1.0,tv:0.02',
-      rmle_steps=300, rmle_learning_rate=0.05,
+      objective='feature_l2:1.0,tv:0.005',
+      rmle_steps=300, rmle_learning_rate=0.02,
       # Inverse network (black box): decoder trained on the attacker's own queries.
-      decoder_width=64, decoder_steps=800, decoder_batch_size=32,
+      decoder_width=64, decoder_steps=400, decoder_batch_size=32,
       decoder_learning_rate=2e-3, augment_flip=True,
       # Query-free: shadow edge trained on the attacker's labelled images.
       shadow_steps=400, shadow_batch_size=32, shadow_learning_rate=1e-3,

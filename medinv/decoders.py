@@ -1,14 +1,14 @@
 """Inverse networks for the black-box model-inversion attack: edge features -> image.
 
-`InverseDecoder(split)` mirrors the SplitCNN edge at that split: one stride-2 transposed
+`InverseDecoder(split)` mirrors the SplitCNN edge at that split: one 2x2 stride-2 transposed
 convolution per max-pool inside the edge (split 2: none; 4: one; 6: two), each followed by a
-stride-1 transposed convolution at the new resolution, then a 3x3 transposed convolution to
-the image channels and a sigmoid (images live in [0, 1]). Input features of shape
+3x3 transposed convolution at the new resolution (split 2: one 3x3 layer), then a 3x3
+transposed convolution to the image channels and a sigmoid (images live in [0, 1]). Features
 (n, s / 2^(split/2 - 1), same, channels) come back as images (n, s, s, out_channels).
 
-`ConvTranspose` is built on `layers.conv2d` (a convolution whose gradients stay fast inside
-XLA:CPU loops, where the decoder trains): a stride-2 transposed convolution is the
-convolution of the input with zeros inserted between its pixels.
+`ConvTranspose` avoids XLA:CPU's slow convolution gradients inside loops (where decoders
+train): stride-1 layers use `layers.conv2d`, and a stride equal to the kernel size (2x2,
+stride 2: non-overlapping output blocks) is one matmul per input pixel.
 """
 from __future__ import annotations
 
@@ -22,28 +22,31 @@ from medinv import layers
 from medinv import models
 
 
-def insert_zeros(x: jax.Array, stride: int) -> jax.Array:
-  """(n, h, w, c) -> (n, stride*h, stride*w, c), x at the top-left of each stride x stride."""
-  if stride == 1:
-    return x
-  n, h, w, c = x.shape
-  out = jnp.zeros((n, h, stride, w, stride, c), x.dtype).at[:, :, 0, :, 0].set(x)
-  return out.reshape(n, stride * h, stride * w, c)
-
-
 class ConvTranspose(nn.Module):
-  """Transposed convolution ('SAME', odd kernel): output size = stride x input size."""
+  """Transposed convolution, 'SAME' output size = stride x input size.
+
+  Supported: stride 1 with an odd kernel, or stride == kernel size (no overlap).
+  """
   features: int
-  kernel_size: tuple[int, int] = (3, 3)
+  kernel_size: int = 3
   stride: int = 1
   kernel_init: Any = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param('kernel', self.kernel_init,
-                        self.kernel_size + (x.shape[-1], self.features), jnp.float32)
+    k, stride = self.kernel_size, self.stride
+    if not ((stride == 1 and k % 2) or stride == k):
+      raise ValueError(f'ConvTranspose supports stride 1 with an odd kernel or stride == '
+                       f'kernel size; got kernel {k}, stride {stride}')
+    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features),
+                        jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    return layers.conv2d(insert_zeros(x, self.stride), kernel) + bias
+    if stride == 1:
+      return layers.conv2d(x, kernel) + bias
+    n, h, w, _ = x.shape
+    # Input pixel (i, j) paints output block (k i .. k i + k - 1, k j .. k j + k - 1).
+    blocks = jnp.einsum('nhwc,abcf->nhawbf', x, kernel)
+    return blocks.reshape(n, h * k, w * k, self.features) + bias
 
 
 def num_upsamplings(split: int) -> int:
@@ -62,9 +65,10 @@ class InverseDecoder(nn.Module):
   def __call__(self, features: jax.Array) -> jax.Array:
     h = features
     for _ in range(num_upsamplings(self.split)):
-      h = nn.relu(ConvTranspose(self.width, stride=2)(h))
+      h = nn.relu(ConvTranspose(self.width, kernel_size=2, stride=2)(h))
       h = nn.relu(ConvTranspose(self.width)(h))
-    h = nn.relu(ConvTranspose(self.width)(h))
+    if not num_upsamplings(self.split):
+      h = nn.relu(ConvTranspose(self.width)(h))
     return nn.sigmoid(ConvTranspose(self.out_channels)(h))
 
 

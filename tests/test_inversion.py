@@ -1,0 +1,276 @@
+"""Model-inversion attacks: recovery on invertible edges, vmap == loop, the perturbation
+defense's noise, the objective registry, MI-FACE's stopping rule, bad input, end to end."""
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from configs import mia_breastmnist
+from medinv import decoders
+from medinv import defenses
+from medinv import mia
+from medinv import models
+from medinv.attacks import inversion
+from medinv.attacks import objectives
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 8  # 8x8 single-channel images for the linear-edge tests
+
+
+def linear_edge(weights, images):
+  """A small invertible 'edge': features = flattened image @ weights."""
+  return images.reshape(images.shape[0], -1) @ weights
+
+
+def blocky_images(n, seed=0):
+  """Piecewise-constant images in [0.1, 0.9] (what TV favours)."""
+  rng = np.random.default_rng(seed)
+  coarse = rng.uniform(0.1, 0.9, (n, SIZE // 4, SIZE // 4, 1))
+  return jnp.asarray(np.repeat(np.repeat(coarse, 4, 1), 4, 2), jnp.float32)
+
+
+def random_weights(out_dim, seed=1):
+  """out_dim orthonormal columns (all of them: an orthogonal, well-conditioned edge)."""
+  rng = np.random.default_rng(seed)
+  q, _ = np.linalg.qr(rng.normal(size=(SIZE * SIZE, SIZE * SIZE)))
+  return jnp.asarray(q[:, :out_dim], jnp.float32)
+
+
+def test_total_variation_term():
+  ctx = objectives.Context()
+  assert float(objectives.TERMS['tv'](jnp.full((SIZE, SIZE, 1), 0.3), ctx)) == 0.0
+  stripes = jnp.tile(jnp.array([0.0, 1.0]), SIZE // 2)[None, :, None] * jnp.ones((SIZE, 1, 1))
+  # Every horizontal neighbour differs by 1, no vertical one does.
+  assert float(objectives.TERMS['tv'](stripes, ctx)) == pytest.approx(1.0)
+
+
+def test_rmle_recovers_input_of_invertible_linear_edge():
+  targets = blocky_images(3)
+  weights = random_weights(SIZE * SIZE)  # orthogonal: invertible
+  recon, losses = inversion.rmle(
+      linear_edge, weights, linear_edge(weights, targets), jnp.full((SIZE, SIZE, 1), 0.5),
+      objective='feature_l2:1.0,tv:0.0001', steps=400, learning_rate=0.02)
+  assert recon.shape == targets.shape and losses.shape == (3, 400)
+  assert float(jnp.max(jnp.abs(recon - targets))) < 0.03
+  assert np.all(losses[:, -1] < losses[:, 0] * 1e-2)
+
+
+def test_tv_prior_helps_when_the_edge_loses_information():
+  targets = blocky_images(3, seed=2)
+  weights = random_weights(SIZE * SIZE // 2)  # half the dimensions: not invertible
+  features, x0 = linear_edge(weights, targets), jnp.full((SIZE, SIZE, 1), 0.5)
+  errors = {}
+  for spec in ('feature_l2:1.0', 'feature_l2:1.0,tv:0.002'):
+    recon, _ = inversion.rmle(linear_edge, weights, features, x0, objective=spec, steps=400,
+                              learning_rate=0.02)
+    errors[spec] = float(jnp.mean(jnp.square(recon - targets)))
+  assert errors['feature_l2:1.0,tv:0.002'] < 0.5 * errors['feature_l2:1.0']
+
+
+def test_vmapped_rmle_equals_per_target_loop():
+  targets = blocky_images(3, seed=3)
+  weights = random_weights(SIZE * SIZE)
+  features, x0 = linear_edge(weights, targets), jnp.full((SIZE, SIZE, 1), 0.5)
+  # A smooth objective: with |.| (TV) Adam amplifies float rounding near zero gradients.
+  kwargs = dict(objective='feature_l2:1.0,prior_l2:0.1', steps=30, learning_rate=0.05,
+                prior_image=x0)
+  attack = jax.jit(lambda v: inversion.rmle(linear_edge, weights, v, x0, **kwargs)[0])
+  batched = attack(features)
+  looped = jnp.concatenate([attack(features[i:i + 1]) for i in range(3)])
+  np.testing.assert_allclose(batched, looped, atol=1e-5)
+
+
+def test_grid_map_vmap_equals_chunked_map():
+  sigmas = jnp.array([0.0, 0.5, 1.0])
+  fn = lambda s: jnp.sin(s * jnp.arange(4.0))
+  np.testing.assert_allclose(inversion.grid_map(fn, sigmas, 0), inversion.grid_map(fn, sigmas, 1))
+  np.testing.assert_allclose(inversion.grid_map(fn, sigmas, 2), inversion.grid_map(fn, sigmas, 0))
+
+
+def test_custom_term_registered_here_changes_reconstruction(monkeypatch):
+  monkeypatch.setattr(objectives, 'TERMS', dict(objectives.TERMS))  # undone after the test
+
+  @objectives.register('brightness')
+  def brightness(x, ctx):  # pylint: disable=unused-variable
+    del ctx
+    return -jnp.mean(x)
+
+  targets = blocky_images(2, seed=4)
+  weights = random_weights(SIZE * SIZE // 4)
+  features, x0 = linear_edge(weights, targets), jnp.full((SIZE, SIZE, 1), 0.5)
+  kwargs = dict(steps=100, learning_rate=0.05)
+  plain, _ = inversion.rmle(linear_edge, weights, features, x0, objective='feature_l2:1.0',
+                            **kwargs)
+  bright, _ = inversion.rmle(linear_edge, weights, features, x0,
+                             objective='feature_l2:1.0,brightness:0.1', **kwargs)
+  assert float(jnp.mean(bright)) > float(jnp.mean(plain)) + 0.05
+  with pytest.raises(ValueError, match='already registered'):
+    objectives.register('brightness', lambda x, ctx: 0.0)
+
+
+def test_objective_spec_errors():
+  assert objectives.parse('feature_l2:1.0, tv:0.05') == (('feature_l2', 1.0), ('tv', 0.05))
+  assert objectives.parse('tv') == (('tv', 1.0),)
+  with pytest.raises(ValueError, match="unknown objective term 'tvv'.*registered terms"):
+    objectives.parse('feature_l2:1,tvv:0.1')
+  with pytest.raises(ValueError, match="'tv': weight must be >= 0"):
+    objectives.parse('feature_l2:1,tv:-0.1')
+  with pytest.raises(ValueError, match='appears twice'):
+    objectives.parse('tv:1,tv:2')
+  with pytest.raises(ValueError, match='names no terms'):
+    objectives.parse('')
+  with pytest.raises(ValueError, match='needs Context fields'):
+    objectives.build('class_conf')(jnp.zeros((SIZE, SIZE, 1)), objectives.Context())
+
+
+@functools.lru_cache
+def _split_cnn_params(size=16):
+  model = models.SplitCNN(num_classes=2)
+  return model, jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, size, size, 1)))['params']
+
+
+def test_perturbation_has_configured_std_and_touches_only_scope():
+  _, params = _split_cnn_params()
+  sigma = 0.05
+  mask = defenses.scope_mask(params, 'edge', 2)
+  noisy = jax.jit(lambda p: inversion.Deployment(jax.random.key(3), p, sigma, 'fixed', mask
+                                                  ).params_for(0))(params)
+  for name in params:
+    for leaf in params[name]:
+      delta = np.asarray(noisy[name][leaf] - params[name][leaf]).ravel()
+      if name in ('conv1', 'conv2'):
+        assert stats.kstest(delta / sigma, 'norm').pvalue > 1e-3, (name, leaf)
+      else:
+        assert np.all(delta == 0), (name, leaf)
+  everything = jax.jit(lambda p: inversion.Deployment(
+      jax.random.key(3), p, sigma, 'fixed', defenses.scope_mask(params, 'all')).params_for(0)
+                       )(params)
+  assert stats.kstest(np.asarray(everything['fc1']['kernel'] - params['fc1']['kernel']).ravel()
+                      / sigma, 'norm').pvalue > 1e-3
+
+
+def test_per_query_noise_differs_between_queries_and_fixed_does_not():
+  model, params = _split_cnn_params()
+  images = jnp.asarray(np.random.default_rng(0).uniform(size=(3, 16, 16, 1)), jnp.float32)
+  edge = models.edge_fn(model, 2)
+  for mode in ('fixed', 'per_query'):
+    deployment = inversion.Deployment(jax.random.key(1), params, 0.1, mode)
+    first, second = (deployment.params_for(q)['conv1']['kernel'] for q in (0, 1))
+    assert np.array_equal(first, second) == (mode == 'fixed')
+    # Each image its own query: the same image answered twice differs only per query.
+    same = jnp.concatenate([images[:1]] * 2)
+    answers = inversion.query_each(deployment, edge, same, 0)
+    assert np.array_equal(answers[0], answers[1]) == (mode == 'fixed')
+    # query_each answers image i with the parameters of query first + i.
+    np.testing.assert_allclose(answers[1], edge(deployment.params_for(1), same[1:])[0],
+                               atol=1e-5)
+
+
+def test_mi_face_stopping_rule_and_vmap_equals_loop():
+  # A linear 'model' on 8x8 images: logits = [mean(x), 1 - mean(x)] * 20.
+  def logits_apply(step, images):
+    del step
+    mean = jnp.mean(images.reshape(images.shape[0], -1), -1)
+    return 20 * jnp.stack([mean, 1 - mean], -1)
+
+  x0 = jnp.full((SIZE, SIZE, 1), 0.5)
+  kwargs = dict(max_steps=1000, learning_rate=50.0, patience=5, threshold=0.01)
+  out = inversion.mi_face(logits_apply, jnp.array([0, 1]), x0, **kwargs)
+  assert np.all(out['cost'] <= 0.01) and np.all(out['steps'] < 1000)
+  assert float(jnp.mean(out['images'][0])) > 0.7 > 0.3 > float(jnp.mean(out['images'][1]))
+  for label in (0, 1):
+    alone = inversion.mi_face(logits_apply, jnp.array([label]), x0, **kwargs)
+    np.testing.assert_allclose(alone['images'][0], out['images'][label], atol=1e-6)
+    assert int(alone['steps'][0]) == int(out['steps'][label])
+  # Unreachable threshold: stops after `patience` steps without improvement, not max_steps.
+  flat = inversion.mi_face(lambda step, x: jnp.zeros((x.shape[0], 2)), jnp.array([0]), x0,
+                           **dict(kwargs, threshold=0.0))
+  assert int(flat['steps'][0]) == 1 + kwargs['patience']
+
+
+@pytest.mark.parametrize('split,size', [(2, 16), (4, 16), (6, 16)])
+def test_decoder_sized_to_split(split, size):
+  model, params = _split_cnn_params(size)
+  features = models.edge_fn(model, split)(params, jnp.zeros((2, size, size, 1)))
+  assert features.shape[1:] == decoders.feature_shape((size, size, 1), split)
+  decoder = decoders.InverseDecoder(split, 1, width=8)
+  out = decoder.apply(decoder.init(jax.random.key(0), features), features)
+  assert out.shape == (2, size, size, 1) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_inverse_network_learns_linear_edge():
+  aux, targets = blocky_images(64, seed=5), blocky_images(3, seed=6)
+  weights = random_weights(SIZE * SIZE)
+
+  class Linear(decoders.nn.Module):
+    @decoders.nn.compact
+    def __call__(self, h):
+      return decoders.nn.Dense(SIZE * SIZE)(h).reshape(h.shape[0], SIZE, SIZE, 1)
+
+  recon, losses = inversion.inverse_network(
+      jax.random.key(0), lambda q, x: linear_edge(weights, x), aux,
+      linear_edge(weights, targets), decoder=Linear(), steps=300, batch_size=16,
+      learning_rate=1e-2, augment_flip=False)
+  assert float(losses[-1]) < 0.1 * float(losses[0])
+  assert float(jnp.mean(jnp.square(recon - targets))) < 0.01
+
+
+def test_bad_input_is_rejected_before_compute():
+  images = np.random.default_rng(0).uniform(size=(5, 16, 16, 1)).astype(np.float32)
+  with pytest.raises(ValueError, match='overlaps the targets'):
+    inversion.check_attack_images(images[:2], images[1:])
+  with pytest.raises(ValueError, match='different shapes'):
+    inversion.check_attack_images(images[:2], images[2:, :8])
+  cases = [('defense.sigmas', (0.0, -0.1), 'sigmas must be >= 0'),
+           ('attack.splits', (3,), 'split must be one of'),
+           ('attack.objective', 'feature_l2:1.0,tv:-1', 'weight must be >= 0'),
+           ('attack.rmle_steps', 0, 'rmle_steps must be positive'),
+           ('attack.decoder_steps', 0, 'decoder_steps must be positive'),
+           ('defense.modes', ('sometimes',), 'allowed'),
+           ('attack.names', ('guess',), 'unknown attacks')]
+  for field, value, message in cases:
+    config = mia_breastmnist.get_config('smoke')
+    section, key = field.split('.')
+    config[section][key] = value
+    with pytest.raises(ValueError, match=message):
+      mia.validate(config)
+  with pytest.raises(ValueError, match='zero|positive'):
+    inversion.rmle(linear_edge, random_weights(4), jnp.zeros((1, 4)),
+                   jnp.zeros((SIZE, SIZE, 1)), objective='tv', steps=0, learning_rate=0.1)
+
+
+def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
+  workdir = str(tmp_path / 'mia')
+  env = dict(os.environ, PYTHONPATH=REPO, MEDINV_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
+  subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'model_inversion.py'),
+                  f'--config={os.path.join(REPO, "configs", "mia_breastmnist.py")}:split=2,smoke',
+                  f'--workdir={workdir}'], check=True, env=env, cwd=REPO,
+                 capture_output=True, timeout=600)
+  with open(os.path.join(workdir, 'results.json')) as f:
+    results = json.load(f)
+  config = mia_breastmnist.get_config('split=2,smoke')
+  rows = results['rows']
+  attacks = {r['attack'] for r in rows}
+  assert attacks == set(config.attack.names) | {'mean_aux_image'}
+  grid = len(config.defense.sigmas) * len(config.defense.modes)
+  knows = len(config.attack.knows_defense)
+  assert len([r for r in rows if r['attack'] == 'rmle']) == grid * knows
+  assert len([r for r in rows if r['attack'] == 'query_free']) == grid
+  for row in rows:
+    assert 0.0 <= row['model_test_accuracy'] <= 1.0
+    assert -1.0 <= row['ssim_mean'] <= 1.0 and row['mse_mean'] >= 0.0
+  # At sigma 0 both modes deploy the same model, so every attack gets the same answers.
+  for attack in ('inverse_network', 'rmle', 'query_free'):
+    at_zero = {r['mode']: r['ssim_mean'] for r in rows if r['attack'] == attack
+               and r['sigma'] == 0.0 and r['knows_defense'] in (True, None)}
+    assert at_zero['fixed'] == pytest.approx(at_zero['per_query'], abs=1e-5)
+  for name in ('results.csv', 'config.json', 'recon_inverse_network.png', 'ssim_vs_sigma.png',
+               'target/results.json'):
+    assert os.path.exists(os.path.join(workdir, name)), name
