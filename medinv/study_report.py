@@ -135,28 +135,32 @@ def privacy_utility_figure(parts: dict, path: str) -> bool:
   mia_parts = {n: r for n, r in parts.items() if n.startswith('mia')}
   if not aia_parts and not mia_parts:
     return False
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  panels = int(bool(aia_parts)) + int(bool(mia_parts))
+  fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+  aia_ax, mia_ax = axes[0][0], axes[0][-1]
   for name, results in aia_parts.items():
     rows = [r for r in results['rows'] if r['targets'] == 'members' and r['attack'] == 'map'
             and r['variant'] == 'confusion']
     for attribute in dict.fromkeys(r['attribute'] for r in rows):
       mine = [r for r in rows if r['attribute'] == attribute]
-      axes[0].plot([r['release_test_accuracy'] for r in mine], [r['advantage'] for r in mine],
-                   'o-', label=f'{name}: {attribute}')
-  axes[0].axhline(0.0, color='grey', lw=0.8)
-  axes[0].set(xlabel='released-label test accuracy (utility)',
-              ylabel='MAP advantage over best baseline', title='label perturbation')
-  axes[0].legend(fontsize=7)
+      aia_ax.plot([r['release_test_accuracy'] for r in mine], [r['advantage'] for r in mine],
+                  'o-', label=f'{name}: {attribute}')
+  if aia_parts:
+    aia_ax.axhline(0.0, color='grey', lw=0.8)
+    aia_ax.set(xlabel='released-label test accuracy (utility)',
+               ylabel='MAP advantage over best baseline', title='label perturbation')
+    aia_ax.legend(fontsize=7)
   for name, results in mia_parts.items():
     rows = [r for r in results['rows'] if r['attack'] == 'inverse_network'
             and r['knows_defense'] and r['mode'] == 'per_query']
     for split in sorted({r['split'] for r in rows}):
       mine = sorted((r for r in rows if r['split'] == split), key=lambda r: r['sigma'])
-      axes[1].plot([r['model_test_accuracy'] for r in mine], [r['ssim_mean'] for r in mine],
-                   'o-', label=f'{name}: split {split}')
-  axes[1].set(xlabel='model test accuracy under perturbation (utility)',
-              ylabel='inverse-network SSIM', title='model perturbation (per query)')
-  axes[1].legend(fontsize=7)
+      mia_ax.plot([r['model_test_accuracy'] for r in mine], [r['ssim_mean'] for r in mine],
+                  'o-', label=f'{name}: split {split}')
+  if mia_parts:
+    mia_ax.set(xlabel='model test accuracy under perturbation (utility)',
+               ylabel='inverse-network SSIM', title='model perturbation (per query)')
+    mia_ax.legend(fontsize=7)
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format='png', dpi=110)
