@@ -20,6 +20,7 @@ with fold_in(data, e), fold_in(defense, 0) flips its training labels (as medinv.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 
@@ -205,7 +206,7 @@ def run(config, workdir: str) -> dict:
   population = points(config)
   writer = distributed.is_writer()
   checkpoint.check_compatible(
-      os.path.join(workdir, 'config.json'), config.to_dict(),
+      os.path.join(workdir, 'config.json'), json.loads(json.dumps(config.to_dict())),
       train.CHECKPOINT_FIELDS + tuple(f'sweep.axes.{axis}' for axis in sweep.TRAIN_AXES))
   if writer:
     os.makedirs(workdir, exist_ok=True)

@@ -1,0 +1,156 @@
+"""White-box rMLE sweep: target population x defense sigma x attack hyperparameters, one program.
+
+A run trains a population of SplitCNN targets (`medinv.population`: vmapped over seeds,
+training-time label flip_prob and learning rate), then attacks every model at every point of
+the attack grid (defense.sigma x attack.learning_rate x attack.weights.<term>) in one
+program: `sweep.map_grid` over the flattened (model, attack point) grid, sharded over the
+devices. Each point perturbs hospital A's layers of its model with sigma (the 'fixed' mode
+of medinv.defenses, drawn from the model's defense stream, as medinv.mia), reconstructs the
+targets from the features the deployed edge sends, with He et al.'s regularised
+maximum-likelihood attack (the attacker holds the deployed model), and reports SSIM / PSNR /
+MSE against the targets next to the deployed model's test accuracy. The no-model baseline
+(the attacker's mean image as every reconstruction) is in the run's metrics.
+
+Objective weights are traced values, so `attack.weights.tv` etc. vmap like any number; the
+terms come from medinv.attacks.objectives.TERMS.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from medinv import data as data_lib
+from medinv import defenses
+from medinv import distributed
+from medinv import keys as keys_lib
+from medinv import metrics
+from medinv import models
+from medinv import population
+from medinv import report
+from medinv import sweep
+from medinv import train
+from medinv.attacks import inversion
+from medinv.attacks import objectives
+
+ATTACK_AXES = ('defense.sigma', 'attack.learning_rate')
+
+
+def validate(config) -> None:
+  train.validate(config)
+  if config.model != 'split_cnn':
+    raise ValueError(f'the rmle sweep attacks the SplitCNN; got model {config.model!r}')
+  models.check_split(config.attack.split)
+  for name in config.attack.weights:
+    if name not in objectives.TERMS:
+      raise ValueError(f'attack.weights.{name}: unknown objective term; registered: '
+                       f'{", ".join(sorted(objectives.TERMS))}')
+  for field in ('num_targets', 'steps'):
+    inversion.check_positive(f'attack.{field}', config.attack[field])
+  if config.defense.scope not in defenses.SCOPES:
+    raise ValueError(f'defense.scope {config.defense.scope!r}: allowed {defenses.SCOPES}')
+
+
+def attack_points(config) -> dict[str, np.ndarray]:
+  """The attack grid {axis: (P,)}: sigma x learning rate x each objective weight."""
+  axes = {k: v for k, v in sweep.grid_axes(config).items() if k not in sweep.TRAIN_AXES}
+  defaults = {'defense.sigma': float(config.defense.sigma),
+              'attack.learning_rate': float(config.attack.learning_rate)}
+  defaults.update({f'attack.weights.{name}': float(weight)
+                   for name, weight in config.attack.weights.items()})
+  return sweep.grid_points(axes, defaults)
+
+
+def weighted_objective(weights: dict):
+  """sum_k weights[k] * TERMS[k](x, ctx), with weights that may be traced."""
+  def objective(x, ctx):
+    return sum((weight * objectives.TERMS[name](x, ctx) for name, weight in weights.items()),
+               jnp.zeros((), x.dtype))
+  return objective
+
+
+def attack_point(point, population_params, x_targets, x_test, y_test, x0, *, model, split,
+                 scope: str, steps: int):
+  """One (model, sigma, attack hyperparameters) point: reconstruction quality and utility."""
+  params = jax.tree.map(lambda leaf: leaf[point['model']], population_params)
+  defense_key = keys_lib.named_keys(point['seed'])['defense']
+  mask = defenses.scope_mask(params, scope, split)
+  deployed = defenses.perturb_params(defense_key, params, point['defense.sigma'], mask)
+  edge = models.edge_fn(model, split)
+  weights = {path.rsplit('.', 1)[1]: value for path, value in point.items()
+             if path.startswith('attack.weights.')}
+  reconstructions, losses = inversion.rmle(
+      edge, deployed, edge(deployed, x_targets), x0, objective=weighted_objective(weights),
+      steps=steps, learning_rate=point['attack.learning_rate'], prior_image=x0)
+  quality = {name: jnp.mean(values) for name, values in
+             metrics.image_quality(reconstructions, x_targets).items()}
+  logits = model.apply({'params': deployed}, x_test)
+  return {**quality, 'final_loss': jnp.mean(losses[:, -1]),
+          'model_test_accuracy': jnp.mean(jnp.argmax(logits, -1) == y_test)}
+
+
+@functools.lru_cache(maxsize=None)
+def point_fn(model, split: int, scope: str, steps: int):
+  return functools.partial(attack_point, model=model, split=split, scope=scope, steps=steps)
+
+
+def grid(models_points: dict[str, np.ndarray], attack_grid: dict[str, np.ndarray]
+         ) -> dict[str, np.ndarray]:
+  """The flattened (model, attack point) grid, models slowest."""
+  num_models = len(models_points['seed'])
+  num_attack = len(next(iter(attack_grid.values())))
+  flat = {'model': np.repeat(np.arange(num_models, dtype=np.int32), num_attack),
+          'seed': np.repeat(models_points['seed'], num_attack)}
+  flat.update({k: np.tile(v, num_models) for k, v in attack_grid.items()})
+  return flat
+
+
+def run(config, workdir: str) -> dict:
+  """Trains the run's target population, attacks it over the attack grid, writes results."""
+  validate(config)
+  start = time.time()
+  writer = distributed.is_writer()
+  if writer:
+    os.makedirs(workdir, exist_ok=True)
+    report.write_config(workdir, config)
+  task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+  targets_key = jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 0)
+  target_index = np.sort(np.asarray(
+      jax.random.permutation(targets_key, len(task.x_train))[:config.attack.num_targets]))
+  x_targets, x_aux = task.x_train[target_index], task.x_test  # The attacker holds the test split.
+  inversion.check_attack_images(x_targets, x_aux)
+  models_points = population.points(config)
+  model, state, size = population.fit(config, task, models_points,
+                                      checkpoint_dir=os.path.join(workdir, 'checkpoints'))
+  flat = grid(models_points, attack_points(config))
+  x0 = np.mean(x_aux, axis=0)
+  fn = point_fn(model, config.attack.split, config.defense.scope, config.attack.steps)
+  out = sweep.map_grid(fn, flat, state.params, x_targets, task.x_test, task.y_test, x0,
+                       batch_size=config.attack.grid_batch_size)
+  rows = []
+  for i, k in enumerate(flat['model']):
+    row = {'dataset': config.data.dataset, 'split': config.attack.split,
+           'seed': int(flat['seed'][i]),
+           'label_flip_prob': float(str(models_points['train.label_flip_prob'][k])),
+           'train_learning_rate': float(str(models_points['train.learning_rate'][k]))}
+    row.update({path.split('.', 1)[1]: float(str(flat[path][i])) for path in flat
+                if path.startswith(('defense.', 'attack.'))})
+    row.update({f'{name}_mean': float(out[name][i]) for name in metrics.QUALITY_METRICS})
+    row.update(final_loss=float(out['final_loss'][i]),
+               model_test_accuracy=float(out['model_test_accuracy'][i]), n_targets=len(x_targets))
+    rows.append(row)
+  baseline = metrics.quality_summary(
+      inversion.mean_image_baseline(jnp.asarray(x_aux), len(x_targets)), jnp.asarray(x_targets))
+  results_metrics = {'models': size, 'points': len(rows),
+                     'ssim_max': max(r['ssim_mean'] for r in rows),
+                     'baseline_ssim': baseline['ssim_mean'], 'baseline_psnr': baseline['psnr_mean']}
+  results = {'metrics': results_metrics, 'rows': rows}
+  if writer:
+    results = report.write_results(workdir, 'rmle_sweep', results_metrics, rows,
+                                   time.time() - start)
+  distributed.sync('rmle_written')
+  return results
