@@ -96,7 +96,7 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   model = models.build(config.model, task.num_classes)
   tc = config.train
   mesh = sweep.grid_mesh() if mesh is None else mesh
-  x, y = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
+  x, y = np.asarray(task.x_train), np.asarray(task.y_train)  # Placed by sweep (any process).
   state, size = sweep.map_grid_sharded(init_fn(model, float(tc.weight_decay)), population,
                                        x[:1], mesh=mesh)
   mngr, epoch = None, 0
@@ -151,7 +151,7 @@ def prepare_attack(config, task: data_lib.Task):
               ('release', config.defense.release), ('decimals', config.defense.decimals),
               ('eps', float(config.attack.eps)))
   sizes = {'members': int(member.sum()), 'non-members': int((1 - member).sum())}
-  return arrays, settings, sizes
+  return jax.tree.map(np.asarray, arrays), settings, sizes
 
 
 def map_accuracy(params, arrays, *, apply_fn, variants, release, decimals, eps) -> dict:

@@ -86,23 +86,20 @@ def flatten(tree, prefix: str = '') -> dict[str, Any]:
   return flat
 
 
-def get_path(config, path: str):
+def _parent(config, path: str):
+  """(the ConfigDict holding `path`, its last name); KeyError when the field does not exist."""
+  *parents, leaf = path.split('.')
   node = config
-  for part in path.split('.'):
+  for part in parents + [leaf]:
     if not isinstance(node, (dict, ml_collections.ConfigDict)) or part not in node:
       raise KeyError(path)
-    node = node[part]
-  return node
+    parent, node = node, node[part]
+  return parent, leaf
 
 
 def set_path(config, path: str, value) -> None:
-  *parents, leaf = path.split('.')
-  node = config
-  for part in parents:
-    node = node[part]
-  if isinstance(node, ml_collections.ConfigDict) and leaf not in node:
-    raise KeyError(path)
-  node[leaf] = value
+  parent, leaf = _parent(config, path)
+  parent[leaf] = value
 
 
 def _numeric(value) -> bool:
@@ -124,7 +121,7 @@ def split_axes(config) -> tuple[dict[str, tuple], dict[str, tuple]]:
       vmapped[path] = values
       continue
     try:
-      get_path(config, path)
+      _parent(config, path)
     except KeyError:
       raise ValueError(f'sweep axis {path!r} is not a field of the config (and not one of the '
                        f'vmapped axes {experiment.vmap_axes} of experiment '
@@ -294,9 +291,7 @@ class Run:
 def _format_value(value) -> str:
   if isinstance(value, (tuple, list)):
     return '-'.join(_format_value(v) for v in value) or 'none'
-  if isinstance(value, float):
-    return f'{value:g}'
-  return str(value)
+  return f'{value:g}' if isinstance(value, float) else str(value)
 
 
 def run_name(overrides: dict[str, Any]) -> str:
@@ -319,12 +314,10 @@ def expand_runs(config) -> list[Run]:
     for path, value in overrides.items():
       set_path(run_config, path, value)
     axes = {}
-    for path, axis_values in vmapped.items():
+    for path, axis_values in vmapped.items():  # {'a.b': v} -> {'a': {'b': v}}
       *parents, leaf = path.split('.')
-      node = axes
-      for part in parents:
-        node = node.setdefault(part, {})
-      node[leaf] = tuple(axis_values)
+      functools.reduce(lambda node, part: node.setdefault(part, {}), parents, axes)[leaf] = (
+          tuple(axis_values))
     run_config.sweep.axes = ml_collections.ConfigDict(axes)
     for path, field in experiment_of(config).grid_fields:
       if path in vmapped:

@@ -18,6 +18,7 @@ from medinv import sweep_rmle as rmle_lib
 def _population_config(data_dir, **axes):
   config = sweep_population.get_config('smoke')
   config.data.data_dir = data_dir
+  config.train.checkpoint_every_epochs = config.train.num_epochs  # One training program.
   config.sweep.axes = ml_collections.ConfigDict(axes)
   return config
 
@@ -89,8 +90,9 @@ def test_map_grid_equals_loop(batch_size):
 
 
 def test_killed_sweep_resumes_only_unfinished_runs(data_dir, tmp_path, monkeypatch):
-  config = _population_config(data_dir, seed=(0,), train={'label_flip_prob': (0.0, 0.3),
-                                                          'batch_size': (32, 64)})
+  # Runs over the split seed: same shapes, so both runs share their compiled programs.
+  config = _population_config(data_dir, seed=(0,), train={'label_flip_prob': (0.0, 0.3)},
+                              data={'split_seed': (0, 1)})
   workdir = str(tmp_path / 'sweep')
   real_runner = sweep.EXPERIMENTS['population'].runner()
   calls, kill = [], [True]
@@ -104,25 +106,25 @@ def test_killed_sweep_resumes_only_unfinished_runs(data_dir, tmp_path, monkeypat
   monkeypatch.setattr(sweep.Experiment, 'runner', lambda self: killed_on_second)
   with pytest.raises(KeyboardInterrupt):
     sweep.run_sweep(config, workdir, log=lambda line: None)
-  first = os.path.join(workdir, 'batch_size=32', 'results.json')
+  first = os.path.join(workdir, 'split_seed=0', 'results.json')
   mtime = os.path.getmtime(first)
-  assert not os.path.exists(os.path.join(workdir, 'batch_size=64', 'results.json'))
+  assert not os.path.exists(os.path.join(workdir, 'split_seed=1', 'results.json'))
 
   calls.clear()
   lines = []
   results = sweep.run_sweep(config, workdir, log=lines.append)
-  assert calls == ['batch_size=64']
+  assert calls == ['split_seed=1']
   assert os.path.getmtime(first) == mtime
   assert [s['status'] for s in results['summary']] == ['reused', 'ran']
   assert 'reused' in lines[-1] and 'ran' in lines[-1]
   on_disk = json.load(open(os.path.join(workdir, 'results.json')))
   assert on_disk['experiment'] == 'sweep' and len(on_disk['rows']) == len(results['rows'])
-  assert {r['run'] for r in on_disk['rows']} == {'batch_size=32', 'batch_size=64'}
+  assert {r['run'] for r in on_disk['rows']} == {'split_seed=0', 'split_seed=1'}
 
   calls.clear()  # A changed config makes a finished run stale.
   config.attack.eps = 0.01
   sweep.run_sweep(config, workdir, log=lambda line: None)
-  assert calls == ['batch_size=32', 'batch_size=64']
+  assert calls == ['split_seed=0', 'split_seed=1']
 
 
 def test_rmle_point_grid_equals_single_points():

@@ -1,0 +1,301 @@
+"""Sweep benchmark: one compiled program per grid versus Python loops of jitted steps.
+
+  ./launch.sh benchmark
+  ./launch.sh benchmark --parts=rmle --steps=20
+  ./launch.sh benchmark --cardio_dir=../shared/data/cardio
+
+Prints, each line prefixed with the backend and device count:
+  rmle (white box, split 4, 32x32 BreastMNIST targets, N targets x K sigmas): the compiled
+    program (sweep.map_grid: targets vmapped, sigma points one at a time / all vmapped)
+    versus a per-target Python loop of jitted Adam steps (as He et al.'s and ART's reference
+    code run), in target-steps per second; the same program with flax nn.Conv/nn.max_pool
+    layers instead of medinv.layers; achieved FLOP/s (XLA cost analysis) against the
+    matmul FLOP/s measured in the same run;
+  inverse-network training for K sigmas: vmapped versus K sequential runs;
+  population training of 8 MLPs on cardio: vmapped versus sequential;
+  the MAP attack on the 70,000 cardio records x every candidate: records per second.
+Not part of the tests; the models are untrained where only speed matters.
+"""
+import functools
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from configs import train_breastmnist
+from configs import train_cardio
+from medinv import aia
+from medinv import data as data_lib
+from medinv import decoders
+from medinv import defenses
+from medinv import models
+from medinv import population
+from medinv import sweep
+from medinv.attacks import attribute
+from medinv.attacks import inversion
+from medinv.attacks import objectives
+
+flags.DEFINE_list('parts', ['rmle', 'decoder', 'population', 'map'], 'What to measure.')
+flags.DEFINE_integer('targets', 64, 'rmle targets N.')
+flags.DEFINE_list('sigmas', ['0.0', '0.01', '0.02', '0.05'], 'Defense sigmas K.')
+flags.DEFINE_integer('steps', 50, 'rmle Adam steps.')
+flags.DEFINE_integer('plain_steps', 10, 'rmle steps for the flax nn.Conv/nn.max_pool line.')
+flags.DEFINE_integer('decoder_steps', 30, 'Inverse-network training steps.')
+flags.DEFINE_string('cardio_dir', '../shared/data/cardio', 'Folder with cardio_train.csv.')
+FLAGS = flags.FLAGS
+SPLIT, OBJECTIVE, LEARNING_RATE = 4, 'feature_l2:1.0,tv:0.02', 0.05
+
+
+def say(text: str) -> None:
+  print(f'[{jax.default_backend()} x{jax.device_count()}] {text}', flush=True)
+
+
+def block(tree):
+  return jax.block_until_ready(tree)
+
+
+def seconds(fn, *args, repeats: int = 1):
+  """Best wall time of fn(*args) over `repeats` calls (after one untimed call)."""
+  block(fn(*args))
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    block(fn(*args))
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def matmul_flops() -> float:
+  """The machine's dense float32 matmul FLOP/s (best of sizes 1024, 2048)."""
+  best = 0.0
+  for n in (1024, 2048):
+    a = jax.random.normal(jax.random.key(n), (n, n))
+    best = max(best, 2 * n ** 3 / seconds(jax.jit(jnp.matmul), a, a, repeats=5))
+  return best
+
+
+def plain_edge(params, x):
+  """The SplitCNN edge at split 4 with flax's own layers (nn.Conv's convolution, max_pool)."""
+  for i in range(SPLIT):
+    if i and i % 2 == 0:
+      x = nn.max_pool(x, (2, 2), (2, 2))
+    layer = params[f'conv{i + 1}']
+    x = nn.relu(lax.conv_general_dilated(x, layer['kernel'], (1, 1), 'SAME',
+                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+                + layer['bias'])
+  return x
+
+
+def rmle_point(sigma, theta, x_targets, x0, *, edge, steps: int):
+  """One sigma: perturb hospital A's layers, take the targets' features, invert them."""
+  mask = defenses.scope_mask(theta, 'edge', SPLIT)
+  deployed = defenses.perturb_params(jax.random.key(0), theta, sigma, mask)
+  return inversion.rmle(edge, deployed, edge(deployed, x_targets), x0, objective=OBJECTIVE,
+                        steps=steps, learning_rate=LEARNING_RATE, prior_image=x0)[0]
+
+
+def compiled_rmle(edge, sigmas, theta, x_targets, x0, steps, batch_size):
+  """(compiled sweep program, its placed arguments) for the rmle grid over sigmas."""
+  fn = functools.partial(rmle_point, edge=edge, steps=steps)
+  mesh = sweep.grid_mesh()
+  grid, _ = sweep.shard_grid(np.asarray(sigmas, np.float32), mesh)
+  args = (grid,) + sweep.replicate((theta, x_targets, x0), mesh)
+  return sweep._program(fn, mesh, batch_size, 3).lower(*args).compile(), args
+
+
+def loop_rmle(edge, sigmas, theta, x_targets, x0, steps):
+  """He et al. / ART style: per sigma, per target, a Python loop of jitted Adam steps."""
+  objective, tx = objectives.build(OBJECTIVE), optax.adam(LEARNING_RATE)
+
+  @jax.jit
+  def step(x, opt_state, params, v):
+    ctx = objectives.Context(features_fn=lambda z: edge(params, z[None])[0],
+                             target_features=v, prior_image=x0)
+    grad = jax.grad(objective)(x, ctx)
+    updates, opt_state = tx.update(grad, opt_state, x)
+    return jnp.clip(x + updates, 0.0, 1.0), opt_state
+
+  deploy = jax.jit(lambda s: defenses.perturb_params(
+      jax.random.key(0), theta, s, defenses.scope_mask(theta, 'edge', SPLIT)))
+  features = jax.jit(edge)
+  warm = deploy(jnp.float32(sigmas[0]))  # Compile every jitted piece before timing.
+  block(step(x0, tx.init(x0), warm, features(warm, x_targets)[0]))
+  start, out = time.perf_counter(), []
+  for sigma in sigmas:
+    params = deploy(jnp.float32(sigma))
+    v = features(params, x_targets)
+    for i in range(x_targets.shape[0]):
+      x, opt_state = x0, tx.init(x0)
+      for _ in range(steps):
+        x, opt_state = step(x, opt_state, params, v[i])
+      out.append(x)
+  out = block(jnp.stack(out))
+  return time.perf_counter() - start, out.reshape((len(sigmas),) + x_targets.shape)
+
+
+def bench_rmle():
+  config = train_breastmnist.get_config()
+  task = data_lib.load_task(config.data)
+  x_targets = jnp.asarray(task.x_train[:FLAGS.targets])
+  x0 = jnp.asarray(task.x_test.mean(axis=0))
+  sigmas = [float(s) for s in FLAGS.sigmas]
+  model = models.SplitCNN(num_classes=task.num_classes)
+  theta = model.init(jax.random.key(0), x_targets[:1])['params']
+  edge = models.edge_fn(model, SPLIT)
+  n, k, steps = len(x_targets), len(sigmas), FLAGS.steps
+  work = n * k * steps
+  say(f'rmle: N={n} targets x K={k} sigmas, split {SPLIT}, {x_targets.shape[1]}x'
+      f'{x_targets.shape[2]} images, {steps} Adam steps ({work} target-steps)')
+  peaks = [matmul_flops()]
+  say(f'matmul (float32, jit): {peaks[0] / 1e9:.1f} GFLOP/s')
+  rates = {}
+  # All sigma points vmapped batches convolutions whose weights differ per point, slow on
+  # XLA:CPU: that line runs the shorter --plain_steps (its rate is per target-step).
+  for batch_size, label, run_steps in ((1, 'one sigma at a time', steps),
+                                       (0, 'all sigmas vmapped', FLAGS.plain_steps)):
+    start = time.perf_counter()
+    program, args = compiled_rmle(edge, sigmas, theta, x_targets, x0, run_steps, batch_size)
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    out = block(program(*args))
+    elapsed = time.perf_counter() - start
+    rates[batch_size] = n * k * run_steps / elapsed
+    say(f'rmle compiled program ({label}, targets vmapped, {run_steps} steps): '
+        f'{rates[batch_size]:.1f} target-steps/s ({elapsed:.1f}s, compile {compile_seconds:.1f}s)')
+    if batch_size == 1:
+      compiled_out, compiled_elapsed, reported = out, elapsed, program.cost_analysis()['flops']
+      peaks.append(matmul_flops())  # Again right after it: the machine may be shared.
+      say(f'matmul (float32, jit), measured again: {peaks[1] / 1e9:.1f} GFLOP/s')
+  peak = max(peaks)
+  loop_seconds, loop_out = loop_rmle(edge, sigmas, theta, x_targets, x0, steps)
+  loop_rate = work / loop_seconds
+  say(f'rmle per-target loop of jitted steps: {loop_rate:.1f} target-steps/s ({loop_seconds:.1f}s)')
+  difference = np.abs(np.asarray(compiled_out)[:k] - np.asarray(loop_out))
+  say(f'rmle compiled / loop: {rates[1] / loop_rate:.2f}x one sigma at a time, '
+      f'{rates[0] / loop_rate:.2f}x all vmapped; reconstructions differ by {difference.mean():.1e}'
+      f' on average (max {difference.max():.1e}: Adam steps amplify rounding)')
+
+  plain_work = n * FLAGS.plain_steps
+  program, args = compiled_rmle(plain_edge, sigmas[:1], theta, x_targets, x0,
+                                FLAGS.plain_steps, 1)
+  plain_seconds = seconds(lambda: program(*args))
+  say(f'rmle compiled, flax nn.Conv + nn.max_pool layers (K=1, {FLAGS.plain_steps} steps): '
+      f'{plain_work / plain_seconds:.1f} target-steps/s; medinv.layers are '
+      f'{rates[1] / (plain_work / plain_seconds):.1f}x faster')
+
+  # XLA's cost analysis counts a loop body once: one step's count x steps, plus the prologue.
+  step_fn = jax.jit(jax.vmap(lambda x, v, params: jax.grad(objectives.build(OBJECTIVE))(
+      x, objectives.Context(features_fn=lambda z: edge(params, z[None])[0], target_features=v,
+                            prior_image=x0)), in_axes=(0, 0, None)))
+  v = edge(theta, x_targets)
+  step_flops = step_fn.lower(x_targets, v, theta).compile().cost_analysis()['flops']
+  prologue = jax.jit(edge).lower(theta, x_targets).compile().cost_analysis()['flops']
+  total = k * (steps * step_flops + prologue)
+  achieved = total / compiled_elapsed
+  say(f'rmle FLOPs (XLA cost analysis): program reports {reported / 1e9:.1f} GFLOP (loop body '
+      f'once); one step {step_flops / 1e9:.2f} GFLOP x {steps} steps x {k} sigmas + prologue '
+      f'= {total / 1e9:.1f} GFLOP')
+  say(f'rmle achieved {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of the '
+      f'measured matmul {peak / 1e9:.1f} GFLOP/s (the higher of its two measurements)')
+
+
+def bench_decoder():
+  config = train_breastmnist.get_config()
+  task = data_lib.load_task(config.data)
+  x_aux = jnp.asarray(task.x_test)
+  sigmas = np.asarray([float(s) for s in FLAGS.sigmas], np.float32)
+  model = models.SplitCNN(num_classes=task.num_classes)
+  theta = model.init(jax.random.key(0), x_aux[:1])['params']
+  edge = models.edge_fn(model, SPLIT)
+  decoder = decoders.InverseDecoder(SPLIT, x_aux.shape[-1], 64)
+  steps = FLAGS.decoder_steps
+
+  def train_one(sigma, theta, x_aux):
+    deployed = defenses.perturb_params(
+        jax.random.key(0), theta, sigma, defenses.scope_mask(theta, 'edge', SPLIT))
+    return inversion.train_decoder(jax.random.key(1), lambda t, images: edge(deployed, images),
+                                   x_aux, decoder=decoder, steps=steps, batch_size=32,
+                                   learning_rate=2e-3)[1]
+  vmapped = seconds(lambda: sweep.map_grid(train_one, sigmas, theta, x_aux))
+  one_at_a_time = seconds(lambda: sweep.map_grid(train_one, sigmas, theta, x_aux, batch_size=1))
+  single = jax.jit(train_one)
+  block(single(sigmas[0], theta, x_aux))
+  start = time.perf_counter()
+  for sigma in sigmas:
+    block(single(sigma, theta, x_aux))
+  sequential = time.perf_counter() - start
+  work = len(sigmas) * steps
+  say(f'inverse network, K={len(sigmas)} sigmas x {steps} steps (batch 32, width 64, split '
+      f'{SPLIT}): vmapped {work / vmapped:.2f} steps/s, K sequential runs '
+      f'{work / sequential:.2f} steps/s, ratio {sequential / vmapped:.2f}x; one program with '
+      f'one sigma at a time {work / one_at_a_time:.2f} steps/s')
+
+
+def _cardio():
+  config = train_cardio.get_config()
+  config.data.manual_dir = FLAGS.cardio_dir
+  return config, data_lib.load_task(config.data)
+
+
+def bench_population():
+  config, task = _cardio()
+  config.train.checkpoint_every_epochs = config.train.num_epochs
+  grid = population.points(config)
+  eight = {k: np.repeat(v, 8) for k, v in grid.items()}
+  eight['seed'] = np.arange(8, dtype=np.int32)
+  fit = lambda points: population.fit(config, task, points)[1].params
+  vmapped = seconds(fit, eight)
+  one = {k: v[:1] for k, v in eight.items()}
+  block(fit(one))
+  start = time.perf_counter()
+  for i in range(8):
+    block(fit({k: v[i:i + 1] for k, v in eight.items()}))
+  sequential = time.perf_counter() - start
+  say(f'population: 8 MLPs, {config.train.num_epochs} epochs of {len(task.x_train)} cardio '
+      f'records (batch '
+      f'{config.train.batch_size}): vmapped {8 / vmapped:.2f} models/s, sequential '
+      f'{8 / sequential:.2f} models/s, ratio {sequential / vmapped:.2f}x')
+  return config, task, jax.tree.map(lambda leaf: np.asarray(leaf)[0], fit(one))
+
+
+def bench_map(config, task, params):
+  records = np.concatenate([task.records_train.features, task.records_test.features])
+  column = task.records_train.column_index('cholesterol')
+  candidates = jnp.asarray(task.records_train.columns[column].candidates)
+  model = models.build(config.model, task.num_classes)
+  view_params = (params, jnp.asarray(task.scaler.mean), jnp.asarray(task.scaler.std))
+  view_fn = functools.partial(aia.candidate_view, apply_fn=model.apply, release='label',
+                              decimals=1)
+  features = jnp.asarray(records)
+  released = jnp.argmax(aia.model_probs(view_params, features, apply_fn=model.apply), -1)
+  prior = jnp.full((candidates.shape[0],), 1.0 / candidates.shape[0])
+  elapsed = seconds(lambda: attribute.map_attack(
+      view_fn, view_params, features, released, prior, candidates, column=column,
+      variant='indicator'), repeats=3)
+  say(f'map_attack: {len(records)} cardio records x {candidates.shape[0]} candidates '
+      f'(cholesterol): {len(records) / elapsed:,.0f} records/s ({elapsed * 1e3:.0f} ms)')
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  say(f'devices: {jax.devices()}')
+  if 'rmle' in FLAGS.parts:
+    bench_rmle()
+  if 'decoder' in FLAGS.parts:
+    bench_decoder()
+  if 'population' in FLAGS.parts or 'map' in FLAGS.parts:
+    config, task, params = bench_population()
+    if 'map' in FLAGS.parts:
+      bench_map(config, task, params)
+
+
+if __name__ == '__main__':
+  app.run(main)
