@@ -10,6 +10,7 @@ import pytest
 
 from configs import sweep_population
 from configs import sweep_rmle
+from medinv import distributed
 from medinv import models
 from medinv import sweep
 from medinv import sweep_rmle as rmle_lib
@@ -149,3 +150,20 @@ def test_rmle_point_grid_equals_single_points():
     config = sweep_rmle.get_config('smoke')
     config.attack.weights.nope = 1.0
     rmle_lib.validate(config)
+
+
+def test_multi_process_detection_from_the_environment():
+  count = distributed.launcher_process_count
+  assert count({}) == 1
+  assert count({'SLURM_JOB_ID': '7', 'SLURM_NTASKS': '4'}) == 4
+  assert count({'SLURM_JOB_ID': '7', 'SLURM_STEP_NUM_TASKS': '2(x3)'}) == 2
+  assert count({'OMPI_COMM_WORLD_SIZE': '3'}) == 3
+  assert count({'TPU_WORKER_HOSTNAMES': 'h0,h1,h2,h3'}) == 4
+  assert count({'JAX_NUM_PROCESSES': '2', 'SLURM_JOB_ID': '7', 'SLURM_NTASKS': '8'}) == 2
+  assert not distributed.initialize(environ={'SLURM_JOB_ID': '7', 'SLURM_NTASKS': '1'})
+  assert not distributed.initialize('127.0.0.1:1', 1, 0, environ={})  # One process: no-op.
+  with pytest.raises(ValueError, match='needs all of coordinator_address'):
+    distributed.initialize(num_processes=2, environ={})
+  with pytest.raises(ValueError, match='outside 0..1'):
+    distributed.initialize('127.0.0.1:1', 2, 5, environ={})
+  assert distributed.is_writer() and jax.process_count() == 1
