@@ -31,7 +31,6 @@ import re
 import time
 from typing import Any, Callable
 
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
