@@ -29,5 +29,5 @@ def test_config_loads_default_and_smoke(name):
   module = importlib.import_module(f'configs.{name}')
   assert module.__doc__ and './launch.sh' in module.__doc__  # Runnable example commands.
   default, smoke = module.get_config(), module.get_config('smoke')
-  assert default.seed == smoke.seed
+  assert default.get('seed') == smoke.get('seed')  # smoke shrinks sizes, not the seed.
   assert default.to_dict() != smoke.to_dict()
