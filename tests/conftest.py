@@ -15,3 +15,16 @@ def data_dir(tmp_path_factory):
 def shared_data():
   """../shared/data next to the checkout (copies of public files for tests)."""
   return os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data'))
+
+
+@pytest.fixture
+def assert_nothing_built():
+  """Checks that a failed build left nothing a later run would take as a dataset."""
+  def check(data_dir):
+    """No finished dataset (dataset_info.json) and no incomplete.* folder is left."""
+    for root, dirs, files in os.walk(data_dir):
+      assert 'dataset_info.json' not in files, root
+      assert not any(d.startswith('incomplete') for d in dirs), (root, dirs)
+      assert not any('.array_record' in f for f in files), (root, files)
+
+  return check

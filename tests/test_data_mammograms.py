@@ -1,166 +1,19 @@
-"""Manual-download datasets: cardio (the shared real copy), mias, cbis_ddsm and medmnist.
-
-The image datasets are tested on small files written here in their published encodings:
+"""Manual-download mammograms, on small files written here in their published encodings:
 binary PGM plus an Info.txt table (mini-MIAS), DICOM written by pydicom plus the four
-case-description CSVs (CBIS-DDSM), and npz files with the standard MedMNIST keys.
+case-description CSVs (CBIS-DDSM).
 """
 import csv
 import os
-import time
-import zipfile
 
 import numpy as np
 import pydicom
 import pytest
 
 from medinv import data
-from medinv.data import cardio
 from medinv.data import cbis_ddsm
-from medinv.data import medmnist
 from medinv.data import mias
 from medinv.data import tfds_util
 from medinv.data.tfds_util import DataError
-
-
-def assert_nothing_built(data_dir):
-  """No finished dataset (dataset_info.json) and no incomplete.* folder is left."""
-  for root, dirs, files in os.walk(data_dir):
-    assert 'dataset_info.json' not in files, root
-    assert not any(d.startswith('incomplete') for d in dirs), (root, dirs)
-    assert not any('.array_record' in f for f in files), (root, files)
-
-
-# ----------------------------------------------------------------------------------- cardio
-
-@pytest.fixture(scope='module')
-def cardio_dir(shared_data):
-  folder = os.path.join(shared_data, 'cardio')
-  if not os.path.isfile(os.path.join(folder, cardio.FILENAME)):
-    pytest.skip(f'{folder}/{cardio.FILENAME} is absent (see ../shared/data/SOURCES.md)')
-  return folder
-
-
-@pytest.fixture(scope='module')
-def cardio_data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('cardio_tfds'))
-
-
-@pytest.fixture(scope='module')
-def cardio_raw(cardio_dir, cardio_data_dir):
-  return data.load_records('cardio', data_dir=cardio_data_dir, manual_dir=cardio_dir)
-
-
-def test_cardio_shared_copy(cardio_raw, cardio_dir):
-  assert cardio_raw.features.shape == (70_000, 11)
-  assert np.bincount(cardio_raw.labels).tolist() == [35_021, 34_979]
-  assert [c.name for c in cardio_raw.columns] == list(cardio.HEADER[1:-1])
-  # Independent parse of the file: age in days -> years, every other column unchanged.
-  raw = np.loadtxt(os.path.join(cardio_dir, cardio.FILENAME), delimiter=';', skiprows=1)
-  np.testing.assert_allclose(cardio_raw.features[:, 0], raw[:, 1] / 365.25, rtol=1e-6)
-  np.testing.assert_array_equal(cardio_raw.features[:, 1:], raw[:, 2:-1].astype(np.float32))
-  np.testing.assert_array_equal(cardio_raw.labels, raw[:, -1])
-  assert cardio_raw.features[0, 0] == pytest.approx(18393 / 365.25)  # id 0: 18393 days
-  assert 29 < cardio_raw.features[:, 0].min() < cardio_raw.features[:, 0].max() < 66
-
-
-def test_cardio_attribute_candidates(cardio_raw):
-  for name, expected in [('gender', [1, 2]), ('cholesterol', [1, 2, 3]), ('gluc', [1, 2, 3]),
-                         ('smoke', [0, 1]), ('alco', [0, 1]), ('active', [0, 1])]:
-    column = cardio_raw.columns[cardio_raw.column_index(name)]
-    assert column.categorical and column.candidates.tolist() == expected
-    index = column.candidate_index(cardio_raw.features[:, cardio_raw.column_index(name)])
-    assert set(np.unique(index)) == set(range(len(expected)))
-  age = cardio_raw.columns[0]
-  bins = np.bincount(age.candidate_index(cardio_raw.features[:, 0]), minlength=5)
-  assert len(age.candidates) == len(bins) == 5 and bins.min() > 1000
-
-
-def test_cardio_reads_fast_in_chunks(cardio_raw, cardio_dir, cardio_data_dir):
-  del cardio_raw  # Built.
-  builder = tfds_util.prepare(cardio.Builder, data_dir=cardio_data_dir, manual_dir=cardio_dir)
-  assert len(builder.as_data_source(split='train')) == -(-70_000 // cardio.RECORDS_PER_EXAMPLE)
-  start = time.perf_counter()
-  arrays = tfds_util.read_split(builder, 'train')
-  assert time.perf_counter() - start < 2.0  # One record per example took ~3 s.
-  assert arrays['features'].shape == (70_000, 11) and len(np.unique(arrays['id'])) == 70_000
-
-
-def test_cardio_clean(cardio_raw, cardio_dir, cardio_data_dir):
-  clean = data.load_records('cardio', data_dir=cardio_data_dir, manual_dir=cardio_dir,
-                            clean=True)
-  keep, counts = cardio.plausible(cardio_raw.features)
-  assert counts['total'] == 1376 and len(clean) == 70_000 - 1376
-  np.testing.assert_array_equal(clean.features, cardio_raw.features[keep])
-  f = {c.name: clean.features[:, i] for i, c in enumerate(clean.columns)}
-  assert np.all(f['ap_lo'] <= f['ap_hi']) and f['ap_hi'].max() <= 250 and f['ap_lo'].min() >= 30
-  builder = tfds_util.prepare(cardio.Builder, data_dir=cardio_data_dir, config='clean')
-  assert builder.info.metadata['dropped'] == counts
-  assert counts['ap_lo > ap_hi'] == 1234
-
-
-def test_cardio_task_passes_clean_option(cardio_dir, cardio_data_dir, cardio_raw):
-  from configs import train_cardio
-  config = train_cardio.get_config('clean')
-  config.data.update(manual_dir=cardio_dir, data_dir=cardio_data_dir)
-  task = data.load_task(config.data)
-  assert len(task.y_train) + len(task.y_test) == 70_000 - 1376
-  assert task.num_classes == 2 and task.x_train.shape[1] == 11
-
-
-CARDIO_HEADER = ';'.join(cardio.HEADER)
-CARDIO_ROWS = ['0;18393;2;168;62.0;110;80;1;1;0;0;1;0', '1;20228;1;156;85.0;140;90;3;1;0;0;1;1',
-               '2;18857;1;165;64.0;130;70;3;1;0;0;0;1']
-
-
-@pytest.mark.parametrize('text, match', [
-    (CARDIO_HEADER.replace('ap_hi', 'sbp') + '\n' + '\n'.join(CARDIO_ROWS),
-     r"line 1: header .*missing columns: \['ap_hi'\]"),
-    (CARDIO_HEADER.replace(';', ',') + '\n' + '\n'.join(r.replace(';', ',') for r in CARDIO_ROWS),
-     'line 1: .*wrong separator'),
-    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS).replace('85.0', '85,5'),
-     r"line 3, column 'weight': non-numeric value '85,5'"),
-    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS)[:-9], r'line 4: 9 fields, expected 13'),
-    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS)[:-1], r"line 4, column 'cardio': non-numeric"),
-    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS).replace(';3;1;0;0;1;1', ';4;1;0;0;1;1'),
-     r"line 3, column 'cholesterol': value 4 is not one of the codes"),
-    (CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS).replace('130', 'nan'),
-     r"line 4, column 'ap_hi': value nan is not a finite number"),
-    ('', 'empty file'),
-])
-def test_cardio_malformed_csv_fails_cleanly(tmp_path, text, match):
-  manual, data_dir = tmp_path / 'manual', str(tmp_path / 'tfds')
-  manual.mkdir()
-  path = manual / cardio.FILENAME
-  path.write_text(text)
-  with pytest.raises(DataError, match=match) as error:
-    data.load_records('cardio', data_dir=data_dir, manual_dir=str(manual))
-  assert str(path) in str(error.value)
-  assert not cardio.Builder(data_dir=data_dir, config='raw').is_prepared()
-  assert_nothing_built(data_dir)
-  # A corrected file then builds normally in the same data_dir.
-  path.write_text(CARDIO_HEADER + '\n' + '\n'.join(CARDIO_ROWS) + '\n')
-  loaded = data.load_records('cardio', data_dir=data_dir, manual_dir=str(manual))
-  assert loaded.labels.tolist() == [0, 1, 1]
-  assert loaded.features[1, 0] == pytest.approx(20228 / 365.25)
-
-
-def test_cardio_missing_file_prints_instructions(tmp_path):
-  with pytest.raises(DataError, match='no manual_dir was given') as error:
-    data.load_records('cardio', data_dir=str(tmp_path / 'tfds'))
-  assert cardio.MANUAL_DOWNLOAD_INSTRUCTIONS in str(error.value)
-  with pytest.raises(DataError, match='is not a directory'):
-    data.load_records('cardio', data_dir=str(tmp_path / 'tfds'),
-                      manual_dir=str(tmp_path / 'nowhere'))
-  (tmp_path / 'manual').mkdir()
-  (tmp_path / 'manual' / 'cardio.csv').write_text('renamed\n')
-  with pytest.raises(DataError, match='cardio_train.csv not found') as error:
-    data.load_records('cardio', data_dir=str(tmp_path / 'tfds'),
-                      manual_dir=str(tmp_path / 'manual'))
-  assert 'kaggle.com' in str(error.value)
-  text = data.describe()
-  assert 'cardio (records; manual download' in text and data.list_datasets() == text
-  for module in (cardio, mias, cbis_ddsm, medmnist):
-    assert all(line in text for line in module.MANUAL_DOWNLOAD_INSTRUCTIONS.splitlines())
 
 
 # ------------------------------------------------------------------------------------- mias
@@ -273,7 +126,7 @@ def _bad_header(path):
     (lambda path: path.unlink(), r'1 films listed in .*Info\.txt have no PGM file, e.g. '
      r'mdb004\.pgm'),
 ])
-def test_mias_bad_pgm_fails_cleanly(tmp_path, damage, match):
+def test_mias_bad_pgm_fails_cleanly(tmp_path, damage, match, assert_nothing_built):
   manual = write_mias(tmp_path / 'manual')
   damage(manual / 'mdb004.pgm')
   data_dir = str(tmp_path / 'tfds')
@@ -296,7 +149,7 @@ def test_mias_bad_pgm_fails_cleanly(tmp_path, damage, match):
     (MIAS_INFO.replace('mdb012', 'mdb13'), r"line 15, column REFNUM: 'mdb13' is not mdbNNN"),
     (MIAS_INFO.replace('mdb012 D ASYM B 50 30 8', ''), r'mdb012\.pgm .*has no row in'),
 ])
-def test_mias_bad_info_table(tmp_path, info, match):
+def test_mias_bad_info_table(tmp_path, info, match, assert_nothing_built):
   manual = write_mias(tmp_path / 'manual', size=16, info=info)
   data_dir = str(tmp_path / 'tfds')
   with pytest.raises(DataError, match=match):
@@ -479,7 +332,7 @@ def _missing_csv(manual):
 @pytest.mark.parametrize('damage', [_rename_column, _bad_pathology, _truncated_row,
                                     _unreadable_dicom, _dicom_without_pixels, _missing_dicom,
                                     _missing_csv])
-def test_cbis_ddsm_bad_input_fails_cleanly(tmp_path, damage):
+def test_cbis_ddsm_bad_input_fails_cleanly(tmp_path, damage, assert_nothing_built):
   manual = write_cbis(tmp_path / 'manual')
   match = damage(manual)
   data_dir = str(tmp_path / 'tfds')
@@ -488,141 +341,3 @@ def test_cbis_ddsm_bad_input_fails_cleanly(tmp_path, damage):
   assert not cbis_ddsm.Builder(data_dir=data_dir,
                                config=cbis_ddsm.builder_config(8)).is_prepared()
   assert_nothing_built(data_dir)
-
-
-# --------------------------------------------------------------------------------- medmnist
-
-def medmnist_arrays(size=28, channels=1, label_shape=(1,), counts=(12, 4, 6), classes=3,
-                    seed=0):
-  rng = np.random.default_rng(seed)
-  arrays = {}
-  for prefix, n in zip(('train', 'val', 'test'), counts):
-    shape = (n, size, size) if channels == 1 else (n, size, size, channels)
-    arrays[f'{prefix}_images'] = rng.integers(0, 256, shape, dtype=np.uint8)
-    arrays[f'{prefix}_labels'] = rng.integers(0, classes, (n, *label_shape), dtype=np.uint8)
-  return arrays
-
-
-def test_medmnist_grayscale_28(tmp_path):
-  arrays = medmnist_arrays()
-  np.savez_compressed(tmp_path / 'pneumoniamnist.npz', **arrays)
-  from configs import train_medmnist
-  config = train_medmnist.get_config('name=pneumoniamnist')
-  config.data.update(manual_dir=str(tmp_path), data_dir=str(tmp_path / 'tfds'))
-  task = data.load_task(config.data)
-  assert task.x_train.shape == (12, 32, 32, 1) and task.x_test.shape == (6, 32, 32, 1)
-  np.testing.assert_array_equal(task.y_train, arrays['train_labels'][:, 0])
-  assert task.class_names == tuple(f'pneumoniamnist class {i}' for i in range(3))
-  # Validation split, stored at 28x28 exactly.
-  builder = tfds_util.prepare(medmnist.Builder, data_dir=str(tmp_path / 'tfds'),
-                              config=medmnist.builder_config(medmnist_name='pneumoniamnist'))
-  stored = tfds_util.read_split(builder, 'validation')
-  np.testing.assert_array_equal(stored['image'][..., 0], arrays['val_images'])
-
-
-def test_medmnist_rgb_64_with_flat_labels(tmp_path):
-  arrays = medmnist_arrays(size=64, channels=3, label_shape=())
-  np.savez_compressed(tmp_path / 'dermamnist_64.npz', **arrays)
-  np.savez_compressed(tmp_path / 'dermamnist.npz', **medmnist_arrays())  # 28: not picked
-  loaded = data.load_images('medmnist', image_size=64, data_dir=str(tmp_path / 'tfds'),
-                            manual_dir=str(tmp_path), medmnist_name='dermamnist',
-                            medmnist_size=64)
-  np.testing.assert_allclose(loaded.test[0], arrays['test_images'] / 255.0, atol=1e-6)
-  np.testing.assert_array_equal(loaded.validation[1], arrays['val_labels'])
-
-
-def test_medmnist_multilabel_needs_a_task(tmp_path):
-  arrays = medmnist_arrays(label_shape=(5,), classes=2)
-  np.savez_compressed(tmp_path / 'chestmnist.npz', **arrays)
-  kwargs = dict(image_size=32, data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path),
-                medmnist_name='chestmnist')
-  with pytest.raises(DataError, match=r'chestmnist\.npz: train_labels is multi-label \(5 '
-                     r'tasks.*medmnist_task=<0\.\.4>'):
-    data.load_images('medmnist', **kwargs)
-  assert_nothing_built(str(tmp_path / 'tfds'))
-  loaded = data.load_images('medmnist', medmnist_task=2, **kwargs)
-  np.testing.assert_array_equal(loaded.train[1], arrays['train_labels'][:, 2])
-  assert loaded.class_names == ('chestmnist task 2 negative', 'chestmnist task 2 positive')
-  with pytest.raises(DataError, match='medmnist_task=7 but train_labels has 5 task'):
-    data.load_images('medmnist', medmnist_task=7, **kwargs)
-
-
-def _corrupt_test_images(path):
-  """Flips bytes inside test_images' stored data: the zip CRC fails while it is read."""
-  with zipfile.ZipFile(path) as z:
-    offset = z.getinfo('test_images.npy').header_offset
-  raw = bytearray(path.read_bytes())
-  name_length, extra_length = np.frombuffer(bytes(raw[offset + 26:offset + 30]), '<u2')
-  start = offset + 30 + int(name_length) + int(extra_length) + 200  # Past the .npy header.
-  raw[start:start + 50] = bytes(50)
-  path.write_bytes(bytes(raw))
-  return r'test_images'
-
-
-@pytest.mark.parametrize('edit, match', [
-    (lambda a: a.pop('val_labels'), r"missing keys \['val_labels'\]"),
-    (lambda a: a.update(test_labels=a['test_labels'][:-1]),
-     'test_images has 6 entries but test_labels has 5'),
-    (lambda a: a.update(train_images=a['train_images'][:, :14, :14]),
-     r'train_images has shape \(12, 14, 14, 1\), expected \(n, 28, 28\)'),
-    (lambda a: a.update(train_images=np.zeros((12, 28, 28, 28), np.uint8)),
-     '3D sets are not supported'),
-    (lambda a: a.update(val_images=a['val_images'].astype(np.float32)),
-     'val_images has dtype float32, expected uint8'),
-    (lambda a: a.update(val_labels=-a['val_labels'].astype(np.int64) - 1),
-     'val_labels holds values that are not class indices'),
-    ('corrupt', 'test_images'),
-    ('not_npz', 'not a readable npz file'),
-])
-def test_medmnist_bad_npz_fails_cleanly(tmp_path, edit, match):
-  arrays = medmnist_arrays()
-  path = tmp_path / 'octmnist.npz'
-  if edit == 'not_npz':
-    path.write_bytes(b'PK\x03\x04 truncated download')
-  else:
-    if edit != 'corrupt':
-      edit(arrays)
-    np.savez(path, **arrays)  # Uncompressed, so the corruption below hits raw array bytes.
-    if edit == 'corrupt':
-      _corrupt_test_images(path)
-  data_dir = str(tmp_path / 'tfds')
-  with pytest.raises(DataError, match=match) as error:
-    data.load_images('medmnist', image_size=32, data_dir=data_dir, manual_dir=str(tmp_path),
-                     medmnist_name='octmnist')
-  assert 'octmnist.npz' in str(error.value)
-  assert not medmnist.Builder(data_dir=data_dir, config=medmnist.builder_config(
-      medmnist_name='octmnist')).is_prepared()
-  assert_nothing_built(data_dir)
-
-
-def test_medmnist_file_selection_errors(tmp_path):
-  np.savez(tmp_path / 'bloodmnist_128.npz', **medmnist_arrays(size=28))
-  kwargs = dict(image_size=32, data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path))
-  with pytest.raises(DataError, match=r"bloodmnist\.npz or bloodmnist_28\.npz not found .*"
-                     r"\['bloodmnist_128\.npz'\]") as error:
-    data.load_images('medmnist', medmnist_name='bloodmnist', **kwargs)
-  assert medmnist.MANUAL_DOWNLOAD_INSTRUCTIONS in str(error.value)
-  with pytest.raises(DataError, match=r'bloodmnist_128\.npz: train_images has shape \(12, 28, '
-                     r'28, 1\), expected \(n, 128, 128\)'):
-    data.load_images('medmnist', medmnist_name='bloodmnist', medmnist_size=128, **kwargs)
-  with pytest.raises(ValueError, match='medmnist needs a dataset name'):
-    data.load_images('medmnist', **kwargs)
-  with pytest.raises(ValueError, match='medmnist_size must be one of'):
-    data.load_images('medmnist', medmnist_name='bloodmnist', medmnist_size=32, **kwargs)
-  with pytest.raises(ValueError, match="dataset 'breastmnist' takes no options"):
-    data.load_images('breastmnist', medmnist_name='bloodmnist', **kwargs)
-
-
-# ---------------------------------------------------------------------------------- configs
-
-@pytest.mark.parametrize('name, dataset', [('train_cardio', 'cardio'), ('train_mias', 'mias'),
-                                           ('train_cbis_ddsm', 'cbis_ddsm'),
-                                           ('train_medmnist', 'medmnist')])
-def test_manual_configs(name, dataset):
-  import importlib
-  module = importlib.import_module(f'configs.{name}')
-  config = module.get_config()
-  assert config.data.dataset == dataset and config.data.manual_dir == ''
-  assert '--config.data.manual_dir' in module.__doc__
-  smoke = module.get_config('smoke')
-  assert smoke.train.num_epochs < config.train.num_epochs
