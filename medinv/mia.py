@@ -18,7 +18,10 @@ fold 0 picks the targets, fold 1 the decoders' init and batches, fold 2 the shad
 from __future__ import annotations
 
 import functools
+import io
+import json
 import os
+import shutil
 import time
 
 from absl import logging
@@ -99,12 +102,53 @@ def class_means(task: data_lib.Task) -> np.ndarray:
                    for c in range(task.num_classes)]).astype(np.float32)
 
 
+def _start_workdir(workdir: str, config) -> str:
+  """Writes config.json; keeps workdir/partial (finished stages) only if the config is the same.
+
+  Returns the partial-results directory.
+  """
+  partial = os.path.join(workdir, 'partial')
+  try:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      same = json.load(f) == json.loads(json.dumps(config.to_dict()))
+  except (OSError, ValueError):
+    same = False
+  if not same and os.path.isdir(partial):
+    shutil.rmtree(partial)
+  os.makedirs(partial, exist_ok=True)
+  report.write_config(workdir, config)
+  return partial
+
+
+def _stage(partial: str, name: str, compute) -> dict[str, np.ndarray]:
+  """compute() -> {str: array}, saved as partial/<name>.npz so a killed run resumes here."""
+  path = os.path.join(partial, f'{name}.npz')
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as saved:
+      logging.info('reusing %s', path)
+      return {key: saved[key] for key in saved.files}
+  arrays = {key: np.asarray(value) for key, value in compute().items()}
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  report.write_atomic(path, buffer.getvalue())
+  return arrays
+
+
+def _keyed(outputs: dict) -> dict:
+  """{(mode, knows_defense): array} -> {'mode/knows_defense': array} (npz keys)."""
+  return {f'{mode}/{view}': images for (mode, view), images in outputs.items()}
+
+
 def run(config, workdir: str) -> dict:
-  """Runs the experiment; writes results and figures into workdir; returns the results dict."""
+  """Runs the experiment; writes results and figures into workdir; returns the results dict.
+
+  Each (split, attack) program's outputs are kept in workdir/partial, so rerunning a killed
+  run with the same config recomputes only the missing programs.
+  """
   validate(config)
   start_time = time.time()
   os.makedirs(workdir, exist_ok=True)
-  report.write_config(workdir, config)
+  partial = _start_workdir(workdir, config)
   attack_cfg, defense_cfg = config.attack, config.defense
   streams = keys_lib.named_keys(config.seed)
   attack_key, defense_key = streams['attack'], streams['defense']
@@ -136,26 +180,29 @@ def run(config, workdir: str) -> dict:
 
   for split in attack_cfg.splits:
     mask = defenses.scope_mask(theta, defense_cfg.scope, split)
-    accuracy = jax.jit(functools.partial(
-        grid.accuracy_grid, model=model, modes=modes, mask=mask, defense_key=defense_key,
-        grid_batch=grid_batch))(theta, sigmas, jnp.asarray(task.x_test), y_aux)
-    accuracy = jax.tree.map(np.asarray, accuracy)
+    accuracy = _stage(partial, f'split{split}_accuracy', lambda mask=mask: jax.jit(
+        functools.partial(grid.accuracy_grid, model=model, modes=modes, mask=mask,
+                          defense_key=defense_key, grid_batch=grid_batch)
+    )(theta, sigmas, jnp.asarray(task.x_test), y_aux))
     logging.info('split %d: test accuracy under perturbation %s', split, accuracy)
     for name in attack_cfg.names:
       attack_start = time.time()
       if name == 'mi_face':
         program = jax.jit(functools.partial(grid.mi_face_grid, num_classes=task.num_classes,
                                             mask=mask, **common))
-        outputs, references = program(theta, sigmas, x_aux), means
+        args, references = (theta, sigmas, x_aux), means
       else:
         fold = 1 if name == 'inverse_network' else 2
         program = jax.jit(functools.partial(grid.GRIDS[name], split=split, mask=mask,
                                             attack_key=jax.random.fold_in(attack_key, fold),
                                             **common))
         args = (theta, sigmas, x_targets, x_aux) + ((y_aux,) if name == 'query_free' else ())
-        outputs, references = program(*args), x_targets
-      outputs = jax.tree.map(np.asarray, outputs)
-      for (mode, view), images in sorted(outputs.items(), key=str):
+        references = x_targets
+      outputs = _stage(partial, f'split{split}_{name}',
+                       lambda program=program, args=args: _keyed(program(*args)))
+      for key, images in sorted(outputs.items()):
+        mode, view = key.split('/')
+        view = {'True': True, 'False': False, 'None': None}[view]
         for i, sigma in enumerate(defense_cfg.sigmas):
           recon[name, split, mode, view, sigma] = images[i]
           rows.append(dict(attack=name, split=split, sigma=sigma, mode=mode,
