@@ -61,3 +61,17 @@ def write_results(workdir: str, experiment: str, metrics: dict, rows: list[dict]
   write_atomic(os.path.join(workdir, 'results.json'), json.dumps(results, indent=2) + '\n')
   write_atomic(os.path.join(workdir, 'results.csv'), rows_to_csv(results['rows']))
   return results
+
+
+def completed_results(run_dir: str, config) -> dict | None:
+  """The run's results when results.json is complete and was written for this config."""
+  try:
+    with open(os.path.join(run_dir, 'config.json')) as f:
+      saved = json.load(f)
+    with open(os.path.join(run_dir, 'results.json')) as f:
+      results = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if results.get('schema') != SCHEMA or 'rows' not in results:
+    return None
+  return results if saved == json.loads(json.dumps(config.to_dict())) else None

@@ -10,11 +10,8 @@ report saying why.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
-
-import ml_collections
 
 from medinv import aia
 from medinv import mia
@@ -35,21 +32,9 @@ def part_kind(name: str) -> str:
   return kind
 
 
-def _reusable(part_dir: str, part_config: ml_collections.ConfigDict) -> dict | None:
-  """The part's results when it finished before with exactly this config, else None."""
-  try:
-    with open(os.path.join(part_dir, 'config.json')) as f:
-      saved = json.load(f)
-    with open(os.path.join(part_dir, 'results.json')) as f:
-      results = json.load(f)
-  except (OSError, ValueError):
-    return None
-  return results if saved == json.loads(json.dumps(part_config.to_dict())) else None
-
-
 def run_part(name: str, part_config, part_dir: str) -> dict:
   """Runs (or reuses) one part; returns its results dict."""
-  reused = _reusable(part_dir, part_config)
+  reused = report.completed_results(part_dir, part_config)
   if reused is not None:
     reused['reused'] = True
     return reused

@@ -25,7 +25,6 @@ import fnmatch
 import functools
 import importlib
 import itertools
-import json
 import os
 import re
 import time
@@ -325,20 +324,6 @@ def expand_runs(config) -> list[Run]:
   return runs
 
 
-def completed_results(run_dir: str, config) -> dict | None:
-  """The run's results when results.json is complete and was written for this config."""
-  try:
-    with open(os.path.join(run_dir, 'config.json')) as f:
-      saved = json.load(f)
-    with open(os.path.join(run_dir, 'results.json')) as f:
-      results = json.load(f)
-  except (OSError, ValueError):
-    return None
-  if results.get('schema') != report.SCHEMA or 'rows' not in results:
-    return None
-  return results if saved == json.loads(json.dumps(config.to_dict())) else None
-
-
 def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
   """Runs every expanded run that is not complete; writes workdir/results.json + summary.
 
@@ -351,7 +336,7 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
                      f'multi-process experiments: '
                      f'{sorted(k for k, e in EXPERIMENTS.items() if e.multi_process)}')
   start = time.time()
-  done = [completed_results(os.path.join(workdir, run.name), run.config) for run in runs]
+  done = [report.completed_results(os.path.join(workdir, run.name), run.config) for run in runs]
   # Every process must agree on what to run: process 0's view decides.
   pending = distributed.broadcast_from_writer([d is None for d in done])
   if distributed.is_writer():
@@ -373,7 +358,7 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
       results = runner(run.config, run_dir)
       status, seconds = 'ran', time.time() - run_start
     else:
-      results = done[i] or completed_results(run_dir, run.config)
+      results = done[i] or report.completed_results(run_dir, run.config)
       status, seconds = 'reused', results.get('wall_seconds', 0.0)
     log(f'[{i + 1}/{len(runs)}] {run.name}: {status} ({seconds:.1f}s)')
     summary.append({'run': run.name, 'status': status, 'seconds': seconds,

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from configs import demo
+from medinv import report
 from medinv import study
 
 
@@ -85,10 +86,10 @@ def test_changed_part_config_is_rerun(smoke_run, tmp_path):
   config, workdir, _ = smoke_run
   part_dir = os.path.join(workdir, 'aia_heart')
   part = config.parts.aia_heart
-  assert study._reusable(part_dir, part) is not None
+  assert report.completed_results(part_dir, part) is not None
   changed = part.copy_and_resolve_references()
   changed.defense.flip_probs = (0.0, 0.5)
-  assert study._reusable(part_dir, changed) is None
+  assert report.completed_results(part_dir, changed) is None
 
 
 def test_unknown_part_kind():
