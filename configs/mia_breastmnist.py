@@ -31,9 +31,10 @@ def get_config(arg=None):
       num_targets=16,           # training images the attacker tries to reconstruct
       figure_targets=8,         # columns of the reconstruction grid PNG
       knows_defense=(True, False),  # attacker's model view: deployed (perturbed) or clean
-      # 1 = one grid value at a time (batched-weight convolutions are slow on XLA:CPU);
-      # 0 = the whole sigma grid vectorised in one vmap (accelerators).
-      grid_batch_size=1,
+      # Sigma values per program call (0: the whole grid vectorised in one call, for
+      # accelerators). Each call's result is kept, so a killed run resumes; 1 suits a CPU
+      # (batched-weight convolutions are slow on XLA:CPU).
+      grid_chunk=1,
       # rMLE (white box) and the query-free attack's inversion step.
       objective='feature_l2:1.0,tv:0.005',
       rmle_steps=300, rmle_learning_rate=0.02,
@@ -56,6 +57,7 @@ def get_config(arg=None):
     config.attack.update(
         num_targets=4, figure_targets=4, rmle_steps=10, decoder_steps=10,
         decoder_batch_size=16, decoder_width=16, shadow_steps=5, shadow_batch_size=16,
-        mi_face_max_steps=10, mi_face_patience=3)
+        mi_face_max_steps=10, mi_face_patience=3,
+        grid_chunk=0)  # the whole (small) grid in one vmapped call per program
     config.defense.sigmas = (0.0, 0.05)
   return config

@@ -1,8 +1,9 @@
 """The model-inversion experiment: attacks x splits x defense grid, next to model utility.
 
 `run(config, workdir)` trains (or reuses) the target SplitCNN in workdir/target, then for
-every split and attack runs one compiled program over the whole sigma grid, both
-perturbation modes and all targets (`medinv.attacks.grid`), and writes workdir/results.json
+every split, attack and attacker view runs one compiled program over the sigma grid (vmapped;
+fed `attack.grid_chunk` sigmas per call), both perturbation modes and all targets
+(`medinv.attacks.grid`), and writes workdir/results.json
 + results.csv (one row per attack, split, sigma, mode, attacker view) and figures.
 
 Every attack row carries the deployed model's test accuracy under the same perturbation
@@ -13,7 +14,8 @@ class's reconstruction with that class's mean training image (reference 'class_m
 
 Keys (medinv.keys): `init`, `data` train the target; `defense` draws the model perturbation
 (the same key for every split and sigma: noise = sigma * the same normal draw); `attack`:
-fold 0 picks the targets, fold 1 the decoders' init and batches, fold 2 the shadow model's.
+fold 0 picks the targets, then one fold per attack (ATTACK_FOLDS: decoder init and batches,
+shadow model init and batches).
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ from medinv.attacks import inversion
 from medinv.attacks import objectives
 
 ATTACKS = ('inverse_network', 'rmle', 'query_free', 'mi_face')
+# attack key folds (fold 0 picks the targets)
+ATTACK_FOLDS = {'inverse_network': 1, 'query_free': 2, 'rmle': 3, 'mi_face': 4}
 
 
 def validate(config) -> None:
@@ -80,8 +84,8 @@ def validate(config) -> None:
   if not 0 < attack.figure_targets <= attack.num_targets:
     raise ValueError(f'attack.figure_targets must be in 1..num_targets ({attack.num_targets}), '
                      f'got {attack.figure_targets}')
-  if attack.grid_batch_size < 0:
-    raise ValueError(f'attack.grid_batch_size must be >= 0, got {attack.grid_batch_size}')
+  if attack.grid_chunk < 0:
+    raise ValueError(f'attack.grid_chunk must be >= 0, got {attack.grid_chunk}')
 
 
 def select_targets(key: jax.Array, task: data_lib.Task, num_targets: int) -> np.ndarray:
@@ -134,9 +138,74 @@ def _stage(partial: str, name: str, compute) -> dict[str, np.ndarray]:
   return arrays
 
 
-def _keyed(outputs: dict) -> dict:
-  """{(mode, knows_defense): array} -> {'mode/knows_defense': array} (npz keys)."""
-  return {f'{mode}/{view}': images for (mode, view), images in outputs.items()}
+def _flatten(tree: dict, prefix: str = '') -> dict[str, np.ndarray]:
+  """Nested dict of arrays -> {'a/b': array} (npz keys)."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}/'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+  tree = {}
+  for path, value in flat.items():
+    *parents, leaf = path.split('/')
+    node = tree
+    for name in parents:
+      node = node.setdefault(name, {})
+    node[leaf] = jnp.asarray(value)
+  return tree
+
+
+def _over_grid(partial: str, name: str, sigmas: np.ndarray, chunk: int, call
+               ) -> dict[str, np.ndarray]:
+  """call(sigmas) -> {mode: (n, ...)} over the grid, `chunk` sigmas per call (0: all).
+
+  Each call is a stage (kept in `partial`); the last chunk is padded by repeating its last
+  sigma, so every call has the same shapes and the program compiles once.
+  """
+  size = len(sigmas) if chunk <= 0 else min(chunk, len(sigmas))
+  parts = []
+  for start in range(0, len(sigmas), size):
+    values = sigmas[start:start + size]
+    padded = np.concatenate([values, np.repeat(values[-1:], size - len(values))])
+    out = _stage(partial, f'{name}_from{start}', lambda padded=padded: call(jnp.asarray(padded)))
+    parts.append({key: value[:len(values)] for key, value in out.items()})
+  return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def _attack_call(name: str, view, split: int, partial: str, *, theta, x_targets, x_aux, y_aux,
+                 model, mask, modes, cfg, defense_key, attack_key, num_classes):
+  """sigmas -> {mode: reconstructions (n_sigma, ...)} for one attack and attacker view.
+
+  Sigma-independent preparation (shadow model, clean decoder) runs once, as its own stage.
+  """
+  common = dict(model=model, mask=mask, modes=modes, cfg=cfg, defense_key=defense_key)
+  if name == 'mi_face':
+    program = jax.jit(functools.partial(grid.mi_face_grid, num_classes=num_classes,
+                                        knows_defense=view, **common))
+    return lambda s: program(theta, s, x_aux)
+  if name == 'rmle':
+    program = jax.jit(functools.partial(grid.rmle_grid, split=split, knows_defense=view,
+                                        **common))
+    return lambda s: program(theta, s, x_targets, x_aux)
+  prepare = dict(model=model, split=split, cfg=cfg, attack_key=attack_key)
+  if name == 'query_free':
+    shadow = _unflatten(_stage(partial, f'split{split}_shadow', lambda: _flatten(
+        jax.jit(functools.partial(grid.train_shadow, **prepare))(theta, x_aux, y_aux))))
+    program = jax.jit(functools.partial(grid.query_free_grid, split=split, **common))
+    return lambda s: program(theta, s, x_targets, x_aux, shadow)
+  clean_decoder = None
+  if not view:
+    clean_decoder = _unflatten(_stage(partial, f'split{split}_clean_decoder', lambda: _flatten(
+        jax.jit(functools.partial(grid.train_clean_decoder, **prepare))(
+            theta, x_targets, x_aux))))
+  program = jax.jit(functools.partial(grid.inverse_network_grid, split=split,
+                                      knows_defense=view, attack_key=attack_key, **common))
+  return lambda s: program(theta, s, x_targets, x_aux, clean_decoder)
 
 
 def run(config, workdir: str) -> dict:
@@ -162,11 +231,8 @@ def run(config, workdir: str) -> dict:
   model, theta = trained.model, trained.params
   x_targets, x_aux = jnp.asarray(x_targets_np), jnp.asarray(task.x_test)
   y_aux = jnp.asarray(task.y_test)
-  sigmas = jnp.asarray(defense_cfg.sigmas, jnp.float32)
-  modes, knows = tuple(defense_cfg.modes), tuple(attack_cfg.knows_defense)
-  grid_batch = attack_cfg.grid_batch_size
-  common = dict(model=model, modes=modes, knows_defense=knows, cfg=attack_cfg,
-                defense_key=defense_key, grid_batch=grid_batch)
+  sigmas = np.asarray(defense_cfg.sigmas, np.float32)
+  modes = tuple(defense_cfg.modes)
   means = class_means(task)
 
   rows, recon = [], {}
@@ -180,37 +246,33 @@ def run(config, workdir: str) -> dict:
 
   for split in attack_cfg.splits:
     mask = defenses.scope_mask(theta, defense_cfg.scope, split)
-    accuracy = _stage(partial, f'split{split}_accuracy', lambda mask=mask: jax.jit(
-        functools.partial(grid.accuracy_grid, model=model, modes=modes, mask=mask,
-                          defense_key=defense_key, grid_batch=grid_batch)
-    )(theta, sigmas, jnp.asarray(task.x_test), y_aux))
+    accuracy_program = jax.jit(functools.partial(
+        grid.accuracy_grid, model=model, modes=modes, mask=mask, defense_key=defense_key))
+    accuracy = _over_grid(partial, f'split{split}_accuracy', sigmas, attack_cfg.grid_chunk,
+                          lambda s, program=accuracy_program: program(
+                              theta, s, jnp.asarray(task.x_test), y_aux))
     logging.info('split %d: test accuracy under perturbation %s', split, accuracy)
     for name in attack_cfg.names:
       attack_start = time.time()
-      if name == 'mi_face':
-        program = jax.jit(functools.partial(grid.mi_face_grid, num_classes=task.num_classes,
-                                            mask=mask, **common))
-        args, references = (theta, sigmas, x_aux), means
-      else:
-        fold = 1 if name == 'inverse_network' else 2
-        program = jax.jit(functools.partial(grid.GRIDS[name], split=split, mask=mask,
-                                            attack_key=jax.random.fold_in(attack_key, fold),
-                                            **common))
-        args = (theta, sigmas, x_targets, x_aux) + ((y_aux,) if name == 'query_free' else ())
-        references = x_targets
-      outputs = _stage(partial, f'split{split}_{name}',
-                       lambda program=program, args=args: _keyed(program(*args)))
-      for key, images in sorted(outputs.items()):
-        mode, view = key.split('/')
-        view = {'True': True, 'False': False, 'None': None}[view]
-        for i, sigma in enumerate(defense_cfg.sigmas):
-          recon[name, split, mode, view, sigma] = images[i]
-          rows.append(dict(attack=name, split=split, sigma=sigma, mode=mode,
-                           knows_defense=view,
-                           reference='class_mean' if name == 'mi_face' else 'target',
-                           **_quality_row(images[i], references),
-                           model_test_accuracy=float(accuracy[mode][i]),
-                           n_targets=len(references)))
+      views = (None,) if name == 'query_free' else tuple(attack_cfg.knows_defense)
+      for view in views:
+        call = _attack_call(name, view, split, partial, theta=theta, x_targets=x_targets,
+                            x_aux=x_aux, y_aux=y_aux, model=model, mask=mask, modes=modes,
+                            cfg=attack_cfg, defense_key=defense_key,
+                            attack_key=jax.random.fold_in(attack_key, ATTACK_FOLDS[name]),
+                            num_classes=task.num_classes)
+        outputs = _over_grid(partial, f'split{split}_{name}_{view}', sigmas,
+                             attack_cfg.grid_chunk, call)
+        references = means if name == 'mi_face' else x_targets
+        for mode, images in outputs.items():
+          for i, sigma in enumerate(defense_cfg.sigmas):
+            recon[name, split, mode, view, sigma] = images[i]
+            rows.append(dict(attack=name, split=split, sigma=sigma, mode=mode,
+                             knows_defense=view,
+                             reference='class_mean' if name == 'mi_face' else 'target',
+                             **_quality_row(images[i], references),
+                             model_test_accuracy=float(accuracy[mode][i]),
+                             n_targets=len(references)))
       logging.info('split %d %s: %.1fs', split, name, time.time() - attack_start)
 
   results_metrics = {

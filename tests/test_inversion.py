@@ -87,11 +87,22 @@ def test_vmapped_rmle_equals_per_target_loop():
   np.testing.assert_allclose(batched, looped, atol=1e-5)
 
 
-def test_grid_map_vmap_equals_chunked_map():
-  sigmas = jnp.array([0.0, 0.5, 1.0])
-  fn = lambda s: jnp.sin(s * jnp.arange(4.0))
-  np.testing.assert_allclose(inversion.grid_map(fn, sigmas, 0), inversion.grid_map(fn, sigmas, 1))
-  np.testing.assert_allclose(inversion.grid_map(fn, sigmas, 2), inversion.grid_map(fn, sigmas, 0))
+def test_grid_in_chunks_equals_whole_grid_and_resumes(tmp_path):
+  sigmas = np.array([0.0, 0.5, 1.0, 2.0, 3.0], np.float32)
+  calls = []
+
+  def call(s):  # a grid program: {mode: (n_sigma, ...)}
+    calls.append(len(s))
+    return {'fixed': jnp.sin(s[:, None] * jnp.arange(4.0)), 'per_query': s * 2}
+
+  whole = mia._over_grid(str(tmp_path / 'a'), 'toy', sigmas, 0, call)
+  chunked = mia._over_grid(str(tmp_path / 'b'), 'toy', sigmas, 2, call)
+  assert calls == [5, 2, 2, 2]  # the last chunk is padded to the same shape
+  for mode in whole:
+    np.testing.assert_allclose(chunked[mode], whole[mode], atol=1e-6)
+    assert chunked[mode].shape[0] == len(sigmas)
+  again = mia._over_grid(str(tmp_path / 'b'), 'toy', sigmas, 2, call)  # all stages kept
+  assert calls == [5, 2, 2, 2] and np.array_equal(again['fixed'], chunked['fixed'])
 
 
 def test_custom_term_registered_here_changes_reconstruction(monkeypatch):

@@ -14,8 +14,8 @@ Hospital A runs the SplitCNN edge and sends v = edge(x). The attacks reconstruct
       rule, inside a `lax.while_loop`.
 
 Every function here attacks a whole batch of targets in one traced program (vmap over the
-targets, iterations inside `lax.scan` / `lax.while_loop`), so a caller can put it under
-`grid_map` to run a whole defense grid at once. The optimisation attacks take their
+targets, iterations inside `lax.scan` / `lax.while_loop`), so a caller can vmap it over a
+whole defense grid (`medinv.attacks.grid`). The optimisation attacks take their
 objective from `objectives` (a spec string or a built function).
 
 Queries: the deployed model answers query number q with `Deployment.params(q)` (fresh noise
@@ -102,18 +102,6 @@ def query_each(deployment: Deployment, apply_fn: EdgeApply, images: jax.Array,
     index, image = index_image
     return apply_fn(deployment.params_for(first_query + index), image[None])[0]
   return jax.lax.map(one, (jnp.arange(images.shape[0]), images))
-
-
-def grid_map(fn: Callable, xs, batch_size: int = 0):
-  """fn over the leading axis of xs (a defense grid): one vmap, or `lax.map` in chunks.
-
-  batch_size 0 (or >= the grid size) vectorises the whole grid; k runs k values at a time
-  (on XLA:CPU convolutions whose weights differ per grid value are much faster unbatched).
-  """
-  size = jax.tree.leaves(xs)[0].shape[0]
-  if batch_size <= 0 or batch_size >= size:
-    return jax.vmap(fn)(xs)  # vectorise the grid axis
-  return jax.lax.map(fn, xs, batch_size=batch_size)
 
 
 # ----------------------------------------------------------------------------- optimisation
