@@ -5,7 +5,8 @@
   2. trains (or reuses) the target model in workdir/target via `train.train_and_evaluate`;
   3. per sensitive attribute, one jitted program runs every attack over the whole flip_prob
      grid and `defense.num_draws` independent release draws per grid value, vmapped over
-     (grid value, draw keys); the no-model baselines run once beside it;
+     (grid value, draw keys) and sharded over every device (`sweep.map_grid`); the no-model
+     baselines run once beside it;
   4. writes results.json / results.csv (one row per attribute, attack, variant, flip_prob,
      release and target group) and aia.png (a privacy-utility plot).
 
@@ -40,8 +41,10 @@ import numpy as np
 
 from medinv import data as data_lib
 from medinv import defenses
+from medinv import distributed
 from medinv import keys as keys_lib
 from medinv import report
+from medinv import sweep
 from medinv import train
 from medinv.attacks import attribute
 
@@ -99,10 +102,13 @@ def group_accuracy(correct: jax.Array, member: jax.Array) -> jax.Array:
 @functools.lru_cache(maxsize=None)
 def grid_program(apply_fn, *, num_classes: int, variants: tuple[str, ...], release: str,
                  decimals: int, noise_std: float, eps: float, classifier: tuple):
-  """A jitted fn(flip_probs, defense_keys, attack_keys, baseline_key, arrays, view_params).
+  """(baseline, point): the two functions one attribute's attack runs.
 
-  flip_probs (G,); defense_keys and attack_keys (G, R): R release draws per grid value.
-  Returns (baseline accuracies [members, non-members], per-draw accuracies shaped (G, R, ...)).
+  baseline(baseline_key, arrays) (jitted): the no-model baselines' accuracies
+    [members, non-members].
+  point(grid_point, arrays, view_params): one flip_prob's per-draw accuracies (R, ...), for
+    `sweep.map_grid`; grid_point = {'flip_prob': (), 'defense_keys': (R, 2) uint32,
+    'attack_keys': (R, 2) uint32} (raw key data: R release draws, vmapped).
 
   Cached on its static configuration, so attributes with the same number of candidates
   share one compiled program (the column index is an ordinary argument).
@@ -114,7 +120,9 @@ def grid_program(apply_fn, *, num_classes: int, variants: tuple[str, ...], relea
   channel = functools.partial(release_channel, release=release, decimals=decimals,
                               noise_std=noise_std)
 
-  def point(flip_prob, defense_key, attack_key, arrays, view_params):
+  def one_draw(flip_prob, defense_key, attack_key, arrays, view_params):
+    defense_key, attack_key = jax.random.wrap_key_data(defense_key), jax.random.wrap_key_data(
+        attack_key)
     key = {use: jax.random.fold_in(defense_key, i) for i, use in enumerate(CHANNEL_USES)}
     column, member = arrays['column'], arrays['member']
     target_vector, target_label = channel(key['targets'], probs_fn(view_params,
@@ -141,33 +149,22 @@ def grid_program(apply_fn, *, num_classes: int, variants: tuple[str, ...], relea
             'release': group_accuracy(target_label == arrays['target_labels'], member),
             'release_test': jnp.mean(test_label == arrays['test_labels'])}
 
-  def program(flip_probs, defense_keys, attack_keys, baseline_key, arrays, view_params):
+  def point(grid_point, arrays, view_params):
+    # Broadcast flip_prob, data and model; vectorise the draws' (defense, attack) keys.
+    return jax.vmap(one_draw, in_axes=(None, 0, 0, None, None))(
+        grid_point['flip_prob'], grid_point['defense_keys'], grid_point['attack_keys'],
+        arrays, view_params)
+
+  def baseline(baseline_key, arrays):
     column = arrays['column']
-    baseline = attribute.baseline_attack(
+    guesses = attribute.baseline_attack(
         baseline_key, attribute.known_attributes(arrays['aux'], column), arrays['aux_truth'],
         attribute.known_attributes(arrays['targets'], column), arrays['prior'],
         **classifier_kwargs)
-    baseline = {name: group_accuracy(guess == arrays['target_truth'], arrays['member'])
-                for name, guess in baseline.items()}
-    # Inner: broadcast flip_prob, data and model; vectorise the draws' (defense, attack) keys.
-    over_draws = jax.vmap(point, in_axes=(None, 0, 0, None, None))
-    # Outer: vectorise flip_prob with its row of draw keys; broadcast data and model.
-    grid = jax.vmap(over_draws, in_axes=(0, 0, 0, None, None))(
-        flip_probs, defense_keys, attack_keys, arrays, view_params)
-    return baseline, grid
+    return {name: group_accuracy(guess == arrays['target_truth'], arrays['member'])
+            for name, guess in guesses.items()}
 
-  return jax.jit(program)
-
-
-def shard_grid(*arrays):
-  """Places the leading (grid) axis across the local devices when there are several and it
-  divides evenly; otherwise leaves the arrays where they are. jit follows the placement."""
-  devices = jax.devices()
-  if len(devices) == 1 or arrays[0].shape[0] % len(devices):
-    return arrays
-  mesh = jax.sharding.Mesh(np.asarray(devices), ('grid',))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('grid'))
-  return tuple(jax.device_put(array, sharding) for array in arrays)
+  return jax.jit(baseline), point
 
 
 def validate(config) -> None:
@@ -307,11 +304,17 @@ def attribute_rows(common: dict, flip_probs, num_classes: int, group_sizes: dict
 
 
 def run(config, workdir: str) -> dict:
-  """Trains or reuses the target model, attacks every sensitive attribute, writes results."""
+  """Trains or reuses the target model, attacks every sensitive attribute, writes results.
+
+  The flip_prob grid is sharded over every device of every process (`sweep.map_grid`); in a
+  multi-process run only process 0 writes.
+  """
   validate(config)
   start_time = time.time()
-  os.makedirs(workdir, exist_ok=True)
-  report.write_config(workdir, config)
+  writer = distributed.is_writer()
+  if writer:
+    os.makedirs(workdir, exist_ok=True)
+    report.write_config(workdir, config)
   trained = train.train_and_evaluate(config, os.path.join(workdir, 'target'))
   task = trained.task
   streams = keys_lib.named_keys(config.seed)
@@ -319,14 +322,14 @@ def run(config, workdir: str) -> dict:
                                      config.attack)
   group_sizes = {'members': int(member.sum()), 'non-members': int((1 - member).sum())}
   flip_probs = [float(p) for p in config.defense.flip_probs]
-  def grid_keys(root):  # (G, R) keys fold_in(fold_in(root, i), r)
+  def grid_keys(root):  # (G, R, 2) raw data of the keys fold_in(fold_in(root, i), r)
     rows = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(root, jnp.arange(len(flip_probs)))
     draws = jnp.arange(config.defense.num_draws)
-    return jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)), in_axes=(0, None))(
-        rows, draws)
+    return np.asarray(jax.random.key_data(jax.vmap(
+        jax.vmap(jax.random.fold_in, in_axes=(None, 0)), in_axes=(0, None))(rows, draws)))
   defense_keys = grid_keys(jax.random.fold_in(streams['defense'], 1))
-  view_params = (trained.params, jnp.asarray(task.scaler.mean), jnp.asarray(task.scaler.std))
-  program = grid_program(
+  view_params = jax.device_get((trained.params, task.scaler.mean, task.scaler.std))
+  baseline_program, point = grid_program(
       trained.apply_fn, num_classes=task.num_classes,
       variants=tuple(config.attack.map_variants), release=config.defense.release,
       decimals=config.defense.decimals, noise_std=float(config.defense.noise_std),
@@ -337,12 +340,13 @@ def run(config, workdir: str) -> dict:
   rows = []
   for a, name in enumerate(config.attack.sensitive):
     attribute_start = time.time()
-    arrays = attribute_arrays(targets, member, aux, task, name)
+    arrays = jax.device_get(attribute_arrays(targets, member, aux, task, name))
     attribute_key = jax.random.fold_in(streams['attack'], 1 + a)
-    attack_keys = grid_keys(jax.random.fold_in(attribute_key, 1))
-    grid_args = shard_grid(jnp.asarray(flip_probs, jnp.float32), defense_keys, attack_keys)
-    baseline, grid = jax.device_get(program(
-        *grid_args, jax.random.fold_in(attribute_key, 0), arrays, view_params))
+    grid_points = {'flip_prob': np.asarray(flip_probs, np.float32),
+                   'defense_keys': defense_keys,
+                   'attack_keys': grid_keys(jax.random.fold_in(attribute_key, 1))}
+    baseline = jax.device_get(baseline_program(jax.random.fold_in(attribute_key, 0), arrays))
+    grid = sweep.map_grid(point, grid_points, arrays, view_params)
     common = {'dataset': config.data.dataset, 'attribute': name,
               'num_candidates': int(arrays['candidates'].shape[0]),
               'release': config.defense.release,
@@ -355,9 +359,12 @@ def run(config, workdir: str) -> dict:
              'test_majority_accuracy': trained.metrics['test_majority_accuracy'],
              'num_members': group_sizes['members'], 'num_nonmembers': group_sizes['non-members'],
              'num_aux': len(aux), 'num_classes': task.num_classes}
-  results = report.write_results(workdir, 'attribute_inference', metrics, rows,
-                                 time.time() - start_time)
-  plot(rows, os.path.join(workdir, 'aia.png'), config.attack.plot_variant)
+  results = {'metrics': metrics, 'rows': rows}
+  if writer:
+    results = report.write_results(workdir, 'attribute_inference', metrics, rows,
+                                   time.time() - start_time)
+    plot(rows, os.path.join(workdir, 'aia.png'), config.attack.plot_variant)
+  distributed.sync('attribute_inference_written')
   return results
 
 

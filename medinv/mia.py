@@ -1,8 +1,9 @@
 """The model-inversion experiment: attacks x splits x defense grid, next to model utility.
 
 `run(config, workdir)` trains (or reuses) the target SplitCNN in workdir/target, then for
-every split, attack and attacker view runs one compiled program over the sigma grid (vmapped;
-fed `attack.grid_chunk` sigmas per call), both perturbation modes and all targets
+every split, attack and attacker view runs one compiled program over the sigma grid (sharded
+over every device by `sweep.map_grid`, vmapped on each; fed `attack.grid_chunk` sigmas per
+device per call), both perturbation modes and all targets
 (`medinv.attacks.grid`), and writes workdir/results.json
 + results.csv (one row per attack, split, sigma, mode, attacker view) and figures.
 
@@ -33,11 +34,13 @@ import numpy as np
 
 from medinv import data as data_lib
 from medinv import defenses
+from medinv import distributed
 from medinv import keys as keys_lib
 from medinv import metrics
 from medinv import mia_figures
 from medinv import models
 from medinv import report
+from medinv import sweep
 from medinv import train
 from medinv.attacks import grid
 from medinv.attacks import inversion
@@ -112,29 +115,36 @@ def _start_workdir(workdir: str, config) -> str:
   Returns the partial-results directory.
   """
   partial = os.path.join(workdir, 'partial')
-  try:
-    with open(os.path.join(workdir, 'config.json')) as f:
-      same = json.load(f) == json.loads(json.dumps(config.to_dict()))
-  except (OSError, ValueError):
-    same = False
-  if not same and os.path.isdir(partial):
-    shutil.rmtree(partial)
-  os.makedirs(partial, exist_ok=True)
-  report.write_config(workdir, config)
+  if distributed.is_writer():
+    try:
+      with open(os.path.join(workdir, 'config.json')) as f:
+        same = json.load(f) == json.loads(json.dumps(config.to_dict()))
+    except (OSError, ValueError):
+      same = False
+    if not same and os.path.isdir(partial):
+      shutil.rmtree(partial)
+    os.makedirs(partial, exist_ok=True)
+    report.write_config(workdir, config)
+  distributed.sync('mia_workdir')
   return partial
 
 
 def _stage(partial: str, name: str, compute) -> dict[str, np.ndarray]:
-  """compute() -> {str: array}, saved as partial/<name>.npz so a killed run resumes here."""
+  """compute() -> {str: array}, saved as partial/<name>.npz so a killed run resumes here.
+
+  Process 0 decides whether the stage is done (every process reads the shared workdir) and
+  is the one that writes it.
+  """
   path = os.path.join(partial, f'{name}.npz')
-  if os.path.exists(path):
+  if distributed.broadcast_from_writer(os.path.exists(path)):
     with np.load(path, allow_pickle=False) as saved:
       logging.info('reusing %s', path)
       return {key: saved[key] for key in saved.files}
   arrays = {key: np.asarray(value) for key, value in compute().items()}
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  report.write_atomic(path, buffer.getvalue())
+  if distributed.is_writer():
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    report.write_atomic(path, buffer.getvalue())
   return arrays
 
 
@@ -156,23 +166,23 @@ def _unflatten(flat: dict[str, np.ndarray]) -> dict:
     node = tree
     for name in parents:
       node = node.setdefault(name, {})
-    node[leaf] = jnp.asarray(value)
+    node[leaf] = value
   return tree
 
 
 def _over_grid(partial: str, name: str, sigmas: np.ndarray, chunk: int, call
                ) -> dict[str, np.ndarray]:
-  """call(sigmas) -> {mode: (n, ...)} over the grid, `chunk` sigmas per call (0: all).
+  """call(sigmas) -> {mode: (n, ...)} over the grid, `chunk` sigmas per device per call (0: all).
 
   Each call is a stage (kept in `partial`); the last chunk is padded by repeating its last
   sigma, so every call has the same shapes and the program compiles once.
   """
-  size = len(sigmas) if chunk <= 0 else min(chunk, len(sigmas))
+  size = len(sigmas) if chunk <= 0 else min(chunk * jax.device_count(), len(sigmas))
   parts = []
   for start in range(0, len(sigmas), size):
     values = sigmas[start:start + size]
     padded = np.concatenate([values, np.repeat(values[-1:], size - len(values))])
-    out = _stage(partial, f'{name}_from{start}', lambda padded=padded: call(jnp.asarray(padded)))
+    out = _stage(partial, f'{name}_from{start}', lambda padded=padded: call(padded))
     parts.append({key: value[:len(values)] for key, value in out.items()})
   return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
@@ -181,31 +191,31 @@ def _attack_call(name: str, view, split: int, partial: str, *, theta, x_targets,
                  model, mask, modes, cfg, defense_key, attack_key, num_classes):
   """sigmas -> {mode: reconstructions (n_sigma, ...)} for one attack and attacker view.
 
-  Sigma-independent preparation (shadow model, clean decoder) runs once, as its own stage.
+  The sigma grid is sharded over every device (`sweep.map_grid`; host arrays in, host arrays
+  out). Sigma-independent preparation (shadow model, clean decoder) runs once, as its own
+  stage.
   """
   common = dict(model=model, mask=mask, modes=modes, cfg=cfg, defense_key=defense_key)
+  at = functools.partial(functools.partial, grid.at_sigma)  # at(grid_fn, **static) -> point fn
   if name == 'mi_face':
-    program = jax.jit(functools.partial(grid.mi_face_grid, num_classes=num_classes,
-                                        knows_defense=view, **common))
-    return lambda s: program(theta, s, x_aux)
+    fn = at(grid.mi_face_grid, num_classes=num_classes, knows_defense=view, **common)
+    return lambda s: sweep.map_grid(fn, s, theta, x_aux)
   if name == 'rmle':
-    program = jax.jit(functools.partial(grid.rmle_grid, split=split, knows_defense=view,
-                                        **common))
-    return lambda s: program(theta, s, x_targets, x_aux)
+    fn = at(grid.rmle_grid, split=split, knows_defense=view, **common)
+    return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux)
   prepare = dict(model=model, split=split, cfg=cfg, attack_key=attack_key)
   if name == 'query_free':
     shadow = _unflatten(_stage(partial, f'split{split}_shadow', lambda: _flatten(
         jax.jit(functools.partial(grid.train_shadow, **prepare))(theta, x_aux, y_aux))))
-    program = jax.jit(functools.partial(grid.query_free_grid, split=split, **common))
-    return lambda s: program(theta, s, x_targets, x_aux, shadow)
-  clean_decoder = None
-  if not view:
-    clean_decoder = _unflatten(_stage(partial, f'split{split}_clean_decoder', lambda: _flatten(
-        jax.jit(functools.partial(grid.train_clean_decoder, **prepare))(
-            theta, x_targets, x_aux))))
-  program = jax.jit(functools.partial(grid.inverse_network_grid, split=split,
-                                      knows_defense=view, attack_key=attack_key, **common))
-  return lambda s: program(theta, s, x_targets, x_aux, clean_decoder)
+    fn = at(grid.query_free_grid, split=split, **common)
+    return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux, shadow)
+  fn = at(grid.inverse_network_grid, split=split, knows_defense=view, attack_key=attack_key,
+          **common)
+  if view:
+    return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux)
+  clean_decoder = _unflatten(_stage(partial, f'split{split}_clean_decoder', lambda: _flatten(
+      jax.jit(functools.partial(grid.train_clean_decoder, **prepare))(theta, x_targets, x_aux))))
+  return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux, clean_decoder)
 
 
 def run(config, workdir: str) -> dict:
@@ -216,21 +226,20 @@ def run(config, workdir: str) -> dict:
   """
   validate(config)
   start_time = time.time()
-  os.makedirs(workdir, exist_ok=True)
   partial = _start_workdir(workdir, config)
   attack_cfg, defense_cfg = config.attack, config.defense
   streams = keys_lib.named_keys(config.seed)
   attack_key, defense_key = streams['attack'], streams['defense']
 
-  task = data_lib.load_task(config.data)
+  task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   target_index = select_targets(jax.random.fold_in(attack_key, 0), task, attack_cfg.num_targets)
   x_targets_np = task.x_train[target_index]
   inversion.check_attack_images(x_targets_np, task.x_test)  # The attacker holds the test split.
 
   trained = train.train_and_evaluate(config, os.path.join(workdir, 'target'))
-  model, theta = trained.model, trained.params
-  x_targets, x_aux = jnp.asarray(x_targets_np), jnp.asarray(task.x_test)
-  y_aux = jnp.asarray(task.y_test)
+  # Host arrays: `sweep.map_grid` places them on every device of every process.
+  model, theta = trained.model, jax.device_get(trained.params)
+  x_targets, x_aux, y_aux = x_targets_np, task.x_test, task.y_test
   sigmas = np.asarray(defense_cfg.sigmas, np.float32)
   modes = tuple(defense_cfg.modes)
   means = class_means(task)
@@ -246,11 +255,10 @@ def run(config, workdir: str) -> dict:
 
   for split in attack_cfg.splits:
     mask = defenses.scope_mask(theta, defense_cfg.scope, split)
-    accuracy_program = jax.jit(functools.partial(
-        grid.accuracy_grid, model=model, modes=modes, mask=mask, defense_key=defense_key))
+    accuracy_fn = functools.partial(grid.at_sigma, grid.accuracy_grid, model=model,
+                                    modes=modes, mask=mask, defense_key=defense_key)
     accuracy = _over_grid(partial, f'split{split}_accuracy', sigmas, attack_cfg.grid_chunk,
-                          lambda s, program=accuracy_program: program(
-                              theta, s, jnp.asarray(task.x_test), y_aux))
+                          lambda s, fn=accuracy_fn: sweep.map_grid(fn, s, theta, x_aux, y_aux))
     logging.info('split %d: test accuracy under perturbation %s', split, accuracy)
     for name in attack_cfg.names:
       attack_start = time.time()
@@ -280,9 +288,12 @@ def run(config, workdir: str) -> dict:
       'target_train_accuracy': trained.metrics['train_accuracy'],
       'n_targets': len(x_targets), 'n_aux': len(x_aux), 'image_size': int(x_aux.shape[1]),
   }
-  results = report.write_results(workdir, 'model_inversion', results_metrics, rows,
-                                 time.time() - start_time)
-  mia_figures.write_all(workdir, rows, recon, originals=np.asarray(x_targets),
-                        baseline=np.asarray(baseline), class_means=means,
-                        num_columns=attack_cfg.figure_targets)
+  results = {'metrics': results_metrics, 'rows': rows}
+  if distributed.is_writer():
+    results = report.write_results(workdir, 'model_inversion', results_metrics, rows,
+                                   time.time() - start_time)
+    mia_figures.write_all(workdir, rows, recon, originals=np.asarray(x_targets),
+                          baseline=np.asarray(baseline), class_means=means,
+                          num_columns=attack_cfg.figure_targets)
+  distributed.sync('model_inversion_written')
   return results

@@ -45,14 +45,12 @@ class Experiment:
   """How a sweep runs one config: `module.function(config, workdir) -> results dict`.
 
   vmap_axes: config paths (fnmatch patterns) the experiment takes as a vmapped grid.
-  multi_process: whether its runner is safe when the run spans several processes.
   grid_fields: (axis, config field) pairs for runners that read a grid from a tuple field
     of their config (e.g. medinv.mia's defense.sigmas): the run's config gets the values.
   """
   module: str
   function: str
   vmap_axes: tuple[str, ...]
-  multi_process: bool
   grid_fields: tuple[tuple[str, str], ...] = ()
 
   def runner(self) -> Callable:
@@ -61,12 +59,12 @@ class Experiment:
 
 TRAIN_AXES = ('seed', 'train.label_flip_prob', 'train.learning_rate')
 EXPERIMENTS = {
-    'population': Experiment('medinv.population', 'run', TRAIN_AXES, True),
+    'population': Experiment('medinv.population', 'run', TRAIN_AXES),
     'rmle': Experiment('medinv.sweep_rmle', 'run', TRAIN_AXES + (
-        'defense.sigma', 'attack.learning_rate', 'attack.weights.*'), True),
-    'model_inversion': Experiment('medinv.mia', 'run', ('defense.sigma',), False,
+        'defense.sigma', 'attack.learning_rate', 'attack.weights.*')),
+    'model_inversion': Experiment('medinv.mia', 'run', ('defense.sigma',),
                                   (('defense.sigma', 'defense.sigmas'),)),
-    'attribute_inference': Experiment('medinv.aia', 'run', ('defense.flip_prob',), False,
+    'attribute_inference': Experiment('medinv.aia', 'run', ('defense.flip_prob',),
                                       (('defense.flip_prob', 'defense.flip_probs'),)),
 }
 
@@ -331,10 +329,6 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
   """
   experiment = experiment_of(config)
   runs = expand_runs(config)
-  if jax.process_count() > 1 and not experiment.multi_process:
-    raise ValueError(f'sweep experiment {config.sweep.experiment!r} runs in one process only; '
-                     f'multi-process experiments: '
-                     f'{sorted(k for k, e in EXPERIMENTS.items() if e.multi_process)}')
   start = time.time()
   done = [report.completed_results(os.path.join(workdir, run.name), run.config) for run in runs]
   # Every process must agree on what to run: process 0's view decides.

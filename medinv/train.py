@@ -23,9 +23,11 @@ import optax
 
 from medinv import checkpoint
 from medinv import data as data_lib
+from medinv import distributed
 from medinv import keys as keys_lib
 from medinv import models
 from medinv import report
+from medinv import sweep
 
 # Config fields a checkpoint depends on; changing one of them makes a workdir incompatible.
 CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
@@ -155,18 +157,36 @@ def validate(config) -> None:
       raise ValueError(f'train.{field} must be positive, got {config.train[field]}')
 
 
+def _checkpointable(state):
+  """The state as orbax saves it. In a multi-process run: global arrays replicated over every
+  device of every process, so orbax writes each array once; otherwise the state itself."""
+  if jax.process_count() == 1:
+    return state
+  return sweep.replicate(jax.device_get(state))
+
+
+def _local(state):
+  """A restored state on this process's device (undoes `_checkpointable`)."""
+  if jax.process_count() == 1:
+    return state
+  return jax.tree.map(lambda leaf: jnp.asarray(leaf.addressable_data(0)), state)
+
+
 def train_and_evaluate(config, workdir: str) -> Trained:
   """Trains config.model on config.data (resuming from workdir's checkpoints) and evaluates.
 
   Writes workdir/config.json, workdir/checkpoints/ and workdir/results.json + results.csv.
+  In a multi-process run every process trains the same model (same keys, same data) and
+  orbax writes each checkpointed array once (`_checkpointable`); process 0 writes the rest.
   """
   validate(config)
   start_time = time.time()
-  os.makedirs(workdir, exist_ok=True)
   checkpoint.check_compatible(os.path.join(workdir, 'config.json'), config.to_dict(),
                               CHECKPOINT_FIELDS)
-  report.write_config(workdir, config)
-  task = data_lib.load_task(config.data)
+  if distributed.is_writer():
+    os.makedirs(workdir, exist_ok=True)
+    report.write_config(workdir, config)
+  task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   model = models.build(config.model, task.num_classes)
   streams = keys_lib.named_keys(config.seed)
   y_train = task.y_train
@@ -179,9 +199,9 @@ def train_and_evaluate(config, workdir: str) -> Trained:
   state = init_state(streams['init'], model, tx, jnp.asarray(task.x_train))
 
   mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
-  epoch, restored = checkpoint.restore_latest(mngr, state)
+  epoch, restored = checkpoint.restore_latest(mngr, _checkpointable(state))
   if restored is not None:
-    state = restored
+    state = _local(restored)
     logging.info('resumed %s from epoch %d', workdir, epoch)
 
   epochs = jax.jit(functools.partial(
@@ -195,7 +215,7 @@ def train_and_evaluate(config, workdir: str) -> Trained:
     chunk = min(config.train.checkpoint_every_epochs, total - epoch)
     state, losses = epochs(state, streams['data'], epoch, x_train, y_train, num_epochs=chunk)
     epoch += chunk
-    checkpoint.save(mngr, epoch, state)
+    checkpoint.save(mngr, epoch, _checkpointable(state))
     elapsed = time.time() - loop_start
     eta = elapsed / (epoch - first_epoch) * (total - epoch)
     logging.info('%s epoch %d/%d  loss %.4f  elapsed %.1fs  eta %.1fs', config.data.dataset,
@@ -215,5 +235,7 @@ def train_and_evaluate(config, workdir: str) -> Trained:
   rows = [{'dataset': config.data.dataset, 'model': config.model, 'split': split,
            'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss']}
           for split in ('train', 'test')]
-  report.write_results(workdir, 'train', metrics, rows, time.time() - start_time)
+  if distributed.is_writer():
+    report.write_results(workdir, 'train', metrics, rows, time.time() - start_time)
+  distributed.sync('train_written')
   return Trained(model=model, params=state.params, task=task, metrics=metrics)

@@ -2,8 +2,9 @@
 
 The device count is fixed when JAX starts, so the 8-device checks run in their own pytest
 process (XLA_FLAGS=--xla_force_host_platform_device_count=8), started by
-`test_sharded_checks_on_eight_devices` (the checks are in tests/multidevice_checks.py); the 2-process check starts `./launch.sh sweep
---hosts 2` (two processes on 127.0.0.1, 2 CPU devices each) and compares with a run here.
+`test_sharded_checks_on_eight_devices` (the checks are in tests/multidevice_checks.py); the 2-process checks start `./launch.sh sweep
+--hosts 2` (two processes on 127.0.0.1, 2 CPU devices each) for every sweep experiment and
+compare with a run here.
 """
 import json
 import os
@@ -12,6 +13,8 @@ import sys
 
 import pytest
 
+from configs import sweep_attribute
+from configs import sweep_inversion
 from configs import sweep_population
 from medinv import data as data_lib
 from medinv import sweep
@@ -36,18 +39,36 @@ def test_sharded_checks_on_eight_devices(data_dir):
   assert proc.returncode == 0 and '4 passed' in proc.stdout, proc.stdout[-6000:] + proc.stderr[-3000:]
 
 
-def test_two_processes_equal_one_process(data_dir, tmp_path):
-  config = sweep_population.get_config('smoke')
+# (config, its argument, flag overrides): each 2-process run also trains its target models
+# and writes their orbax checkpoints through the multi-process path.
+TWO_PROCESS_SWEEPS = {
+    'population': (sweep_population, 'smoke', {'sweep.axes.train.batch_size': (32,)}),
+    'attribute_inference': (sweep_attribute, 'smoke', {'sweep.axes.seed': (1,)}),
+    # One sigma per device in both runs: a vmap over sigmas batches the perturbed weights,
+    # which changes the convolution's float rounding, and rMLE amplifies that (~0.4% SSIM).
+    'model_inversion': (sweep_inversion, 'smoke', {'sweep.axes.attack.splits': ((2,),),
+                                                   'attack.grid_chunk': 1}),
+}
+
+
+@pytest.mark.parametrize('experiment', sorted(TWO_PROCESS_SWEEPS))
+def test_two_processes_equal_one_process(experiment, data_dir, tmp_path):
+  module, arg, overrides = TWO_PROCESS_SWEEPS[experiment]
+  config = module.get_config(arg)
   config.data.data_dir = data_dir
-  config.sweep.axes.train.batch_size = (32,)
-  config.train.checkpoint_every_epochs = config.train.num_epochs  # One chunk.
+  config.train.checkpoint_every_epochs = 1  # several checkpoints per target model
+  for path, value in overrides.items():
+    sweep.set_path(config, path, value)
+  assert config.sweep.experiment == experiment
   data_lib.load_task(config.data)  # Builds the dataset cache the processes share.
-  one = sweep.run_sweep(config, str(tmp_path / 'one'), log=lambda line: None)
+  sweep.run_sweep(config, str(tmp_path / 'one'), log=lambda line: None)
+  one = json.load(open(tmp_path / 'one' / 'results.json'))
   two_dir = str(tmp_path / 'two')
+  flags = [f'--config.{path}={value!r}' for path, value in overrides.items()]
   proc = subprocess.run(
       [sys.executable, '-m', 'experiments.sweep', '--config',
-       'configs/sweep_population.py:smoke', '--config.sweep.axes.train.batch_size=(32,)',
-       f'--config.train.checkpoint_every_epochs={config.train.num_epochs}',
+       f'configs/{module.__name__.split(".")[-1]}.py:{arg}', *flags,
+       '--config.train.checkpoint_every_epochs=1',
        f'--config.data.data_dir={data_dir}', f'--workdir={two_dir}', '--hosts=2'],
       env=_env(XLA_FLAGS='--xla_force_host_platform_device_count=2'), cwd=ROOT,
       capture_output=True, text=True, timeout=600)
@@ -60,8 +81,8 @@ def test_two_processes_equal_one_process(data_dir, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
       if isinstance(a[key], float):
-        assert a[key] == pytest.approx(b[key], abs=1e-5), key
+        assert a[key] == pytest.approx(b[key], abs=1e-4), key
       else:
         assert a[key] == b[key], key
   for key, value in one['metrics'].items():
-    assert two['metrics'][key] == pytest.approx(value, abs=1e-5), key
+    assert two['metrics'][key] == pytest.approx(value, abs=1e-4), key

@@ -13,7 +13,9 @@ model, the one it queries or was given; False = the clean trained parameters (an
 that queried, or copied, the model before the defense was switched on). The query-free
 attacker never sees hospital A's model.
 
-Wrap a call in `jax.jit` (keyword arguments bound with functools.partial) to get the program.
+`medinv.mia` runs them through `sweep.map_grid` (`at_sigma` with the keyword arguments bound
+by functools.partial): the sigma grid is sharded over every device of every process and each
+device's share is vmapped; wrapping a call in `jax.jit` gives the unsharded program.
 """
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ from medinv import models
 from medinv.attacks import inversion
 
 Deployment = inversion.Deployment
+
+
+def at_sigma(grid_fn, sigma, theta, *args, **kwargs):
+  """`grid_fn` at one sigma (for `sweep.map_grid`): {mode: array without the sigma axis}."""
+  return jax.tree.map(lambda leaf: leaf[0], grid_fn(theta, sigma[None], *args, **kwargs))
 
 
 def _over_sigmas(fn, sigmas, *per_sigma):
