@@ -31,9 +31,9 @@ def get_config(arg=None):
       num_targets=16,           # training images the attacker tries to reconstruct
       figure_targets=8,         # columns of the reconstruction grid PNG
       knows_defense=(True, False),  # attacker's model view: deployed (perturbed) or clean
-      # Sigma values per program call (0: the whole grid vectorised in one call, for
-      # accelerators). Each call's result is kept, so a killed run resumes; 1 suits a CPU
-      # (batched-weight convolutions are slow on XLA:CPU).
+      # Sigma values per device per program call (0: the whole grid in one call, vmapped on
+      # each device, for accelerators). Each call's result is kept, so a killed run resumes;
+      # 1 suits a CPU (batched-weight convolutions are slow on XLA:CPU).
       grid_chunk=1,
       # rMLE (white box) and the query-free attack's inversion step.
       objective='feature_l2:1.0,tv:0.005',
