@@ -133,29 +133,52 @@ def init_fn(model, weight_decay):
 # ----------------------------------------------------------------------------- evaluation
 
 def prepare_attack(config, task: data_lib.Task):
-  """Device arrays and static settings of the MAP attack on every sensitive attribute.
+  """Arrays and static settings of the MAP attack on every sensitive attribute, and the
+  no-model baselines.
 
-  Targets, auxiliary records and priors come from medinv.aia (the attack stream of
-  config.seed picks the non-member targets), the same for every model of the population.
+  Targets, auxiliary records, priors and the baselines come from medinv.aia (the attack
+  stream of config.seed picks the non-member targets and, folded per attribute as in
+  medinv.aia, trains the baseline classifier), the same for every model of the population.
+
+  Returns:
+    (host arrays, settings, group sizes, baselines {attribute: {'prior', 'classifier':
+    accuracy [members, non-members]}}).
   """
   from medinv import aia
-  attack_key = jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 0)
-  targets, member, aux = aia.attack_sets(task, attack_key, config.attack)
+  from medinv.attacks import attribute
+  streams = keys_lib.named_keys(config.seed)
+  targets, member, aux = aia.attack_sets(task, jax.random.fold_in(streams['attack'], 0),
+                                         config.attack)
   fields = ('column', 'candidates', 'prior', 'targets', 'target_truth', 'member', 'aux')
   arrays = {'scaler': (jnp.asarray(task.scaler.mean), jnp.asarray(task.scaler.std)),
             'attributes': {}}
-  for name in config.attack.sensitive:
+  baselines = {}
+  classifier = dict(hidden=tuple(config.attack.hidden), steps=config.attack.steps,
+                    learning_rate=config.attack.learning_rate,
+                    weight_decay=config.attack.weight_decay)
+  for a, name in enumerate(config.attack.sensitive):
     attribute_arrays = aia.attribute_arrays(targets, member, aux, task, name)
     arrays['attributes'][name] = {k: attribute_arrays[k] for k in fields}
+    column = attribute_arrays['column']
+    guesses = attribute.baseline_attack(
+        jax.random.fold_in(jax.random.fold_in(streams['attack'], 1 + a), 0),
+        attribute.known_attributes(attribute_arrays['aux'], column),
+        attribute_arrays['aux_truth'],
+        attribute.known_attributes(attribute_arrays['targets'], column),
+        attribute_arrays['prior'], **classifier)
+    baselines[name] = {
+        kind: np.asarray(aia.group_accuracy(guess == attribute_arrays['target_truth'],
+                                            attribute_arrays['member']))
+        for kind, guess in guesses.items()}
   settings = (('variants', tuple(config.attack.map_variants)),
               ('release', config.defense.release), ('decimals', config.defense.decimals),
               ('eps', float(config.attack.eps)))
   sizes = {'members': int(member.sum()), 'non-members': int((1 - member).sum())}
-  return jax.tree.map(np.asarray, arrays), settings, sizes
+  return jax.tree.map(np.asarray, arrays), settings, sizes, baselines
 
 
 def map_accuracy(params, arrays, *, apply_fn, variants, release, decimals, eps) -> dict:
-  """MAP attack accuracy [members, non-members] per attribute and variant, and the prior's."""
+  """MAP attack accuracy [members, non-members] per attribute and variant."""
   from medinv import aia
   from medinv.attacks import attribute
   view_params = (params,) + tuple(arrays['scaler'])
@@ -170,8 +193,7 @@ def map_accuracy(params, arrays, *, apply_fn, variants, release, decimals, eps) 
     confusion = attribute.confusion_matrix(jnp.argmax(aux_probs, -1), channel(aux_probs)[1],
                                            aux_probs.shape[-1])
     truth = a['target_truth']
-    out[name] = {'prior': aia.group_accuracy(jnp.argmax(a['prior']) == truth, a['member']),
-                 'map': {}}
+    out[name] = {'map': {}}
     for variant in variants:
       guess = attribute.map_attack(view_fn, view_params, a['targets'], released, a['prior'],
                                    a['candidates'], column=a['column'], variant=variant,
@@ -214,13 +236,13 @@ def run(config, workdir: str) -> dict:
   task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   model, state, size = fit(config, task, population,
                            checkpoint_dir=os.path.join(workdir, 'checkpoints'))
-  attack_arrays, attack_settings, group_sizes = {}, (), {}
+  attack_arrays, attack_settings, group_sizes, baselines = {}, (), {}, {}
   if 'attack' in config and data_lib.is_records(config.data.dataset):
-    attack_arrays, attack_settings, group_sizes = prepare_attack(config, task)
+    attack_arrays, attack_settings, group_sizes, baselines = prepare_attack(config, task)
   evaluated = sweep.map_grid(evaluate_fn(model.apply, attack_settings), (state, population),
                              task.x_train, task.y_train, task.x_test, task.y_test,
                              attack_arrays)
-  rows = population_rows(config, population, evaluated, group_sizes)
+  rows = population_rows(config, population, evaluated, group_sizes, baselines)
   test_accuracy = evaluated['test_accuracy']
   metrics = {'models': size, 'test_accuracy_mean': float(np.mean(test_accuracy)),
              'test_accuracy_min': float(np.min(test_accuracy)),
@@ -240,8 +262,19 @@ def _value(x) -> float:
   return float(str(np.float32(x)))  # 0.0003, not float32's 0.0003000000142492354
 
 
-def population_rows(config, population, evaluated, group_sizes) -> list[dict]:
-  """One row per model, or per (model, attribute, variant, target group) with an attack."""
+def _baseline_columns(baseline: dict, group: int, attack_accuracy: float) -> dict:
+  prior, classifier = float(baseline['prior'][group]), float(baseline['classifier'][group])
+  return {'prior_accuracy': prior, 'baseline_classifier_accuracy': classifier,
+          'best_baseline_accuracy': max(prior, classifier),
+          'advantage': attack_accuracy - max(prior, classifier)}
+
+
+def population_rows(config, population, evaluated, group_sizes, baselines) -> list[dict]:
+  """One row per model, or per (model, attribute, variant, target group) with an attack.
+
+  Attack rows carry the no-model baselines (the prior's majority guess and the classifier
+  from the other attributes) and the attack's advantage over the better of the two.
+  """
   rows = []
   for k in range(len(population[SEED])):
     model_row = {'dataset': config.data.dataset, 'model': config.model,
@@ -262,5 +295,5 @@ def population_rows(config, population, evaluated, group_sizes) -> list[dict]:
             rows.append({**model_row, 'attribute': name, 'attack': 'map', 'variant': variant,
                          'targets': group, 'n': group_sizes[group],
                          'attack_accuracy': float(accuracy[k, g]),
-                         'prior_accuracy': float(attack['prior'][k, g])})
+                         **_baseline_columns(baselines[name], g, float(accuracy[k, g]))})
   return rows

@@ -88,6 +88,21 @@ def test_population_attack_equals_direct_map_attack(population_run):
              and r['variant'] == 'indicator' and r['targets'] == 'members')
   assert row['attack_accuracy'] == pytest.approx(want, abs=1e-6)
   assert row['prior_accuracy'] < 1.0 and row['n'] == int(is_member.sum())
+  # The no-model baselines, drawn from the key medinv.aia uses for attribute 0 ('sex').
+  streams = keys_lib.named_keys(config.seed)
+  column = arrays['column']
+  baseline = attribute.baseline_attack(
+      jax.random.fold_in(jax.random.fold_in(streams['attack'], 1), 0),
+      attribute.known_attributes(arrays['aux'], column), arrays['aux_truth'],
+      attribute.known_attributes(arrays['targets'], column), arrays['prior'],
+      hidden=tuple(config.attack.hidden), steps=config.attack.steps,
+      learning_rate=config.attack.learning_rate, weight_decay=config.attack.weight_decay)
+  truth = np.asarray(arrays['target_truth'])[is_member]
+  prior = float(np.mean(np.asarray(baseline['prior'])[is_member] == truth))
+  classifier = float(np.mean(np.asarray(baseline['classifier'])[is_member] == truth))
+  assert row['prior_accuracy'] == pytest.approx(prior, abs=1e-6)
+  assert row['baseline_classifier_accuracy'] == pytest.approx(classifier, abs=1e-6)
+  assert row['advantage'] == pytest.approx(want - max(prior, classifier), abs=1e-6)
 
 
 def test_resume_equals_uninterrupted_and_compiles_once(data_dir, tmp_path):
