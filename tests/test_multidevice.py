@@ -65,17 +65,30 @@ def test_two_processes_equal_one_process(experiment, data_dir, tmp_path):
   one = json.load(open(tmp_path / 'one' / 'results.json'))
   two_dir = str(tmp_path / 'two')
   flags = [f'--config.{path}={value!r}' for path, value in overrides.items()]
-  proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.sweep', '--config',
-       f'configs/{module.__name__.split(".")[-1]}.py:{arg}', *flags,
-       '--config.train.checkpoint_every_epochs=1',
-       f'--config.data.data_dir={data_dir}', f'--workdir={two_dir}', '--hosts=2'],
-      env=_env(XLA_FLAGS='--xla_force_host_platform_device_count=2'), cwd=ROOT,
-      capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-  assert '4 cpu devices in 2 processes' in proc.stdout
-  assert proc.stdout.count('results in') == 1  # Only process 0 reports and writes.
-  two = json.load(open(os.path.join(two_dir, 'results.json')))
+  command = [sys.executable, '-m', 'experiments.sweep', '--config',
+             f'configs/{module.__name__.split(".")[-1]}.py:{arg}', *flags,
+             '--config.train.checkpoint_every_epochs=1',
+             f'--config.data.data_dir={data_dir}', f'--workdir={two_dir}', '--hosts=2']
+
+  def run_two_processes():
+    proc = subprocess.run(command, env=_env(XLA_FLAGS='--xla_force_host_platform_device_count=2'),
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert '4 cpu devices in 2 processes' in proc.stdout
+    assert proc.stdout.count('results in') == 1  # Only process 0 reports and writes.
+    _assert_same_results(one, json.load(open(os.path.join(two_dir, 'results.json'))))
+    return proc
+
+  run_two_processes()
+  if experiment == 'attribute_inference':
+    # Rerun the run from its target's orbax checkpoints (saved by both processes together).
+    (run_dir,) = [d for d in os.listdir(two_dir) if os.path.isdir(os.path.join(two_dir, d))]
+    os.remove(os.path.join(two_dir, run_dir, 'results.json'))
+    proc = run_two_processes()
+    assert 'resumed' in proc.stderr and ': ran' in proc.stdout, proc.stderr[-3000:]
+
+
+def _assert_same_results(one: dict, two: dict) -> None:
   assert len(two['rows']) == len(one['rows']) > 0
   for a, b in zip(one['rows'], two['rows']):
     assert a.keys() == b.keys()
