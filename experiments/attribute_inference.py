@@ -12,6 +12,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from medinv import aia
+from medinv import progress
 
 config_flags.DEFINE_config_file('config', 'configs/aia_heart.py', 'Attribute-inference config.',
                                 lock_config=True)
@@ -58,4 +59,5 @@ def main(argv):
 
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
+  progress.quiet_library_logs()
   app.run(main)

@@ -9,6 +9,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from medinv import mia
+from medinv import progress
 
 config_flags.DEFINE_config_file('config', 'configs/mia_breastmnist.py', 'Attack config.',
                                 lock_config=True)
@@ -38,4 +39,5 @@ def main(argv):
 
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
+  progress.quiet_library_logs()
   app.run(main)

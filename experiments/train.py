@@ -4,6 +4,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from medinv import progress
 from medinv import train
 
 config_flags.DEFINE_config_file('config', 'configs/train_heart.py', 'Training config.',
@@ -25,4 +26,5 @@ def main(argv):
 
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
+  progress.quiet_library_logs()
   app.run(main)
