@@ -39,6 +39,7 @@ from medinv import keys as keys_lib
 from medinv import metrics
 from medinv import mia_figures
 from medinv import models
+from medinv import progress
 from medinv import report
 from medinv import sweep
 from medinv import train
@@ -178,12 +179,18 @@ def _over_grid(partial: str, name: str, sigmas: np.ndarray, chunk: int, call
   sigma, so every call has the same shapes and the program compiles once.
   """
   size = len(sigmas) if chunk <= 0 else min(chunk * jax.device_count(), len(sigmas))
-  parts = []
+  parts, start_time = [], time.time()
   for start in range(0, len(sigmas), size):
     values = sigmas[start:start + size]
     padded = np.concatenate([values, np.repeat(values[-1:], size - len(values))])
     out = _stage(partial, f'{name}_from{start}', lambda padded=padded: call(padded))
     parts.append({key: value[:len(values)] for key, value in out.items()})
+    done = start + len(values)
+    if done < len(sigmas):  # progress within a long grid (the caller logs its end)
+      elapsed = time.time() - start_time
+      logging.info('%s: sigma %d/%d  elapsed %s  eta %s', name, done, len(sigmas),
+                   progress.format_seconds(elapsed),
+                   progress.format_seconds(elapsed / done * (len(sigmas) - done)))
   return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
