@@ -6,6 +6,8 @@ import os
 
 import orbax.checkpoint as ocp
 
+from medinv import sweep
+
 # Fields that may change between a run and its resumption without invalidating checkpoints.
 RESUMABLE_CHANGES = ('train.num_epochs', 'train.checkpoint_every_epochs', 'data.data_dir',
                      'data.manual_dir')
@@ -28,23 +30,13 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
   return epoch, mngr.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
 def check_compatible(saved_config_path: str, config: dict, fields: tuple[str, ...]) -> None:
   """Raises ValueError naming the first of `fields` whose value differs from the saved run's."""
   if not os.path.exists(saved_config_path):
     return
   with open(saved_config_path) as f:
-    saved = _flatten(json.load(f))
-  current = _flatten(config)
+    saved = sweep.flatten(json.load(f))
+  current = sweep.flatten(config)
   for field in fields:
     if field in RESUMABLE_CHANGES:
       continue

@@ -149,24 +149,15 @@ def _stage(partial: str, name: str, compute) -> dict[str, np.ndarray]:
   return arrays
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict[str, np.ndarray]:
-  """Nested dict of arrays -> {'a/b': array} (npz keys)."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}/'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
-def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+def _params_stage(partial: str, name: str, train_fn, *args) -> dict:
+  """jit(train_fn)(*args) (a nested dict of parameters), kept as a stage: host arrays."""
+  flat = _stage(partial, name, lambda: sweep.flatten(jax.jit(train_fn)(*args)))
   tree = {}
-  for path, value in flat.items():
-    *parents, leaf = path.split('/')
+  for path, value in flat.items():  # {'a.b': array} -> {'a': {'b': array}}
+    *parents, leaf = path.split('.')
     node = tree
-    for name in parents:
-      node = node.setdefault(name, {})
+    for part in parents:
+      node = node.setdefault(part, {})
     node[leaf] = value
   return tree
 
@@ -212,16 +203,17 @@ def _attack_call(name: str, view, split: int, partial: str, *, theta, x_targets,
     return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux)
   prepare = dict(model=model, split=split, cfg=cfg, attack_key=attack_key)
   if name == 'query_free':
-    shadow = _unflatten(_stage(partial, f'split{split}_shadow', lambda: _flatten(
-        jax.jit(functools.partial(grid.train_shadow, **prepare))(theta, x_aux, y_aux))))
+    shadow = _params_stage(partial, f'split{split}_shadow',
+                           functools.partial(grid.train_shadow, **prepare), theta, x_aux, y_aux)
     fn = at(grid.query_free_grid, split=split, **common)
     return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux, shadow)
   fn = at(grid.inverse_network_grid, split=split, knows_defense=view, attack_key=attack_key,
           **common)
   if view:
     return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux)
-  clean_decoder = _unflatten(_stage(partial, f'split{split}_clean_decoder', lambda: _flatten(
-      jax.jit(functools.partial(grid.train_clean_decoder, **prepare))(theta, x_targets, x_aux))))
+  clean_decoder = _params_stage(partial, f'split{split}_clean_decoder',
+                                functools.partial(grid.train_clean_decoder, **prepare), theta,
+                                x_targets, x_aux)
   return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux, clean_decoder)
 
 
