@@ -311,10 +311,7 @@ def run(config, workdir: str) -> dict:
   """
   validate(config)
   start_time = time.time()
-  writer = distributed.is_writer()
-  if writer:
-    os.makedirs(workdir, exist_ok=True)
-    report.write_config(workdir, config)
+  report.write_config(workdir, config)
   trained = train.train_and_evaluate(config, os.path.join(workdir, 'target'))
   task = trained.task
   streams = keys_lib.named_keys(config.seed)
@@ -359,12 +356,10 @@ def run(config, workdir: str) -> dict:
              'test_majority_accuracy': trained.metrics['test_majority_accuracy'],
              'num_members': group_sizes['members'], 'num_nonmembers': group_sizes['non-members'],
              'num_aux': len(aux), 'num_classes': task.num_classes}
-  results = {'metrics': metrics, 'rows': rows}
-  if writer:
-    results = report.write_results(workdir, 'attribute_inference', metrics, rows,
-                                   time.time() - start_time)
+  results = report.write_results(workdir, 'attribute_inference', metrics, rows,
+                                 time.time() - start_time)
+  if distributed.is_writer():
     plot(rows, os.path.join(workdir, 'aia.png'), config.attack.plot_variant)
-  distributed.sync('attribute_inference_written')
   return results
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import os
 import shutil
 import time
@@ -117,15 +116,10 @@ def _start_workdir(workdir: str, config) -> str:
   """
   partial = os.path.join(workdir, 'partial')
   if distributed.is_writer():
-    try:
-      with open(os.path.join(workdir, 'config.json')) as f:
-        same = json.load(f) == json.loads(json.dumps(config.to_dict()))
-    except (OSError, ValueError):
-      same = False
-    if not same and os.path.isdir(partial):
+    if not report.same_config(workdir, config) and os.path.isdir(partial):
       shutil.rmtree(partial)
     os.makedirs(partial, exist_ok=True)
-    report.write_config(workdir, config)
+  report.write_config(workdir, config)
   distributed.sync('mia_workdir')
   return partial
 
@@ -194,7 +188,10 @@ def _attack_call(name: str, view, split: int, partial: str, *, theta, x_targets,
   stage.
   """
   common = dict(model=model, mask=mask, modes=modes, cfg=cfg, defense_key=defense_key)
-  at = functools.partial(functools.partial, grid.at_sigma)  # at(grid_fn, **static) -> point fn
+
+  def at(grid_fn, **static):  # the per-sigma function sweep.map_grid maps over the grid
+    return functools.partial(grid.at_sigma, grid_fn, **static)
+
   if name == 'mi_face':
     fn = at(grid.mi_face_grid, num_classes=num_classes, knows_defense=view, **common)
     return lambda s: sweep.map_grid(fn, s, theta, x_aux)
@@ -287,12 +284,10 @@ def run(config, workdir: str) -> dict:
       'target_train_accuracy': trained.metrics['train_accuracy'],
       'n_targets': len(x_targets), 'n_aux': len(x_aux), 'image_size': int(x_aux.shape[1]),
   }
-  results = {'metrics': results_metrics, 'rows': rows}
+  results = report.write_results(workdir, 'model_inversion', results_metrics, rows,
+                                 time.time() - start_time)
   if distributed.is_writer():
-    results = report.write_results(workdir, 'model_inversion', results_metrics, rows,
-                                   time.time() - start_time)
     mia_figures.write_all(workdir, rows, recon, originals=np.asarray(x_targets),
                           baseline=np.asarray(baseline), class_means=means,
                           num_columns=attack_cfg.figure_targets)
-  distributed.sync('model_inversion_written')
   return results

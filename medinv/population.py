@@ -226,13 +226,10 @@ def run(config, workdir: str) -> dict:
   train.validate(config)
   start = time.time()
   population = points(config)
-  writer = distributed.is_writer()
   checkpoint.check_compatible(
       os.path.join(workdir, 'config.json'), json.loads(json.dumps(config.to_dict())),
       train.CHECKPOINT_FIELDS + tuple(f'sweep.axes.{axis}' for axis in sweep.TRAIN_AXES))
-  if writer:
-    os.makedirs(workdir, exist_ok=True)
-    report.write_config(workdir, config)
+  report.write_config(workdir, config)
   task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   model, state, size = fit(config, task, population,
                            checkpoint_dir=os.path.join(workdir, 'checkpoints'))
@@ -251,11 +248,7 @@ def run(config, workdir: str) -> dict:
   if group_sizes:
     member_rows = [r['attack_accuracy'] for r in rows if r['targets'] == 'members']
     metrics['attack_accuracy_max'] = float(np.max(member_rows))
-  results = {'metrics': metrics, 'rows': rows}
-  if writer:
-    results = report.write_results(workdir, 'population', metrics, rows, time.time() - start)
-  distributed.sync('population_written')
-  return results
+  return report.write_results(workdir, 'population', metrics, rows, time.time() - start)
 
 
 def _value(x) -> float:

@@ -333,9 +333,7 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
   done = [report.completed_results(os.path.join(workdir, run.name), run.config) for run in runs]
   # Every process must agree on what to run: process 0's view decides.
   pending = distributed.broadcast_from_writer([d is None for d in done])
-  if distributed.is_writer():
-    os.makedirs(workdir, exist_ok=True)
-    report.write_config(workdir, config)
+  report.write_config(workdir, config)
   log(f'sweep {config.sweep.experiment}: {len(runs)} runs ({int(pending.sum())} to do), '
       f'vmapped axes {list(split_axes(config)[0]) or "none"}, {jax.device_count()} '
       f'{jax.default_backend()} devices in {jax.process_count()} processes')
@@ -359,10 +357,8 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
                     **results.get('metrics', {})})
     rows += [{'run': run.name, **run.overrides, **row} for row in results['rows']]
     metrics.update({f'{run.name}.{k}': v for k, v in results.get('metrics', {}).items()})
-  results = {'rows': rows, 'summary': summary}
-  if distributed.is_writer():
-    results = report.write_results(workdir, 'sweep', metrics, rows, time.time() - start)
-    results['summary'] = summary
+  results = report.write_results(workdir, 'sweep', metrics, rows, time.time() - start)
+  results['summary'] = summary
   log(summary_table(summary))
   return results
 

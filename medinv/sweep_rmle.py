@@ -113,10 +113,7 @@ def run(config, workdir: str) -> dict:
   """Trains the run's target population, attacks it over the attack grid, writes results."""
   validate(config)
   start = time.time()
-  writer = distributed.is_writer()
-  if writer:
-    os.makedirs(workdir, exist_ok=True)
-    report.write_config(workdir, config)
+  report.write_config(workdir, config)
   task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   targets_key = jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 0)
   target_index = np.sort(np.asarray(
@@ -148,9 +145,5 @@ def run(config, workdir: str) -> dict:
   results_metrics = {'models': size, 'points': len(rows),
                      'ssim_max': max(r['ssim_mean'] for r in rows),
                      'baseline_ssim': baseline['ssim_mean'], 'baseline_psnr': baseline['psnr_mean']}
-  results = {'metrics': results_metrics, 'rows': rows}
-  if writer:
-    results = report.write_results(workdir, 'rmle_sweep', results_metrics, rows,
-                                   time.time() - start)
-  distributed.sync('rmle_written')
-  return results
+  return report.write_results(workdir, 'rmle_sweep', results_metrics, rows,
+                              time.time() - start)

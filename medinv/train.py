@@ -183,9 +183,7 @@ def train_and_evaluate(config, workdir: str) -> Trained:
   start_time = time.time()
   checkpoint.check_compatible(os.path.join(workdir, 'config.json'), config.to_dict(),
                               CHECKPOINT_FIELDS)
-  if distributed.is_writer():
-    os.makedirs(workdir, exist_ok=True)
-    report.write_config(workdir, config)
+  report.write_config(workdir, config)
   task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   model = models.build(config.model, task.num_classes)
   streams = keys_lib.named_keys(config.seed)
@@ -235,7 +233,5 @@ def train_and_evaluate(config, workdir: str) -> Trained:
   rows = [{'dataset': config.data.dataset, 'model': config.model, 'split': split,
            'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss']}
           for split in ('train', 'test')]
-  if distributed.is_writer():
-    report.write_results(workdir, 'train', metrics, rows, time.time() - start_time)
-  distributed.sync('train_written')
+  report.write_results(workdir, 'train', metrics, rows, time.time() - start_time)
   return Trained(model=model, params=state.params, task=task, metrics=metrics)
