@@ -6,7 +6,7 @@
 
 Prints, each line prefixed with the backend and device count:
   rmle (white box, split 4, 32x32 BreastMNIST targets, N targets x K sigmas): the compiled
-    program (sweep.map_grid: targets vmapped, sigma points one at a time / all vmapped)
+    program (sharding.map_grid: targets vmapped, sigma points one at a time / all vmapped)
     versus a per-target Python loop of jitted Adam steps (as He et al.'s and ART's reference
     code run), in target-steps per second; the same program with flax nn.Conv/nn.max_pool
     layers instead of medinv.layers; achieved FLOP/s (XLA cost analysis) against the
@@ -37,7 +37,7 @@ from medinv import decoders
 from medinv import defenses
 from medinv import models
 from medinv import population
-from medinv import sweep
+from medinv import sharding
 from medinv.attacks import attribute
 from medinv.attacks import inversion
 from medinv.attacks import objectives
@@ -104,10 +104,10 @@ def rmle_point(sigma, theta, x_targets, x0, *, edge, steps: int):
 def compiled_rmle(edge, sigmas, theta, x_targets, x0, steps, batch_size):
   """(compiled sweep program, its placed arguments) for the rmle grid over sigmas."""
   fn = functools.partial(rmle_point, edge=edge, steps=steps)
-  mesh = sweep.grid_mesh()
-  grid, _ = sweep.shard_grid(np.asarray(sigmas, np.float32), mesh)
-  args = (grid,) + sweep.replicate((theta, x_targets, x0), mesh)
-  return sweep._program(fn, mesh, batch_size, 3).lower(*args).compile(), args
+  mesh = sharding.grid_mesh()
+  grid, _ = sharding.shard_grid(np.asarray(sigmas, np.float32), mesh)
+  args = (grid,) + sharding.replicate((theta, x_targets, x0), mesh)
+  return sharding.program(fn, mesh, batch_size, 3).lower(*args).compile(), args
 
 
 def loop_rmle(edge, sigmas, theta, x_targets, x0, steps):
@@ -223,8 +223,8 @@ def bench_decoder():
     return inversion.train_decoder(jax.random.key(1), lambda t, images: edge(deployed, images),
                                    x_aux, decoder=decoder, steps=steps, batch_size=32,
                                    learning_rate=2e-3)[1]
-  vmapped = seconds(lambda: sweep.map_grid(train_one, sigmas, theta, x_aux))
-  one_at_a_time = seconds(lambda: sweep.map_grid(train_one, sigmas, theta, x_aux, batch_size=1))
+  vmapped = seconds(lambda: sharding.map_grid(train_one, sigmas, theta, x_aux))
+  one_at_a_time = seconds(lambda: sharding.map_grid(train_one, sigmas, theta, x_aux, batch_size=1))
   single = jax.jit(train_one)
   block(single(sigmas[0], theta, x_aux))
   start = time.perf_counter()

@@ -5,7 +5,7 @@
   2. trains (or reuses) the target model in workdir/target via `train.train_and_evaluate`;
   3. per sensitive attribute, one jitted program runs every attack over the whole flip_prob
      grid and `defense.num_draws` independent release draws per grid value, vmapped over
-     (grid value, draw keys) and sharded over every device (`sweep.map_grid`); the no-model
+     (grid value, draw keys) and sharded over every device (`sharding.map_grid`); the no-model
      baselines run once beside it;
   4. writes results.json / results.csv (one row per attribute, attack, variant, flip_prob,
      release and target group) and aia.png (a privacy-utility plot).
@@ -44,7 +44,7 @@ from medinv import defenses
 from medinv import distributed
 from medinv import keys as keys_lib
 from medinv import report
-from medinv import sweep
+from medinv import sharding
 from medinv import train
 from medinv.attacks import attribute
 
@@ -107,7 +107,7 @@ def grid_program(apply_fn, *, num_classes: int, variants: tuple[str, ...], relea
   baseline(baseline_key, arrays) (jitted): the no-model baselines' accuracies
     [members, non-members].
   point(grid_point, arrays, view_params): one flip_prob's per-draw accuracies (R, ...), for
-    `sweep.map_grid`; grid_point = {'flip_prob': (), 'defense_keys': (R, 2) uint32,
+    `sharding.map_grid`; grid_point = {'flip_prob': (), 'defense_keys': (R, 2) uint32,
     'attack_keys': (R, 2) uint32} (raw key data: R release draws, vmapped).
 
   Cached on its static configuration, so attributes with the same number of candidates
@@ -306,7 +306,7 @@ def attribute_rows(common: dict, flip_probs, num_classes: int, group_sizes: dict
 def run(config, workdir: str) -> dict:
   """Trains or reuses the target model, attacks every sensitive attribute, writes results.
 
-  The flip_prob grid is sharded over every device of every process (`sweep.map_grid`); in a
+  The flip_prob grid is sharded over every device of every process (`sharding.map_grid`); in a
   multi-process run only process 0 writes.
   """
   validate(config)
@@ -343,7 +343,7 @@ def run(config, workdir: str) -> dict:
                    'defense_keys': defense_keys,
                    'attack_keys': grid_keys(jax.random.fold_in(attribute_key, 1))}
     baseline = jax.device_get(baseline_program(jax.random.fold_in(attribute_key, 0), arrays))
-    grid = sweep.map_grid(point, grid_points, arrays, view_params)
+    grid = sharding.map_grid(point, grid_points, arrays, view_params)
     common = {'dataset': config.data.dataset, 'attribute': name,
               'num_candidates': int(arrays['candidates'].shape[0]),
               'release': config.defense.release,

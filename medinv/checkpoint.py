@@ -6,7 +6,7 @@ import os
 
 import orbax.checkpoint as ocp
 
-from medinv import sweep
+from medinv import axes as axes_lib
 
 # Fields that may change between a run and its resumption without invalidating checkpoints.
 RESUMABLE_CHANGES = ('train.num_epochs', 'train.checkpoint_every_epochs', 'data.data_dir',
@@ -35,8 +35,8 @@ def check_compatible(saved_config_path: str, config: dict, fields: tuple[str, ..
   if not os.path.exists(saved_config_path):
     return
   with open(saved_config_path) as f:
-    saved = sweep.flatten(json.load(f))
-  current = sweep.flatten(config)
+    saved = axes_lib.flatten(json.load(f))
+  current = axes_lib.flatten(config)
   for field in fields:
     if field in RESUMABLE_CHANGES:
       continue

@@ -2,7 +2,7 @@
 
 `run(config, workdir)` trains (or reuses) the target SplitCNN in workdir/target, then for
 every split, attack and attacker view runs one compiled program over the sigma grid (sharded
-over every device by `sweep.map_grid`, vmapped on each; fed `attack.grid_chunk` sigmas per
+over every device by `sharding.map_grid`, vmapped on each; fed `attack.grid_chunk` sigmas per
 device per call), both perturbation modes and all targets
 (`medinv.attacks.grid`), and writes workdir/results.json
 + results.csv (one row per attack, split, sigma, mode, attacker view) and figures.
@@ -40,7 +40,8 @@ from medinv import mia_figures
 from medinv import models
 from medinv import progress
 from medinv import report
-from medinv import sweep
+from medinv import axes as axes_lib
+from medinv import sharding
 from medinv import train
 from medinv.attacks import grid
 from medinv.attacks import inversion
@@ -145,7 +146,7 @@ def _stage(partial: str, name: str, compute) -> dict[str, np.ndarray]:
 
 def _params_stage(partial: str, name: str, train_fn, *args) -> dict:
   """jit(train_fn)(*args) (a nested dict of parameters), kept as a stage: host arrays."""
-  flat = _stage(partial, name, lambda: sweep.flatten(jax.jit(train_fn)(*args)))
+  flat = _stage(partial, name, lambda: axes_lib.flatten(jax.jit(train_fn)(*args)))
   tree = {}
   for path, value in flat.items():  # {'a.b': array} -> {'a': {'b': array}}
     *parents, leaf = path.split('.')
@@ -183,35 +184,35 @@ def _attack_call(name: str, view, split: int, partial: str, *, theta, x_targets,
                  model, mask, modes, cfg, defense_key, attack_key, num_classes):
   """sigmas -> {mode: reconstructions (n_sigma, ...)} for one attack and attacker view.
 
-  The sigma grid is sharded over every device (`sweep.map_grid`; host arrays in, host arrays
+  The sigma grid is sharded over every device (`sharding.map_grid`; host arrays in, host arrays
   out). Sigma-independent preparation (shadow model, clean decoder) runs once, as its own
   stage.
   """
   common = dict(model=model, mask=mask, modes=modes, cfg=cfg, defense_key=defense_key)
 
-  def at(grid_fn, **static):  # the per-sigma function sweep.map_grid maps over the grid
+  def at(grid_fn, **static):  # the per-sigma function sharding.map_grid maps over the grid
     return functools.partial(grid.at_sigma, grid_fn, **static)
 
   if name == 'mi_face':
     fn = at(grid.mi_face_grid, num_classes=num_classes, knows_defense=view, **common)
-    return lambda s: sweep.map_grid(fn, s, theta, x_aux)
+    return lambda s: sharding.map_grid(fn, s, theta, x_aux)
   if name == 'rmle':
     fn = at(grid.rmle_grid, split=split, knows_defense=view, **common)
-    return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux)
+    return lambda s: sharding.map_grid(fn, s, theta, x_targets, x_aux)
   prepare = dict(model=model, split=split, cfg=cfg, attack_key=attack_key)
   if name == 'query_free':
     shadow = _params_stage(partial, f'split{split}_shadow',
                            functools.partial(grid.train_shadow, **prepare), theta, x_aux, y_aux)
     fn = at(grid.query_free_grid, split=split, **common)
-    return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux, shadow)
+    return lambda s: sharding.map_grid(fn, s, theta, x_targets, x_aux, shadow)
   fn = at(grid.inverse_network_grid, split=split, knows_defense=view, attack_key=attack_key,
           **common)
   if view:
-    return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux)
+    return lambda s: sharding.map_grid(fn, s, theta, x_targets, x_aux)
   clean_decoder = _params_stage(partial, f'split{split}_clean_decoder',
                                 functools.partial(grid.train_clean_decoder, **prepare), theta,
                                 x_targets, x_aux)
-  return lambda s: sweep.map_grid(fn, s, theta, x_targets, x_aux, clean_decoder)
+  return lambda s: sharding.map_grid(fn, s, theta, x_targets, x_aux, clean_decoder)
 
 
 def run(config, workdir: str) -> dict:
@@ -233,7 +234,7 @@ def run(config, workdir: str) -> dict:
   inversion.check_attack_images(x_targets_np, task.x_test)  # The attacker holds the test split.
 
   trained = train.train_and_evaluate(config, os.path.join(workdir, 'target'))
-  # Host arrays: `sweep.map_grid` places them on every device of every process.
+  # Host arrays: `sharding.map_grid` places them on every device of every process.
   model, theta = trained.model, jax.device_get(trained.params)
   x_targets, x_aux, y_aux = x_targets_np, task.x_test, task.y_test
   sigmas = np.asarray(defense_cfg.sigmas, np.float32)
@@ -254,7 +255,7 @@ def run(config, workdir: str) -> dict:
     accuracy_fn = functools.partial(grid.at_sigma, grid.accuracy_grid, model=model,
                                     modes=modes, mask=mask, defense_key=defense_key)
     accuracy = _over_grid(partial, f'split{split}_accuracy', sigmas, attack_cfg.grid_chunk,
-                          lambda s, fn=accuracy_fn: sweep.map_grid(fn, s, theta, x_aux, y_aux))
+                          lambda s, fn=accuracy_fn: sharding.map_grid(fn, s, theta, x_aux, y_aux))
     logging.info('split %d: test accuracy under perturbation %s', split, accuracy)
     for name in attack_cfg.names:
       attack_start = time.time()

@@ -3,8 +3,8 @@
 Model k is what `medinv.train.train_and_evaluate` trains for config.seed = seed_k,
 train.label_flip_prob = p_k and train.learning_rate = lr_k (same key tree, same epochs,
 same label perturbation), so a population equals K sequential runs up to float rounding.
-The K models are the points of the sweep's vmapped axes (`sweep.TRAIN_AXES`); they train
-sharded over every device (`sweep.map_grid_sharded`), a chunk of epochs per program, with
+The K models are the points of the sweep's vmapped axes (`TRAIN_AXES`); they train
+sharded over every device (`sharding.map_grid_sharded`), a chunk of epochs per program, with
 an orbax checkpoint of the whole population after each chunk (each process saves its own
 shards), so a killed run resumes where it stopped.
 
@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from medinv import axes as axes_lib
 from medinv import checkpoint
 from medinv import data as data_lib
 from medinv import defenses
@@ -36,18 +37,19 @@ from medinv import distributed
 from medinv import keys as keys_lib
 from medinv import models
 from medinv import report
-from medinv import sweep
+from medinv import sharding
 from medinv import train
 
-SEED, FLIP, LR = sweep.TRAIN_AXES
+TRAIN_AXES = ('seed', 'train.label_flip_prob', 'train.learning_rate')
+SEED, FLIP, LR = TRAIN_AXES
 
 
 def points(config) -> dict[str, np.ndarray]:
   """The population's hyperparameters {axis: (K,)} from the sweep axes (config defaults)."""
-  axes = {k: v for k, v in sweep.grid_axes(config).items() if k in sweep.TRAIN_AXES}
+  axes = axes_lib.grid_axes(config, TRAIN_AXES)
   defaults = {SEED: config.seed, FLIP: float(config.train.label_flip_prob),
               LR: float(config.train.learning_rate)}
-  return sweep.grid_points(axes, defaults)
+  return axes_lib.grid_points(axes, defaults)
 
 
 def _optimizer(point, weight_decay: float):
@@ -91,17 +93,17 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   """Trains the population; returns (model, padded sharded TrainState, K).
 
   The state's leading axis is the population padded to a multiple of the device count
-  (entry k < K is model k); `sweep.gather` brings it to the host.
+  (entry k < K is model k); `sharding.gather` brings it to the host.
   """
   model = models.build(config.model, task.num_classes)
   tc = config.train
-  mesh = sweep.grid_mesh() if mesh is None else mesh
-  x, y = np.asarray(task.x_train), np.asarray(task.y_train)  # Placed by sweep (any process).
-  state, size = sweep.map_grid_sharded(init_fn(model, float(tc.weight_decay)), population,
+  mesh = sharding.grid_mesh() if mesh is None else mesh
+  x, y = np.asarray(task.x_train), np.asarray(task.y_train)  # Placed by sharding (any process).
+  state, size = sharding.map_grid_sharded(init_fn(model, float(tc.weight_decay)), population,
                                        x[:1], mesh=mesh)
   mngr, epoch = None, 0
   if checkpoint_dir:
-    padded = sweep.padded_size(size, mesh.size)  # Checkpoints hold the padded population.
+    padded = sharding.padded_size(size, mesh.size)  # Checkpoints hold the padded population.
     mngr = checkpoint.manager(os.path.join(checkpoint_dir, f'padded_{padded}'))
     epoch, restored = checkpoint.restore_latest(mngr, state)
     if restored is not None:
@@ -112,7 +114,7 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
     chunk = min(tc.checkpoint_every_epochs, tc.num_epochs - epoch)
     fn = chunk_fn(model, float(tc.weight_decay), tc.batch_size, tc.augment_flip, chunk,
                   task.num_classes)
-    (state, losses), _ = sweep.map_grid_sharded(fn, (state, population), x, y,
+    (state, losses), _ = sharding.map_grid_sharded(fn, (state, population), x, y,
                                                 np.int32(epoch), mesh=mesh)
     epoch += chunk
     if mngr is not None:
@@ -228,7 +230,7 @@ def run(config, workdir: str) -> dict:
   population = points(config)
   checkpoint.check_compatible(
       os.path.join(workdir, 'config.json'), json.loads(json.dumps(config.to_dict())),
-      train.CHECKPOINT_FIELDS + tuple(f'sweep.axes.{axis}' for axis in sweep.TRAIN_AXES))
+      train.CHECKPOINT_FIELDS + tuple(f'sweep.axes.{axis}' for axis in TRAIN_AXES))
   report.write_config(workdir, config)
   task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   model, state, size = fit(config, task, population,
@@ -236,7 +238,7 @@ def run(config, workdir: str) -> dict:
   attack_arrays, attack_settings, group_sizes, baselines = {}, (), {}, {}
   if 'attack' in config and data_lib.is_records(config.data.dataset):
     attack_arrays, attack_settings, group_sizes, baselines = prepare_attack(config, task)
-  evaluated = sweep.map_grid(evaluate_fn(model.apply, attack_settings), (state, population),
+  evaluated = sharding.map_grid(evaluate_fn(model.apply, attack_settings), (state, population),
                              task.x_train, task.y_train, task.x_test, task.y_test,
                              attack_arrays)
   rows = population_rows(config, population, evaluated, group_sizes, baselines)

@@ -13,24 +13,11 @@ from __future__ import annotations
 import os
 import time
 
-from medinv import aia
-from medinv import mia
 from medinv import progress
 from medinv import report
+from medinv import runners
 from medinv import study_report
 from medinv.data import DataError
-
-RUNNERS = {'aia': aia.run, 'mia': mia.run}
-# Rough relative cost of a part, for the time-left estimate.
-STAGE_WEIGHTS = {'aia': 1.0, 'mia': 6.0}
-
-
-def part_kind(name: str) -> str:
-  kind = name.split('_', 1)[0]
-  if kind not in RUNNERS:
-    raise ValueError(f'study part {name!r} must start with one of {sorted(RUNNERS)}_')
-  return kind
-
 
 def run_part(name: str, part_config, part_dir: str) -> dict:
   """Runs (or reuses) one part; returns its results dict."""
@@ -41,18 +28,17 @@ def run_part(name: str, part_config, part_dir: str) -> dict:
   stale = os.path.join(part_dir, 'results.json')
   if os.path.exists(stale):
     os.remove(stale)  # A killed rerun must not leave old results beside a new config.
-  return RUNNERS[part_kind(name)](part_config, part_dir)
+  return runners.for_part(name).run(part_config, part_dir)
 
 
 def run(config, workdir: str) -> dict:
   """Runs every part and writes the report; returns the combined results dict."""
   names = list(config.parts.keys())
-  for name in names:
-    part_kind(name)
+  part_runners = [runners.for_part(name) for name in names]
   start = time.time()
   os.makedirs(workdir, exist_ok=True)
   report.write_config(workdir, config)
-  stages = progress.Stages(names, [STAGE_WEIGHTS[part_kind(n)] for n in names])
+  stages = progress.Stages(names, [runner.weight for runner in part_runners])
   parts, skipped = {}, {}
   for i, name in enumerate(names):
     part_config = config.parts[name]

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from medinv import axes as axes_lib
 from medinv import data as data_lib
 from medinv import defenses
 from medinv import distributed
@@ -32,12 +33,12 @@ from medinv import metrics
 from medinv import models
 from medinv import population
 from medinv import report
-from medinv import sweep
+from medinv import sharding
 from medinv import train
 from medinv.attacks import inversion
 from medinv.attacks import objectives
 
-ATTACK_AXES = ('defense.sigma', 'attack.learning_rate')
+ATTACK_AXES = ('defense.sigma', 'attack.learning_rate', 'attack.weights.*')
 
 
 def validate(config) -> None:
@@ -57,12 +58,12 @@ def validate(config) -> None:
 
 def attack_points(config) -> dict[str, np.ndarray]:
   """The attack grid {axis: (P,)}: sigma x learning rate x each objective weight."""
-  axes = {k: v for k, v in sweep.grid_axes(config).items() if k not in sweep.TRAIN_AXES}
+  axes = axes_lib.grid_axes(config, ATTACK_AXES)
   defaults = {'defense.sigma': float(config.defense.sigma),
               'attack.learning_rate': float(config.attack.learning_rate)}
   defaults.update({f'attack.weights.{name}': float(weight)
                    for name, weight in config.attack.weights.items()})
-  return sweep.grid_points(axes, defaults)
+  return axes_lib.grid_points(axes, defaults)
 
 
 def weighted_objective(weights: dict):
@@ -126,7 +127,7 @@ def run(config, workdir: str) -> dict:
   flat = grid(models_points, attack_points(config))
   x0 = np.mean(x_aux, axis=0)
   fn = point_fn(model, config.attack.split, config.defense.scope, config.attack.steps)
-  out = sweep.map_grid(fn, flat, state.params, x_targets, task.x_test, task.y_test, x0,
+  out = sharding.map_grid(fn, flat, state.params, x_targets, task.x_test, task.y_test, x0,
                        batch_size=config.attack.grid_batch_size)
   rows = []
   for i, k in enumerate(flat['model']):

@@ -23,11 +23,12 @@ import optax
 
 from medinv import checkpoint
 from medinv import data as data_lib
+from medinv.data import images as image_lib
 from medinv import distributed
 from medinv import keys as keys_lib
 from medinv import models
 from medinv import report
-from medinv import sweep
+from medinv import sharding
 
 # Config fields a checkpoint depends on; changing one of them makes a workdir incompatible.
 CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
@@ -82,12 +83,6 @@ def batch_indices(key: jax.Array | None, n: int, batch_size: int):
   return index, mask
 
 
-def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
-  """Mirrors each image left-right with probability 1/2."""
-  flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
-  return jnp.where(flip, images[:, :, ::-1], images)
-
-
 def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
                 batch_size: int, augment_flip: bool) -> tuple[TrainState, jax.Array]:
   """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`."""
@@ -98,7 +93,7 @@ def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
     step, (batch_index, batch_mask) = step_input
     batch_x = x[batch_index]
     if augment_flip:
-      batch_x = random_flip(jax.random.fold_in(aug_key, step), batch_x)
+      batch_x = image_lib.random_flip(jax.random.fold_in(aug_key, step), batch_x)
     return train_step(state, (batch_x, y[batch_index], batch_mask), apply_fn=apply_fn, tx=tx)
 
   state, losses = jax.lax.scan(body, state, (jnp.arange(index.shape[0]), (index, mask)))
@@ -162,7 +157,7 @@ def _checkpointable(state):
   device of every process, so orbax writes each array once; otherwise the state itself."""
   if jax.process_count() == 1:
     return state
-  return sweep.replicate(jax.device_get(state))
+  return sharding.replicate(jax.device_get(state))
 
 
 def _local(state):

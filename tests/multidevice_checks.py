@@ -14,12 +14,12 @@ from configs import sweep_population
 from medinv import data as data_lib
 from medinv import models
 from medinv import population
-from medinv import sweep
+from medinv import sharding
 from medinv import sweep_rmle
 
 
 def _one_device():
-  return sweep.grid_mesh(jax.devices()[:1])
+  return sharding.grid_mesh(jax.devices()[:1])
 
 
 def _close(a, b, rtol=1e-5, atol=1e-6):
@@ -36,27 +36,27 @@ def test_on_8_devices_map_grid_equals_one_device(size):
   assert jax.device_count() == 8
   grid = {'a': np.linspace(0, 1, size).astype(np.float32), 'b': np.arange(size, dtype=np.int32)}
   table = np.arange(6, dtype=np.float32)
-  sharded, real = sweep.map_grid_sharded(_fn, grid, table)
-  assert real == size and sharded['value'].shape == (sweep.padded_size(size, 8),)
+  sharded, real = sharding.map_grid_sharded(_fn, grid, table)
+  assert real == size and sharded['value'].shape == (sharding.padded_size(size, 8),)
   assert len(sharded['value'].sharding.device_set) == 8
-  _close(sweep.map_grid(_fn, grid, table), sweep.map_grid(_fn, grid, table, mesh=_one_device()))
-  assert sweep.map_grid(_fn, grid, table)['value'].shape == (size,)
+  _close(sharding.map_grid(_fn, grid, table), sharding.map_grid(_fn, grid, table, mesh=_one_device()))
+  assert sharding.map_grid(_fn, grid, table)['value'].shape == (size,)
 
 
 def test_on_8_devices_population_equals_one_device():
   config = sweep_population.get_config('smoke')
   config.data.data_dir = os.environ['MEDINV_TEST_DATA_DIR']
-  config.sweep.axes = ml_collections.ConfigDict({'seed': (0, 1, 2), 'train': {
+  config.sharding.axes = ml_collections.ConfigDict({'seed': (0, 1, 2), 'train': {
       'label_flip_prob': (0.0, 0.3), 'learning_rate': (1e-3, 3e-3)}})  # 12 models
   config.train.checkpoint_every_epochs = config.train.num_epochs  # One chunk.
-  (run,) = sweep.expand_runs(config)
+  (run,) = sharding.expand_runs(config)
   task = data_lib.load_task(run.config.data)
   points = population.points(run.config)
   _, eight, size = population.fit(run.config, task, points)
   _, one, _ = population.fit(run.config, task, points, mesh=_one_device())
   assert size == 12 and jax.tree.leaves(eight.params)[0].shape[0] == 16
-  _close(jax.tree.map(lambda x: x[:size], sweep.gather(eight.params)),
-         sweep.gather(one.params), rtol=1e-4, atol=1e-5)
+  _close(jax.tree.map(lambda x: x[:size], sharding.gather(eight.params)),
+         sharding.gather(one.params), rtol=1e-4, atol=1e-5)
 
 
 def test_on_8_devices_rmle_grid_equals_one_device():
@@ -71,6 +71,6 @@ def test_on_8_devices_rmle_grid_equals_one_device():
   flat = sweep_rmle.grid({'seed': np.int32([0, 1])}, attack)  # 6 points on 8 devices
   fn = sweep_rmle.point_fn(model, 2, 'edge', 3)
   args = (population_params, images[:2], images, jnp.int32([0, 1, 0]), images[2])
-  _close(sweep.map_grid(fn, flat, *args),  # vmapped per device; one point at a time on one
-         sweep.map_grid(fn, flat, *args, mesh=_one_device(), batch_size=1),
+  _close(sharding.map_grid(fn, flat, *args),  # vmapped per device; one point at a time on one
+         sharding.map_grid(fn, flat, *args, mesh=_one_device(), batch_size=1),
          rtol=1e-4, atol=1e-5)

@@ -7,6 +7,7 @@ import pytest
 
 from configs import demo
 from medinv import report
+from medinv import runners
 from medinv import study
 
 
@@ -94,4 +95,4 @@ def test_changed_part_config_is_rerun(smoke_run, tmp_path):
 
 def test_unknown_part_kind():
   with pytest.raises(ValueError, match='must start with one of'):
-    study.part_kind('attack_heart')
+    runners.for_part('attack_heart')

@@ -17,7 +17,7 @@ from configs import sweep_attribute
 from configs import sweep_inversion
 from configs import sweep_population
 from medinv import data as data_lib
-from medinv import sweep
+from medinv import axes as axes_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,7 +58,7 @@ def test_two_processes_equal_one_process(experiment, data_dir, tmp_path):
   config.data.data_dir = data_dir
   config.train.checkpoint_every_epochs = 1  # several checkpoints per target model
   for path, value in overrides.items():
-    sweep.set_path(config, path, value)
+    axes_lib.set_path(config, path, value)
   assert config.sweep.experiment == experiment
   data_lib.load_task(config.data)  # Builds the dataset cache the processes share.
   sweep.run_sweep(config, str(tmp_path / 'one'), log=lambda line: None)

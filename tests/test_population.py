@@ -14,7 +14,7 @@ from medinv import data as data_lib
 from medinv import keys as keys_lib
 from medinv import models
 from medinv import population
-from medinv import sweep
+from medinv import sharding
 from medinv import train
 from medinv.attacks import attribute
 
@@ -23,9 +23,9 @@ def _config(data_dir, seeds=(0, 1), flip_probs=(0.0, 0.3), **train_overrides):
   config = sweep_population.get_config('smoke')
   config.data.data_dir = data_dir
   config.train.update(train_overrides)
-  config.sweep.axes = ml_collections.ConfigDict(
+  config.sharding.axes = ml_collections.ConfigDict(
       {'seed': seeds, 'train': {'label_flip_prob': flip_probs}})
-  (run,) = sweep.expand_runs(config)
+  (run,) = sharding.expand_runs(config)
   return run.config
 
 
@@ -45,7 +45,7 @@ def test_population_equals_sequential_training(population_run, tmp_path):
   task = data_lib.load_task(config.data)
   _, state, size = population.fit(config, task, population.points(config))
   assert size == 4
-  params = sweep.gather(state.params)
+  params = sharding.gather(state.params)
   for k, (seed, flip_prob) in enumerate([(0, 0.0), (1, 0.3)]):
     single = config.copy_and_resolve_references()
     del single['sweep']
@@ -69,7 +69,7 @@ def test_population_attack_equals_direct_map_attack(population_run):
   task = data_lib.load_task(config.data)
   _, state, _ = population.fit(config, task, population.points(config),
                                checkpoint_dir=os.path.join(workdir, 'checkpoints'))
-  params = _model(sweep.gather(state.params), 2)  # seed 1, flip_prob 0.0
+  params = _model(sharding.gather(state.params), 2)  # seed 1, flip_prob 0.0
   model = models.build(config.model, task.num_classes)
   targets, member, aux = aia.attack_sets(
       task, jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 0),
@@ -111,14 +111,14 @@ def test_resume_equals_uninterrupted_and_compiles_once(data_dir, tmp_path):
   task = data_lib.load_task(config.data)
   points = population.points(config)
   chunk = population.chunk_fn(models.build('mlp', 2), 0.0, config.train.batch_size, False, 1, 2)
-  program = sweep._program(chunk, sweep.grid_mesh(), 0, 3)
+  program = sharding.program(chunk, sharding.grid_mesh(), 0, 3)
   compiled_before = program._cache_size()
   _, full, _ = population.fit(config, task, points)
   stopped = config.copy_and_resolve_references()
   stopped.train.num_epochs = 2  # "Killed" after epoch 2, then the same directory resumed.
   population.fit(stopped, task, points, checkpoint_dir=str(tmp_path))
   _, resumed, _ = population.fit(config, task, points, checkpoint_dir=str(tmp_path))
-  for a, b in zip(jax.tree.leaves(sweep.gather(full)), jax.tree.leaves(sweep.gather(resumed))):
+  for a, b in zip(jax.tree.leaves(sharding.gather(full)), jax.tree.leaves(sharding.gather(resumed))):
     np.testing.assert_array_equal(a, b)
   # Six one-epoch chunks of a 3-model population: one compiled program.
   assert program._cache_size() == compiled_before + 1

@@ -1,5 +1,6 @@
 """Sweeps: axis classification, run expansion and naming, grid programs, resume, rmle sweep."""
 import json
+import dataclasses
 import os
 
 import jax
@@ -12,6 +13,10 @@ from configs import sweep_population
 from configs import sweep_rmle
 from medinv import distributed
 from medinv import models
+from medinv import axes as axes_lib
+from medinv import population
+from medinv import runners
+from medinv import sharding
 from medinv import sweep
 from medinv import sweep_rmle as rmle_lib
 
@@ -52,7 +57,7 @@ def test_expand_runs_names_overrides_and_keeps_only_vmapped_axes():
       'test_fraction=0.25,batch_size=32', 'test_fraction=0.25,batch_size=64']
   last = runs[-1].config
   assert last.train.batch_size == 64 and last.data.test_fraction == 0.25
-  assert sweep.grid_axes(last) == {'seed': (0, 1), 'train.label_flip_prob': (0.0, 0.3, 0.45)}
+  assert axes_lib.grid_axes(last, population.TRAIN_AXES) == {'seed': (0, 1), 'train.label_flip_prob': (0.0, 0.3, 0.45)}
   assert config.train.batch_size == 32  # The sweep's own config is untouched.
   assert sweep.run_name({'a.seed': 1, 'b.seed': 2, 'attack.splits': (2, 4)}) == (
       'a.seed=1,b.seed=2,splits=2-4')
@@ -65,7 +70,7 @@ def test_expand_runs_names_overrides_and_keeps_only_vmapped_axes():
 
 
 def test_grid_points_cartesian_product():
-  points = sweep.grid_points({'seed': (0, 1), 'train.label_flip_prob': (0.0, 0.1, 0.2)},
+  points = axes_lib.grid_points({'seed': (0, 1), 'train.label_flip_prob': (0.0, 0.1, 0.2)},
                              {'train.learning_rate': 1e-3, 'seed': 7})
   assert points['seed'].tolist() == [0, 0, 0, 1, 1, 1] and points['seed'].dtype == np.int32
   np.testing.assert_allclose(points['train.label_flip_prob'], [0, .1, .2] * 2, rtol=1e-6)
@@ -81,13 +86,13 @@ def _point_fn(point, matrix):
 def test_map_grid_equals_loop(batch_size):
   matrix = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
   grid = {'a': np.linspace(-1, 1, 5).astype(np.float32), 'b': np.arange(5, dtype=np.float32)}
-  out = sweep.map_grid(_point_fn, grid, matrix, batch_size=batch_size)
+  out = sharding.map_grid(_point_fn, grid, matrix, batch_size=batch_size)
   for i in range(5):
     expected = _point_fn({'a': grid['a'][i], 'b': grid['b'][i]}, matrix)
     np.testing.assert_allclose(out['hidden'][i], expected['hidden'], rtol=1e-6)
     np.testing.assert_allclose(out['sum'][i], expected['sum'], rtol=1e-6)
   assert out['hidden'].shape == (5, 4)
-  np.testing.assert_array_equal(sweep.pad_leading(grid['b'], 8), [0, 1, 2, 3, 4, 0, 0, 0])
+  np.testing.assert_array_equal(sharding.pad_leading(grid['b'], 8), [0, 1, 2, 3, 4, 0, 0, 0])
 
 
 def test_killed_sweep_resumes_only_unfinished_runs(data_dir, tmp_path, monkeypatch):
@@ -95,16 +100,17 @@ def test_killed_sweep_resumes_only_unfinished_runs(data_dir, tmp_path, monkeypat
   config = _population_config(data_dir, seed=(0,), train={'label_flip_prob': (0.0, 0.3)},
                               data={'split_seed': (0, 1)})
   workdir = str(tmp_path / 'sweep')
-  real_runner = sweep.EXPERIMENTS['population'].runner()
+  real_runner = runners.RUNNERS['population']
   calls, kill = [], [True]
 
   def killed_on_second(run_config, run_dir):
     calls.append(os.path.basename(run_dir))
     if len(calls) == 2 and kill and kill.pop():
       raise KeyboardInterrupt  # The sweep is killed while the second run is running.
-    return real_runner(run_config, run_dir)
+    return real_runner.run(run_config, run_dir)
 
-  monkeypatch.setattr(sweep.Experiment, 'runner', lambda self: killed_on_second)
+  monkeypatch.setitem(runners.RUNNERS, 'population',
+                      dataclasses.replace(real_runner, run=killed_on_second))
   with pytest.raises(KeyboardInterrupt):
     sweep.run_sweep(config, workdir, log=lambda line: None)
   first = os.path.join(workdir, 'split_seed=0', 'results.json')
@@ -141,7 +147,7 @@ def test_rmle_point_grid_equals_single_points():
   assert flat['model'].tolist() == [0, 0, 1, 1] and flat['seed'].tolist() == [0, 0, 1, 1]
   fn = rmle_lib.point_fn(model, 2, 'edge', 3)
   args = (population_params, images[:2], images, jnp.int32([0, 1, 0]), images[2])
-  out = sweep.map_grid(fn, flat, *args)
+  out = sharding.map_grid(fn, flat, *args)
   single = jax.jit(fn)({k: v[3] for k, v in flat.items()}, *args)
   for name in ('ssim', 'psnr', 'mse', 'model_test_accuracy', 'final_loss'):
     np.testing.assert_allclose(out[name][3], single[name], rtol=2e-5)

@@ -36,7 +36,7 @@ import optax
 
 from medinv import defenses
 from medinv import models
-from medinv import train
+from medinv.data import images as image_lib
 from medinv.attacks import objectives
 
 TARGET_QUERIES = 0
@@ -164,7 +164,7 @@ def _sample_batch(key: jax.Array, images: jax.Array, batch_size: int, augment_fl
   index = jax.random.choice(index_key, images.shape[0], (batch_size,),
                             replace=batch_size > images.shape[0])
   batch = images[index]
-  return (train.random_flip(flip_key, batch) if augment_flip else batch), index
+  return (image_lib.random_flip(flip_key, batch) if augment_flip else batch), index
 
 
 def train_decoder(key: jax.Array, query_fn: Callable[[Any, jax.Array], jax.Array],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -40,3 +41,9 @@ def check_image_size(image_size: int) -> None:
   if image_size <= 0 or image_size % 8:
     raise ValueError(f'image_size must be a positive multiple of 8 (the SplitCNN pools three '
                      f'times), got {image_size}')
+
+
+def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
+  """Mirrors each image left-right with probability 1/2."""
+  flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
+  return jnp.where(flip, images[:, :, ::-1], images)
