@@ -271,10 +271,10 @@ def bench_map(config, task, params):
   candidates = jnp.asarray(task.records_train.columns[column].candidates)
   model = models.build(config.model, task.num_classes)
   view_params = (params, jnp.asarray(task.scaler.mean), jnp.asarray(task.scaler.std))
-  view_fn = functools.partial(aia.candidate_view, apply_fn=model.apply, release='label',
+  view_fn = functools.partial(defenses.candidate_view, apply_fn=model.apply, release='label',
                               decimals=1)
   features = jnp.asarray(records)
-  released = jnp.argmax(aia.model_probs(view_params, features, apply_fn=model.apply), -1)
+  released = jnp.argmax(defenses.model_probs(view_params, features, apply_fn=model.apply), -1)
   prior = jnp.full((candidates.shape[0],), 1.0 / candidates.shape[0])
   elapsed = seconds(lambda: attribute.map_attack(
       view_fn, view_params, features, released, prior, candidates, column=column,

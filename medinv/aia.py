@@ -51,47 +51,6 @@ from medinv.attacks import attribute
 CHANNEL_USES = ('targets', 'aux', 'confusion', 'test')
 
 
-def release_channel(key: jax.Array, probs: jax.Array, flip_prob, *, release: str,
-                    decimals: int, noise_std: float) -> tuple[jax.Array, jax.Array]:
-  """What the deployment releases per query: (vector (n, C), label (n,)).
-
-  The probability vector is postprocessed (`defenses.postprocess_probs`), its top-1 label
-  goes through randomized response, and the vector's entries for the old and the new label
-  are swapped, so the released vector ranks the released label first.
-  """
-  post_key, flip_key = jax.random.split(key)
-  vector = defenses.postprocess_probs(post_key, probs, release, decimals=decimals,
-                                      noise_std=noise_std)
-  label = jnp.argmax(vector, -1)
-  released = defenses.randomized_response(flip_key, label, flip_prob, probs.shape[-1])
-  classes = jnp.arange(probs.shape[-1])
-  source = jnp.where(classes == label[:, None], released[:, None],
-                     jnp.where(classes == released[:, None], label[:, None], classes))
-  return jnp.take_along_axis(vector, source, -1), released
-
-
-def model_probs(view_params, raw: jax.Array, *, apply_fn) -> jax.Array:
-  """The deployed model on raw records; view_params = (params, scaler mean, scaler std)."""
-  params, mean, std = view_params
-  return jax.nn.softmax(apply_fn({'params': params}, (raw - mean) / std), -1)
-
-
-def candidate_view(view_params, raw: jax.Array, *, apply_fn, release: str, decimals: int
-                   ) -> jax.Array:
-  """What unlimited queries of `raw` through the channel reveal (the MAP attack's view).
-
-  Randomized response with p < (k-1)/k leaves the predicted label the most frequent answer,
-  and Gaussian noise averages out, so repeated queries reveal the one-hot predicted label
-  ('label'), the probabilities ('probs', 'noisy_probs') or the rounded probabilities.
-  """
-  probs = model_probs(view_params, raw, apply_fn=apply_fn)
-  if release == 'label':
-    return jax.nn.one_hot(jnp.argmax(probs, -1), probs.shape[-1], dtype=probs.dtype)
-  if release == 'rounded':
-    return jnp.round(probs, decimals)
-  return probs
-
-
 def group_accuracy(correct: jax.Array, member: jax.Array) -> jax.Array:
   """[accuracy over members, accuracy over non-members] (nan for an empty group)."""
   correct = correct.astype(jnp.float32)
@@ -114,10 +73,10 @@ def grid_program(apply_fn, *, num_classes: int, variants: tuple[str, ...], relea
   share one compiled program (the column index is an ordinary argument).
   """
   classifier_kwargs = dict(classifier)
-  view_fn = functools.partial(candidate_view, apply_fn=apply_fn, release=release,
+  view_fn = functools.partial(defenses.candidate_view, apply_fn=apply_fn, release=release,
                               decimals=decimals)
-  probs_fn = functools.partial(model_probs, apply_fn=apply_fn)
-  channel = functools.partial(release_channel, release=release, decimals=decimals,
+  probs_fn = functools.partial(defenses.model_probs, apply_fn=apply_fn)
+  channel = functools.partial(defenses.release_channel, release=release, decimals=decimals,
                               noise_std=noise_std)
 
   def one_draw(flip_prob, defense_key, attack_key, arrays, view_params):

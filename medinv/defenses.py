@@ -1,16 +1,33 @@
-"""Defenses: label perturbation (against attribute inference) and model perturbation (against
-model inversion), as pure functions of an explicit key.
+"""Defenses: every release rule of a deployed model, as pure functions of an explicit key.
 
-Label side: randomized response on released labels, its local-DP epsilon, and postprocessors
-for probability releases. Model side: Gaussian noise on the weights and biases of a parameter
-subtree, drawn once (`fixed`) or per query (`per_query`).
+Release side (against attribute inference): randomized response on released labels, its
+local-DP epsilon, postprocessors for probability releases, and `release_channel`, the one
+rule a deployment applies per query. Split-inference side (against model inversion): a
+`Deployment` is hospital A's model as it answers queries under a defense; model perturbation
+(Gaussian noise on the weights and biases of a parameter subtree, drawn once, `fixed`, or per
+query, `per_query`) is one. `query_each` is the one way anything queries a deployment.
+
+Registry: DEFENSES maps a name to a `Defense` (its config defaults and a `deploy` function);
+an experiment's `config.defense.<name>` block runs that defense over its strengths. Adding a
+defense is one `register(...)` call, e.g. Gaussian noise on the transmitted features:
+
+    class FeatureNoise(defenses.Deployment):
+      def transmit(self, query_index, features):
+        key = jax.random.fold_in(self.key, query_index)
+        return features + self.strength * jax.random.normal(key, features.shape)
+
+    defenses.register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
+                      FeatureNoise(key, theta, strength), defaults={'strengths': (0.0, 0.5)})
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from medinv import models
 
@@ -114,3 +131,179 @@ def deployed_params(key: jax.Array, params, sigma, mode: str, query_index, mask=
   if mode == 'per_query':
     return perturb_params(jax.random.fold_in(key, query_index), params, sigma, mask)
   raise ValueError(f'unknown perturbation mode {mode!r}; allowed: {MODES}')
+
+
+# ----------------------------------------------------------------------------- release channel
+
+def release_channel(key: jax.Array, probs: jax.Array, flip_prob, *, release: str,
+                    decimals: int, noise_std: float) -> tuple[jax.Array, jax.Array]:
+  """What the deployment releases per query: (vector (n, C), label (n,)).
+
+  The probability vector is postprocessed (`postprocess_probs`), its top-1 label goes
+  through randomized response, and the vector's entries for the old and the new label are
+  swapped, so the released vector ranks the released label first.
+  """
+  post_key, flip_key = jax.random.split(key)
+  vector = postprocess_probs(post_key, probs, release, decimals=decimals, noise_std=noise_std)
+  label = jnp.argmax(vector, -1)
+  released = randomized_response(flip_key, label, flip_prob, probs.shape[-1])
+  classes = jnp.arange(probs.shape[-1])
+  source = jnp.where(classes == label[:, None], released[:, None],
+                     jnp.where(classes == released[:, None], label[:, None], classes))
+  return jnp.take_along_axis(vector, source, -1), released
+
+
+def model_probs(view_params, raw: jax.Array, *, apply_fn) -> jax.Array:
+  """The deployed model on raw records; view_params = (params, scaler mean, scaler std)."""
+  params, mean, std = view_params
+  return jax.nn.softmax(apply_fn({'params': params}, (raw - mean) / std), -1)
+
+
+def candidate_view(view_params, raw: jax.Array, *, apply_fn, release: str, decimals: int
+                   ) -> jax.Array:
+  """What unlimited queries of `raw` through the channel reveal (the MAP attack's view).
+
+  Randomized response with p < (k-1)/k leaves the predicted label the most frequent answer,
+  and Gaussian noise averages out, so repeated queries reveal the one-hot predicted label
+  ('label'), the probabilities ('probs', 'noisy_probs') or the rounded probabilities.
+  """
+  probs = model_probs(view_params, raw, apply_fn=apply_fn)
+  if release == 'label':
+    return jax.nn.one_hot(jnp.argmax(probs, -1), probs.shape[-1], dtype=probs.dtype)
+  if release == 'rounded':
+    return jnp.round(probs, decimals)
+  return probs
+
+
+# ----------------------------------------------------------------------------- deployments
+
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+  """Hospital A's model as it answers queries; the base class answers with theta unchanged.
+
+  key: the defense key (per-query randomness folds in the query number); params: the trained
+  parameters theta; strength: the defense's grid value (may be traced); cfg: the defense's
+  config block. A defense overrides `params_for` (the parameters that answer query q) and/or
+  `transmit` (what happens to one query's features on their way to hospital B).
+  """
+  key: Any
+  params: Any
+  strength: Any = 0.0
+  cfg: Any = None
+
+  per_query_params = False  # True when params_for depends on the query number.
+
+  def params_for(self, query_index) -> Any:
+    del query_index
+    return self.params
+
+  def transmit(self, query_index, features: jax.Array) -> jax.Array:
+    del query_index
+    return features
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPerturbation(Deployment):
+  """theta + N(0, sigma^2) on the `mask`ed leaves, drawn once ('fixed') or per query."""
+  mode: str = 'fixed'
+  mask: Any = None
+
+  @property
+  def per_query_params(self) -> bool:
+    return self.mode == 'per_query'
+
+  def params_for(self, query_index) -> Any:
+    if isinstance(self.strength, (int, float)) and self.strength == 0:
+      return self.params
+    return deployed_params(self.key, self.params, self.strength, self.mode, query_index,
+                           self.mask)
+
+
+def query_each(deployment: Deployment, edge: Callable, images: jax.Array, first_query,
+               cloud: Callable | None = None) -> jax.Array:
+  """Answers each image as its own query (numbers first_query + i): (n, ...) outputs.
+
+  edge(params, images) -> features is hospital A's part; with `cloud` (params, features) ->
+  logits, the answer is the whole model's output on the transmitted features.
+  """
+  def answer(params, first, batch):
+    features = edge(params, batch)
+    numbers = first + jnp.arange(batch.shape[0])
+    features = jax.vmap(deployment.transmit)(numbers, features)
+    return features if cloud is None else cloud(params, features)
+
+  if not deployment.per_query_params:  # One model answers every query: one batched call.
+    return answer(deployment.params_for(first_query), first_query, images)
+
+  def one(index_image):
+    index, image = index_image
+    query = first_query + index
+    return answer(deployment.params_for(query), query, image[None])[0]
+  return jax.lax.map(one, (jnp.arange(images.shape[0]), images))
+
+
+# ----------------------------------------------------------------------------- registry
+
+@dataclasses.dataclass(frozen=True)
+class Defense:
+  """A registered split-inference defense.
+
+  deploy(key, theta, strength, cfg, *, split, variant) -> Deployment.
+  defaults: its config block (`strengths` is the grid every experiment runs it over).
+  variants(cfg) -> the named variants each strength runs in (e.g. the perturbation modes);
+    one unnamed variant ('',) by default.
+  check(cfg): raises ValueError for a bad config block (strengths are checked >= 0 here).
+  """
+  name: str
+  deploy: Callable[..., Deployment]
+  defaults: dict
+  variants: Callable[[Any], tuple[str, ...]] = lambda cfg: ('',)
+  check: Callable[[Any], None] = lambda cfg: None
+
+
+DEFENSES: dict[str, Defense] = {}
+
+
+def register(name: str, deploy: Callable[..., Deployment], *, defaults: dict,
+             variants: Callable[[Any], tuple[str, ...]] | None = None,
+             check: Callable[[Any], None] | None = None, replace: bool = False) -> Defense:
+  """Registers a split-inference defense under `name` (see `Defense`)."""
+  if name in DEFENSES and not replace:
+    raise ValueError(f'defense {name!r} is already registered (pass replace=True)')
+  if 'strengths' not in defaults:
+    raise ValueError(f'defense {name!r}: defaults need a "strengths" grid')
+  defense = Defense(name, deploy, dict(defaults), variants or (lambda cfg: ('',)),
+                    check or (lambda cfg: None))
+  DEFENSES[name] = defense
+  return defense
+
+
+def get(name: str) -> Defense:
+  if name not in DEFENSES:
+    raise ValueError(f'unknown defense {name!r}; registered: {sorted(DEFENSES)}')
+  return DEFENSES[name]
+
+
+def config_block(name: str, **overrides) -> ml_collections.ConfigDict:
+  """A defense's config block: its registered defaults with `overrides`."""
+  block = ml_collections.ConfigDict(get(name).defaults)
+  block.update(overrides)
+  return block
+
+
+def _check_model_perturbation(cfg) -> None:
+  bad_modes = [m for m in cfg.modes if m not in MODES]
+  if bad_modes or not cfg.modes:
+    raise ValueError(f'defense.model_perturbation.modes {tuple(cfg.modes)}: allowed {MODES}')
+  if cfg.scope not in SCOPES:
+    raise ValueError(f'defense.model_perturbation.scope {cfg.scope!r}: allowed {SCOPES}')
+
+
+def _deploy_model_perturbation(key, theta, strength, cfg, *, split, variant):
+  return ModelPerturbation(key, theta, strength, cfg, mode=variant,
+                           mask=scope_mask(theta, cfg.scope, split))
+
+
+register('model_perturbation', _deploy_model_perturbation,
+         defaults={'strengths': (0.0, 0.01, 0.02, 0.05, 0.1), 'modes': MODES, 'scope': 'edge'},
+         variants=lambda cfg: tuple(cfg.modes), check=_check_model_perturbation)

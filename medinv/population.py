@@ -184,14 +184,14 @@ def map_accuracy(params, arrays, *, apply_fn, variants, release, decimals, eps) 
   from medinv import aia
   from medinv.attacks import attribute
   view_params = (params,) + tuple(arrays['scaler'])
-  view_fn = functools.partial(aia.candidate_view, apply_fn=apply_fn, release=release,
+  view_fn = functools.partial(defenses.candidate_view, apply_fn=apply_fn, release=release,
                               decimals=decimals)
-  channel = functools.partial(aia.release_channel, jax.random.key(0), flip_prob=0.0,
+  channel = functools.partial(defenses.release_channel, jax.random.key(0), flip_prob=0.0,
                               release=release, decimals=decimals, noise_std=0.0)
   out = {}
   for name, a in arrays['attributes'].items():
-    _, released = channel(aia.model_probs(view_params, a['targets'], apply_fn=apply_fn))
-    aux_probs = aia.model_probs(view_params, a['aux'], apply_fn=apply_fn)
+    _, released = channel(defenses.model_probs(view_params, a['targets'], apply_fn=apply_fn))
+    aux_probs = defenses.model_probs(view_params, a['aux'], apply_fn=apply_fn)
     confusion = attribute.confusion_matrix(jnp.argmax(aux_probs, -1), channel(aux_probs)[1],
                                            aux_probs.shape[-1])
     truth = a['target_truth']

@@ -167,8 +167,10 @@ def _local(state):
   return jax.tree.map(lambda leaf: jnp.asarray(leaf.addressable_data(0)), state)
 
 
-def train_and_evaluate(config, workdir: str) -> Trained:
+def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) -> Trained:
   """Trains config.model on config.data (resuming from workdir's checkpoints) and evaluates.
+
+  `task` is config.data already loaded (an experiment loads its data once); None loads it.
 
   Writes workdir/config.json, workdir/checkpoints/ and workdir/results.json + results.csv.
   In a multi-process run every process trains the same model (same keys, same data) and
@@ -179,7 +181,8 @@ def train_and_evaluate(config, workdir: str) -> Trained:
   checkpoint.check_compatible(os.path.join(workdir, 'config.json'), config.to_dict(),
                               CHECKPOINT_FIELDS)
   report.write_config(workdir, config)
-  task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+  if task is None:
+    task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   model = models.build(config.model, task.num_classes)
   streams = keys_lib.named_keys(config.seed)
   y_train = task.y_train

@@ -66,7 +66,7 @@ def test_epsilon_is_the_likelihood_ratio_bound(flip_prob, num_classes):
 
 def test_release_channel_swaps_the_vector_with_the_label():
   probs = jnp.asarray([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
-  vector, label = aia.release_channel(jax.random.key(0), probs, 1.0, release='probs',
+  vector, label = defenses.release_channel(jax.random.key(0), probs, 1.0, release='probs',
                                       decimals=1, noise_std=0.0)
   assert np.all(np.asarray(label) != np.array([0, 2]))
   np.testing.assert_array_equal(np.argmax(vector, -1), label)
@@ -130,9 +130,9 @@ def test_map_attack_on_a_planted_model_exact_at_zero_and_chance_at_max_flip(vari
   prior = jnp.full((k,), 1.0 / k)
   for flip_prob, check in [(0.0, 'exact'), ((k - 1) / k, 'chance')]:
     channel_key, confusion_key = jax.random.split(jax.random.key(9))
-    _, released = aia.release_channel(channel_key, view_fn(None, features), flip_prob,
+    _, released = defenses.release_channel(channel_key, view_fn(None, features), flip_prob,
                                       release='label', decimals=1, noise_std=0.0)
-    _, measured = aia.release_channel(confusion_key, view_fn(None, features), flip_prob,
+    _, measured = defenses.release_channel(confusion_key, view_fn(None, features), flip_prob,
                                       release='label', decimals=1, noise_std=0.0)
     confusion = attribute.confusion_matrix(truth, measured, k)
     guess = attribute.map_attack(view_fn, None, features, released, prior, candidates, column=0,

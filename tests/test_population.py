@@ -11,6 +11,7 @@ import pytest
 from configs import sweep_population
 from medinv import aia
 from medinv import data as data_lib
+from medinv import defenses
 from medinv import keys as keys_lib
 from medinv import models
 from medinv import population
@@ -76,8 +77,8 @@ def test_population_attack_equals_direct_map_attack(population_run):
       config.attack)
   arrays = aia.attribute_arrays(targets, member, aux, task, 'sex')
   view_params = (params, jnp.asarray(task.scaler.mean), jnp.asarray(task.scaler.std))
-  released = jnp.argmax(aia.model_probs(view_params, arrays['targets'], apply_fn=model.apply), -1)
-  view_fn = functools.partial(aia.candidate_view, apply_fn=model.apply, release='label',
+  released = jnp.argmax(defenses.model_probs(view_params, arrays['targets'], apply_fn=model.apply), -1)
+  view_fn = functools.partial(defenses.candidate_view, apply_fn=model.apply, release='label',
                               decimals=1)
   guess = attribute.map_attack(view_fn, view_params, arrays['targets'], released,
                                arrays['prior'], arrays['candidates'], column=arrays['column'],
