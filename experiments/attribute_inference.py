@@ -6,12 +6,12 @@ Trains (or reuses, from WORKDIR/target) the target model, runs every attack on e
 sensitive attribute over the whole flip_prob grid, and writes WORKDIR/results.json,
 results.csv and aia.png.
 """
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from medinv import aia
+from medinv import cli
 from medinv import progress
 
 config_flags.DEFINE_config_file('config', 'configs/aia_heart.py', 'Attribute-inference config.',
@@ -60,4 +60,4 @@ def main(argv):
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
   progress.quiet_library_logs()
-  app.run(main)
+  cli.run(main)

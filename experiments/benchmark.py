@@ -19,7 +19,6 @@ Not part of the tests; the models are untrained where only speed matters.
 import functools
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import flax.linen as nn
@@ -32,6 +31,7 @@ import optax
 from configs import train_breastmnist
 from configs import train_cardio
 from medinv import aia
+from medinv import cli
 from medinv import data as data_lib
 from medinv import decoders
 from medinv import defenses
@@ -298,4 +298,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, config_flag=None)

@@ -11,6 +11,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from medinv import cli
 from medinv import progress
 from medinv import study
 
@@ -37,4 +38,4 @@ def main(argv):
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
   progress.quiet_library_logs()
-  app.run(main)
+  cli.run(main)

@@ -3,11 +3,11 @@
   ./launch.sh model_inversion --config configs/mia_breastmnist.py --workdir runs/mia_breastmnist
   ./launch.sh model_inversion --config configs/mia_breastmnist.py:smoke --workdir /tmp/mia_smoke
 """
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from medinv import cli
 from medinv import mia
 from medinv import progress
 
@@ -40,4 +40,4 @@ def main(argv):
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
   progress.quiet_library_logs()
-  app.run(main)
+  cli.run(main)

@@ -20,6 +20,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from medinv import cli
 from medinv import distributed
 from medinv import progress
 from medinv import sweep
@@ -86,4 +87,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

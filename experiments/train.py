@@ -1,9 +1,9 @@
 """Train a target model: ./launch.sh train --config configs/train_heart.py --workdir runs/x"""
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from medinv import cli
 from medinv import progress
 from medinv import train
 
@@ -27,4 +27,4 @@ def main(argv):
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
   progress.quiet_library_logs()
-  app.run(main)
+  cli.run(main)

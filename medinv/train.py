@@ -25,6 +25,7 @@ from medinv import checkpoint
 from medinv import data as data_lib
 from medinv.data import images as image_lib
 from medinv import distributed
+from medinv import errors
 from medinv import keys as keys_lib
 from medinv import models
 from medinv import report
@@ -150,6 +151,57 @@ def validate(config) -> None:
   for field in ('num_epochs', 'batch_size', 'checkpoint_every_epochs'):
     if config.train[field] <= 0:
       raise ValueError(f'train.{field} must be positive, got {config.train[field]}')
+  if not config.train.learning_rate > 0:  # Also rejects nan.
+    raise ValueError(f'train.learning_rate must be positive, got {config.train.learning_rate}')
+  if not config.train.weight_decay >= 0:
+    raise ValueError(f'train.weight_decay must be >= 0, got {config.train.weight_decay}')
+  check_label_flip_prob(config, _fixed_num_classes(config.data.dataset))
+
+
+def _fixed_num_classes(dataset: str) -> int | None:
+  """The class count of a dataset whose classes no data option changes (None otherwise)."""
+  module = data_lib.RECORD_DATASETS.get(dataset) or data_lib.IMAGE_DATASETS[dataset]
+  options = set(getattr(module, 'OPTIONS', ())) - {'clean'}  # cardio's 'clean' keeps classes.
+  names = getattr(module, 'CLASS_NAMES', ())
+  return len(names) if names and not options else None
+
+
+def check_label_flip_prob(config, num_classes: int | None) -> None:
+  """train.label_flip_prob in [0, (k - 1) / k] for k classes ([0, 1) while k is unknown).
+
+  At (k - 1) / k the flipped labels are independent of the true ones; above it they
+  anti-correlate, which no label-DP setting asks for.
+  """
+  flip_prob = config.train.label_flip_prob
+  if num_classes is None:
+    if not 0 <= flip_prob < 1:
+      raise ValueError(f'train.label_flip_prob must be in [0, 1), got {flip_prob}')
+    return
+  limit = (num_classes - 1) / num_classes
+  if not 0 <= flip_prob <= limit:
+    raise ValueError(f'train.label_flip_prob must be in [0, {limit:g}] for the '
+                     f'{num_classes} classes of {config.data.dataset}, got {flip_prob}')
+
+
+def _all_finite(tree) -> bool:
+  return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree)
+             if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact))
+
+
+def check_finite(losses, state: TrainState, first_epoch: int, config, workdir: str) -> None:
+  """errors.DivergedError naming the epoch and learning rate when training diverged."""
+  losses = np.asarray(losses)
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if not bad.size and _all_finite(state.params):
+    return
+  epoch = first_epoch + (int(bad[0]) if bad.size else losses.size - 1) + 1
+  what = f'loss {losses[bad[0]]}' if bad.size else 'non-finite parameters'
+  kept = (f'; {workdir} keeps the checkpoints up to epoch {first_epoch}, trained with this '
+          'learning rate: delete them or use another --workdir' if first_epoch else '')
+  raise errors.DivergedError(
+      f'training diverged at epoch {epoch} ({what}) with train.learning_rate='
+      f'{config.train.learning_rate}: lower --config.train.learning_rate{kept}. No results '
+      'were written.')
 
 
 def _checkpointable(state):
@@ -165,6 +217,59 @@ def _local(state):
   if jax.process_count() == 1:
     return state
   return jax.tree.map(lambda leaf: jnp.asarray(leaf.addressable_data(0)), state)
+
+
+def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, y_train, *,
+         apply_fn, tx) -> TrainState:
+  """Resumes from workdir/checkpoints and trains to config.train.num_epochs, saving every
+  checkpoint_every_epochs; errors.DivergedError (before saving) on a non-finite loss."""
+  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
+  epoch, restored = checkpoint.restore_latest(mngr, _checkpointable(state))
+  if restored is not None:
+    state = _local(restored)
+    check_finite(np.zeros(0), state, epoch, config, workdir)
+    logging.info('resumed %s from epoch %d', workdir, epoch)
+  epochs = jax.jit(functools.partial(
+      run_epochs, apply_fn=apply_fn, tx=tx, batch_size=config.train.batch_size,
+      augment_flip=config.train.augment_flip), static_argnames='num_epochs', donate_argnums=0)
+  total = config.train.num_epochs
+  loop_start = time.time()
+  first_epoch = epoch
+  while epoch < total:
+    chunk = min(config.train.checkpoint_every_epochs, total - epoch)
+    state, losses = epochs(state, data_key, epoch, x_train, y_train, num_epochs=chunk)
+    check_finite(losses, state, epoch, config, workdir)  # Before saving: resume stays sound.
+    epoch += chunk
+    checkpoint.save(mngr, epoch, _checkpointable(state))
+    elapsed = time.time() - loop_start
+    eta = elapsed / (epoch - first_epoch) * (total - epoch)
+    logging.info('%s epoch %d/%d  loss %.4f  elapsed %.1fs  eta %.1fs', config.data.dataset,
+                 epoch, total, float(losses[-1]), elapsed, eta)
+  mngr.wait_until_finished()
+  mngr.close()
+  return state
+
+
+def _evaluate_trained(config, state: TrainState, task: data_lib.Task, *,
+                      apply_fn) -> dict[str, float]:
+  """Train / test loss and accuracy (true labels); DivergedError if a loss is not finite."""
+  evaluate_fn = jax.jit(functools.partial(evaluate, apply_fn=apply_fn))
+  train_eval = evaluate_fn(state.params, jnp.asarray(task.x_train), jnp.asarray(task.y_train))
+  test_eval = evaluate_fn(state.params, jnp.asarray(task.x_test), jnp.asarray(task.y_test))
+  majority = float(np.max(np.bincount(task.y_test)) / len(task.y_test))
+  metrics = {
+      'train_accuracy': float(train_eval['accuracy']), 'train_loss': float(train_eval['loss']),
+      'test_accuracy': float(test_eval['accuracy']), 'test_loss': float(test_eval['loss']),
+      'test_majority_accuracy': majority, 'epochs': config.train.num_epochs,
+      'steps': int(state.step),
+  }
+  for split in ('train', 'test'):
+    if not math.isfinite(metrics[f'{split}_loss']):
+      raise errors.DivergedError(
+          f'the trained model\'s {split} loss is {metrics[f"{split}_loss"]} (train.learning_rate'
+          f'={config.train.learning_rate}): lower --config.train.learning_rate. No results were '
+          'written.')
+  return metrics
 
 
 def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) -> Trained:
@@ -183,6 +288,7 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
   report.write_config(workdir, config)
   if task is None:
     task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+  check_label_flip_prob(config, task.num_classes)
   model = models.build(config.model, task.num_classes)
   streams = keys_lib.named_keys(config.seed)
   y_train = task.y_train
@@ -193,41 +299,9 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
         config.train.label_flip_prob, task.num_classes))
   tx = make_optimizer(config.train.learning_rate, config.train.weight_decay)
   state = init_state(streams['init'], model, tx, jnp.asarray(task.x_train))
-
-  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
-  epoch, restored = checkpoint.restore_latest(mngr, _checkpointable(state))
-  if restored is not None:
-    state = _local(restored)
-    logging.info('resumed %s from epoch %d', workdir, epoch)
-
-  epochs = jax.jit(functools.partial(
-      run_epochs, apply_fn=model.apply, tx=tx, batch_size=config.train.batch_size,
-      augment_flip=config.train.augment_flip), static_argnames='num_epochs', donate_argnums=0)
-  x_train, y_train = jnp.asarray(task.x_train), jnp.asarray(y_train)
-  total = config.train.num_epochs
-  loop_start = time.time()
-  first_epoch = epoch
-  while epoch < total:
-    chunk = min(config.train.checkpoint_every_epochs, total - epoch)
-    state, losses = epochs(state, streams['data'], epoch, x_train, y_train, num_epochs=chunk)
-    epoch += chunk
-    checkpoint.save(mngr, epoch, _checkpointable(state))
-    elapsed = time.time() - loop_start
-    eta = elapsed / (epoch - first_epoch) * (total - epoch)
-    logging.info('%s epoch %d/%d  loss %.4f  elapsed %.1fs  eta %.1fs', config.data.dataset,
-                 epoch, total, float(losses[-1]), elapsed, eta)
-  mngr.wait_until_finished()
-  mngr.close()
-
-  evaluate_fn = jax.jit(functools.partial(evaluate, apply_fn=model.apply))
-  train_eval = evaluate_fn(state.params, x_train, jnp.asarray(task.y_train))
-  test_eval = evaluate_fn(state.params, jnp.asarray(task.x_test), jnp.asarray(task.y_test))
-  majority = float(np.max(np.bincount(task.y_test)) / len(task.y_test))
-  metrics = {
-      'train_accuracy': float(train_eval['accuracy']), 'train_loss': float(train_eval['loss']),
-      'test_accuracy': float(test_eval['accuracy']), 'test_loss': float(test_eval['loss']),
-      'test_majority_accuracy': majority, 'epochs': total, 'steps': int(state.step),
-  }
+  state = _fit(config, workdir, state, streams['data'], jnp.asarray(task.x_train),
+               jnp.asarray(y_train), apply_fn=model.apply, tx=tx)
+  metrics = _evaluate_trained(config, state, task, apply_fn=model.apply)
   rows = [{'dataset': config.data.dataset, 'model': config.model, 'split': split,
            'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss']}
           for split in ('train', 'test')]

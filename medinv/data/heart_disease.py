@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.resources
+import math
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -46,8 +47,29 @@ CLASS_NAMES = ('no disease', 'disease')
 NUM_RECORDS = 303
 
 
+def _number(path, line: int, column: str, text: str) -> float:
+  """The cell's value; DataError naming file, line and column for an empty, non-numeric,
+  nan or infinite cell."""
+  where = f'{path}, line {line}, column {column!r}'
+  if not text.strip():
+    raise DataError(f'{where}: empty cell (every cell needs a number)')
+  try:
+    value = float(text)
+  except ValueError as e:
+    raise DataError(f'{where}: {text!r} is not a number') from e
+  if not math.isfinite(value):
+    raise DataError(f'{where}: {text!r} is not a finite number (missing values are not '
+                    'allowed)')
+  return value
+
+
 def read_csv(path) -> tuple[np.ndarray, np.ndarray]:
-  """Parses heart.csv into (features (n, 13) float32, labels (n,) int64); errors name the line."""
+  """Parses heart.csv into (features (n, 13) float32, labels (n,) int64).
+
+  Raises:
+    DataError: naming the file, line and column of a malformed row or cell (wrong field
+      count; empty, non-numeric, nan or infinite cell; a target other than 0 or 1).
+  """
   header = [c.name for c in COLUMNS] + [TARGET]
   with open(path, newline='') as f:
     rows = list(csv.reader(f))
@@ -58,10 +80,9 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray]:
   for line, row in enumerate(rows[1:], start=2):
     if len(row) != len(header):
       raise DataError(f'{path}, line {line}: {len(row)} fields, expected {len(header)}')
-    try:
-      values = [float(v) for v in row]
-    except ValueError as e:
-      raise DataError(f'{path}, line {line}: non-numeric value ({e})') from e
+    values = [_number(path, line, column, text) for column, text in zip(header, row)]
+    if values[-1] not in (0, 1):
+      raise DataError(f'{path}, line {line}, column {TARGET!r}: {row[-1]!r} is not 0 or 1')
     features.append(values[:-1])
     labels.append(int(values[-1]))
   return np.asarray(features, np.float32), np.asarray(labels, np.int64)
