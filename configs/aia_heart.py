@@ -22,8 +22,11 @@ SENSITIVE = ('sex', 'cp', 'fbs', 'restecg', 'exang', 'slope', 'thal')
 
 
 def attack_config(sensitive, release: str, **overrides) -> ml_collections.ConfigDict:
-  """The attacker: what it targets, its MAP likelihoods and its learned classifiers.
+  """The attacker: what it targets, its attacks, MAP likelihoods and learned classifiers.
 
+  attacks: the registered attacks it runs (medinv.attacks.attribute.ATTACKS): release
+    attacks ('map', 'learned') get rows, no-model baselines ('prior', 'classifier') get
+    columns of every row. Each reads the fields below that it declares as defaults.
   map_variants: MAP likelihoods (medinv.attacks.attribute.LIKELIHOODS); 'probability'
     needs a probability release. eps: the indicator's mismatch likelihood.
   nonmember_fraction / aux_fraction: disjoint shares of the held-out records used as
@@ -35,7 +38,8 @@ def attack_config(sensitive, release: str, **overrides) -> ml_collections.Config
   """
   variants = ('indicator', 'confusion') + (() if release == 'label' else ('probability',))
   config = ml_collections.ConfigDict(dict(
-      sensitive=tuple(sensitive), map_variants=variants, eps=1e-3, nonmember_fraction=0.5,
+      sensitive=tuple(sensitive), attacks=('map', 'learned', 'prior', 'classifier'),
+      map_variants=variants, eps=1e-3, nonmember_fraction=0.5,
       aux_fraction=0.5, max_records=0, hidden=(32,), steps=300, learning_rate=1e-2,
       weight_decay=1e-4, plot_variant='confusion'))
   config.update(overrides)

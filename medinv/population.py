@@ -10,12 +10,18 @@ shards), so a killed run resumes where it stopped.
 
 For record datasets, when the config has an `attack` section (configs/aia_*.py), the
 attribute-inference MAP attack runs against every model of the population in the same
-program as its evaluation: the released label is the model's prediction (the training-time
-label flip is the defense under study), and each row carries the model's test accuracy and
-the prior-only baseline, so each row is a point on a privacy-utility curve.
+program as its evaluation, through `attribute_eval.evaluate`, the evaluation medinv.aia runs
+per release draw: the released label is the model's prediction (release flip_prob 0: the
+training-time label flip is the defense under study), and each row carries the model's test
+accuracy and the no-model baselines, so each row is a point on a privacy-utility curve.
+
+`run(config, workdir)` is `experiment.run(SPEC, ...)`; its target step is the population fit.
 
 Keys (medinv.keys), per model: named_keys(seed_k); `init` initialises it, epoch e shuffles
-with fold_in(data, e), fold_in(defense, 0) flips its training labels (as medinv.train).
+with fold_in(data, e), fold_in(defense, 0) flips its training labels (as medinv.train); the
+attack draws its releases as medinv.aia's first grid point and draw for seed_k
+(`attack_accuracy`). Targets, auxiliary records and baselines come from config.seed's attack
+stream, shared by every model.
 """
 from __future__ import annotations
 
@@ -26,22 +32,23 @@ import time
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from medinv import axes as axes_lib
 from medinv import checkpoint
 from medinv import data as data_lib
 from medinv import defenses
-from medinv import distributed
+from medinv import experiment
 from medinv import keys as keys_lib
 from medinv import models
 from medinv import report
 from medinv import sharding
 from medinv import train
+from medinv.attacks import attribute_eval
 
 TRAIN_AXES = ('seed', 'train.label_flip_prob', 'train.learning_rate')
 SEED, FLIP, LR = TRAIN_AXES
+MAP_ATTACKS = ('map',)  # The release attacks a population runs (of config.attack.attacks).
 
 
 def points(config) -> dict[str, np.ndarray]:
@@ -134,142 +141,169 @@ def init_fn(model, weight_decay):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def prepare_attack(config, task: data_lib.Task):
-  """Arrays and static settings of the MAP attack on every sensitive attribute, and the
-  no-model baselines.
+def attack_settings(config, flip_prob: float = 0.0) -> tuple:
+  """The attack's static settings: the configured MAP variants and the release rule.
 
-  Targets, auxiliary records, priors and the baselines come from medinv.aia (the attack
-  stream of config.seed picks the non-member targets and, folded per attribute as in
-  medinv.aia, trains the baseline classifier), the same for every model of the population.
+  flip_prob: randomized response on the released labels; the population releases its
+  models' labels unperturbed (0.0: the training-time label flip is the defense under study).
+  """
+  attacks, _ = attribute_eval.split_attacks(config.attack)
+  return (('attacks', tuple(run for run in attacks if run.name in MAP_ATTACKS)),
+          ('release', config.defense.release), ('decimals', config.defense.decimals),
+          ('noise_std', float(config.defense.noise_std)), ('flip_prob', float(flip_prob)))
+
+
+def prepare_attack(config, task: data_lib.Task):
+  """Host arrays of the attack on every sensitive attribute, and the no-model baselines.
+
+  Targets, auxiliary records and priors are medinv.aia's (the attack stream of config.seed
+  picks the non-member targets), the same for every model of the population; baselines use
+  the key aia uses for attribute a: fold_in(fold_in(attack, 1 + a), 0).
 
   Returns:
-    (host arrays, settings, group sizes, baselines {attribute: {'prior', 'classifier':
-    accuracy [members, non-members]}}).
+    (arrays {'scaler', 'records', 'attributes': {name: ...}}, group sizes,
+     baselines {attribute: {name: accuracy [members, non-members]}}, baseline names).
   """
-  from medinv import aia
-  from medinv.attacks import attribute
   streams = keys_lib.named_keys(config.seed)
-  targets, member, aux = aia.attack_sets(task, jax.random.fold_in(streams['attack'], 0),
-                                         config.attack)
-  fields = ('column', 'candidates', 'prior', 'targets', 'target_truth', 'member', 'aux')
-  arrays = {'scaler': (jnp.asarray(task.scaler.mean), jnp.asarray(task.scaler.std)),
-            'attributes': {}}
+  targets, member, aux = attribute_eval.attack_sets(
+      task, jax.random.fold_in(streams['attack'], 0), config.attack)
+  records = attribute_eval.record_arrays(targets, member, aux, task)
+  arrays = {'scaler': (np.asarray(task.scaler.mean), np.asarray(task.scaler.std)),
+            'records': records, 'attributes': {}}
+  _, baseline_runs = attribute_eval.split_attacks(config.attack)
+  baseline_program = jax.jit(functools.partial(attribute_eval.evaluate_baselines,
+                                               attacks=baseline_runs))
   baselines = {}
-  classifier = dict(hidden=tuple(config.attack.hidden), steps=config.attack.steps,
-                    learning_rate=config.attack.learning_rate,
-                    weight_decay=config.attack.weight_decay)
   for a, name in enumerate(config.attack.sensitive):
-    attribute_arrays = aia.attribute_arrays(targets, member, aux, task, name)
-    arrays['attributes'][name] = {k: attribute_arrays[k] for k in fields}
-    column = attribute_arrays['column']
-    guesses = attribute.baseline_attack(
-        jax.random.fold_in(jax.random.fold_in(streams['attack'], 1 + a), 0),
-        attribute.known_attributes(attribute_arrays['aux'], column),
-        attribute_arrays['aux_truth'],
-        attribute.known_attributes(attribute_arrays['targets'], column),
-        attribute_arrays['prior'], **classifier)
-    baselines[name] = {
-        kind: np.asarray(aia.group_accuracy(guess == attribute_arrays['target_truth'],
-                                            attribute_arrays['member']))
-        for kind, guess in guesses.items()}
-  settings = (('variants', tuple(config.attack.map_variants)),
-              ('release', config.defense.release), ('decimals', config.defense.decimals),
-              ('eps', float(config.attack.eps)))
+    arrays['attributes'][name] = attribute_eval.attribute_arrays(targets, aux, name)
+    key = jax.random.fold_in(jax.random.fold_in(streams['attack'], 1 + a), 0)
+    baselines[name] = jax.device_get(baseline_program(key, {**records,
+                                                            **arrays['attributes'][name]}))
   sizes = {'members': int(member.sum()), 'non-members': int((1 - member).sum())}
-  return jax.tree.map(np.asarray, arrays), settings, sizes, baselines
+  return arrays, sizes, baselines, tuple(run.name for run in baseline_runs)
 
 
-def map_accuracy(params, arrays, *, apply_fn, variants, release, decimals, eps) -> dict:
-  """MAP attack accuracy [members, non-members] per attribute and variant."""
-  from medinv import aia
-  from medinv.attacks import attribute
+def attack_accuracy(params, seed, arrays, *, apply_fn, attacks, release, decimals, noise_std,
+                    flip_prob) -> dict:
+  """Accuracy [members, non-members] {attribute: {(attack, variant): ...}} against one model.
+
+  Each attribute is `attribute_eval.evaluate` with the keys medinv.aia draws for model seed
+  `seed` at its first grid point, first draw: the release key fold_in(fold_in(fold_in(
+  defense, 1), 0), 0) and the attack key fold_in(fold_in(fold_in(fold_in(attack, 1 + a), 1),
+  0), 0). So a model equals aia's target of config.seed = seed when both see the same
+  targets and release rule.
+  """
+  streams = keys_lib.named_keys(seed)
+  first = lambda key: jax.random.fold_in(jax.random.fold_in(key, 0), 0)
+  release_key = first(jax.random.fold_in(streams['defense'], 1))
   view_params = (params,) + tuple(arrays['scaler'])
-  view_fn = functools.partial(defenses.candidate_view, apply_fn=apply_fn, release=release,
-                              decimals=decimals)
-  channel = functools.partial(defenses.release_channel, jax.random.key(0), flip_prob=0.0,
-                              release=release, decimals=decimals, noise_std=0.0)
   out = {}
-  for name, a in arrays['attributes'].items():
-    _, released = channel(defenses.model_probs(view_params, a['targets'], apply_fn=apply_fn))
-    aux_probs = defenses.model_probs(view_params, a['aux'], apply_fn=apply_fn)
-    confusion = attribute.confusion_matrix(jnp.argmax(aux_probs, -1), channel(aux_probs)[1],
-                                           aux_probs.shape[-1])
-    truth = a['target_truth']
-    out[name] = {'map': {}}
-    for variant in variants:
-      guess = attribute.map_attack(view_fn, view_params, a['targets'], released, a['prior'],
-                                   a['candidates'], column=a['column'], variant=variant,
-                                   confusion=confusion, eps=eps)
-      out[name]['map'][variant] = aia.group_accuracy(guess == truth, a['member'])
+  for a, (name, attribute_arrays) in enumerate(arrays['attributes'].items()):
+    attack_key = first(jax.random.fold_in(jax.random.fold_in(streams['attack'], 1 + a), 1))
+    out[name] = attribute_eval.evaluate(
+        release_key, attack_key, flip_prob, {**arrays['records'], **attribute_arrays},
+        view_params, apply_fn=apply_fn, release=release, decimals=decimals,
+        noise_std=noise_std, attacks=attacks)['attacks']
   return out
 
 
 def evaluate_one(state_point, x_train, y_train, x_test, y_test, attack_arrays, *, apply_fn,
-                 attack_settings):
-  """Utility of one model and, with attack arrays, the MAP attack against it."""
-  state, _ = state_point
+                 settings):
+  """Utility of one model and, with attack arrays, the attacks against it."""
+  state, point = state_point
   out = {f'train_{k}': v for k, v in train.evaluate(state.params, x_train, y_train,
                                                       apply_fn=apply_fn).items()}
   out.update({f'test_{k}': v for k, v in train.evaluate(state.params, x_test, y_test,
                                                           apply_fn=apply_fn).items()})
   if attack_arrays:
-    out['attack'] = map_accuracy(state.params, attack_arrays, apply_fn=apply_fn,
-                                 **dict(attack_settings))
+    out['attack'] = attack_accuracy(state.params, point[SEED], attack_arrays,
+                                    apply_fn=apply_fn, **dict(settings))
   return out
 
 
 @functools.lru_cache(maxsize=None)
-def evaluate_fn(apply_fn, attack_settings):
-  return functools.partial(evaluate_one, apply_fn=apply_fn, attack_settings=attack_settings)
+def evaluate_fn(apply_fn, settings):
+  return functools.partial(evaluate_one, apply_fn=apply_fn, settings=settings)
 
 
-def run(config, workdir: str) -> dict:
-  """Trains the population of config (a sweep run), evaluates and attacks it, writes results."""
+# ----------------------------------------------------------------------------- experiment
+
+def has_attack(config) -> bool:
+  return 'attack' in config and data_lib.is_records(config.data.dataset)
+
+
+def validate(config) -> None:
+  """The training config, and the attack config when the population is attacked."""
   train.validate(config)
-  start = time.time()
-  population = points(config)
+  if has_attack(config):
+    attribute_eval.check_config(config)
+
+
+def start(workdir: str, config) -> None:
+  """Refuses a workdir whose checkpoints another population wrote; writes config.json."""
   checkpoint.check_compatible(
       os.path.join(workdir, 'config.json'), json.loads(json.dumps(config.to_dict())),
       train.CHECKPOINT_FIELDS + tuple(f'sweep.axes.{axis}' for axis in TRAIN_AXES))
   report.write_config(workdir, config)
-  task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+
+
+def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
+  """The target step: the population's fit (resumed from workdir/checkpoints)."""
+  population = points(config)
   model, state, size = fit(config, task, population,
                            checkpoint_dir=os.path.join(workdir, 'checkpoints'))
-  attack_arrays, attack_settings, group_sizes, baselines = {}, (), {}, {}
-  if 'attack' in config and data_lib.is_records(config.data.dataset):
-    attack_arrays, attack_settings, group_sizes, baselines = prepare_attack(config, task)
-  evaluated = sharding.map_grid(evaluate_fn(model.apply, attack_settings), (state, population),
-                             task.x_train, task.y_train, task.x_test, task.y_test,
-                             attack_arrays)
-  rows = population_rows(config, population, evaluated, group_sizes, baselines)
+  return {'model': model, 'state': state, 'size': size, 'points': population}
+
+
+def grid(ctx) -> dict:
+  """Every model's utility and, for record datasets with an attack config, the MAP attack."""
+  config, task, target = ctx.config, ctx.task, ctx.target
+  arrays, settings, group_sizes, baselines, baseline_names = {}, (), {}, {}, ()
+  if has_attack(config):
+    settings = attack_settings(config)
+    arrays, group_sizes, baselines, baseline_names = prepare_attack(config, task)
+  evaluated = sharding.map_grid(evaluate_fn(target['model'].apply, settings),
+                                (target['state'], target['points']), task.x_train,
+                                task.y_train, task.x_test, task.y_test, arrays)
+  return {'evaluated': evaluated, 'group_sizes': group_sizes, 'baselines': baselines,
+          'baseline_names': baseline_names}
+
+
+def rows(ctx, outputs: dict) -> tuple[dict, list[dict]]:
+  """(metrics, rows) of results.json."""
+  task, evaluated = ctx.task, outputs['evaluated']
+  result_rows = population_rows(ctx.config, ctx.target['points'], outputs)
   test_accuracy = evaluated['test_accuracy']
-  metrics = {'models': size, 'test_accuracy_mean': float(np.mean(test_accuracy)),
+  metrics = {'models': ctx.target['size'], 'test_accuracy_mean': float(np.mean(test_accuracy)),
              'test_accuracy_min': float(np.min(test_accuracy)),
              'test_accuracy_max': float(np.max(test_accuracy)),
              'test_majority_accuracy': float(np.max(np.bincount(task.y_test)) / len(task.y_test))}
-  if group_sizes:
-    member_rows = [r['attack_accuracy'] for r in rows if r['targets'] == 'members']
+  if outputs['group_sizes']:
+    member_rows = [r['attack_accuracy'] for r in result_rows if r['targets'] == 'members']
     metrics['attack_accuracy_max'] = float(np.max(member_rows))
-  return report.write_results(workdir, 'population', metrics, rows, time.time() - start)
+  return metrics, result_rows
+
+
+SPEC = experiment.Spec(name='population', validate=validate, grid=grid, rows=rows,
+                       target=fit_target, start=start)
+
+
+def run(config, workdir: str) -> dict:
+  """Trains the population of config (a sweep run), evaluates and attacks it, writes results."""
+  return experiment.run(SPEC, config, workdir)
 
 
 def _value(x) -> float:
   return float(str(np.float32(x)))  # 0.0003, not float32's 0.0003000000142492354
 
 
-def _baseline_columns(baseline: dict, group: int, attack_accuracy: float) -> dict:
-  prior, classifier = float(baseline['prior'][group]), float(baseline['classifier'][group])
-  return {'prior_accuracy': prior, 'baseline_classifier_accuracy': classifier,
-          'best_baseline_accuracy': max(prior, classifier),
-          'advantage': attack_accuracy - max(prior, classifier)}
-
-
-def population_rows(config, population, evaluated, group_sizes, baselines) -> list[dict]:
-  """One row per model, or per (model, attribute, variant, target group) with an attack.
+def population_rows(config, population, outputs: dict) -> list[dict]:
+  """One row per model, or per (model, attribute, attack, variant, target group) attacked.
 
   Attack rows carry the no-model baselines (the prior's majority guess and the classifier
   from the other attributes) and the attack's advantage over the better of the two.
   """
+  evaluated, group_sizes = outputs['evaluated'], outputs['group_sizes']
   rows = []
   for k in range(len(population[SEED])):
     model_row = {'dataset': config.data.dataset, 'model': config.model,
@@ -283,12 +317,13 @@ def population_rows(config, population, evaluated, group_sizes, baselines) -> li
       rows.append(model_row)
       continue
     for name in config.attack.sensitive:
-      attack = evaluated['attack'][name]
-      for variant, accuracy in attack['map'].items():
-        for g, group in enumerate(('members', 'non-members')):
+      for (attack, variant), accuracy in evaluated['attack'][name].items():
+        for g, group in enumerate(attribute_eval.GROUPS):
           if group_sizes[group]:
-            rows.append({**model_row, 'attribute': name, 'attack': 'map', 'variant': variant,
+            rows.append({**model_row, 'attribute': name, 'attack': attack, 'variant': variant,
                          'targets': group, 'n': group_sizes[group],
                          'attack_accuracy': float(accuracy[k, g]),
-                         **_baseline_columns(baselines[name], g, float(accuracy[k, g]))})
+                         **attribute_eval.baseline_columns(
+                             outputs['baselines'][name], g, float(accuracy[k, g]),
+                             outputs['baseline_names'])})
   return rows

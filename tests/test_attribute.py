@@ -1,22 +1,18 @@
-"""Attribute inference and label perturbation: statistics, references, planted models, e2e."""
-import json
+"""Attribute inference and label perturbation: statistics, references, planted models, the
+shared evaluation and the attack registry (the experiment: test_attribute_experiment.py)."""
+import functools
 import math
-import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
 
-from configs import aia_cardio
-from configs import aia_heart
-from medinv import aia
-from medinv import data as data_lib
 from medinv import defenses
 from medinv.attacks import attribute
-from medinv.data import heart_disease
-from medinv.data import records
+from medinv.attacks import attribute_eval
 
 ALPHA = 1e-3  # Significance of the statistical tests (fixed keys, so they are deterministic).
 
@@ -123,6 +119,36 @@ def _planted(num_candidates=3, n=3_000):
   return features, truth, candidates, view_fn
 
 
+def _planted_apply(variables, x, *, num_classes):
+  """The planted model as a deployed apply_fn: (near) certain of the sensitive value."""
+  del variables
+  return 50.0 * jax.nn.one_hot(jnp.round(x[:, 0] / 10.0).astype(jnp.int32), num_classes)
+
+
+def _planted_arrays(k, n=3_000, num_aux=500):
+  """`attribute_eval` arrays of the planted records: half members, half non-members; the
+  model's label is the sensitive value, so the release is the attribute itself."""
+  features, truth, candidates, _ = _planted(k, n)
+  member = (jnp.arange(n) < n // 2).astype(jnp.float32)
+  arrays = {'targets': features, 'target_labels': truth, 'member': member,
+            'aux': features[:num_aux], 'train': features, 'test': features,
+            'test_labels': truth, 'column': jnp.int32(0), 'candidates': candidates,
+            'prior': jnp.full((k,), 1.0 / k), 'target_truth': truth,
+            'aux_truth': truth[:num_aux]}
+  view_params = (None, jnp.zeros(3), jnp.ones(3))
+  return arrays, view_params, functools.partial(_planted_apply, num_classes=k)
+
+
+def _evaluate(arrays, view_params, apply_fn, runs, flip_prob, seed=0):
+  return jax.device_get(attribute_eval.evaluate(
+      jax.random.key(seed), jax.random.key(seed + 1), flip_prob, arrays, view_params,
+      apply_fn=apply_fn, release='label', decimals=1, noise_std=0.0, attacks=runs))
+
+
+_MAP_CONFIG = ml_collections.ConfigDict({'map_variants': ('indicator', 'confusion'),
+                                         'eps': 1e-3})
+
+
 @pytest.mark.parametrize('variant', ['indicator', 'confusion'])
 def test_map_attack_on_a_planted_model_exact_at_zero_and_chance_at_max_flip(variant):
   k = 3
@@ -131,9 +157,9 @@ def test_map_attack_on_a_planted_model_exact_at_zero_and_chance_at_max_flip(vari
   for flip_prob, check in [(0.0, 'exact'), ((k - 1) / k, 'chance')]:
     channel_key, confusion_key = jax.random.split(jax.random.key(9))
     _, released = defenses.release_channel(channel_key, view_fn(None, features), flip_prob,
-                                      release='label', decimals=1, noise_std=0.0)
+                                           release='label', decimals=1, noise_std=0.0)
     _, measured = defenses.release_channel(confusion_key, view_fn(None, features), flip_prob,
-                                      release='label', decimals=1, noise_std=0.0)
+                                           release='label', decimals=1, noise_std=0.0)
     confusion = attribute.confusion_matrix(truth, measured, k)
     guess = attribute.map_attack(view_fn, None, features, released, prior, candidates, column=0,
                                  variant=variant, confusion=confusion)
@@ -144,90 +170,117 @@ def test_map_attack_on_a_planted_model_exact_at_zero_and_chance_at_max_flip(vari
       assert stats.binomtest(int(correct.sum()), len(correct), 1 / k).pvalue > ALPHA
 
 
+def test_shared_evaluation_on_a_planted_model_is_exact_then_tracks_the_flips():
+  """The model's label is the sensitive value: at p = 0 every MAP guess is right; at p > 0
+  (uniform prior) MAP guesses the released label, so it is right exactly when that label was
+  not flipped, i.e. MAP accuracy == released-label accuracy ~ Binomial(n, 1 - p)."""
+  k = 3
+  arrays, view_params, apply_fn = _planted_arrays(k)
+  runs = attribute.configure(_MAP_CONFIG, ('map',))
+  exact = _evaluate(arrays, view_params, apply_fn, runs, 0.0)
+  for accuracy in list(exact['attacks'].values()) + [exact['release']]:
+    np.testing.assert_array_equal(accuracy, [1.0, 1.0])
+  assert exact['release_test'] == 1.0
+  flip_prob, n = 0.3, arrays['targets'].shape[0] // 2
+  out = _evaluate(arrays, view_params, apply_fn, runs, flip_prob)
+  for variant in ('indicator', 'confusion'):
+    np.testing.assert_array_equal(out['attacks'][('map', variant)], out['release'])
+  for group in range(2):
+    correct = int(round(out['release'][group] * n))
+    assert stats.binomtest(correct, n, 1 - flip_prob).pvalue > ALPHA
+
+
+def test_confusion_is_measured_on_the_training_records_through_the_channel():
+  """Training records all predict class 0, auxiliary records all class 1: the confusion's
+  row 1 holds only its smoothing, row 0 the flip rate (an auxiliary-record measurement, the
+  old population's, would give the opposite)."""
+  k, n, flip_prob = 2, 4_000, 0.4
+  arrays, view_params, apply_fn = _planted_arrays(k)
+  train_records = jnp.zeros((n, 3))
+  arrays.update(train=train_records, aux=train_records.at[:, 0].set(10.0),
+                aux_truth=jnp.ones(n, jnp.int32))
+  obs = attribute_eval.observe(
+      attribute_eval.channel_keys(jax.random.key(3)), flip_prob, arrays, view_params,
+      apply_fn=apply_fn, release='label', decimals=1, noise_std=0.0)
+  confusion = np.asarray(obs.confusion)
+  np.testing.assert_allclose(confusion[1], [0.5, 0.5])
+  flips = int(round(confusion[0, 1] * (n + 2))) - 1  # add-one smoothing on each cell
+  assert stats.binomtest(flips, n, flip_prob).pvalue > ALPHA
+
+
 def test_learned_attack_reads_the_release_and_baselines_cannot():
   k = 3
-  features, truth, _, view_fn = _planted(k, n=1_000)
+  features, truth, candidates, view_fn = _planted(k, n=1_000)
   known = attribute.known_attributes(features, 0)
   assert not np.any(np.asarray(known[:, 0]))
   aux, targets = slice(0, 500), slice(500, None)
   released = view_fn(None, features)
-  guess = attribute.learned_attack(jax.random.key(0), known[aux], released[aux], truth[aux],
-                                   known[targets], released[targets], k, steps=100)
-  assert np.mean(np.asarray(guess == truth[targets])) > 0.95
   prior = attribute.attribute_prior(truth[aux], k)
-  baseline = attribute.baseline_attack(jax.random.key(1), known[aux], truth[aux],
-                                       known[targets], prior, steps=100)
-  assert np.all(np.asarray(baseline['prior']) == int(np.argmax(prior)))
-  assert np.mean(np.asarray(baseline['classifier'] == truth[targets])) < 0.5
+  obs = attribute.Observation(
+      targets=features[targets], aux=features[aux], aux_truth=truth[aux], prior=prior,
+      candidates=candidates, column=0, target_vector=released[targets],
+      aux_vector=released[aux])
+  cfg = ml_collections.ConfigDict(dict(attribute.CLASSIFIER_DEFAULTS, steps=100))
+  learned = attribute.get('learned').guess(jax.random.key(0), obs, cfg, 'black_box')
+  assert np.mean(np.asarray(learned == truth[targets])) > 0.95
+  baseline_obs = obs.replace(target_vector=None, aux_vector=None)
+  prior_guess = attribute.get('prior').guess(jax.random.key(1), baseline_obs, cfg, '')
+  assert np.all(np.asarray(prior_guess) == int(np.argmax(prior)))
+  classifier = attribute.get('classifier').guess(jax.random.key(1), baseline_obs, cfg, '')
+  # The known attributes are noise: the classifier is near chance (1/3), far below learned.
+  assert stats.binomtest(int(np.sum(np.asarray(classifier == truth[targets]))), 500,
+                         1 / k).pvalue > ALPHA
 
 
-def _check(config, match):
-  with pytest.raises(ValueError, match=match):
-    aia.validate(config)
+# ---- The registry: attacks and likelihoods added from outside medinv ----
+
+def constant_guess(key, obs, cfg, variant):
+  """An extension attack: always the cfg.index-th candidate."""
+  del key, variant
+  return jnp.full(obs.targets.shape[:1], cfg.index, jnp.int32)
 
 
-def test_bad_configs_fail_before_compute(monkeypatch):
-  config = aia_heart.get_config('smoke')
-  aia.validate(config)
-  with config.unlocked():
-    config.defense.flip_probs = (0.0, 0.6)
-  _check(config, r'flip_prob 0.6 is outside \[0, \(k-1\)/k\]')
-  config = aia_heart.get_config('smoke')
-  config.attack.sensitive = ('sex', 'gender')
-  _check(config, "'gender' is not in the heart_disease schema; valid attributes: age, sex")
-  config = aia_heart.get_config('smoke')
-  config.attack.update(nonmember_fraction=0.6, aux_fraction=0.5)
-  _check(config, 'auxiliary set overlaps the targets')
-  config = aia_heart.get_config('smoke,release=noisy_probs')
-  config.defense.noise_std = -0.1
-  _check(config, 'noise_std must be >= 0')
-  config = aia_heart.get_config('smoke')
-  config.attack.map_variants = ('probability',)
-  _check(config, "'probability' needs a probability release")
-  unbinned = records.Column('age', 'age', False)
-  monkeypatch.setattr(heart_disease, 'COLUMNS', (unbinned,) + heart_disease.COLUMNS[1:])
-  config = aia_heart.get_config('smoke')
-  config.attack.sensitive = ('age',)
-  _check(config, "'age' is continuous and has no bins")
-  with pytest.raises(ValueError, match='overlaps the targets in 1 records'):
-    aia.check_disjoint(np.array([1, 2, 3]), np.array([3, 4]))
+def oracle_guess(key, obs, cfg, variant):
+  """An extension baseline that cheats (reads the sensitive column): always right."""
+  del key, cfg, variant
+  raw = obs.targets[:, obs.column]
+  return jnp.argmin(jnp.abs(raw[:, None] - obs.candidates[None, :]), -1).astype(jnp.int32)
 
 
-def _run_smoke(config, workdir):
-  results = aia.run(config, str(workdir))
-  with open(os.path.join(workdir, 'results.json')) as f:
-    assert json.load(f) == results
-  assert os.path.getsize(os.path.join(workdir, 'aia.png')) > 1000
-  return results
+@pytest.fixture
+def extensions():
+  attribute.register('constant', constant_guess, defaults={'index': 1})
+  attribute.register('oracle', oracle_guess, baseline=True)
+  yield
+  del attribute.ATTACKS['constant'], attribute.ATTACKS['oracle']
 
 
-def test_experiment_smoke_heart(data_dir, tmp_path):
-  config = aia_heart.get_config('smoke')
-  results = _run_smoke(config, tmp_path)
-  rows = results['rows']
-  attacks = {(r['attack'], r['variant']) for r in rows}
-  assert attacks == {('map', 'indicator'), ('map', 'confusion'), ('learned', 'black_box')}
-  assert {r['targets'] for r in rows} == {'members', 'non-members'}
-  assert len(rows) == 2 * len(config.defense.flip_probs) * len(attacks)
-  for r in rows:
-    for name in ('attack_accuracy', 'best_baseline_accuracy', 'release_accuracy'):
-      assert 0.0 <= r[name] <= 1.0
-    assert r['advantage'] == pytest.approx(r['attack_accuracy'] - r['best_baseline_accuracy'])
-  members = [r for r in rows if r['targets'] == 'members' and r['variant'] == 'confusion']
-  assert members[0]['epsilon'] == 'inf' and members[-1]['epsilon'] == pytest.approx(0.0)
-  assert members[0]['n'] == results['metrics']['num_members']
-  # Randomized response at (k-1)/k leaves the confusion-weighted MAP guess at the prior's.
-  assert members[-1]['attack_accuracy'] == pytest.approx(members[-1]['prior_accuracy'])
-  assert members[0]['release_accuracy'] > members[-1]['release_accuracy']
-
-
-def test_experiment_smoke_cardio(data_dir, shared_data, tmp_path):
-  if 'cardio' not in data_lib.RECORD_DATASETS:
-    pytest.skip('the cardio dataset builder is not registered in medinv.data yet')
-  manual_dir = os.path.join(shared_data, 'cardio')
-  if not os.path.exists(os.path.join(manual_dir, 'cardio_train.csv')):
-    pytest.skip(f'{manual_dir}/cardio_train.csv is absent')
-  config = aia_cardio.get_config('smoke')
-  config.data.manual_dir = manual_dir
-  rows = _run_smoke(config, tmp_path)['rows']
-  assert {r['attribute'] for r in rows} == {'gender', 'cholesterol'}
+def test_registered_attack_likelihood_and_baseline_run_with_known_answers(extensions,
+                                                                          monkeypatch):
+  k = 2
+  # A likelihood that prefers candidates whose predicted label is NOT the released one.
+  monkeypatch.setitem(attribute.LIKELIHOODS, 'mismatch', lambda views, released, ctx: jnp.where(
+      jnp.argmax(views, -1) == released[:, None], jnp.log(ctx['eps']), 0.0))
+  arrays, view_params, apply_fn = _planted_arrays(k)
+  config = _MAP_CONFIG.copy_and_resolve_references()
+  config.map_variants = ('indicator', 'mismatch')
+  config.attacks = ('map', 'constant', 'prior', 'oracle')
+  attacks, baselines = attribute_eval.split_attacks(config)
+  assert [(r.name, r.variant) for r in attacks] == [('map', 'indicator'), ('map', 'mismatch'),
+                                                    ('constant', '')]
+  assert attacks[-1].cfg.index == 1  # The registered default.
+  out = _evaluate(arrays, view_params, apply_fn, attacks, 0.0)
+  truth, member = np.asarray(arrays['target_truth']), np.asarray(arrays['member']) == 1
+  np.testing.assert_array_equal(out['attacks'][('map', 'indicator')], [1.0, 1.0])
+  np.testing.assert_array_equal(out['attacks'][('map', 'mismatch')], [0.0, 0.0])
+  np.testing.assert_allclose(out['attacks'][('constant', '')],
+                             [np.mean(truth[member] == 1), np.mean(truth[~member] == 1)])
+  baseline = jax.device_get(attribute_eval.evaluate_baselines(jax.random.key(0), arrays,
+                                                              attacks=baselines))
+  np.testing.assert_array_equal(baseline['oracle'], [1.0, 1.0])
+  columns = attribute_eval.baseline_columns(baseline, 0, 0.25, ('prior', 'oracle'))
+  assert list(columns) == ['prior_accuracy', 'oracle_accuracy', 'best_baseline_accuracy',
+                           'advantage']
+  assert columns['best_baseline_accuracy'] == 1.0 and columns['advantage'] == -0.75
+  with pytest.raises(ValueError, match="'constant' is already registered"):
+    attribute.register('constant', constant_guess)
