@@ -148,7 +148,8 @@ def attack_settings(config, flip_prob: float = 0.0) -> tuple:
   models' labels unperturbed (0.0: the training-time label flip is the defense under study).
   """
   attacks, _ = attribute_eval.split_attacks(config.attack)
-  return (('attacks', tuple(run for run in attacks if run.name in MAP_ATTACKS)),
+  return (('sensitive', tuple(config.attack.sensitive)),
+          ('attacks', tuple(run for run in attacks if run.name in MAP_ATTACKS)),
           ('release', config.defense.release), ('decimals', config.defense.decimals),
           ('noise_std', float(config.defense.noise_std)), ('flip_prob', float(flip_prob)))
 
@@ -183,25 +184,25 @@ def prepare_attack(config, task: data_lib.Task):
   return arrays, sizes, baselines, tuple(run.name for run in baseline_runs)
 
 
-def attack_accuracy(params, seed, arrays, *, apply_fn, attacks, release, decimals, noise_std,
-                    flip_prob) -> dict:
+def attack_accuracy(params, seed, arrays, *, apply_fn, sensitive, attacks, release, decimals,
+                    noise_std, flip_prob) -> dict:
   """Accuracy [members, non-members] {attribute: {(attack, variant): ...}} against one model.
 
   Each attribute is `attribute_eval.evaluate` with the keys medinv.aia draws for model seed
   `seed` at its first grid point, first draw: the release key fold_in(fold_in(fold_in(
   defense, 1), 0), 0) and the attack key fold_in(fold_in(fold_in(fold_in(attack, 1 + a), 1),
-  0), 0). So a model equals aia's target of config.seed = seed when both see the same
-  targets and release rule.
+  0), 0), a the attribute's index in `sensitive`. So a model equals aia's target of
+  config.seed = seed when both see the same targets and release rule.
   """
   streams = keys_lib.named_keys(seed)
   first = lambda key: jax.random.fold_in(jax.random.fold_in(key, 0), 0)
   release_key = first(jax.random.fold_in(streams['defense'], 1))
   view_params = (params,) + tuple(arrays['scaler'])
   out = {}
-  for a, (name, attribute_arrays) in enumerate(arrays['attributes'].items()):
+  for a, name in enumerate(sensitive):  # config order (the traced dict's order is sorted)
     attack_key = first(jax.random.fold_in(jax.random.fold_in(streams['attack'], 1 + a), 1))
     out[name] = attribute_eval.evaluate(
-        release_key, attack_key, flip_prob, {**arrays['records'], **attribute_arrays},
+        release_key, attack_key, flip_prob, {**arrays['records'], **arrays['attributes'][name]},
         view_params, apply_fn=apply_fn, release=release, decimals=decimals,
         noise_std=noise_std, attacks=attacks)['attacks']
   return out

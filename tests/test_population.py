@@ -129,8 +129,9 @@ def test_population_attack_equals_aia_under_randomized_response(population_run,
   task, params, model = population_model
   settings = dict(population.attack_settings(config, flip_prob=flip_prob))
   arrays, _, _, _ = population.prepare_attack(config, task)
-  got = jax.device_get(population.attack_accuracy(params, 1, arrays, apply_fn=model.apply,
-                                                  **settings))
+  attack_accuracy = jax.jit(functools.partial(population.attack_accuracy, apply_fn=model.apply,
+                                              **settings))
+  got = jax.device_get(attack_accuracy(params, 1, arrays))
   want = _aia_accuracy(config, task, params, model.apply, seed=1, flip_prob=flip_prob,
                        name='sex')
   assert set(got['sex']) == {('map', 'indicator'), ('map', 'confusion')}
