@@ -8,14 +8,12 @@ results.csv and aia.png.
 """
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from medinv import aia
 from medinv import cli
 from medinv import progress
 
-config_flags.DEFINE_config_file('config', 'configs/aia_heart.py', 'Attribute-inference config.',
-                                lock_config=True)
+cli.define_config_file('config', 'configs/aia_heart.py', 'Attribute-inference config.')
 flags.DEFINE_string('workdir', None, 'Run directory (target model, config.json, results).')
 FLAGS = flags.FLAGS
 

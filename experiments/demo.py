@@ -9,13 +9,12 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from medinv import cli
 from medinv import progress
 from medinv import study
 
-config_flags.DEFINE_config_file('config', 'configs/demo.py', 'Study config.', lock_config=True)
+cli.define_config_file('config', 'configs/demo.py', 'Study config.')
 flags.DEFINE_string('workdir', 'runs/demo', 'Run directory (parts, report.md, results).')
 flags.DEFINE_string('manual_dir', None,
                     'Folder with downloaded dataset files; sets data.manual_dir of every part '

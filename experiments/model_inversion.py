@@ -5,14 +5,12 @@
 """
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from medinv import cli
 from medinv import mia
 from medinv import progress
 
-config_flags.DEFINE_config_file('config', 'configs/mia_breastmnist.py', 'Attack config.',
-                                lock_config=True)
+cli.define_config_file('config', 'configs/mia_breastmnist.py', 'Attack config.')
 flags.DEFINE_string('workdir', None, 'Run directory (target/, config.json, results, figures).')
 FLAGS = flags.FLAGS
 

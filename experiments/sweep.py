@@ -18,15 +18,13 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from medinv import cli
 from medinv import distributed
 from medinv import progress
 from medinv import sweep
 
-config_flags.DEFINE_config_file('config', 'configs/sweep_population.py', 'Sweep config.',
-                                lock_config=True)
+cli.define_config_file('config', 'configs/sweep_population.py', 'Sweep config.')
 flags.DEFINE_string('workdir', None, 'Sweep directory: one subdirectory per run.')
 flags.DEFINE_integer('hosts', 1, 'Processes to start on this machine (1 = this one).')
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-process).')

@@ -1,14 +1,12 @@
 """Train a target model: ./launch.sh train --config configs/train_heart.py --workdir runs/x"""
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from medinv import cli
 from medinv import progress
 from medinv import train
 
-config_flags.DEFINE_config_file('config', 'configs/train_heart.py', 'Training config.',
-                                lock_config=True)
+cli.define_config_file('config', 'configs/train_heart.py', 'Training config.')
 flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, config.json, results).')
 FLAGS = flags.FLAGS
 

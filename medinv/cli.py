@@ -1,6 +1,7 @@
 """absl entry points that end a user error with one clear line instead of a traceback.
 
-Every `experiments/*.py` ends with `cli.run(main)` instead of `app.run(main)`:
+Every `experiments/*.py` defines its config flag with `cli.define_config_file` and ends with
+`cli.run(main)` instead of `app.run(main)`:
 - flag parsing errors (a mistyped `--config.defense.sigm=0.1`, a value of the wrong type, a
   config file that does not load, an unknown flag) print `error: <flag>: <what is wrong>`,
   with the fields or values allowed, and exit 2;
@@ -22,6 +23,8 @@ from typing import Callable, NoReturn
 from absl import app
 from absl import flags
 from ml_collections import config_dict
+from ml_collections import config_flags
+from ml_collections.config_flags import config_flags as config_flags_lib
 
 from medinv import errors
 
@@ -75,12 +78,14 @@ def unknown_field(config, path: str, name: str = 'config') -> str | None:
   return None
 
 
-def _unknown_override(argv: list[str], name: str) -> str | None:
+def _unknown_override(argv: list[str], name: str, default: str | None) -> str | None:
   """The message for the first override in argv that names no field of the config file."""
-  path = _config_path(argv, name) or str(flags.FLAGS[name].default_as_str).strip("'")
+  path = _config_path(argv, name) or default
+  if path is None and name in flags.FLAGS:
+    path = str(flags.FLAGS[name].default_as_str).strip("'")
   try:
-    config = flags.FLAGS[name].parser.parse(path)
-  except Exception:  # The file itself does not load: reported by the caller.
+    config = config_flags_lib.ConfigFileFlagParser(name).parse(path)
+  except Exception:  # pylint: disable=broad-except  # Not loadable: the caller says so.
     return None
   for override in _overrides(argv, name):
     message = unknown_field(config, override, name)
@@ -89,22 +94,37 @@ def _unknown_override(argv: list[str], name: str) -> str | None:
   return None
 
 
-def flag_error_message(error: Exception, argv: list[str], config_flag: str | None) -> str:
-  """One line for an exception raised while parsing flags."""
+def flag_error_message(error: Exception, argv: list[str], config_flag: str | None,
+                       default_config: str | None = None) -> str:
+  """One line for an exception raised while parsing flags (default_config: the config
+  file used when argv names none)."""
   text = str(error).strip()
   if config_flag and isinstance(error, (AttributeError, KeyError)):
-    return _unknown_override(argv, config_flag) or f'--{config_flag}: {text}'
+    return (_unknown_override(argv, config_flag, default_config) or
+            f'--{config_flag}: {text}')
   if 'Traceback (most recent call last)' in text:  # config_flags wraps get_config's error.
     flag, _, _ = text.partition(': Error whilst parsing config file')
     last = [line for line in text.splitlines() if line.strip()][-1]
     return f'{flag}: {last.partition(": ")[2] or last}'
   if isinstance(error, OSError) and config_flag:  # A config file that does not load.
-    path = _config_path(argv, config_flag)
+    path = _config_path(argv, config_flag) or default_config
     reason = [line.strip() for line in text.splitlines() if line.strip()][-1]
     return f'--{config_flag}={path}: cannot load the config file ({reason})'
   if isinstance(error, flags.Error):
     return f'{text} (--helpfull lists every flag)'
   return f'{type(error).__name__}: {text}'
+
+
+def define_config_file(name: str, default: str, help_string: str) -> None:
+  """`config_flags.DEFINE_config_file(name, default, help_string, lock_config=True)`.
+
+  Without --name on the command line, config_flags loads the default config and applies
+  the --name.* overrides right here, at import: a mistyped override fails with one line too.
+  """
+  try:
+    config_flags.DEFINE_config_file(name, default, help_string, lock_config=True)
+  except Exception as error:  # pylint: disable=broad-except
+    fail(errors.EXIT_USAGE, flag_error_message(error, sys.argv, name, default))
 
 
 def parse_flags(argv: list[str], config_flag: str | None = 'config') -> list[str]:

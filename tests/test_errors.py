@@ -36,9 +36,11 @@ def _session_data_dir(data_dir):
   return data_dir
 
 
-def run_train(*flags, patch: str = '', debug: bool = False, data_dir: str | None = None):
-  """Runs `python -m experiments.train --config SMOKE *flags` after `patch` (Python code)."""
-  argv = ['experiments/train.py', f'--config={SMOKE}', *flags]
+def run_train(*flags, patch: str = '', debug: bool = False, data_dir: str | None = None,
+              config: str | None = SMOKE):
+  """Runs `python -m experiments.train --config CONFIG *flags` after `patch` (Python code);
+  config None leaves --config out (the entry point's default config)."""
+  argv = ['experiments/train.py'] + ([f'--config={config}'] if config else []) + list(flags)
   code = (f'import runpy, sys\n{patch}\nsys.argv = {argv!r}\n'
           "runpy.run_module('experiments.train', run_name='__main__', alter_sys=True)\n")
   env = {k: v for k, v in os.environ.items() if k != errors.DEBUG_ENV}
@@ -85,6 +87,12 @@ def test_flag_errors_are_one_line(flag, names, tmp_path):
   result = run_train(flag, f'--workdir={tmp_path / "w"}')
   error_line(result, errors.EXIT_USAGE, *names)
   assert not os.path.exists(tmp_path / 'w')
+
+
+def test_mistyped_override_of_the_default_config(tmp_path):
+  """Without --config, config_flags applies overrides while the entry point imports."""
+  result = run_train('--config.train.sigm=0.1', f'--workdir={tmp_path / "w"}', config=None)
+  error_line(result, errors.EXIT_USAGE, '--config.train.sigm', 'learning_rate')
 
 
 def test_unknown_field_suggests_the_closest():
