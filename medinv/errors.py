@@ -53,6 +53,7 @@ def debug() -> bool:
 
 # tensorstore (under orbax) reports an OS error as text: "... [os_error_code='28']".
 _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+_QUOTED_PATH = re.compile(r'(?:Failed writing|local file):? "([^"]+)"')
 
 
 def os_error_code(error: BaseException) -> int | None:
@@ -86,6 +87,10 @@ def describe(error: BaseException) -> tuple[int, str] | None:
     return EXIT_INTERRUPTED, 'interrupted; rerunning the same command resumes the run'
   if isinstance(error, (tfds_util.DataError, RunError)):
     return EXIT_FAILURE, str(error).strip()
+  code = None if isinstance(error, OSError) else os_error_code(error)
+  if code is not None:  # An orbax / tensorstore write that failed on an OS error.
+    path = _QUOTED_PATH.search(str(error))
+    return EXIT_FAILURE, f'{os.strerror(code)} while writing {path.group(1) if path else "?"}'
   if isinstance(error, ValueError):
     return EXIT_USAGE, str(error).strip()
   if isinstance(error, OSError):

@@ -246,6 +246,18 @@ def test_disk_full_during_results_write_keeps_previous_pair(tmp_path, monkeypatc
   assert not (tmp_path / report.PENDING_CONFIG).exists()
 
 
+def test_describe_orbax_write_failure_and_exit_codes():
+  orbax_error = ValueError(
+      'OUT_OF_RANGE: Error writing "a/0" in OCDBT database at local file "/w/partial/s.tmp/": '
+      "Failed to write 4096 bytes to file 7: No space left on device [os_error_code='28']")
+  assert errors.describe(orbax_error) == (
+      errors.EXIT_FAILURE, 'No space left on device while writing /w/partial/s.tmp/')
+  assert errors.describe(DataError('x.csv, line 2: ...'))[0] == errors.EXIT_FAILURE
+  assert errors.describe(ValueError('sigma must be >= 0')) == (errors.EXIT_USAGE,
+                                                              'sigma must be >= 0')
+  assert errors.describe(TypeError('a bug')) is None  # Bugs keep their traceback.
+
+
 # -------------------------------------------------------------------------------- data
 
 @pytest.mark.parametrize('cell, problem', [
