@@ -4,7 +4,7 @@ BreastMNIST, with their defenses, written up in report.md.
   ./launch.sh demo                                   # workdir runs/demo
   ./launch.sh demo --workdir runs/demo2 --config.parts.aia_heart.defense.flip_probs="(0.0,0.5)"
   ./launch.sh demo --config configs/demo.py:smoke --workdir /tmp/demo_smoke
-  ./launch.sh demo --config.parts.mia_breastmnist.defense.sigmas="(0.0,0.01,0.02,0.05)"
+  ./launch.sh demo --config.parts.mia_breastmnist.defense.model_perturbation.strengths="(0.0,0.01,0.02,0.05)"
 
 Each part is a full experiment config (configs/aia_heart.py, configs/mia_breastmnist.py);
 override any field under config.parts.<part>.
@@ -30,9 +30,11 @@ def get_config(arg=None):
     # Sized so the whole demo finishes within minutes on a 2-core CPU: the paper's sigma
     # grid, 8 targets, shorter attack optimisations, and the attacker that queries the
     # deployed model (configs/mia_breastmnist.py runs the full grid and both views).
-    mia.defense.sigmas = (0.0, 0.02, 0.05)
-    mia.attack.update(num_targets=8, figure_targets=8, knows_defense=(True,),
-                      decoder_steps=120, decoder_width=32, rmle_steps=60, shadow_steps=80,
-                      mi_face_max_steps=100, mi_face_patience=20)
+    mia.defense.model_perturbation.strengths = (0.0, 0.02, 0.05)
+    mia.attack.update(num_targets=8, figure_targets=8, knows_defense=(True,))
+    mia.attack.inverse_network.update(steps=120, width=32)
+    mia.attack.rmle.steps = 60
+    mia.attack.query_free.update(steps=60, shadow_steps=80)
+    mia.attack.mi_face.update(max_steps=100, patience=20)
   config.parts.mia_breastmnist = mia
   return config

@@ -2,7 +2,7 @@
 
 Each run attacks the same target SplitCNN (configs/mia_breastmnist.py's settings) at one
 split; within a run every attack's sigma grid is sharded over every device (medinv.mia), fed
-`attack.grid_chunk` sigmas per device per call.
+`attack.grid_chunk` sigmas per device per call (defense.model_perturbation.strengths).
 
   ./launch.sh sweep --config configs/sweep_inversion.py --workdir runs/sweep_inversion
   ./launch.sh sweep --config configs/sweep_inversion.py:smoke --workdir /tmp/sweep_mia --hosts 2
@@ -26,7 +26,7 @@ def get_config(arg=None):
   config.sweep.axes.attack = ml_collections.ConfigDict()
   config.sweep.axes.attack.splits = ((2,), (4,), (6,))  # run axis
   config.sweep.axes.defense = ml_collections.ConfigDict()
-  config.sweep.axes.defense.sigma = tuple(config.defense.sigmas)  # vmapped
+  config.sweep.axes.defense.sigma = tuple(config.defense.model_perturbation.strengths)  # vmapped
   if args.smoke:
     config.sweep.axes.attack.splits = ((2,), (4,))
   return config

@@ -25,21 +25,22 @@ import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
 from configs import train_breastmnist
 from configs import train_cardio
-from medinv import aia
 from medinv import cli
 from medinv import data as data_lib
-from medinv import decoders
 from medinv import defenses
 from medinv import models
 from medinv import population
 from medinv import sharding
 from medinv.attacks import attribute
+from medinv.attacks import grid
 from medinv.attacks import inversion
+from medinv.attacks import inversion_attacks
 from medinv.attacks import objectives
 
 flags.DEFINE_list('parts', ['rmle', 'decoder', 'population', 'map'], 'What to measure.')
@@ -51,6 +52,7 @@ flags.DEFINE_integer('decoder_steps', 30, 'Inverse-network training steps.')
 flags.DEFINE_string('cardio_dir', '../shared/data/cardio', 'Folder with cardio_train.csv.')
 FLAGS = flags.FLAGS
 SPLIT, OBJECTIVE, LEARNING_RATE = 4, 'feature_l2:1.0,tv:0.02', 0.05
+DEFENSE = defenses.config_block('model_perturbation', modes=('fixed',), scope='edge')
 
 
 def say(text: str) -> None:
@@ -93,20 +95,33 @@ def plain_edge(params, x):
   return x
 
 
-def rmle_point(sigma, theta, x_targets, x0, *, edge, steps: int):
-  """One sigma: perturb hospital A's layers, take the targets' features, invert them."""
+def rmle_point(sigma, theta, x_targets, x_aux, *, model, steps: int):
+  """One sigma through the model-inversion grid driver: the registered 'rmle' attack against
+  the registered 'model_perturbation' defense (fixed, hospital A's layers)."""
+  cfg = ml_collections.ConfigDict(dict(objective=OBJECTIVE, steps=steps,
+                                       learning_rate=LEARNING_RATE))
+  arrays = {'theta': theta, 'x_targets': x_targets, 'x_aux': x_aux, 'y_aux': x_aux[:, 0, 0, 0]}
+  return grid.attack_at(sigma, arrays, {}, defense='model_perturbation',
+                        defense_cfg=DEFENSE, defense_key=jax.random.key(0), attack='rmle',
+                        cfg=cfg, model=model, split=SPLIT, knows_defense=True,
+                        attack_key=jax.random.key(1), num_classes=0)['fixed']
+
+
+def plain_rmle_point(sigma, theta, x_targets, x_aux, *, steps: int):
+  """The same attack with flax's own layers in the edge (`plain_edge`)."""
+  x0 = jnp.mean(x_aux, axis=0)
   mask = defenses.scope_mask(theta, 'edge', SPLIT)
   deployed = defenses.perturb_params(jax.random.key(0), theta, sigma, mask)
-  return inversion.rmle(edge, deployed, edge(deployed, x_targets), x0, objective=OBJECTIVE,
-                        steps=steps, learning_rate=LEARNING_RATE, prior_image=x0)[0]
+  return inversion.rmle(plain_edge, deployed, plain_edge(deployed, x_targets), x0,
+                        objective=OBJECTIVE, steps=steps, learning_rate=LEARNING_RATE,
+                        prior_image=x0)[0]
 
 
-def compiled_rmle(edge, sigmas, theta, x_targets, x0, steps, batch_size):
+def compiled_rmle(fn, sigmas, theta, x_targets, x_aux, batch_size):
   """(compiled sweep program, its placed arguments) for the rmle grid over sigmas."""
-  fn = functools.partial(rmle_point, edge=edge, steps=steps)
   mesh = sharding.grid_mesh()
-  grid, _ = sharding.shard_grid(np.asarray(sigmas, np.float32), mesh)
-  args = (grid,) + sharding.replicate((theta, x_targets, x0), mesh)
+  grid_values, _ = sharding.shard_grid(np.asarray(sigmas, np.float32), mesh)
+  args = (grid_values,) + sharding.replicate((theta, x_targets, x_aux), mesh)
   return sharding.program(fn, mesh, batch_size, 3).lower(*args).compile(), args
 
 
@@ -144,7 +159,8 @@ def bench_rmle():
   config = train_breastmnist.get_config()
   task = data_lib.load_task(config.data)
   x_targets = jnp.asarray(task.x_train[:FLAGS.targets])
-  x0 = jnp.asarray(task.x_test.mean(axis=0))
+  x_aux = jnp.asarray(task.x_test)
+  x0 = jnp.mean(x_aux, axis=0)
   sigmas = [float(s) for s in FLAGS.sigmas]
   model = models.SplitCNN(num_classes=task.num_classes)
   theta = model.init(jax.random.key(0), x_targets[:1])['params']
@@ -161,7 +177,8 @@ def bench_rmle():
   for batch_size, label, run_steps in ((1, 'one sigma at a time', steps),
                                        (0, 'all sigmas vmapped', FLAGS.plain_steps)):
     start = time.perf_counter()
-    program, args = compiled_rmle(edge, sigmas, theta, x_targets, x0, run_steps, batch_size)
+    fn = functools.partial(rmle_point, model=model, steps=run_steps)
+    program, args = compiled_rmle(fn, sigmas, theta, x_targets, x_aux, batch_size)
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     out = block(program(*args))
@@ -183,8 +200,8 @@ def bench_rmle():
       f' on average (max {difference.max():.1e}: Adam steps amplify rounding)')
 
   plain_work = n * FLAGS.plain_steps
-  program, args = compiled_rmle(plain_edge, sigmas[:1], theta, x_targets, x0,
-                                FLAGS.plain_steps, 1)
+  program, args = compiled_rmle(functools.partial(plain_rmle_point, steps=FLAGS.plain_steps),
+                                sigmas[:1], theta, x_targets, x_aux, 1)
   plain_seconds = seconds(lambda: program(*args))
   say(f'rmle compiled, flax nn.Conv + nn.max_pool layers (K=1, {FLAGS.plain_steps} steps): '
       f'{plain_work / plain_seconds:.1f} target-steps/s; medinv.layers are '
@@ -213,16 +230,17 @@ def bench_decoder():
   sigmas = np.asarray([float(s) for s in FLAGS.sigmas], np.float32)
   model = models.SplitCNN(num_classes=task.num_classes)
   theta = model.init(jax.random.key(0), x_aux[:1])['params']
-  edge = models.edge_fn(model, SPLIT)
-  decoder = decoders.InverseDecoder(SPLIT, x_aux.shape[-1], 64)
   steps = FLAGS.decoder_steps
+  cfg = inversion_attacks.config_block('inverse_network', steps=steps, batch_size=32, width=64,
+                                       augment_flip=False)
+  arrays = {'theta': theta, 'x_targets': x_aux[:8], 'x_aux': x_aux, 'y_aux': task.y_test}
 
-  def train_one(sigma, theta, x_aux):
-    deployed = defenses.perturb_params(
-        jax.random.key(0), theta, sigma, defenses.scope_mask(theta, 'edge', SPLIT))
-    return inversion.train_decoder(jax.random.key(1), lambda t, images: edge(deployed, images),
-                                   x_aux, decoder=decoder, steps=steps, batch_size=32,
-                                   learning_rate=2e-3)[1]
+  def train_one(sigma, theta, x_aux):  # the registered inverse network, decoder per sigma
+    return grid.attack_at(sigma, dict(arrays, theta=theta, x_aux=x_aux), {},
+                          defense='model_perturbation', defense_cfg=DEFENSE,
+                          defense_key=jax.random.key(0), attack='inverse_network', cfg=cfg,
+                          model=model, split=SPLIT, knows_defense=True,
+                          attack_key=jax.random.key(1), num_classes=task.num_classes)['fixed']
   vmapped = seconds(lambda: sharding.map_grid(train_one, sigmas, theta, x_aux))
   one_at_a_time = seconds(lambda: sharding.map_grid(train_one, sigmas, theta, x_aux, batch_size=1))
   single = jax.jit(train_one)

@@ -13,8 +13,8 @@ defense is one `register(...)` call, e.g. Gaussian noise on the transmitted feat
 
     class FeatureNoise(defenses.Deployment):
       def transmit(self, query_index, features):
-        key = jax.random.fold_in(self.key, query_index)
-        return features + self.strength * jax.random.normal(key, features.shape)
+        noise = jax.random.normal(jax.random.fold_in(self.key, query_index), features.shape)
+        return features + self.strength * noise
 
     defenses.register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
                       FeatureNoise(key, theta, strength), defaults={'strengths': (0.0, 0.5)})
@@ -135,22 +135,45 @@ def deployed_params(key: jax.Array, params, sigma, mode: str, query_index, mask=
 
 # ----------------------------------------------------------------------------- release channel
 
+def _postprocess_rule(key, vector, label, flip_prob, *, release, decimals, noise_std):
+  del label, flip_prob
+  vector = postprocess_probs(key, vector, release, decimals=decimals, noise_std=noise_std)
+  return vector, jnp.argmax(vector, -1)
+
+
+def _randomized_response_rule(key, vector, label, flip_prob, **settings):
+  """Flips the label; swaps the vector's entries for the old and the new label, so the
+  released vector ranks the released label first."""
+  del settings
+  released = randomized_response(key, label, flip_prob, vector.shape[-1])
+  classes = jnp.arange(vector.shape[-1])
+  source = jnp.where(classes == label[:, None], released[:, None],
+                     jnp.where(classes == released[:, None], label[:, None], classes))
+  return jnp.take_along_axis(vector, source, -1), released
+
+
+# Release rules, applied in order to every query of a record model: (key, vector (n, C),
+# label (n,), flip_prob, **release settings) -> (vector, label). A new output defense is one
+# function and one entry here.
+RELEASE_RULES: dict[str, Callable] = {
+    'output_postprocessing': _postprocess_rule,
+    'randomized_response': _randomized_response_rule,
+}
+
+
 def release_channel(key: jax.Array, probs: jax.Array, flip_prob, *, release: str,
                     decimals: int, noise_std: float) -> tuple[jax.Array, jax.Array]:
   """What the deployment releases per query: (vector (n, C), label (n,)).
 
-  The probability vector is postprocessed (`postprocess_probs`), its top-1 label goes
-  through randomized response, and the vector's entries for the old and the new label are
-  swapped, so the released vector ranks the released label first.
+  Every RELEASE_RULES entry in order, each with its own split of `key`: the probability
+  vector is postprocessed (`postprocess_probs`), then its top-1 label goes through randomized
+  response with probability flip_prob.
   """
-  post_key, flip_key = jax.random.split(key)
-  vector = postprocess_probs(post_key, probs, release, decimals=decimals, noise_std=noise_std)
-  label = jnp.argmax(vector, -1)
-  released = randomized_response(flip_key, label, flip_prob, probs.shape[-1])
-  classes = jnp.arange(probs.shape[-1])
-  source = jnp.where(classes == label[:, None], released[:, None],
-                     jnp.where(classes == released[:, None], label[:, None], classes))
-  return jnp.take_along_axis(vector, source, -1), released
+  vector, label = probs, jnp.argmax(probs, -1)
+  for rule_key, rule in zip(jax.random.split(key, len(RELEASE_RULES)), RELEASE_RULES.values()):
+    vector, label = rule(rule_key, vector, label, flip_prob, release=release,
+                         decimals=decimals, noise_std=noise_std)
+  return vector, label
 
 
 def model_probs(view_params, raw: jax.Array, *, apply_fn) -> jax.Array:
@@ -184,7 +207,7 @@ class Deployment:
   key: the defense key (per-query randomness folds in the query number); params: the trained
   parameters theta; strength: the defense's grid value (may be traced); cfg: the defense's
   config block. A defense overrides `params_for` (the parameters that answer query q) and/or
-  `transmit` (what happens to one query's features on their way to hospital B).
+  `transmit` (what happens to the features (m, ...) of query q on their way to hospital B).
   """
   key: Any
   params: Any
@@ -198,6 +221,7 @@ class Deployment:
     return self.params
 
   def transmit(self, query_index, features: jax.Array) -> jax.Array:
+    """The features (m, ...) of query `query_index` as hospital B receives them."""
     del query_index
     return features
 
@@ -226,20 +250,25 @@ def query_each(deployment: Deployment, edge: Callable, images: jax.Array, first_
   edge(params, images) -> features is hospital A's part; with `cloud` (params, features) ->
   logits, the answer is the whole model's output on the transmitted features.
   """
-  def answer(params, first, batch):
-    features = edge(params, batch)
-    numbers = first + jnp.arange(batch.shape[0])
-    features = jax.vmap(deployment.transmit)(numbers, features)
-    return features if cloud is None else cloud(params, features)
-
   if not deployment.per_query_params:  # One model answers every query: one batched call.
-    return answer(deployment.params_for(first_query), first_query, images)
+    params = deployment.params_for(first_query)
+    features = edge(params, images)
+    numbers = first_query + jnp.arange(images.shape[0])
+    features = jax.vmap(lambda q, f: deployment.transmit(q, f[None])[0])(numbers, features)
+    return features if cloud is None else cloud(params, features)
 
   def one(index_image):
     index, image = index_image
-    query = first_query + index
-    return answer(deployment.params_for(query), query, image[None])[0]
+    return query_batch(deployment, edge, image[None], first_query + index, cloud)[0]
   return jax.lax.map(one, (jnp.arange(images.shape[0]), images))
+
+
+def query_batch(deployment: Deployment, edge: Callable, images: jax.Array, query,
+                cloud: Callable | None = None) -> jax.Array:
+  """Answers a whole batch as ONE query number (one draw of per-query noise): (m, ...)."""
+  params = deployment.params_for(query)
+  features = deployment.transmit(query, edge(params, images))
+  return features if cloud is None else cloud(params, features)
 
 
 # ----------------------------------------------------------------------------- registry

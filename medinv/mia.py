@@ -1,27 +1,29 @@
-"""The model-inversion experiment: attacks x splits x defense grid, next to model utility.
+"""The model-inversion experiment: attacks x splits x defenses x strengths, next to utility.
 
-`run(config, workdir)` trains (or reuses) the target SplitCNN in workdir/target, then for
-every split, attack and attacker view runs one compiled program over the sigma grid (sharded
-over every device by `sharding.map_grid`, vmapped on each; fed `attack.grid_chunk` sigmas per
-device per call), both perturbation modes and all targets
-(`medinv.attacks.grid`), and writes workdir/results.json
-+ results.csv (one row per attack, split, sigma, mode, attacker view) and figures.
+`run(config, workdir)` follows medinv.experiment's skeleton: it trains (or reuses) the target
+SplitCNN in workdir/target, then for every split, registered defense in `config.defense`
+(one block per defense: its `strengths` grid and settings), attack in `attack.names` and
+attacker view runs one compiled program over the strength grid (`medinv.attacks.grid`,
+sharded over every device by `sharding.map_grid`, fed `attack.grid_chunk` strengths per
+device per call), and writes results.json + results.csv (one row per attack, split, defense,
+strength, variant and attacker view) and figures.
 
-Every attack row carries the deployed model's test accuracy under the same perturbation
+Every attack row carries the deployed model's test accuracy under the same defense
 (`model_test_accuracy`), so each row is a point on a privacy-utility curve; the rows with
 attack 'mean_aux_image' are the no-model baseline (the attacker's mean image as the
 reconstruction of every target). MI-FACE reconstructs classes, so its rows compare each
 class's reconstruction with that class's mean training image (reference 'class_mean').
 
-Keys (medinv.keys): `init`, `data` train the target; `defense` draws the model perturbation
-(the same key for every split and sigma: noise = sigma * the same normal draw); `attack`:
-fold 0 picks the targets, then one fold per attack (ATTACK_FOLDS: decoder init and batches,
-shadow model init and batches).
+Finished stages (prepared shadow models and decoders, each chunk of each program's outputs)
+are orbax checkpoints in workdir/partial (`medinv.stages`), so rerunning a killed run with the
+same config recomputes only what is missing.
+
+Keys (medinv.keys): `init`, `data` train the target; `defense` deploys every defense (the same
+key for every split and strength: model perturbation's noise = sigma * the same normal draw);
+`attack`: fold 0 picks the targets, then one fold per attack (its registered `fold`).
 """
 from __future__ import annotations
 
-import functools
-import io
 import os
 import shutil
 import time
@@ -32,64 +34,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from medinv import data as data_lib
-from medinv import defenses
 from medinv import distributed
+from medinv import experiment
 from medinv import keys as keys_lib
 from medinv import metrics
 from medinv import mia_figures
-from medinv import models
+from medinv import mia_validate
 from medinv import progress
 from medinv import report
-from medinv import axes as axes_lib
 from medinv import sharding
+from medinv import stages
 from medinv import train
 from medinv.attacks import grid
 from medinv.attacks import inversion
-from medinv.attacks import objectives
+from medinv.attacks import inversion_attacks
 
-ATTACKS = ('inverse_network', 'rmle', 'query_free', 'mi_face')
-# attack key folds (fold 0 picks the targets)
-ATTACK_FOLDS = {'inverse_network': 1, 'query_free': 2, 'rmle': 3, 'mi_face': 4}
-
-
-def validate(config) -> None:
-  """Every config error, before any data is read or compute spent."""
-  train.validate(config)
-  if config.model != 'split_cnn':
-    raise ValueError(f"model inversion attacks the SplitCNN; got model {config.model!r}")
-  attack, defense = config.attack, config.defense
-  unknown = [name for name in attack.names if name not in ATTACKS]
-  if unknown or not attack.names:
-    raise ValueError(f'unknown attacks {unknown} in {tuple(attack.names)}; known: {ATTACKS}')
-  if not attack.splits:
-    raise ValueError('attack.splits is empty')
-  for split in attack.splits:
-    models.check_split(split)
-  if not defense.sigmas:
-    raise ValueError('defense.sigmas is empty (use (0.0,) for no defense)')
-  negative = [s for s in defense.sigmas if not s >= 0]
-  if negative:
-    raise ValueError(f'defense.sigmas must be >= 0, got {negative}')
-  bad_modes = [m for m in defense.modes if m not in defenses.MODES]
-  if bad_modes or not defense.modes:
-    raise ValueError(f'defense.modes {tuple(defense.modes)}: allowed {defenses.MODES}')
-  if defense.scope not in defenses.SCOPES:
-    raise ValueError(f'defense.scope {defense.scope!r}: allowed {defenses.SCOPES}')
-  if not attack.knows_defense or any(not isinstance(k, bool) for k in attack.knows_defense):
-    raise ValueError(f'attack.knows_defense must be a non-empty tuple of bools, got '
-                     f'{attack.knows_defense}')
-  objectives.parse(attack.objective)
-  objectives.parse(attack.mi_face_objective)
-  for field in ('num_targets', 'rmle_steps', 'rmle_learning_rate', 'decoder_steps',
-                'decoder_batch_size', 'decoder_width', 'decoder_learning_rate', 'shadow_steps',
-                'shadow_batch_size', 'shadow_learning_rate', 'mi_face_max_steps',
-                'mi_face_patience', 'mi_face_learning_rate'):
-    inversion.check_positive(f'attack.{field}', attack[field])
-  if not 0 < attack.figure_targets <= attack.num_targets:
-    raise ValueError(f'attack.figure_targets must be in 1..num_targets ({attack.num_targets}), '
-                     f'got {attack.figure_targets}')
-  if attack.grid_chunk < 0:
-    raise ValueError(f'attack.grid_chunk must be >= 0, got {attack.grid_chunk}')
+validate = mia_validate.validate
 
 
 def select_targets(key: jax.Array, task: data_lib.Task, num_targets: int) -> np.ndarray:
@@ -100,21 +60,14 @@ def select_targets(key: jax.Array, task: data_lib.Task, num_targets: int) -> np.
   return np.sort(np.asarray(jax.random.permutation(key, len(task.x_train))[:num_targets]))
 
 
-def _quality_row(reconstructions, references) -> dict:
-  return metrics.quality_summary(jnp.asarray(reconstructions), jnp.asarray(references))
-
-
 def class_means(task: data_lib.Task) -> np.ndarray:
   """Mean training image per class, (num_classes, h, w, c) (MI-FACE's reference)."""
   return np.stack([task.x_train[task.y_train == c].mean(axis=0)
                    for c in range(task.num_classes)]).astype(np.float32)
 
 
-def _start_workdir(workdir: str, config) -> str:
-  """Writes config.json; keeps workdir/partial (finished stages) only if the config is the same.
-
-  Returns the partial-results directory.
-  """
+def _start(workdir: str, config) -> None:
+  """Writes config.json; keeps workdir/partial (finished stages) only if the config is the same."""
   partial = os.path.join(workdir, 'partial')
   if distributed.is_writer():
     if not report.same_config(workdir, config) and os.path.isdir(partial):
@@ -122,173 +75,144 @@ def _start_workdir(workdir: str, config) -> str:
     os.makedirs(partial, exist_ok=True)
   report.write_config(workdir, config)
   distributed.sync('mia_workdir')
-  return partial
 
 
-def _stage(partial: str, name: str, compute) -> dict[str, np.ndarray]:
-  """compute() -> {str: array}, saved as partial/<name>.npz so a killed run resumes here.
+def _targets(config, task: data_lib.Task) -> np.ndarray:
+  attack_key = keys_lib.named_keys(config.seed)['attack']
+  index = select_targets(jax.random.fold_in(attack_key, 0), task, config.attack.num_targets)
+  return task.x_train[index]
 
-  Process 0 decides whether the stage is done (every process reads the shared workdir) and
-  is the one that writes it.
+
+def _target(config, task: data_lib.Task, workdir: str) -> train.Trained:
+  """Checks the attacker's images against the targets, then trains (or reuses) the target."""
+  inversion.check_attack_images(_targets(config, task), task.x_test)  # attacker: test split
+  return experiment.train_target(config, task, workdir)
+
+
+def _over_grid(partial: str, name: str, strengths: np.ndarray, chunk: int, call) -> dict:
+  """call(strengths) -> {variant: (n, ...)} over the grid, `chunk` per device per call (0: all).
+
+  Each call is a stage; the last chunk is padded by repeating its last strength, so every call
+  has the same shapes and the program compiles once.
   """
-  path = os.path.join(partial, f'{name}.npz')
-  if distributed.broadcast_from_writer(os.path.exists(path)):
-    with np.load(path, allow_pickle=False) as saved:
-      logging.info('reusing %s', path)
-      return {key: saved[key] for key in saved.files}
-  arrays = {key: np.asarray(value) for key, value in compute().items()}
-  if distributed.is_writer():
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    report.write_atomic(path, buffer.getvalue())
-  return arrays
-
-
-def _params_stage(partial: str, name: str, train_fn, *args) -> dict:
-  """jit(train_fn)(*args) (a nested dict of parameters), kept as a stage: host arrays."""
-  flat = _stage(partial, name, lambda: axes_lib.flatten(jax.jit(train_fn)(*args)))
-  tree = {}
-  for path, value in flat.items():  # {'a.b': array} -> {'a': {'b': array}}
-    *parents, leaf = path.split('.')
-    node = tree
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = value
-  return tree
-
-
-def _over_grid(partial: str, name: str, sigmas: np.ndarray, chunk: int, call
-               ) -> dict[str, np.ndarray]:
-  """call(sigmas) -> {mode: (n, ...)} over the grid, `chunk` sigmas per device per call (0: all).
-
-  Each call is a stage (kept in `partial`); the last chunk is padded by repeating its last
-  sigma, so every call has the same shapes and the program compiles once.
-  """
-  size = len(sigmas) if chunk <= 0 else min(chunk * jax.device_count(), len(sigmas))
+  size = len(strengths) if chunk <= 0 else min(chunk * jax.device_count(), len(strengths))
   parts, start_time = [], time.time()
-  for start in range(0, len(sigmas), size):
-    values = sigmas[start:start + size]
+  for start in range(0, len(strengths), size):
+    values = strengths[start:start + size]
     padded = np.concatenate([values, np.repeat(values[-1:], size - len(values))])
-    out = _stage(partial, f'{name}_from{start}', lambda padded=padded: call(padded))
+    out = stages.load_or_compute(partial, f'{name}_from{start}',
+                                 lambda padded=padded: call(padded))
     parts.append({key: value[:len(values)] for key, value in out.items()})
     done = start + len(values)
-    if done < len(sigmas):  # progress within a long grid (the caller logs its end)
+    if done < len(strengths):  # progress within a long grid (the caller logs its end)
       elapsed = time.time() - start_time
-      logging.info('%s: sigma %d/%d  elapsed %s  eta %s', name, done, len(sigmas),
+      logging.info('%s: strength %d/%d  elapsed %s  eta %s', name, done, len(strengths),
                    progress.format_seconds(elapsed),
-                   progress.format_seconds(elapsed / done * (len(sigmas) - done)))
+                   progress.format_seconds(elapsed / done * (len(strengths) - done)))
   return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
-def _attack_call(name: str, view, split: int, partial: str, *, theta, x_targets, x_aux, y_aux,
-                 model, mask, modes, cfg, defense_key, attack_key, num_classes):
-  """sigmas -> {mode: reconstructions (n_sigma, ...)} for one attack and attacker view.
-
-  The sigma grid is sharded over every device (`sharding.map_grid`; host arrays in, host arrays
-  out). Sigma-independent preparation (shadow model, clean decoder) runs once, as its own
-  stage.
-  """
-  common = dict(model=model, mask=mask, modes=modes, cfg=cfg, defense_key=defense_key)
-
-  def at(grid_fn, **static):  # the per-sigma function sharding.map_grid maps over the grid
-    return functools.partial(grid.at_sigma, grid_fn, **static)
-
-  if name == 'mi_face':
-    fn = at(grid.mi_face_grid, num_classes=num_classes, knows_defense=view, **common)
-    return lambda s: sharding.map_grid(fn, s, theta, x_aux)
-  if name == 'rmle':
-    fn = at(grid.rmle_grid, split=split, knows_defense=view, **common)
-    return lambda s: sharding.map_grid(fn, s, theta, x_targets, x_aux)
-  prepare = dict(model=model, split=split, cfg=cfg, attack_key=attack_key)
-  if name == 'query_free':
-    shadow = _params_stage(partial, f'split{split}_shadow',
-                           functools.partial(grid.train_shadow, **prepare), theta, x_aux, y_aux)
-    fn = at(grid.query_free_grid, split=split, **common)
-    return lambda s: sharding.map_grid(fn, s, theta, x_targets, x_aux, shadow)
-  fn = at(grid.inverse_network_grid, split=split, knows_defense=view, attack_key=attack_key,
-          **common)
-  if view:
-    return lambda s: sharding.map_grid(fn, s, theta, x_targets, x_aux)
-  clean_decoder = _params_stage(partial, f'split{split}_clean_decoder',
-                                functools.partial(grid.train_clean_decoder, **prepare), theta,
-                                x_targets, x_aux)
-  return lambda s: sharding.map_grid(fn, s, theta, x_targets, x_aux, clean_decoder)
+def _views(name: str, config) -> tuple:
+  uses_view = inversion_attacks.get(name).uses_view
+  return tuple(config.attack.knows_defense) if uses_view else (None,)
 
 
-def run(config, workdir: str) -> dict:
-  """Runs the experiment; writes results and figures into workdir; returns the results dict.
+def _run_attack(ctx, split, defense, name, view, partial, arrays, streams) -> dict:
+  """{variant: reconstructions (n_strengths, ...)} for one program; prepare is a stage."""
+  config, model = ctx.config, ctx.target.model
+  common = dict(model=model, split=split, knows_defense=view, attack_key=streams['attack'],
+                num_classes=ctx.task.num_classes)
+  cfg = config.attack[name]
+  prepared = stages.load_or_compute(
+      partial, f'split{split}_{name}_{view}_prepared',
+      lambda: grid.prepare_fn(name, cfg, **common)(arrays))
+  fn = grid.attack_fn(name, cfg, defense, config.defense[defense],
+                      defense_key=streams['defense'], **common)
+  strengths = np.asarray(config.defense[defense].strengths, np.float32)
+  return _over_grid(partial, f'split{split}_{defense}_{name}_{view}', strengths,
+                    config.attack.grid_chunk,
+                    lambda s: sharding.map_grid(fn, s, arrays, prepared))
 
-  Each (split, attack) program's outputs are kept in workdir/partial, so rerunning a killed
-  run with the same config recomputes only the missing programs.
-  """
-  validate(config)
-  start_time = time.time()
-  partial = _start_workdir(workdir, config)
-  attack_cfg, defense_cfg = config.attack, config.defense
+
+def _grid(ctx: experiment.Context) -> dict:
+  """Every (split, defense, attack, view) program: accuracy and reconstructions per strength."""
+  config, task = ctx.config, ctx.task
+  partial = os.path.join(ctx.workdir, 'partial')
   streams = keys_lib.named_keys(config.seed)
-  attack_key, defense_key = streams['attack'], streams['defense']
+  theta = jax.device_get(ctx.target.params)  # host arrays: map_grid places them everywhere
+  arrays = {'theta': theta, 'x_targets': _targets(config, task), 'x_aux': task.x_test,
+            'y_aux': task.y_test}
+  accuracy, recon = {}, {}
+  for split in config.attack.splits:
+    for defense in config.defense:
+      fn = grid.accuracy_fn(defense, config.defense[defense], model=ctx.target.model,
+                            split=split, defense_key=streams['defense'])
+      test = {'theta': theta, 'x_test': task.x_test, 'y_test': task.y_test}
+      accuracy[split, defense] = _over_grid(
+          partial, f'split{split}_{defense}_accuracy',
+          np.asarray(config.defense[defense].strengths, np.float32), config.attack.grid_chunk,
+          lambda s, fn=fn, test=test: sharding.map_grid(fn, s, test))
+      for name in config.attack.names:
+        attack_start = time.time()
+        for view in _views(name, config):
+          recon[split, defense, name, view] = _run_attack(ctx, split, defense, name, view,
+                                                          partial, arrays, streams)
+        logging.info('split %d %s %s: %.1fs', split, defense, name, time.time() - attack_start)
+  return {'accuracy': accuracy, 'recon': recon, 'x_targets': arrays['x_targets'],
+          'class_means': class_means(task),
+          'baseline': np.asarray(inversion.mean_image_baseline(task.x_test,
+                                                               len(arrays['x_targets'])))}
 
-  task = distributed.writer_first(lambda: data_lib.load_task(config.data))
-  target_index = select_targets(jax.random.fold_in(attack_key, 0), task, attack_cfg.num_targets)
-  x_targets_np = task.x_train[target_index]
-  inversion.check_attack_images(x_targets_np, task.x_test)  # The attacker holds the test split.
 
-  trained = train.train_and_evaluate(config, os.path.join(workdir, 'target'))
-  # Host arrays: `sharding.map_grid` places them on every device of every process.
-  model, theta = trained.model, jax.device_get(trained.params)
-  x_targets, x_aux, y_aux = x_targets_np, task.x_test, task.y_test
-  sigmas = np.asarray(defense_cfg.sigmas, np.float32)
-  modes = tuple(defense_cfg.modes)
-  means = class_means(task)
+def _quality(reconstructions, references) -> dict:
+  return metrics.quality_summary(jnp.asarray(reconstructions), jnp.asarray(references))
 
-  rows, recon = [], {}
-  baseline = inversion.mean_image_baseline(x_aux, len(x_targets))
+
+def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
+  config, trained = ctx.config, ctx.target
   clean_accuracy = trained.metrics['test_accuracy']
-  for reference, images in (('target', x_targets), ('class_mean', means)):
-    rows.append(dict(attack='mean_aux_image', split=None, sigma=None, mode=None,
-                     knows_defense=None, reference=reference,
-                     **_quality_row(baseline[:len(images)], images),
+  rows = []
+  for reference, images in (('target', out['x_targets']), ('class_mean', out['class_means'])):
+    rows.append(dict(attack='mean_aux_image', split=None, defense=None, strength=None,
+                     mode=None, knows_defense=None, reference=reference,
+                     **_quality(out['baseline'][:len(images)], images),
                      model_test_accuracy=clean_accuracy, n_targets=len(images)))
-
-  for split in attack_cfg.splits:
-    mask = defenses.scope_mask(theta, defense_cfg.scope, split)
-    accuracy_fn = functools.partial(grid.at_sigma, grid.accuracy_grid, model=model,
-                                    modes=modes, mask=mask, defense_key=defense_key)
-    accuracy = _over_grid(partial, f'split{split}_accuracy', sigmas, attack_cfg.grid_chunk,
-                          lambda s, fn=accuracy_fn: sharding.map_grid(fn, s, theta, x_aux, y_aux))
-    logging.info('split %d: test accuracy under perturbation %s', split, accuracy)
-    for name in attack_cfg.names:
-      attack_start = time.time()
-      views = (None,) if name == 'query_free' else tuple(attack_cfg.knows_defense)
-      for view in views:
-        call = _attack_call(name, view, split, partial, theta=theta, x_targets=x_targets,
-                            x_aux=x_aux, y_aux=y_aux, model=model, mask=mask, modes=modes,
-                            cfg=attack_cfg, defense_key=defense_key,
-                            attack_key=jax.random.fold_in(attack_key, ATTACK_FOLDS[name]),
-                            num_classes=task.num_classes)
-        outputs = _over_grid(partial, f'split{split}_{name}_{view}', sigmas,
-                             attack_cfg.grid_chunk, call)
-        references = means if name == 'mi_face' else x_targets
-        for mode, images in outputs.items():
-          for i, sigma in enumerate(defense_cfg.sigmas):
-            recon[name, split, mode, view, sigma] = images[i]
-            rows.append(dict(attack=name, split=split, sigma=sigma, mode=mode,
-                             knows_defense=view,
-                             reference='class_mean' if name == 'mi_face' else 'target',
-                             **_quality_row(images[i], references),
-                             model_test_accuracy=float(accuracy[mode][i]),
-                             n_targets=len(references)))
-      logging.info('split %d %s: %.1fs', split, name, time.time() - attack_start)
-
+  for (split, defense, name, view), outputs in out['recon'].items():
+    reference = inversion_attacks.get(name).reference
+    references = out['class_means'] if reference == 'class_mean' else out['x_targets']
+    accuracy = out['accuracy'][split, defense]
+    for variant, images in outputs.items():
+      for i, strength in enumerate(config.defense[defense].strengths):
+        rows.append(dict(attack=name, split=split, defense=defense, strength=strength,
+                         mode=variant, knows_defense=view, reference=reference,
+                         **_quality(images[i], references),
+                         model_test_accuracy=float(accuracy[variant][i]),
+                         n_targets=len(references)))
   results_metrics = {
       'target_test_accuracy': clean_accuracy,
       'target_train_accuracy': trained.metrics['train_accuracy'],
-      'n_targets': len(x_targets), 'n_aux': len(x_aux), 'image_size': int(x_aux.shape[1]),
+      'n_targets': len(out['x_targets']), 'n_aux': len(ctx.task.x_test),
+      'image_size': int(ctx.task.x_test.shape[1]),
   }
-  results = report.write_results(workdir, 'model_inversion', results_metrics, rows,
-                                 time.time() - start_time)
-  if distributed.is_writer():
-    mia_figures.write_all(workdir, rows, recon, originals=np.asarray(x_targets),
-                          baseline=np.asarray(baseline), class_means=means,
-                          num_columns=attack_cfg.figure_targets)
-  return results
+  return results_metrics, rows
+
+
+def _figures(ctx: experiment.Context, out: dict, rows: list[dict]) -> None:
+  recon = {}
+  for (split, defense, name, view), outputs in out['recon'].items():
+    for variant, images in outputs.items():
+      label = variant if defense == 'model_perturbation' else f'{defense} {variant}'.strip()
+      for i, strength in enumerate(ctx.config.defense[defense].strengths):
+        recon[name, split, label, view, strength] = images[i]
+  mia_figures.write_all(ctx.workdir, rows, recon, originals=np.asarray(out['x_targets']),
+                        baseline=out['baseline'], class_means=out['class_means'],
+                        num_columns=ctx.config.attack.figure_targets)
+
+
+SPEC = experiment.Spec('model_inversion', validate, _grid, _rows, target=_target,
+                       start=_start, figures=_figures)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs the experiment; writes results and figures into workdir; returns the results dict."""
+  return experiment.run(SPEC, config, workdir)

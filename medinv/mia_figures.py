@@ -1,10 +1,12 @@
 """Figures of the model-inversion experiment (matplotlib, Agg; every PNG written atomically).
 
-recon_<attack>.png: rows = the originals, then one row per (split, mode, sigma) for the
-  attacker that knows the defense (or the only view run), then the mean-image baseline;
-  columns = the first `num_columns` targets (MI-FACE: the classes, against class means).
-ssim_vs_sigma.png: one panel per split; SSIM against sigma per attack and mode (solid:
-  fixed, dashed: per_query), the model's test accuracy on a second axis (grey).
+recon_<attack>.png: rows = the originals, then one row per (split, defense variant,
+  strength) for the attacker that knows the defense (or the only view run), then the
+  mean-image baseline; columns = the first `num_columns` targets (MI-FACE: the classes,
+  against class means).
+ssim_vs_sigma.png (model perturbation) / ssim_vs_<defense>.png: one panel per split; SSIM
+  against the strength per attack and variant (solid: first variant, e.g. fixed; dashed: the
+  next, e.g. per_query), the model's test accuracy on a second axis (grey).
 """
 from __future__ import annotations
 
@@ -64,7 +66,8 @@ def reconstruction_grids(workdir: str, recon: dict, originals: np.ndarray,
     rows = [('class mean' if mi_face else 'original', reference)]
     for _, split, mode, _, sigma in sorted((k for k in keys if k[3] == view), key=str):
       images = recon[attack, split, mode, view, sigma][:len(reference)]
-      rows.append((f'split {split} {mode}\nsigma {sigma:g}', images))
+      symbol = 'sigma' if mode in ('fixed', 'per_query') else 'strength'
+      rows.append((f'split {split} {mode}\n{symbol} {sigma:g}', images))
     rows.append(('mean aux image', baseline[:len(reference)]))
     path = os.path.join(workdir, f'recon_{attack}.png')
     image_grid(rows, path)
@@ -72,31 +75,41 @@ def reconstruction_grids(workdir: str, recon: dict, originals: np.ndarray,
   return paths
 
 
-def ssim_vs_sigma(workdir: str, rows: list[dict]) -> str | None:
-  """SSIM against sigma per split (attacks x modes), accuracy on a twin axis."""
-  attack_rows = [r for r in rows if r['sigma'] is not None and r['knows_defense'] in (True, None)
-                 and r['reference'] == 'target']
+def figure_name(defense: str) -> str:
+  """ssim_vs_sigma.png for model perturbation (the paper's defense), else ssim_vs_<defense>."""
+  return 'ssim_vs_sigma.png' if defense == 'model_perturbation' else f'ssim_vs_{defense}.png'
+
+
+def _panel(ax, twin, rows: list[dict], attacks: list[str], colors: dict) -> None:
+  """One split: SSIM per (attack, variant) and accuracy per variant against strength."""
+  variants = list(dict.fromkeys(r['mode'] for r in rows))
+  for variant, style in zip(variants, ('-', '--', ':', '-.') * len(variants)):
+    mine = [r for r in rows if r['mode'] == variant]
+    suffix = f' ({variant})' if variant else ''
+    for attack in attacks:
+      line = sorted((r['strength'], r['ssim_mean']) for r in mine if r['attack'] == attack)
+      if line:
+        ax.plot(*zip(*line), style, marker='o', ms=3, color=colors[attack],
+                label=f'{attack}{suffix}')
+    accuracy = sorted({(r['strength'], r['model_test_accuracy']) for r in mine})
+    twin.plot(*zip(*accuracy), style, color='grey', alpha=0.6, label=f'accuracy{suffix}')
+
+
+def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None:
+  """SSIM against the defense strength per split (attacks x variants), accuracy on a twin axis."""
+  attack_rows = [r for r in rows if r['defense'] == defense
+                 and r['knows_defense'] in (True, None) and r['reference'] == 'target']
   splits = sorted({r['split'] for r in attack_rows})
   if not splits:
     return None
   fig, axes = plt.subplots(1, len(splits), squeeze=False, figsize=(4.2 * len(splits), 3.4))
   attacks = sorted({r['attack'] for r in attack_rows})
-  colors = dict(zip(attacks, plt.rcParams['axes.prop_cycle'].by_key()['color']))
+  colors = dict(zip(attacks, plt.rcParams['axes.prop_cycle'].by_key()['color'] * 4))
   for ax, split in zip(axes[0], splits):
     twin = ax.twinx()
-    for mode, style in (('fixed', '-'), ('per_query', '--')):
-      for attack in attacks:
-        line = sorted((r['sigma'], r['ssim_mean']) for r in attack_rows
-                      if r['split'] == split and r['mode'] == mode and r['attack'] == attack)
-        if line:
-          ax.plot(*zip(*line), style, marker='o', ms=3, color=colors[attack],
-                  label=f'{attack} ({mode})')
-      accuracy = sorted({(r['sigma'], r['model_test_accuracy']) for r in attack_rows
-                         if r['split'] == split and r['mode'] == mode})
-      if accuracy:
-        twin.plot(*zip(*accuracy), style, color='grey', alpha=0.6, label=f'accuracy ({mode})')
+    _panel(ax, twin, [r for r in attack_rows if r['split'] == split], attacks, colors)
     ax.set_title(f'split {split}')
-    ax.set_xlabel('sigma')
+    ax.set_xlabel('sigma' if defense == 'model_perturbation' else f'{defense} strength')
     ax.set_ylabel('SSIM')
     ax.set_ylim(-0.05, 1.05)
     twin.set_ylabel('model test accuracy', color='grey')
@@ -105,7 +118,7 @@ def ssim_vs_sigma(workdir: str, rows: list[dict]) -> str | None:
   handles, labels = axes[0, 0].get_legend_handles_labels()
   fig.legend(handles, labels, loc='upper center', ncol=min(4, len(labels)), fontsize=7,
              bbox_to_anchor=(0.5, 1.12))
-  path = os.path.join(workdir, 'ssim_vs_sigma.png')
+  path = os.path.join(workdir, figure_name(defense))
   save_png(fig, path)
   return path
 
@@ -114,5 +127,7 @@ def write_all(workdir: str, rows: list[dict], recon: dict, *, originals: np.ndar
               baseline: np.ndarray, class_means: np.ndarray, num_columns: int) -> list[str]:
   """Every figure of the experiment; returns the paths written."""
   paths = reconstruction_grids(workdir, recon, originals, baseline, class_means, num_columns)
-  path = ssim_vs_sigma(workdir, rows)
-  return paths + ([path] if path else [])
+  for defense in dict.fromkeys(r['defense'] for r in rows if r['defense']):
+    path = ssim_vs_strength(workdir, rows, defense)
+    paths += [path] if path else []
+  return paths

@@ -30,7 +30,8 @@ RUNNERS: dict[str, Runner] = {
     'attribute_inference': Runner(aia.run, ('defense.flip_prob',),
                                   (('defense.flip_prob', 'defense.flip_probs'),), 'aia', 1.0),
     'model_inversion': Runner(mia.run, ('defense.sigma',),
-                              (('defense.sigma', 'defense.sigmas'),), 'mia', 6.0),
+                              (('defense.sigma', 'defense.model_perturbation.strengths'),), 'mia',
+                              6.0),
     'population': Runner(population.run, population.TRAIN_AXES),
     'rmle': Runner(sweep_rmle.run, population.TRAIN_AXES + sweep_rmle.ATTACK_AXES),
 }

@@ -108,8 +108,8 @@ def map_grid_sharded(fn: Callable, grid, *broadcast, batch_size: int = 0,
   """
   mesh = grid_mesh() if mesh is None else mesh
   grid, size = shard_grid(grid, mesh)
-  program = program(fn, mesh, batch_size, len(broadcast))
-  return program(grid, *replicate(broadcast, mesh)), size
+  compiled = program(fn, mesh, batch_size, len(broadcast))
+  return compiled(grid, *replicate(broadcast, mesh)), size
 
 
 def map_grid(fn: Callable, grid, *broadcast, batch_size: int = 0,

@@ -80,11 +80,49 @@ def aia_section(name: str, results: dict) -> str:
   return '\n'.join(out)
 
 
+def _inverse_table(attacked: list[dict], defense: str, symbol: str) -> list[str]:
+  inverse = [r for r in attacked if r['attack'] == 'inverse_network' and r['knows_defense']]
+  if not inverse:
+    return []
+  strengths = sorted({r['strength'] for r in inverse})
+  modes = list(dict.fromkeys(r['mode'] for r in inverse))
+  header = ['split', symbol] + [f'{col} ({mode})' if mode else col for mode in modes
+                                for col in ('model acc.', 'MSE', 'PSNR', 'SSIM')]
+  body = []
+  for split in sorted({r['split'] for r in inverse}):
+    for strength in strengths:
+      cells = [split, strength]
+      for mode in modes:
+        r = next(r for r in inverse
+                 if (r['split'], r['strength'], r['mode']) == (split, strength, mode))
+        cells += [r['model_test_accuracy'], r['mse_mean'], r['psnr_mean'], r['ssim_mean']]
+      body.append(cells)
+  title = ('**Inverse network (the paper\'s black-box attack; the attacker queries the '
+           'deployed model)**')
+  if defense != 'model_perturbation':
+    title = f'**Inverse network under {defense} (the attacker queries the deployed model)**'
+  return [title, '', table(header, body), '']
+
+
+def _every_attack_table(attacked: list[dict], defense: str, symbol: str) -> list[str]:
+  strengths = sorted({r['strength'] for r in attacked})
+  header = ['attack', 'split', 'mode', 'attacker queries'] + [
+      f'SSIM {symbol}={s:g}' for s in strengths]
+  body = []
+  for key in dict.fromkeys((r['attack'], r['split'], r['mode'], r['knows_defense'])
+                           for r in attacked):
+    by_strength = {r['strength']: r['ssim_mean'] for r in attacked
+                   if (r['attack'], r['split'], r['mode'], r['knows_defense']) == key}
+    view = 'deployed model' if key[3] else 'clean model'
+    body.append([key[0], key[1], key[2], view] + [by_strength.get(s) for s in strengths])
+  under = '' if defense == 'model_perturbation' else f' under {defense}'
+  return [f'**Every attack{under} (SSIM; MI-FACE is compared with each class\'s mean training '
+          'image)**', '', table(header, body), '']
+
+
 def mia_section(name: str, results: dict) -> str:
   rows = results['rows']
   m = results['metrics']
-  attacked = [r for r in rows if r['attack'] not in ('mean_aux_image',)]
-  sigmas = sorted({r['sigma'] for r in attacked})
   out = [f'## Model inversion: {name.split("_", 1)[1]} (`{name}`)', '',
          f'Target SplitCNN test accuracy {fmt(m["target_test_accuracy"])}; {m["n_targets"]} '
          f'training images reconstructed from hospital A\'s features; the attacker holds '
@@ -96,31 +134,11 @@ def mia_section(name: str, results: dict) -> str:
     out += ['Baseline (the attacker\'s mean image as every reconstruction): '
             f'MSE {fmt(b["mse_mean"], 4)}, PSNR {fmt(b["psnr_mean"], 2)}, '
             f'SSIM {fmt(b["ssim_mean"])}.', '']
-  inverse = [r for r in attacked if r['attack'] == 'inverse_network' and r['knows_defense']]
-  if inverse:
-    modes = sorted({r['mode'] for r in inverse})
-    header = ['split', 'σ'] + [f'{col} ({mode})' for mode in modes
-                              for col in ('model acc.', 'MSE', 'PSNR', 'SSIM')]
-    body = []
-    for split in sorted({r['split'] for r in inverse}):
-      for sigma in sigmas:
-        cells = [split, sigma]
-        for mode in modes:
-          r = next(r for r in inverse if (r['split'], r['sigma'], r['mode']) == (split, sigma, mode))
-          cells += [r['model_test_accuracy'], r['mse_mean'], r['psnr_mean'], r['ssim_mean']]
-        body.append(cells)
-    out += ['**Inverse network (the paper\'s black-box attack; the attacker queries the '
-            'deployed model)**', '', table(header, body), '']
-  header = ['attack', 'split', 'mode', 'attacker queries'] + [f'SSIM σ={s:g}' for s in sigmas]
-  body = []
-  for key in dict.fromkeys((r['attack'], r['split'], r['mode'], r['knows_defense'])
-                           for r in attacked):
-    by_sigma = {r['sigma']: r['ssim_mean'] for r in attacked
-                if (r['attack'], r['split'], r['mode'], r['knows_defense']) == key}
-    view = 'deployed model' if key[3] else 'clean model'
-    body.append([key[0], key[1], key[2], view] + [by_sigma.get(s) for s in sigmas])
-  out += ['**Every attack (SSIM; MI-FACE is compared with each class\'s mean training image)**',
-          '', table(header, body), '']
+  for defense in dict.fromkeys(r['defense'] for r in rows if r['defense']):
+    attacked = [r for r in rows if r['defense'] == defense]
+    symbol = 'σ' if defense == 'model_perturbation' else 'strength'
+    out += _inverse_table(attacked, defense, symbol) + _every_attack_table(attacked, defense,
+                                                                           symbol)
   figures = sorted(f for f in os.listdir(results['_dir']) if f.endswith('.png'))
   out += [f'![{f[:-4]}]({name}/{f})' for f in figures] + ['']
   return '\n'.join(out)
@@ -152,9 +170,10 @@ def privacy_utility_figure(parts: dict, path: str) -> bool:
     aia_ax.legend(fontsize=7)
   for name, results in mia_parts.items():
     rows = [r for r in results['rows'] if r['attack'] == 'inverse_network'
-            and r['knows_defense'] and r['mode'] == 'per_query']
+            and r['knows_defense'] and r['defense'] == 'model_perturbation'
+            and r['mode'] == 'per_query']
     for split in sorted({r['split'] for r in rows}):
-      mine = sorted((r for r in rows if r['split'] == split), key=lambda r: r['sigma'])
+      mine = sorted((r for r in rows if r['split'] == split), key=lambda r: r['strength'])
       mia_ax.plot([r['model_test_accuracy'] for r in mine], [r['ssim_mean'] for r in mine],
                   'o-', label=f'{name}: split {split}')
   if mia_parts:

@@ -18,23 +18,23 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from medinv import axes as axes_lib
 from medinv import data as data_lib
 from medinv import defenses
-from medinv import distributed
+from medinv import experiment
 from medinv import keys as keys_lib
 from medinv import metrics
 from medinv import models
 from medinv import population
-from medinv import report
 from medinv import sharding
 from medinv import train
+from medinv.attacks import grid
 from medinv.attacks import inversion
 from medinv.attacks import objectives
 
@@ -74,24 +74,32 @@ def weighted_objective(weights: dict):
   return objective
 
 
-def attack_point(point, population_params, x_targets, x_test, y_test, x0, *, model, split,
+def attack_point(point, population_params, x_targets, x_test, y_test, *, model, split,
                  scope: str, steps: int):
-  """One (model, sigma, attack hyperparameters) point: reconstruction quality and utility."""
+  """One (model, sigma, attack hyperparameters) point: reconstruction quality and utility.
+
+  The registered 'rmle' attack against the registered 'model_perturbation' defense (fixed
+  mode), through the model-inversion grid driver, with traced hyperparameters.
+  """
   params = jax.tree.map(lambda leaf: leaf[point['model']], population_params)
   defense_key = keys_lib.named_keys(point['seed'])['defense']
-  mask = defenses.scope_mask(params, scope, split)
-  deployed = defenses.perturb_params(defense_key, params, point['defense.sigma'], mask)
-  edge = models.edge_fn(model, split)
+  defense_cfg = defenses.config_block('model_perturbation', modes=('fixed',), scope=scope)
   weights = {path.rsplit('.', 1)[1]: value for path, value in point.items()
              if path.startswith('attack.weights.')}
-  reconstructions, losses = inversion.rmle(
-      edge, deployed, edge(deployed, x_targets), x0, objective=weighted_objective(weights),
-      steps=steps, learning_rate=point['attack.learning_rate'], prior_image=x0)
+  cfg = ml_collections.ConfigDict(dict(objective=weighted_objective(weights), steps=steps,
+                                       learning_rate=point['attack.learning_rate']))
+  arrays = {'theta': params, 'x_targets': x_targets, 'x_aux': x_test, 'y_aux': y_test}
+  reconstructions = grid.attack_at(
+      point['defense.sigma'], arrays, {}, defense='model_perturbation',
+      defense_cfg=defense_cfg, defense_key=defense_key, attack='rmle', cfg=cfg, model=model,
+      split=split, knows_defense=True, attack_key=defense_key, num_classes=0)['fixed']
   quality = {name: jnp.mean(values) for name, values in
              metrics.image_quality(reconstructions, x_targets).items()}
-  logits = model.apply({'params': deployed}, x_test)
-  return {**quality, 'final_loss': jnp.mean(losses[:, -1]),
-          'model_test_accuracy': jnp.mean(jnp.argmax(logits, -1) == y_test)}
+  accuracy = grid.accuracy_at(point['defense.sigma'], {'theta': params, 'x_test': x_test,
+                                                       'y_test': y_test},
+                              model=model, split=split, defense='model_perturbation',
+                              defense_cfg=defense_cfg, defense_key=defense_key)['fixed']
+  return {**quality, 'model_test_accuracy': accuracy}
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,7 +107,7 @@ def point_fn(model, split: int, scope: str, steps: int):
   return functools.partial(attack_point, model=model, split=split, scope=scope, steps=steps)
 
 
-def grid(models_points: dict[str, np.ndarray], attack_grid: dict[str, np.ndarray]
+def flat_grid(models_points: dict[str, np.ndarray], attack_grid: dict[str, np.ndarray]
          ) -> dict[str, np.ndarray]:
   """The flattened (model, attack point) grid, models slowest."""
   num_models = len(models_points['seed'])
@@ -110,25 +118,36 @@ def grid(models_points: dict[str, np.ndarray], attack_grid: dict[str, np.ndarray
   return flat
 
 
-def run(config, workdir: str) -> dict:
-  """Trains the run's target population, attacks it over the attack grid, writes results."""
-  validate(config)
-  start = time.time()
-  report.write_config(workdir, config)
-  task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+def _targets(config, task: data_lib.Task) -> np.ndarray:
   targets_key = jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 0)
-  target_index = np.sort(np.asarray(
+  index = np.sort(np.asarray(
       jax.random.permutation(targets_key, len(task.x_train))[:config.attack.num_targets]))
-  x_targets, x_aux = task.x_train[target_index], task.x_test  # The attacker holds the test split.
-  inversion.check_attack_images(x_targets, x_aux)
+  return task.x_train[index]
+
+
+def _target(config, task: data_lib.Task, workdir: str) -> dict:
+  """Checks the attacker's images, then trains (or resumes) the run's target population."""
+  inversion.check_attack_images(_targets(config, task), task.x_test)  # attacker: test split
   models_points = population.points(config)
   model, state, size = population.fit(config, task, models_points,
                                       checkpoint_dir=os.path.join(workdir, 'checkpoints'))
-  flat = grid(models_points, attack_points(config))
-  x0 = np.mean(x_aux, axis=0)
-  fn = point_fn(model, config.attack.split, config.defense.scope, config.attack.steps)
-  out = sharding.map_grid(fn, flat, state.params, x_targets, task.x_test, task.y_test, x0,
-                       batch_size=config.attack.grid_batch_size)
+  return {'model': model, 'state': state, 'size': size, 'points': models_points}
+
+
+def _grid(ctx: experiment.Context) -> dict:
+  """Every (model, attack point) in one program sharded over the devices."""
+  config, task, target = ctx.config, ctx.task, ctx.target
+  flat = flat_grid(target['points'], attack_points(config))
+  fn = point_fn(target['model'], config.attack.split, config.defense.scope, config.attack.steps)
+  out = sharding.map_grid(fn, flat, target['state'].params, _targets(config, task), task.x_test,
+                          task.y_test, batch_size=config.attack.grid_batch_size)
+  return {'flat': flat, 'out': out}
+
+
+def _rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
+  config, models_points = ctx.config, ctx.target['points']
+  flat, out = outputs['flat'], outputs['out']
+  x_targets, x_aux = _targets(config, ctx.task), ctx.task.x_test
   rows = []
   for i, k in enumerate(flat['model']):
     row = {'dataset': config.data.dataset, 'split': config.attack.split,
@@ -138,13 +157,20 @@ def run(config, workdir: str) -> dict:
     row.update({path.split('.', 1)[1]: float(str(flat[path][i])) for path in flat
                 if path.startswith(('defense.', 'attack.'))})
     row.update({f'{name}_mean': float(out[name][i]) for name in metrics.QUALITY_METRICS})
-    row.update(final_loss=float(out['final_loss'][i]),
-               model_test_accuracy=float(out['model_test_accuracy'][i]), n_targets=len(x_targets))
+    row.update(model_test_accuracy=float(out['model_test_accuracy'][i]),
+               n_targets=len(x_targets))
     rows.append(row)
   baseline = metrics.quality_summary(
       inversion.mean_image_baseline(jnp.asarray(x_aux), len(x_targets)), jnp.asarray(x_targets))
-  results_metrics = {'models': size, 'points': len(rows),
+  results_metrics = {'models': ctx.target['size'], 'points': len(rows),
                      'ssim_max': max(r['ssim_mean'] for r in rows),
                      'baseline_ssim': baseline['ssim_mean'], 'baseline_psnr': baseline['psnr_mean']}
-  return report.write_results(workdir, 'rmle_sweep', results_metrics, rows,
-                              time.time() - start)
+  return results_metrics, rows
+
+
+SPEC = experiment.Spec('rmle_sweep', validate, _grid, _rows, target=_target)
+
+
+def run(config, workdir: str) -> dict:
+  """Trains the run's target population, attacks it over the attack grid, writes results."""
+  return experiment.run(SPEC, config, workdir)

@@ -68,9 +68,9 @@ def test_on_8_devices_rmle_grid_equals_one_device():
   attack = {'defense.sigma': np.float32([0.0, 0.05, 0.1]),
             'attack.learning_rate': np.float32([0.05, 0.1, 0.05]),
             'attack.weights.tv': np.float32([0.0, 0.05, 0.02])}
-  flat = sweep_rmle.grid({'seed': np.int32([0, 1])}, attack)  # 6 points on 8 devices
+  flat = sweep_rmle.flat_grid({'seed': np.int32([0, 1])}, attack)  # 6 points on 8 devices
   fn = sweep_rmle.point_fn(model, 2, 'edge', 3)
-  args = (population_params, images[:2], images, jnp.int32([0, 1, 0]), images[2])
+  args = (population_params, images[:2], images, jnp.int32([0, 1, 0]))
   _close(sharding.map_grid(fn, flat, *args),  # vmapped per device; one point at a time on one
          sharding.map_grid(fn, flat, *args, mesh=_one_device(), batch_size=1),
          rtol=1e-4, atol=1e-5)

@@ -8,6 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
@@ -151,8 +152,8 @@ def test_perturbation_has_configured_std_and_touches_only_scope():
   _, params = _split_cnn_params()
   sigma = 0.05
   mask = defenses.scope_mask(params, 'edge', 2)
-  noisy = jax.jit(lambda p: inversion.Deployment(jax.random.key(3), p, sigma, 'fixed', mask
-                                                  ).params_for(0))(params)
+  noisy = jax.jit(lambda p: defenses.ModelPerturbation(jax.random.key(3), p, sigma, mode='fixed',
+                                                       mask=mask).params_for(0))(params)
   for name in params:
     for leaf in params[name]:
       delta = np.asarray(noisy[name][leaf] - params[name][leaf]).ravel()
@@ -160,9 +161,9 @@ def test_perturbation_has_configured_std_and_touches_only_scope():
         assert stats.kstest(delta / sigma, 'norm').pvalue > 1e-3, (name, leaf)
       else:
         assert np.all(delta == 0), (name, leaf)
-  everything = jax.jit(lambda p: inversion.Deployment(
-      jax.random.key(3), p, sigma, 'fixed', defenses.scope_mask(params, 'all')).params_for(0)
-                       )(params)
+  everything = jax.jit(lambda p: defenses.ModelPerturbation(
+      jax.random.key(3), p, sigma, mode='fixed', mask=defenses.scope_mask(params, 'all')
+  ).params_for(0))(params)
   assert stats.kstest(np.asarray(everything['fc1']['kernel'] - params['fc1']['kernel']).ravel()
                       / sigma, 'norm').pvalue > 1e-3
 
@@ -172,12 +173,12 @@ def test_per_query_noise_differs_between_queries_and_fixed_does_not():
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(3, 16, 16, 1)), jnp.float32)
   edge = models.edge_fn(model, 2)
   for mode in ('fixed', 'per_query'):
-    deployment = inversion.Deployment(jax.random.key(1), params, 0.1, mode)
+    deployment = defenses.ModelPerturbation(jax.random.key(1), params, 0.1, mode=mode)
     first, second = (deployment.params_for(q)['conv1']['kernel'] for q in (0, 1))
     assert np.array_equal(first, second) == (mode == 'fixed')
     # Each image its own query: the same image answered twice differs only per query.
     same = jnp.concatenate([images[:1]] * 2)
-    answers = inversion.query_each(deployment, edge, same, 0)
+    answers = defenses.query_each(deployment, edge, same, 0)
     assert np.array_equal(answers[0], answers[1]) == (mode == 'fixed')
     # query_each answers image i with the parameters of query first + i.
     np.testing.assert_allclose(answers[1], edge(deployment.params_for(1), same[1:])[0],
@@ -239,19 +240,29 @@ def test_bad_input_is_rejected_before_compute():
     inversion.check_attack_images(images[:2], images[1:])
   with pytest.raises(ValueError, match='different shapes'):
     inversion.check_attack_images(images[:2], images[2:, :8])
-  cases = [('defense.sigmas', (0.0, -0.1), 'sigmas must be >= 0'),
+  cases = [('defense.model_perturbation.strengths', (0.0, -0.1), 'strengths must be >= 0'),
            ('attack.splits', (3,), 'split must be one of'),
-           ('attack.objective', 'feature_l2:1.0,tv:-1', 'weight must be >= 0'),
-           ('attack.rmle_steps', 0, 'rmle_steps must be positive'),
-           ('attack.decoder_steps', 0, 'decoder_steps must be positive'),
-           ('defense.modes', ('sometimes',), 'allowed'),
-           ('attack.names', ('guess',), 'unknown attacks')]
+           ('attack.rmle.objective', 'feature_l2:1.0,tv:-1', 'weight must be >= 0'),
+           ('attack.rmle.steps', 0, 'attack.rmle.steps must be positive'),
+           ('attack.inverse_network.steps', 0, 'attack.inverse_network.steps must be positive'),
+           ('defense.model_perturbation.modes', ('sometimes',), 'allowed'),
+           ('attack.names', ('guess',), 'unknown'),
+           ('attack.rmle.stepz', 3, 'unknown fields')]
   for field, value, message in cases:
     config = mia_breastmnist.get_config('smoke')
-    section, key = field.split('.')
-    config[section][key] = value
+    *parents, key = field.split('.')
+    node = config
+    for part in parents:
+      node = node[part]
+    with node.unlocked():
+      node[key] = value
     with pytest.raises(ValueError, match=message):
       mia.validate(config)
+  config = mia_breastmnist.get_config('smoke')
+  with config.unlocked():
+    config.defense.cloak = ml_collections.ConfigDict({'strengths': (0.0,)})
+  with pytest.raises(ValueError, match="unknown defense 'cloak'"):
+    mia.validate(config)
   with pytest.raises(ValueError, match='zero|positive'):
     inversion.rmle(linear_edge, random_weights(4), jnp.zeros((1, 4)),
                    jnp.zeros((SIZE, SIZE, 1)), objective='tv', steps=0, learning_rate=0.1)
@@ -270,7 +281,8 @@ def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
   rows = results['rows']
   attacks = {r['attack'] for r in rows}
   assert attacks == set(config.attack.names) | {'mean_aux_image'}
-  grid = len(config.defense.sigmas) * len(config.defense.modes)
+  perturbation = config.defense.model_perturbation
+  grid = len(perturbation.strengths) * len(perturbation.modes)
   knows = len(config.attack.knows_defense)
   assert len([r for r in rows if r['attack'] == 'rmle']) == grid * knows
   assert len([r for r in rows if r['attack'] == 'query_free']) == grid
@@ -280,7 +292,7 @@ def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
   # At sigma 0 both modes deploy the same model, so every attack gets the same answers.
   for attack in ('inverse_network', 'rmle', 'query_free'):
     at_zero = {r['mode']: r['ssim_mean'] for r in rows if r['attack'] == attack
-               and r['sigma'] == 0.0 and r['knows_defense'] in (True, None)}
+               and r['strength'] == 0.0 and r['knows_defense'] in (True, None)}
     assert at_zero['fixed'] == pytest.approx(at_zero['per_query'], abs=1e-5)
   for name in ('results.csv', 'config.json', 'recon_inverse_network.png', 'ssim_vs_sigma.png',
                'target/results.json'):

@@ -18,6 +18,7 @@ from configs import sweep_inversion
 from configs import sweep_population
 from medinv import data as data_lib
 from medinv import axes as axes_lib
+from medinv import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -18,14 +18,14 @@ targets, iterations inside `lax.scan` / `lax.while_loop`), so a caller can vmap 
 whole defense grid (`medinv.attacks.grid`). The optimisation attacks take their
 objective from `objectives` (a spec string or a built function).
 
-Queries: the deployed model answers query number q with `Deployment.params(q)` (fresh noise
-per query in 'per_query' mode). Query numbers are disjoint per use: targets are queries
-TARGET_QUERIES + i, the attacker's queries ATTACKER_QUERIES + t, test-accuracy queries
-EVAL_QUERIES + i.
+Queries (`medinv.defenses.query_each` / `query_batch`): the deployed model answers query
+number q with `Deployment.params_for(q)` (fresh noise per query under per-query defenses).
+Query numbers are disjoint per use: targets are queries TARGET_QUERIES + i, the attacker's
+queries ATTACKER_QUERIES + t, test-accuracy queries EVAL_QUERIES + i.
+The registered attacks built from these functions are in `medinv.attacks.inversion_attacks`.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from medinv import defenses
 from medinv import models
 from medinv.data import images as image_lib
 from medinv.attacks import objectives
@@ -67,41 +66,6 @@ def check_attack_images(targets: np.ndarray, aux: np.ndarray) -> None:
   if overlap:
     raise ValueError(f'the attacker image set overlaps the targets (target indices {overlap}); '
                      'the attacker must not hold the images it reconstructs')
-
-
-# ----------------------------------------------------------------------------- queries
-
-@dataclasses.dataclass(frozen=True)
-class Deployment:
-  """Hospital A's model as it answers queries under model perturbation.
-
-  params: the trained parameters theta; sigma: noise std (may be traced); mode: 'fixed' or
-  'per_query'; mask: which leaves are perturbed (`defenses.scope_mask`); key: the defense key.
-  """
-  key: jax.Array
-  params: Any
-  sigma: Any
-  mode: str = 'fixed'
-  mask: Any = None
-
-  def params_for(self, query_index) -> Any:
-    """The parameters that answer query number `query_index`."""
-    if isinstance(self.sigma, (int, float)) and self.sigma == 0:
-      return self.params
-    return defenses.deployed_params(self.key, self.params, self.sigma, self.mode, query_index,
-                                    self.mask)
-
-
-def query_each(deployment: Deployment, apply_fn: EdgeApply, images: jax.Array,
-               first_query) -> jax.Array:
-  """Answers each image as its own query (numbers first_query + i): (n, ...) outputs."""
-  if deployment.mode == 'fixed':  # One model answers every query: one batched call.
-    return apply_fn(deployment.params_for(first_query), images)
-
-  def one(index_image):
-    index, image = index_image
-    return apply_fn(deployment.params_for(first_query + index), image[None])[0]
-  return jax.lax.map(one, (jnp.arange(images.shape[0]), images))
 
 
 # ----------------------------------------------------------------------------- optimisation

@@ -1,0 +1,242 @@
+"""Model-inversion attacks as registered components: one name, one config block, two functions.
+
+An attack is registered with
+  defaults     its config block (`config.attack.<name>`),
+  prepare      optional `(ctx) -> pytree`: work that does not depend on the defense strength
+               (a shadow model, the decoder of an attacker that queried before the defense),
+               run once per split and attacker view and kept as an orbax stage,
+  attack       `(ctx, held, features, prepared) -> reconstructions (n, h, w, c)`: `held` is the
+               deployment the attacker holds (the deployed one, or theta when it does not
+               know the defense; a `defenses.Deployment` either way), `features` what
+               hospital A sent for the targets.
+`medinv.attacks.grid` runs every registered attack over defenses x strengths x targets; the
+loops, vmaps and sharding never change when one is added. Adding one, e.g. in a research
+script:
+
+    def nearest(ctx, held, features, prepared):
+      aux = defenses.query_each(held, ctx.edge, ctx.x_aux, inversion.ATTACKER_QUERIES)
+      d = jnp.sum((features[:, None] - aux[None]) ** 2, axis=(2, 3, 4))
+      return ctx.x_aux[jnp.argmin(d, axis=1)]
+
+    inversion_attacks.register('nearest_aux', nearest, defaults={})
+
+after which `attack.names` may name it and `config.attack.nearest_aux` holds its settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from medinv import decoders
+from medinv import defenses
+from medinv import models
+from medinv.attacks import inversion
+from medinv.attacks import objectives
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What an attack may read (arrays may be traced; the rest is static).
+
+  knows_defense: the attacker's view of hospital A's model (True: the deployed model, False:
+  the clean one; None for attacks that never see the model).
+  """
+  model: models.SplitCNN
+  split: int
+  cfg: Any
+  key: jax.Array
+  theta: Any
+  x_targets: jax.Array
+  x_aux: jax.Array
+  y_aux: jax.Array
+  num_classes: int
+  knows_defense: bool | None = None
+
+  @property
+  def edge(self) -> Callable:
+    return models.edge_fn(self.model, self.split)
+
+  @property
+  def cloud(self) -> Callable:
+    return models.cloud_fn(self.model, self.split)
+
+
+@dataclasses.dataclass(frozen=True)
+class Attack:
+  """A registered model-inversion attack (see the module docstring).
+
+  uses_view: whether `held` matters (False: one run, knows_defense None).
+  reference: 'target' (reconstructs the targets) or 'class_mean' (one image per class).
+  fold: the attack stream's fold for this attack's key.
+  positive: config fields that must be > 0; objective_fields: fields holding objective specs.
+  """
+  name: str
+  attack: Callable[..., jax.Array]
+  defaults: dict
+  prepare: Callable[[Context], Any] | None = None
+  uses_view: bool = True
+  reference: str = 'target'
+  fold: int = 0
+  positive: tuple[str, ...] = ()
+  objective_fields: tuple[str, ...] = ()
+
+  def check(self, cfg) -> None:
+    """Raises ValueError for a bad `config.attack.<name>` block."""
+    unknown = sorted(set(cfg.keys()) - set(self.defaults))
+    if unknown:
+      raise ValueError(f'attack.{self.name}: unknown fields {unknown}; known: '
+                       f'{sorted(self.defaults)}')
+    for field in self.positive:
+      inversion.check_positive(f'attack.{self.name}.{field}', cfg[field])
+    for field in self.objective_fields:
+      objectives.parse(cfg[field])
+
+
+ATTACKS: dict[str, Attack] = {}
+
+
+def register(name: str, attack: Callable[..., jax.Array], *, defaults: dict,
+             prepare: Callable[[Context], Any] | None = None, uses_view: bool = True,
+             reference: str = 'target', fold: int | None = None,
+             positive: tuple[str, ...] = (), objective_fields: tuple[str, ...] = (),
+             replace: bool = False) -> Attack:
+  """Registers a model-inversion attack; `fold` defaults to a stable hash of the name."""
+  if name in ATTACKS and not replace:
+    raise ValueError(f'model-inversion attack {name!r} is already registered '
+                     '(pass replace=True)')
+  if reference not in ('target', 'class_mean'):
+    raise ValueError(f"reference must be 'target' or 'class_mean', got {reference!r}")
+  fold = 16 + zlib.crc32(name.encode()) % (1 << 20) if fold is None else fold
+  component = Attack(name, attack, dict(defaults), prepare, uses_view, reference, fold,
+                     tuple(positive), tuple(objective_fields))
+  ATTACKS[name] = component
+  return component
+
+
+def get(name: str) -> Attack:
+  if name not in ATTACKS:
+    raise ValueError(f'unknown model-inversion attack {name!r}; registered: {sorted(ATTACKS)}')
+  return ATTACKS[name]
+
+
+def config_block(name: str, **overrides) -> ml_collections.ConfigDict:
+  """An attack's config block: its registered defaults with `overrides`."""
+  block = ml_collections.ConfigDict(get(name).defaults)
+  block.update(overrides)
+  return block
+
+
+# ----------------------------------------------------------------------------- inverse network
+
+def _train_decoder(ctx: Context, held: defenses.Deployment):
+  cfg = ctx.cfg
+  decoder = decoders.InverseDecoder(ctx.split, ctx.x_targets.shape[-1], cfg.width)
+
+  def query_fn(t, images):  # step t's batch is the attacker's query ATTACKER_QUERIES + t
+    return defenses.query_batch(held, ctx.edge, images, inversion.ATTACKER_QUERIES + t)
+  params, _ = inversion.train_decoder(
+      ctx.key, query_fn, ctx.x_aux, decoder=decoder, steps=cfg.steps,
+      batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+      augment_flip=cfg.augment_flip)
+  return decoder, params
+
+
+def _inverse_network_prepare(ctx: Context):
+  """The clean decoder (attacker that queried before the defense); nothing otherwise."""
+  if ctx.knows_defense:
+    return {}
+  return _train_decoder(ctx, defenses.Deployment(None, ctx.theta))[1]
+
+
+def _inverse_network(ctx: Context, held, features, prepared):
+  decoder = decoders.InverseDecoder(ctx.split, ctx.x_targets.shape[-1], ctx.cfg.width)
+  params = _train_decoder(ctx, held)[1] if ctx.knows_defense else prepared
+  return decoder.apply({'params': params}, features)
+
+
+register('inverse_network', _inverse_network, prepare=_inverse_network_prepare, fold=1,
+         defaults=dict(width=64, steps=400, batch_size=32, learning_rate=2e-3,
+                       augment_flip=True),
+         positive=('width', 'steps', 'batch_size', 'learning_rate'))
+
+
+# ----------------------------------------------------------------------------- rMLE
+
+def _rmle_with(ctx: Context, edge_params, features):
+  prior = jnp.mean(ctx.x_aux, axis=0)
+  return inversion.rmle(ctx.edge, edge_params, features, prior, objective=ctx.cfg.objective,
+                        steps=ctx.cfg.steps, learning_rate=ctx.cfg.learning_rate,
+                        prior_image=prior)[0]
+
+
+def _rmle(ctx: Context, held, features, prepared):
+  """White box: the attacker's model is one answer of the deployment, or theta itself."""
+  del prepared
+  return _rmle_with(ctx, held.params_for(inversion.ATTACKER_QUERIES), features)
+
+
+RMLE_DEFAULTS = dict(objective='feature_l2:1.0,tv:0.005', steps=300, learning_rate=0.02)
+register('rmle', _rmle, fold=3, defaults=RMLE_DEFAULTS, positive=('steps', 'learning_rate'),
+         objective_fields=('objective',))
+
+
+# ----------------------------------------------------------------------------- query-free
+
+def _shadow(ctx: Context):
+  cfg = ctx.cfg
+  cloud_params = ctx.theta if cfg.shadow_uses_target_cloud else None
+  return inversion.train_shadow_edge(
+      ctx.key, ctx.x_aux, ctx.y_aux, model=ctx.model, split=ctx.split,
+      cloud_params=cloud_params, steps=cfg.shadow_steps, batch_size=cfg.shadow_batch_size,
+      learning_rate=cfg.shadow_learning_rate, augment_flip=cfg.augment_flip)[0]
+
+
+def _query_free(ctx: Context, held, features, shadow):
+  """rMLE through the shadow edge: never sees hospital A's model."""
+  del held
+  return _rmle_with(ctx, shadow, features)
+
+
+register('query_free', _query_free, prepare=_shadow, uses_view=False, fold=2,
+         defaults=dict(RMLE_DEFAULTS, shadow_steps=400, shadow_batch_size=32,
+                       shadow_learning_rate=1e-3, shadow_uses_target_cloud=True,
+                       augment_flip=True),
+         positive=('steps', 'learning_rate', 'shadow_steps', 'shadow_batch_size',
+                   'shadow_learning_rate'), objective_fields=('objective',))
+
+
+# ----------------------------------------------------------------------------- MI-FACE
+
+def _class_images(ctx: Context, held: defenses.Deployment):
+  """MI-FACE per class from a black image; gradient step t is query ATTACKER_QUERIES + t."""
+  cfg = ctx.cfg
+  edge, cloud = ctx.edge, ctx.cloud
+
+  def logits_apply(step, images):
+    return defenses.query_batch(held, edge, images, inversion.ATTACKER_QUERIES + step, cloud)
+  return inversion.mi_face(
+      logits_apply, jnp.arange(ctx.num_classes), jnp.zeros_like(ctx.x_aux[0]),
+      objective=cfg.objective, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+      patience=cfg.patience, threshold=cfg.threshold,
+      prior_image=jnp.mean(ctx.x_aux, axis=0))['images']
+
+
+def _mi_face_prepare(ctx: Context):
+  """The clean model's class images (the same at every strength); nothing otherwise."""
+  return {} if ctx.knows_defense else _class_images(ctx, defenses.Deployment(None, ctx.theta))
+
+
+def _mi_face(ctx: Context, held, features, prepared):
+  del features
+  return _class_images(ctx, held) if ctx.knows_defense else prepared
+
+
+register('mi_face', _mi_face, prepare=_mi_face_prepare, reference='class_mean', fold=4,
+         defaults=dict(objective='class_conf:1.0', max_steps=500, learning_rate=0.1,
+                       patience=50, threshold=0.01),
+         positive=('max_steps', 'learning_rate', 'patience'), objective_fields=('objective',))
