@@ -26,6 +26,7 @@ def get_config(arg=None):
   # 56,000 member targets: a few release draws already give tight averages.
   config.defense = aia_heart.defense_config(args.release, num_draws=3)
   if args.smoke:
-    config.attack.update(sensitive=('gender', 'cholesterol'), max_records=1000, steps=50)
+    config.attack.update(sensitive=('gender', 'cholesterol'), max_records=1000)
+    config.attack.learned.steps = config.attack.classifier.steps = 50
     config.defense.update(flip_probs=(0.0, 0.25, 0.5), num_draws=2)
   return config

@@ -15,6 +15,7 @@ import ml_collections
 
 from configs import common
 from configs import train_heart
+from medinv.attacks import attribute_attacks
 
 FLIP_PROBS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 # Every categorical heart_disease attribute with 2-4 values (ca has 5).
@@ -22,26 +23,27 @@ SENSITIVE = ('sex', 'cp', 'fbs', 'restecg', 'exang', 'slope', 'thal')
 
 
 def attack_config(sensitive, release: str, **overrides) -> ml_collections.ConfigDict:
-  """The attacker: what it targets, its attacks, MAP likelihoods and learned classifiers.
+  """The attacker: what it targets and which registered attacks it runs, each with its block.
 
-  attacks: the registered attacks it runs (medinv.attacks.attribute.ATTACKS): release
-    attacks ('map', 'learned') get rows, no-model baselines ('prior', 'classifier') get
-    columns of every row. Each reads the fields below that it declares as defaults.
-  map_variants: MAP likelihoods (medinv.attacks.attribute.LIKELIHOODS); 'probability'
-    needs a probability release. eps: the indicator's mismatch likelihood.
+  names: the attacks it runs (medinv.attacks.attribute_attacks.ATTACKS): release attacks
+    ('map', 'learned') get rows; no-model baselines ('prior', 'classifier') get columns of
+    every row. Each has its block attack.<name>, the registered defaults:
+    map: variants (MAP likelihoods, medinv.attacks.attribute.LIKELIHOODS; 'probability'
+      needs a probability release) and eps (the indicator's mismatch likelihood);
+    learned, classifier: hidden, steps, learning_rate, weight_decay of the MLP, trained
+      full-batch with AdamW.
   nonmember_fraction / aux_fraction: disjoint shares of the held-out records used as
     non-member targets and as the attacker's auxiliary (training) records.
   max_records: cap on each of members, non-members and auxiliary records (0 = all).
-  hidden, steps, learning_rate, weight_decay: the learned attack's and baseline's MLP,
-    trained full-batch with AdamW.
   plot_variant: the MAP variant drawn in aia.png.
   """
-  variants = ('indicator', 'confusion') + (() if release == 'label' else ('probability',))
   config = ml_collections.ConfigDict(dict(
-      sensitive=tuple(sensitive), attacks=('map', 'learned', 'prior', 'classifier'),
-      map_variants=variants, eps=1e-3, nonmember_fraction=0.5,
-      aux_fraction=0.5, max_records=0, hidden=(32,), steps=300, learning_rate=1e-2,
-      weight_decay=1e-4, plot_variant='confusion'))
+      sensitive=tuple(sensitive), names=('map', 'learned', 'prior', 'classifier'),
+      nonmember_fraction=0.5, aux_fraction=0.5, max_records=0, plot_variant='confusion'))
+  for name in config.names:
+    config[name] = attribute_attacks.config_block(name)
+  if release != 'label':
+    config.map.variants += ('probability',)
   config.update(overrides)
   return config
 
@@ -65,6 +67,7 @@ def get_config(arg=None):
   config.attack = attack_config(SENSITIVE, args.release)
   config.defense = defense_config(args.release)
   if args.smoke:
-    config.attack.update(sensitive=('sex',), steps=50)
+    config.attack.sensitive = ('sex',)
+    config.attack.learned.steps = config.attack.classifier.steps = 50
     config.defense.update(flip_probs=(0.0, 0.25, 0.5), num_draws=2)
   return config

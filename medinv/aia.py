@@ -5,7 +5,7 @@
      compute;
   2. target: trains (or reuses) the target model in workdir/target (`experiment.train_target`);
   3. grid: per sensitive attribute, one jitted program runs every configured attack
-     (config.attack.attacks, names in medinv.attacks.attribute.ATTACKS) over the whole
+     (config.attack.names, in medinv.attacks.attribute_attacks.ATTACKS) over the whole
      flip_prob grid and `defense.num_draws` independent release draws per grid value, vmapped
      over (grid value, draw keys) and sharded over every device (`sharding.map_grid`); the
      no-model baselines run once beside it; each draw is `attribute_eval.evaluate`, the
@@ -24,9 +24,10 @@ Key tree (streams from medinv.keys):
                                   again per channel use (attribute_eval.CHANNEL_USES). The
                                   same releases serve every attribute, as one deployment would.
   attack  ├ fold_in(attack, 0)   which held-out records are non-member targets / auxiliary
-          └ fold_in(attack, 1+a)  attribute a: fold 0 the baselines, fold 1 the release
+          └ fold_in(attack, 1+a)  attribute a: fold 0 the baselines' key, fold 1 the release
                                   attacks' root (grid point i, draw r:
-                                  fold_in(fold_in(root, i), r))
+                                  fold_in(fold_in(root, i), r)); a registered attack
+                                  folds in its own `fold` (none for the built-ins)
 """
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ from medinv.attacks import attribute_eval
 
 TRAIN_AXES = ('seed', 'train.label_flip_prob', 'train.learning_rate')
 SEED, FLIP, LR = TRAIN_AXES
-MAP_ATTACKS = ('map',)  # The release attacks a population runs (of config.attack.attacks).
+MAP_ATTACKS = ('map',)  # The release attacks a population runs (of config.attack.names).
 
 
 def points(config) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ from scipy import stats
 
 from medinv import defenses
 from medinv.attacks import attribute
+from medinv.attacks import attribute_attacks
 from medinv.attacks import attribute_eval
 
 ALPHA = 1e-3  # Significance of the statistical tests (fixed keys, so they are deterministic).
@@ -145,8 +146,8 @@ def _evaluate(arrays, view_params, apply_fn, runs, flip_prob, seed=0):
       apply_fn=apply_fn, release='label', decimals=1, noise_std=0.0, attacks=runs))
 
 
-_MAP_CONFIG = ml_collections.ConfigDict({'map_variants': ('indicator', 'confusion'),
-                                         'eps': 1e-3})
+_MAP_CONFIG = ml_collections.ConfigDict(
+    {'names': ('map',), 'map': {'variants': ('indicator', 'confusion'), 'eps': 1e-3}})
 
 
 @pytest.mark.parametrize('variant', ['indicator', 'confusion'])
@@ -176,7 +177,7 @@ def test_shared_evaluation_on_a_planted_model_is_exact_then_tracks_the_flips():
   not flipped, i.e. MAP accuracy == released-label accuracy ~ Binomial(n, 1 - p)."""
   k = 3
   arrays, view_params, apply_fn = _planted_arrays(k)
-  runs = attribute.configure(_MAP_CONFIG, ('map',))
+  runs = attribute_attacks.configure(_MAP_CONFIG, ('map',))
   exact = _evaluate(arrays, view_params, apply_fn, runs, 0.0)
   for accuracy in list(exact['attacks'].values()) + [exact['release']]:
     np.testing.assert_array_equal(accuracy, [1.0, 1.0])
@@ -216,17 +217,17 @@ def test_learned_attack_reads_the_release_and_baselines_cannot():
   aux, targets = slice(0, 500), slice(500, None)
   released = view_fn(None, features)
   prior = attribute.attribute_prior(truth[aux], k)
-  obs = attribute.Observation(
+  obs = attribute_attacks.Observation(
       targets=features[targets], aux=features[aux], aux_truth=truth[aux], prior=prior,
       candidates=candidates, column=0, target_vector=released[targets],
       aux_vector=released[aux])
-  cfg = ml_collections.ConfigDict(dict(attribute.CLASSIFIER_DEFAULTS, steps=100))
-  learned = attribute.get('learned').guess(jax.random.key(0), obs, cfg, 'black_box')
+  cfg = ml_collections.ConfigDict(dict(attribute_attacks.CLASSIFIER_DEFAULTS, steps=100))
+  learned = attribute_attacks.get('learned').guess(jax.random.key(0), obs, cfg, 'black_box')
   assert np.mean(np.asarray(learned == truth[targets])) > 0.95
   baseline_obs = obs.replace(target_vector=None, aux_vector=None)
-  prior_guess = attribute.get('prior').guess(jax.random.key(1), baseline_obs, cfg, '')
+  prior_guess = attribute_attacks.get('prior').guess(jax.random.key(1), baseline_obs, cfg, '')
   assert np.all(np.asarray(prior_guess) == int(np.argmax(prior)))
-  classifier = attribute.get('classifier').guess(jax.random.key(1), baseline_obs, cfg, '')
+  classifier = attribute_attacks.get('classifier').guess(jax.random.key(1), baseline_obs, cfg, '')
   # The known attributes are noise: the classifier is near chance (1/3), far below learned.
   assert stats.binomtest(int(np.sum(np.asarray(classifier == truth[targets]))), 500,
                          1 / k).pvalue > ALPHA
@@ -249,10 +250,10 @@ def oracle_guess(key, obs, cfg, variant):
 
 @pytest.fixture
 def extensions():
-  attribute.register('constant', constant_guess, defaults={'index': 1})
-  attribute.register('oracle', oracle_guess, baseline=True)
+  attribute_attacks.register('constant', constant_guess, defaults={'index': 1})
+  attribute_attacks.register('oracle', oracle_guess, baseline=True)
   yield
-  del attribute.ATTACKS['constant'], attribute.ATTACKS['oracle']
+  del attribute_attacks.ATTACKS['constant'], attribute_attacks.ATTACKS['oracle']
 
 
 def test_registered_attack_likelihood_and_baseline_run_with_known_answers(extensions,
@@ -263,8 +264,8 @@ def test_registered_attack_likelihood_and_baseline_run_with_known_answers(extens
       jnp.argmax(views, -1) == released[:, None], jnp.log(ctx['eps']), 0.0))
   arrays, view_params, apply_fn = _planted_arrays(k)
   config = _MAP_CONFIG.copy_and_resolve_references()
-  config.map_variants = ('indicator', 'mismatch')
-  config.attacks = ('map', 'constant', 'prior', 'oracle')
+  config.map.variants = ('indicator', 'mismatch')
+  config.names = ('map', 'constant', 'prior', 'oracle')
   attacks, baselines = attribute_eval.split_attacks(config)
   assert [(r.name, r.variant) for r in attacks] == [('map', 'indicator'), ('map', 'mismatch'),
                                                     ('constant', '')]
@@ -283,4 +284,4 @@ def test_registered_attack_likelihood_and_baseline_run_with_known_answers(extens
                            'advantage']
   assert columns['best_baseline_accuracy'] == 1.0 and columns['advantage'] == -0.75
   with pytest.raises(ValueError, match="'constant' is already registered"):
-    attribute.register('constant', constant_guess)
+    attribute_attacks.register('constant', constant_guess)

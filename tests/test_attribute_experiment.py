@@ -18,6 +18,7 @@ from medinv import defenses
 from medinv import keys as keys_lib
 from medinv import train
 from medinv.attacks import attribute
+from medinv.attacks import attribute_attacks
 from medinv.attacks import attribute_eval
 from medinv.data import heart_disease
 from medinv.data import records
@@ -57,14 +58,17 @@ def test_bad_configs_fail_before_compute(monkeypatch):
   config.defense.noise_std = -0.1
   _check(config, 'noise_std must be >= 0')
   config = aia_heart.get_config('smoke')
-  config.attack.map_variants = ('probability',)
+  config.attack.map.variants = ('probability',)
   _check(config, "'probability' needs a probability release")
   config = aia_heart.get_config('smoke')
-  config.attack.attacks = ('map', 'nearest')
+  config.attack.names = ('map', 'nearest')
   _check(config, "unknown attribute attack 'nearest'; registered: ")
   config = aia_heart.get_config('smoke')
-  config.attack.steps = 0
-  _check(config, 'attack.steps must be positive')
+  config.attack.learned.steps = 0
+  _check(config, 'attack.learned.steps must be positive')
+  config = aia_heart.get_config('smoke')
+  config.attack.map.epsilon = 0.1
+  _check(config, r"attack.map: unknown fields \['epsilon'\]; known: \['eps', 'variants'\]")
   unbinned = records.Column('age', 'age', False)
   monkeypatch.setattr(heart_disease, 'COLUMNS', (unbinned,) + heart_disease.COLUMNS[1:])
   config = aia_heart.get_config('smoke')
@@ -85,15 +89,15 @@ def _run_smoke(config, workdir):
 @pytest.fixture(scope='module')
 def heart_run(data_dir, tmp_path_factory):
   """aia_heart:smoke with an extension attack and an extension baseline registered."""
-  attribute.register('constant', constant_guess, defaults={'index': 1})
-  attribute.register('oracle', oracle_guess, baseline=True)
+  attribute_attacks.register('constant', constant_guess, defaults={'index': 1})
+  attribute_attacks.register('oracle', oracle_guess, baseline=True)
   try:
     config = aia_heart.get_config('smoke')
-    config.attack.attacks += ('constant', 'oracle')
+    config.attack.names += ('constant', 'oracle')
     workdir = tmp_path_factory.mktemp('aia_heart')
     yield config, str(workdir), _run_smoke(config, workdir)
   finally:
-    del attribute.ATTACKS['constant'], attribute.ATTACKS['oracle']
+    del attribute_attacks.ATTACKS['constant'], attribute_attacks.ATTACKS['oracle']
 
 
 def _members(rows, attack, variant):

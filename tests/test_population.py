@@ -20,6 +20,7 @@ from medinv import sharding
 from medinv import sweep
 from medinv import train
 from medinv.attacks import attribute
+from medinv.attacks import attribute_attacks
 from medinv.attacks import attribute_eval
 
 
@@ -168,8 +169,7 @@ def test_population_baselines_and_map_equal_independent_computations(population_
   classifier = attribute.train_classifier(
       jax.random.fold_in(jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 1), 0),
       known(aux), jnp.asarray(arrays['aux_truth']), len(arrays['candidates']),
-      hidden=tuple(config.attack.hidden), steps=config.attack.steps,
-      learning_rate=config.attack.learning_rate, weight_decay=config.attack.weight_decay)
+      **{field: config.attack.classifier[field] for field in attribute_attacks.CLASSIFIER_DEFAULTS})
   classifier_accuracy = float(np.mean(np.asarray(classifier.predict(known(targets)))[is_member]
                                       == truth))
   majority = np.argmax(np.bincount(arrays['aux_truth'], minlength=len(arrays['candidates'])))

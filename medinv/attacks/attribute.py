@@ -1,4 +1,4 @@
-"""Attribute inference attacks on clinical-record models, and their registry.
+"""Attribute inference attacks on clinical-record models: the building blocks.
 
 Threat model: a patient's record x = (x_1..x_(d-1), x_d) may have trained the target model.
 The attacker knows x_1..x_(d-1), what the deployment released for x (a label or a
@@ -17,29 +17,19 @@ The MAP attack's likelihoods are scoring rules registered by name in LIKELIHOODS
 `(views, released_label, ctx) -> log-likelihood (n, k)`, where views (n, k, C) is what the
 channel reveals about the candidate queries; adding a rule is one function plus one line.
 
-ATTACKS maps a name to an `AttributeAttack`: a `guess(key, obs, cfg, variant)` function
-that reads one `Observation` (what the attacker holds under one release draw) and returns
-a candidate index per target, its config defaults (fields of config.attack), and whether
-it is a no-model baseline. medinv.attacks.attribute_eval runs every configured attack;
-adding one is one function plus one `register` call:
-
-    def constant_guess(key, obs, cfg, variant):  # always the cfg.index-th candidate
-      return jnp.full(obs.targets.shape[:1], cfg.index, jnp.int32)
-
-    attribute.register('constant', constant_guess, defaults={'index': 0})
-
+The attacks as registered components (MAP, learned, the baselines, and any added later) are
+in medinv.attacks.attribute_attacks; the evaluation every experiment runs is in
+medinv.attacks.attribute_eval.
 Every function here is pure and jit-able; randomness comes from explicit keys.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from medinv import models
@@ -211,167 +201,3 @@ def learned_attack(key: jax.Array, aux_known: jax.Array, aux_released: jax.Array
   classifier = train_classifier(key, jnp.concatenate([aux_known, aux_released], -1),
                                 aux_truth, num_candidates, **classifier_kwargs)
   return classifier.predict(jnp.concatenate([target_known, target_released], -1))
-
-
-# ---- The registry: what every attack reads, and the registered attacks ----
-
-class Observation(flax.struct.PyTreeNode):
-  """What the attacker holds about one sensitive attribute under one release draw.
-
-  targets (n, d): the targets' raw records (the sensitive column is there; attacks read it
-    only through `known_attributes` / `candidate_inputs`, which overwrite it).
-  target_vector (n, C), target_label (n,): what the deployment released for each target.
-  aux (m, d), aux_vector (m, C), aux_truth (m,): the attacker's own records, the channel's
-    release for each, their sensitive value's candidate index.
-  prior (k,), candidates (k,), column: the sensitive attribute (see `map_attack`).
-  confusion (C, C): pi(released | predicted), measured on the deployment's training records.
-  view_params, view_fn: the candidate view (see `map_attack`); view_fn is static.
-  A no-model baseline's Observation has None for every release field.
-  """
-  targets: jax.Array
-  aux: jax.Array
-  aux_truth: jax.Array
-  prior: jax.Array
-  candidates: jax.Array
-  column: Any
-  target_vector: Any = None
-  target_label: Any = None
-  aux_vector: Any = None
-  confusion: Any = None
-  view_params: Any = None
-  view_fn: Callable | None = flax.struct.field(pytree_node=False, default=None)
-
-
-@dataclasses.dataclass(frozen=True)
-class AttributeAttack:
-  """A registered attribute-inference attack.
-
-  guess(key, obs, cfg, variant) -> (n,) int32 candidate index per target; key is the
-    draw's attack key (the learned attack uses it as is; fold in a constant for another
-    stream), cfg a FrozenConfigDict of `defaults` overridden by config.attack's fields.
-  variants(cfg) -> the variants it runs (the rows' 'variant'), e.g. MAP's likelihoods.
-  baseline: True for a no-model baseline: it reads no release, runs once per attribute,
-    and its accuracy is the rows' `column` (and enters best_baseline_accuracy).
-  check(cfg, release): raises ValueError for a bad config (release: defense.release).
-  """
-  name: str
-  guess: Callable[..., jax.Array]
-  defaults: dict
-  variants: Callable[[Any], tuple[str, ...]]
-  baseline: bool = False
-  column: str = ''
-  check: Callable[[Any, str], None] = lambda cfg, release: None
-
-
-ATTACKS: dict[str, AttributeAttack] = {}
-
-
-def register(name: str, guess: Callable[..., jax.Array], *, defaults: dict | None = None,
-             variants: Callable[[Any], tuple[str, ...]] | None = None, baseline: bool = False,
-             column: str = '', check: Callable[[Any, str], None] | None = None,
-             replace: bool = False) -> AttributeAttack:
-  """Registers an attribute-inference attack under `name` (see `AttributeAttack`).
-
-  variants defaults to one unnamed variant (''); a baseline's column to f'{name}_accuracy'.
-  """
-  if name in ATTACKS and not replace:
-    raise ValueError(f'attribute attack {name!r} is already registered (pass replace=True)')
-  attack = AttributeAttack(name, guess, dict(defaults or {}), variants or (lambda cfg: ('',)),
-                           baseline, column or (f'{name}_accuracy' if baseline else ''),
-                           check or (lambda cfg, release: None))
-  ATTACKS[name] = attack
-  return attack
-
-
-def get(name: str) -> AttributeAttack:
-  if name not in ATTACKS:
-    raise ValueError(f'unknown attribute attack {name!r}; registered: {sorted(ATTACKS)}')
-  return ATTACKS[name]
-
-
-class Configured(NamedTuple):
-  """One (attack, variant) to run, with its resolved config: hashable, so static."""
-  name: str
-  variant: str
-  guess: Callable[..., jax.Array]
-  cfg: ml_collections.FrozenConfigDict
-
-
-def attack_cfg(attack_config, name: str) -> ml_collections.FrozenConfigDict:
-  """Attack `name`'s defaults, each overridden by attack_config's field of the same name."""
-  return ml_collections.FrozenConfigDict(
-      {field: attack_config.get(field, default)
-       for field, default in get(name).defaults.items()})
-
-
-def configure(attack_config, names: Sequence[str]) -> tuple[Configured, ...]:
-  """Each named attack's variants, with its `attack_cfg`."""
-  runs = []
-  for name in names:
-    attack, cfg = get(name), attack_cfg(attack_config, name)
-    runs += [Configured(name, variant, attack.guess, cfg) for variant in attack.variants(cfg)]
-  return tuple(runs)
-
-
-def _classifier_kwargs(cfg) -> dict:
-  return dict(hidden=tuple(cfg.hidden), steps=cfg.steps, learning_rate=cfg.learning_rate,
-              weight_decay=cfg.weight_decay)
-
-
-def map_guess(key, obs: Observation, cfg, variant: str) -> jax.Array:
-  """The MAP attack with likelihood `variant`, on the targets' released labels."""
-  del key
-  return map_attack(obs.view_fn, obs.view_params, obs.targets, obs.target_label, obs.prior,
-                    obs.candidates, column=obs.column, variant=variant,
-                    confusion=obs.confusion, eps=cfg.eps)
-
-
-def learned_guess(key, obs: Observation, cfg, variant: str) -> jax.Array:
-  """The learned black-box attack on (known attributes, released vector)."""
-  del variant
-  return learned_attack(key, known_attributes(obs.aux, obs.column), obs.aux_vector,
-                        obs.aux_truth, known_attributes(obs.targets, obs.column),
-                        obs.target_vector, obs.candidates.shape[0], **_classifier_kwargs(cfg))
-
-
-def prior_guess(key, obs: Observation, cfg, variant: str) -> jax.Array:
-  """No model: the prior's most likely value for every target."""
-  del key, cfg, variant
-  return jnp.full(obs.targets.shape[:1], jnp.argmax(obs.prior), jnp.int32)
-
-
-def classifier_guess(key, obs: Observation, cfg, variant: str) -> jax.Array:
-  """No model: a classifier from the known attributes, trained on the auxiliary records."""
-  del variant
-  classifier = train_classifier(key, known_attributes(obs.aux, obs.column), obs.aux_truth,
-                                obs.prior.shape[0], **_classifier_kwargs(cfg))
-  return classifier.predict(known_attributes(obs.targets, obs.column))
-
-
-def _check_map(cfg, release: str) -> None:
-  for variant in cfg.map_variants:
-    if variant not in LIKELIHOODS:
-      raise ValueError(f'unknown MAP likelihood {variant!r}; known: {sorted(LIKELIHOODS)}')
-    if variant == 'probability' and release == 'label':
-      raise ValueError("MAP likelihood 'probability' needs a probability release ('probs', "
-                       "'rounded' or 'noisy_probs'); the release is 'label'")
-  if not 0.0 < cfg.eps < 1.0:
-    raise ValueError(f'attack.eps must be in (0, 1), got {cfg.eps}')
-
-
-def _check_classifier(cfg, release: str) -> None:
-  del release
-  if cfg.steps <= 0:
-    raise ValueError(f'attack.steps must be positive, got {cfg.steps}')
-
-
-CLASSIFIER_DEFAULTS = {'hidden': (32,), 'steps': 300, 'learning_rate': 1e-2,
-                       'weight_decay': 1e-4}
-
-register('map', map_guess, defaults={'map_variants': ('indicator', 'confusion'), 'eps': 1e-3},
-         variants=lambda cfg: tuple(cfg.map_variants), check=_check_map)
-register('learned', learned_guess, defaults=CLASSIFIER_DEFAULTS,
-         variants=lambda cfg: ('black_box',), check=_check_classifier)
-register('prior', prior_guess, baseline=True, column='prior_accuracy')
-register('classifier', classifier_guess, defaults=CLASSIFIER_DEFAULTS, baseline=True,
-         column='baseline_classifier_accuracy', check=_check_classifier)

@@ -11,8 +11,9 @@ One release draw (`evaluate`): the deployment answers every query through
   confusion  pi(released | predicted), measured on the deployment's training records (the
              definition both experiments use);
   test       the released labels' accuracy on the held-out records (the defense's utility).
-From those releases it builds the attacker's `attribute.Observation`, runs every configured
-attack (`attribute.configure`) and scores each guess per target group (`group_accuracy`).
+From those releases it builds the attacker's `attribute_attacks.Observation`, runs every
+configured attack (`attribute_attacks.configure`) and scores each guess per target group
+(`group_accuracy`).
 The no-model baselines run once per attribute beside it (`evaluate_baselines`).
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from medinv import defenses
 from medinv.attacks import attribute
+from medinv.attacks import attribute_attacks
 
 if TYPE_CHECKING:
   from medinv import data as data_lib
@@ -108,7 +110,7 @@ def channel_keys(defense_key: jax.Array) -> dict[str, jax.Array]:
 
 
 def observe(key: dict, flip_prob, arrays: dict, view_params, *, apply_fn, release: str,
-            decimals: int, noise_std: float) -> attribute.Observation:
+            decimals: int, noise_std: float) -> attribute_attacks.Observation:
   """What the attacker holds under one release draw (key: `channel_keys`).
 
   arrays: `record_arrays` merged with one `attribute_arrays`; view_params: (model params,
@@ -124,7 +126,7 @@ def observe(key: dict, flip_prob, arrays: dict, view_params, *, apply_fn, releas
   train_predicted = jnp.argmax(view_fn(view_params, arrays['train']), -1)
   num_classes = target_vector.shape[-1]
   aux_vector, _ = channel(key['aux'], probs(arrays['aux']), flip_prob)
-  return attribute.Observation(
+  return attribute_attacks.Observation(
       targets=arrays['targets'], aux=arrays['aux'], aux_truth=arrays['aux_truth'],
       prior=arrays['prior'], candidates=arrays['candidates'], column=arrays['column'],
       target_vector=target_vector, target_label=target_label, aux_vector=aux_vector,
@@ -134,7 +136,7 @@ def observe(key: dict, flip_prob, arrays: dict, view_params, *, apply_fn, releas
 
 def evaluate(defense_key: jax.Array, attack_key: jax.Array, flip_prob, arrays: dict,
              view_params, *, apply_fn, release: str, decimals: int, noise_std: float,
-             attacks: tuple[attribute.Configured, ...]) -> dict:
+             attacks: tuple[attribute_attacks.Configured, ...]) -> dict:
   """Every configured attack under one release draw, scored per target group.
 
   Args:
@@ -143,7 +145,7 @@ def evaluate(defense_key: jax.Array, attack_key: jax.Array, flip_prob, arrays: d
     flip_prob: randomized response on the released labels (may be traced).
     arrays, view_params: see `observe`.
     apply_fn, release, decimals, noise_std: the deployed model and its release rule.
-    attacks: `attribute.configure(...)` of the release attacks (no baselines).
+    attacks: `attribute_attacks.configure(...)` of the release attacks (no baselines).
 
   Returns:
     {'attacks': {(name, variant): accuracy [members, non-members]},
@@ -154,8 +156,8 @@ def evaluate(defense_key: jax.Array, attack_key: jax.Array, flip_prob, arrays: d
   obs = observe(key, flip_prob, arrays, view_params, apply_fn=apply_fn, release=release,
                 decimals=decimals, noise_std=noise_std)
   member, truth = arrays['member'], arrays['target_truth']
-  accuracy = {(run.name, run.variant): group_accuracy(
-      run.guess(attack_key, obs, run.cfg, run.variant) == truth, member) for run in attacks}
+  accuracy = {(run.name, run.variant): group_accuracy(run(attack_key, obs) == truth, member)
+              for run in attacks}
   _, test_label = defenses.release_channel(
       key['test'], defenses.model_probs(view_params, arrays['test'], apply_fn=apply_fn),
       flip_prob, release=release, decimals=decimals, noise_std=noise_std)
@@ -165,13 +167,12 @@ def evaluate(defense_key: jax.Array, attack_key: jax.Array, flip_prob, arrays: d
 
 
 def evaluate_baselines(key: jax.Array, arrays: dict, *,
-                       attacks: tuple[attribute.Configured, ...]) -> dict:
+                       attacks: tuple[attribute_attacks.Configured, ...]) -> dict:
   """The no-model baselines' accuracies {name: [members, non-members]} (one key for all)."""
-  obs = attribute.Observation(
+  obs = attribute_attacks.Observation(
       targets=arrays['targets'], aux=arrays['aux'], aux_truth=arrays['aux_truth'],
       prior=arrays['prior'], candidates=arrays['candidates'], column=arrays['column'])
-  return {run.name: group_accuracy(run.guess(key, obs, run.cfg, run.variant)
-                                   == arrays['target_truth'], arrays['member'])
+  return {run.name: group_accuracy(run(key, obs) == arrays['target_truth'], arrays['member'])
           for run in attacks}
 
 
@@ -182,16 +183,17 @@ def baseline_columns(baselines: dict, group: int, attack_accuracy: float,
   baselines: {name: accuracy [members, non-members]} (`evaluate_baselines`); names: their
   column order.
   """
-  columns = {attribute.get(name).column: float(baselines[name][group]) for name in names}
+  columns = {attribute_attacks.get(name).column: float(baselines[name][group])
+             for name in names}
   best = max(columns.values()) if columns else float('nan')
   return {**columns, 'best_baseline_accuracy': best, 'advantage': attack_accuracy - best}
 
 
-def split_attacks(attack_config) -> tuple[tuple[attribute.Configured, ...],
-                                          tuple[attribute.Configured, ...]]:
-  """(release attacks, no-model baselines) named by attack_config.attacks, configured."""
-  runs = attribute.configure(attack_config, tuple(attack_config.attacks))
-  baseline = lambda run: attribute.get(run.name).baseline
+def split_attacks(attack_config) -> tuple[tuple[attribute_attacks.Configured, ...],
+                                          tuple[attribute_attacks.Configured, ...]]:
+  """(release attacks, no-model baselines) named by attack_config.names, configured."""
+  runs = attribute_attacks.configure(attack_config, tuple(attack_config.names))
+  baseline = lambda run: attribute_attacks.get(run.name).baseline
   return (tuple(r for r in runs if not baseline(r)), tuple(r for r in runs if baseline(r)))
 
 
@@ -210,10 +212,11 @@ def check_config(config) -> None:
     raise ValueError(f'unknown release {config.defense.release!r}; allowed: {defenses.RELEASES}')
   if config.defense.noise_std < 0:
     raise ValueError(f'defense.noise_std must be >= 0, got {config.defense.noise_std}')
-  if not config.attack.attacks:
-    raise ValueError(f'attack.attacks is empty; registered: {sorted(attribute.ATTACKS)}')
-  for name in config.attack.attacks:
-    attribute.get(name).check(attribute.attack_cfg(config.attack, name), config.defense.release)
+  if not config.attack.names:
+    raise ValueError(f'attack.names is empty; registered: {sorted(attribute_attacks.ATTACKS)}')
+  for name in config.attack.names:
+    attribute_attacks.get(name).check(attribute_attacks.attack_cfg(config.attack, name),
+                                      config.defense.release)
   nonmember, aux = config.attack.nonmember_fraction, config.attack.aux_fraction
   if not (0.0 <= nonmember < 1.0 and 0.0 < aux <= 1.0):
     raise ValueError('attack.nonmember_fraction must be in [0, 1) and attack.aux_fraction in '
