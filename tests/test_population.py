@@ -105,19 +105,20 @@ def population_model(population_run):
 
 
 def test_population_rows_equal_aia_on_the_same_model(population_run, population_model):
+  """results.json of the population == medinv.aia's program on model 2, per variant and
+  target group (release p = 0, the keys aia draws for seed 1)."""
   config, _, results = population_run
   task, params, model = population_model
   aia_accuracy = _aia_accuracy(config, task, params, model.apply, seed=1, flip_prob=0.0,
                                name='sex')
-  n = {'members': None, 'non-members': None}
   for variant in ('indicator', 'confusion'):
     for g, group in enumerate(attribute_eval.GROUPS):
       (row,) = [r for r in results['rows'] if r['seed'] == 1 and r['label_flip_prob'] == 0.0
                 and r['variant'] == variant and r['targets'] == group]
       assert row['attack_accuracy'] == pytest.approx(aia_accuracy[('map', variant)][g],
                                                      abs=1e-6)
-      n[group] = row['n']
-  assert n['members'] == len(task.records_train)
+      if group == 'members':
+        assert row['n'] == len(task.records_train)
 
 
 def test_population_attack_equals_aia_under_randomized_response(population_run,
