@@ -2,7 +2,8 @@
 
 Every model of a run trains in one program (vmapped over the grid, sharded over the
 devices); the MAP attribute-inference attack of configs/aia_heart.py then runs against each
-model, next to its test accuracy and the prior-only baseline. Runs: one per batch size.
+model (medinv.attacks.attribute_eval, the evaluation medinv.aia runs), next to its test
+accuracy and the no-model baselines. Runs: one per batch size.
 
   ./launch.sh sweep --config configs/sweep_population.py --workdir runs/sweep_population
   ./launch.sh sweep --config configs/sweep_population.py:smoke --workdir /tmp/sweep_smoke
