@@ -12,9 +12,14 @@ import os
 import time
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
+
 from medinv import data as data_lib
 from medinv import distributed
+from medinv import errors
 from medinv import report
+from medinv import sharding
 from medinv import train
 
 
@@ -53,6 +58,19 @@ class Spec:
   figures: Callable[[Context, Any, list[dict]], None] | None = None
 
 
+def check_finite(target, workdir: str) -> None:
+  """Refuses to attack a target whose parameters are not all finite (a diverged model)."""
+  params = target.params if hasattr(target, 'params') else target['state'].params
+  finite = jax.jit(lambda tree: jax.tree.map(lambda leaf: jnp.all(jnp.isfinite(leaf)), tree))
+  flags = sharding.gather(finite(params))  # sharded populations too, on every process
+  bad = [jax.tree_util.keystr(path) for path, ok in jax.tree_util.tree_leaves_with_path(flags)
+         if not ok]
+  if bad:
+    raise errors.DivergedError(f'the target model in {workdir} has non-finite parameters '
+                               f'({", ".join(bad[:3])}); it is not attacked. Retrain it with '
+                               'a lower --config.train.learning_rate.')
+
+
 def run(spec: Spec, config, workdir: str) -> dict:
   """Runs `spec` on config in workdir; returns the results dict (as written to results.json)."""
   spec.validate(config)
@@ -61,6 +79,7 @@ def run(spec: Spec, config, workdir: str) -> dict:
   task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   ctx = Context(config=config, workdir=workdir, task=task)
   ctx.target = spec.target(config, task, workdir)
+  check_finite(ctx.target, workdir)
   outputs = spec.grid(ctx)
   metrics, rows = spec.rows(ctx, outputs)
   results = report.write_results(workdir, spec.name, metrics, rows, time.time() - start_time)

@@ -1,6 +1,7 @@
 """Every experiment medinv runs, by name: one registry for the study, the sweep and the CLI.
 
-A runner is `run(config, workdir) -> results dict` (medinv.experiment's skeleton) plus what
+A runner is `run(config, workdir) -> results dict` (medinv.experiment's skeleton), its
+`validate(config)` (run on the config and on every sweep-axis value), plus what
 the sweep and the study need to know about it: which config paths it takes as a vmapped grid
 (`vmap_axes`, fnmatch patterns), which tuple fields of its config hold that grid
 (`grid_fields`: (axis, field) pairs), the prefix of its part names in a study ('aia_heart'),
@@ -20,6 +21,7 @@ from medinv import sweep_rmle
 @dataclasses.dataclass(frozen=True)
 class Runner:
   run: Callable[..., dict]
+  validate: Callable[..., None]
   vmap_axes: tuple[str, ...] = ()
   grid_fields: tuple[tuple[str, str], ...] = ()
   study_prefix: str = ''
@@ -27,13 +29,14 @@ class Runner:
 
 
 RUNNERS: dict[str, Runner] = {
-    'attribute_inference': Runner(aia.run, ('defense.flip_prob',),
+    'attribute_inference': Runner(aia.run, aia.validate, ('defense.flip_prob',),
                                   (('defense.flip_prob', 'defense.flip_probs'),), 'aia', 1.0),
-    'model_inversion': Runner(mia.run, ('defense.sigma',),
+    'model_inversion': Runner(mia.run, mia.validate, ('defense.sigma',),
                               (('defense.sigma', 'defense.model_perturbation.strengths'),), 'mia',
                               6.0),
-    'population': Runner(population.run, population.TRAIN_AXES),
-    'rmle': Runner(sweep_rmle.run, population.TRAIN_AXES + sweep_rmle.ATTACK_AXES),
+    'population': Runner(population.run, population.validate, population.TRAIN_AXES),
+    'rmle': Runner(sweep_rmle.run, sweep_rmle.validate,
+                   population.TRAIN_AXES + sweep_rmle.ATTACK_AXES),
 }
 
 

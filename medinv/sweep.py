@@ -84,8 +84,34 @@ def expand_runs(config) -> list[Run]:
     for path, field in runner_of(config).grid_fields:
       if path in vmapped:
         axes_lib.set_path(run_config, field, tuple(float(v) for v in vmapped[path]))
+    check_axis_values(run_config, vmapped)
     runs.append(Run(run_name(overrides), overrides, run_config))
   return runs
+
+
+def check_axis_values(run_config, vmapped: dict[str, tuple]) -> None:
+  """Validates every value of every vmapped axis as if the config held it, before compiling.
+
+  Each value is set into a copy of the run's config (into its grid field, e.g.
+  defense.model_perturbation.strengths, where the runner reads the grid from one) and the
+  runner's own `validate` runs on it, so a sweep value is checked exactly like a config value.
+  """
+  runner = runner_of(run_config)
+  fields = dict(runner.grid_fields)
+  for path, values in vmapped.items():
+    for value in values:
+      point = ml_collections.ConfigDict(copy.deepcopy(run_config.to_dict()))
+      try:
+        if path in fields:
+          axes_lib.set_path(point, fields[path], (value,))
+        else:
+          axes_lib.set_path(point, path, value)
+      except KeyError:
+        continue  # an axis the runner reads only from sweep.axes
+      try:
+        runner.validate(point)
+      except ValueError as e:
+        raise ValueError(f'sweep axis {path}={value!r}: {e}') from None
 
 
 def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:

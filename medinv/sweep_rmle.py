@@ -46,12 +46,16 @@ def validate(config) -> None:
   if config.model != 'split_cnn':
     raise ValueError(f'the rmle sweep attacks the SplitCNN; got model {config.model!r}')
   models.check_split(config.attack.split)
-  for name in config.attack.weights:
+  for name, weight in config.attack.weights.items():
     if name not in objectives.TERMS:
       raise ValueError(f'attack.weights.{name}: unknown objective term; registered: '
                        f'{", ".join(sorted(objectives.TERMS))}')
-  for field in ('num_targets', 'steps'):
+    if not weight >= 0:
+      raise ValueError(f'attack.weights.{name} must be >= 0, got {weight}')
+  for field in ('num_targets', 'steps', 'learning_rate'):
     inversion.check_positive(f'attack.{field}', config.attack[field])
+  if not config.defense.sigma >= 0:
+    raise ValueError(f'defense.sigma must be >= 0, got {config.defense.sigma}')
   if config.defense.scope not in defenses.SCOPES:
     raise ValueError(f'defense.scope {config.defense.scope!r}: allowed {defenses.SCOPES}')
 

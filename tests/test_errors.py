@@ -287,3 +287,65 @@ def test_bad_data_exits_1_and_builds_nothing(tmp_path, assert_nothing_built):
   result = run_train(f'--workdir={tmp_path / "w"}', patch=patch, data_dir=str(data_dir))
   error_line(result, errors.EXIT_FAILURE, str(bad_csv), 'line 2', "column 'chol'")
   assert_nothing_built(str(data_dir))
+
+
+@pytest.mark.parametrize('module, axis, value, message', [
+    ('sweep_rmle', 'defense.sigma', -0.1, 'defense.sigma must be >= 0'),
+    ('sweep_rmle', 'attack.weights.tv', -0.1, 'attack.weights.tv must be >= 0'),
+    ('sweep_rmle', 'attack.learning_rate', 0.0, 'attack.learning_rate must be positive'),
+    ('sweep_rmle', 'train.learning_rate', 0.0, 'train.learning_rate must be positive'),
+    ('sweep_inversion', 'defense.sigma', -0.1, 'strengths must be >= 0'),
+    ('sweep_attribute', 'defense.flip_prob', 0.9, 'flip_prob'),
+    ('sweep_population', 'train.label_flip_prob', 1.2, 'label_flip_prob'),
+])
+def test_sweep_axis_values_are_validated_like_config_values(module, axis, value, message):
+  import importlib
+  from medinv import axes as axes_lib
+  from medinv import sweep
+  config = importlib.import_module(f'configs.{module}').get_config('smoke')
+  *parents, leaf = axis.split('.')
+  node = config.sweep.axes
+  with config.unlocked():
+    for part in parents:
+      if part not in node:
+        node[part] = {}
+      node = node[part]
+    node[leaf] = (value,)
+  assert axes_lib.grid_axes(config, (axis,))  # the axis is in the sweep
+  with pytest.raises(ValueError, match=f'sweep axis {axis}={value!r}:.*{message}'):
+    sweep.expand_runs(config)
+
+
+def test_a_target_with_non_finite_parameters_is_not_attacked():
+  from medinv import experiment
+  model = models.MLP(2, hidden=(4,))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 3)))['params']
+  experiment.check_finite(train.Trained(model, params, None, {}), 'w')  # finite: accepted
+  broken = jax.tree.map(lambda leaf: leaf.at[0].set(jnp.nan), params)
+  with pytest.raises(errors.DivergedError, match="non-finite parameters.*Dense_0.*not attacked"):
+    experiment.check_finite(train.Trained(model, broken, None, {}), 'w')
+
+
+def test_disk_full_during_a_stage_leaves_no_stage(tmp_path, monkeypatch):
+  import numpy as np
+  import orbax.checkpoint as ocp
+  from medinv import stages
+
+  def full(self, step, *args, **kwargs):  # orbax's temporary folder, then ENOSPC
+    os.makedirs(os.path.join(str(self.directory), f'{step}.orbax-checkpoint-tmp-9', 'default'))
+    raise ValueError("OUT_OF_RANGE: Failed writing: No space left on device "
+                     "[os_error_code='28']")
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', full)
+  with pytest.raises(errors.WriteError, match='No space left on device while writing'):
+    stages.load_or_compute(str(tmp_path), 'stage', lambda: {'w': np.ones(3, np.float32)})
+  assert leftovers(tmp_path) == []
+  monkeypatch.undo()
+  calls = []
+
+  def compute():
+    calls.append(1)
+    return {'w': np.arange(3, dtype=np.float32)}
+  first = stages.load_or_compute(str(tmp_path), 'stage', compute)  # computed, saved
+  again = stages.load_or_compute(str(tmp_path), 'stage', compute)  # restored, not recomputed
+  assert calls == [1] and np.array_equal(again['w'], first['w'])
