@@ -33,9 +33,15 @@ def summary(rows: list[dict]) -> str:
     lines.append(
         f'{name:<12} {flip_prob:>5.2f} {float(first["epsilon"]):>6.2f} ' +
         ' '.join(f'{by_attack[a]:>11.3f}' for a in attacks) +
-        f' {first["prior_accuracy"]:>6.3f} {first["baseline_classifier_accuracy"]:>6.3f}'
+        f' {_cell(first.get("prior_accuracy"), 6)} '
+        f'{_cell(first.get("baseline_classifier_accuracy"), 6)}'
         f' {first["release_accuracy"]:>7.3f} {first["release_test_accuracy"]:>6.3f}')
   return '\n'.join(lines)
+
+
+def _cell(value, width: int) -> str:
+  """A baseline's accuracy, or n/a when the config did not run that baseline."""
+  return f'{value:>{width}.3f}' if value is not None else f'{"n/a":>{width}}'
 
 
 def _group(rows):
