@@ -27,9 +27,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from medinv import models
+from medinv import registry
 
 RELEASES = ('label', 'probs', 'rounded', 'noisy_probs')
 MODES = ('fixed', 'per_query')
@@ -290,34 +290,22 @@ class Defense:
   check: Callable[[Any], None] = lambda cfg: None
 
 
-DEFENSES: dict[str, Defense] = {}
+DEFENSES = registry.Registry('defense')
 
 
 def register(name: str, deploy: Callable[..., Deployment], *, defaults: dict,
              variants: Callable[[Any], tuple[str, ...]] | None = None,
              check: Callable[[Any], None] | None = None, replace: bool = False) -> Defense:
   """Registers a split-inference defense under `name` (see `Defense`)."""
-  if name in DEFENSES and not replace:
-    raise ValueError(f'defense {name!r} is already registered (pass replace=True)')
   if 'strengths' not in defaults:
     raise ValueError(f'defense {name!r}: defaults need a "strengths" grid')
-  defense = Defense(name, deploy, dict(defaults), variants or (lambda cfg: ('',)),
-                    check or (lambda cfg: None))
-  DEFENSES[name] = defense
-  return defense
+  return DEFENSES.add(name, Defense(name, deploy, dict(defaults),
+                                     variants or (lambda cfg: ('',)),
+                                     check or (lambda cfg: None)), replace=replace)
 
 
-def get(name: str) -> Defense:
-  if name not in DEFENSES:
-    raise ValueError(f'unknown defense {name!r}; registered: {sorted(DEFENSES)}')
-  return DEFENSES[name]
-
-
-def config_block(name: str, **overrides) -> ml_collections.ConfigDict:
-  """A defense's config block: its registered defaults with `overrides`."""
-  block = ml_collections.ConfigDict(get(name).defaults)
-  block.update(overrides)
-  return block
+get = DEFENSES.find
+config_block = DEFENSES.config_block  # a defense's block: its defaults with overrides
 
 
 def _check_model_perturbation(cfg) -> None:

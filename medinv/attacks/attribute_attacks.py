@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from medinv import registry
 from medinv.attacks import attribute
 
 
@@ -86,7 +87,7 @@ class AttributeAttack:
   check: Callable[[Any, str], None] = lambda cfg, release: None
 
 
-ATTACKS: dict[str, AttributeAttack] = {}
+ATTACKS = registry.Registry('attribute attack')
 
 
 def register(name: str, guess: Callable[..., jax.Array], *, defaults: dict | None = None,
@@ -99,27 +100,15 @@ def register(name: str, guess: Callable[..., jax.Array], *, defaults: dict | Non
   variants defaults to one unnamed variant (''); a baseline's column to f'{name}_accuracy';
   fold (-1) to a stable hash of the name, so each attack draws from its own stream.
   """
-  if name in ATTACKS and not replace:
-    raise ValueError(f'attribute attack {name!r} is already registered (pass replace=True)')
   fold = 16 + zlib.crc32(name.encode()) % (1 << 20) if fold == -1 else fold
   attack = AttributeAttack(name, guess, dict(defaults or {}), variants or (lambda cfg: ('',)),
                            baseline, column or (f'{name}_accuracy' if baseline else ''), fold,
                            check or (lambda cfg, release: None))
-  ATTACKS[name] = attack
-  return attack
+  return ATTACKS.add(name, attack, replace=replace)
 
 
-def get(name: str) -> AttributeAttack:
-  if name not in ATTACKS:
-    raise ValueError(f'unknown attribute attack {name!r}; registered: {sorted(ATTACKS)}')
-  return ATTACKS[name]
-
-
-def config_block(name: str, **overrides) -> ml_collections.ConfigDict:
-  """An attack's config block: its registered defaults with `overrides`."""
-  block = ml_collections.ConfigDict(get(name).defaults)
-  block.update(overrides)
-  return block
+get = ATTACKS.find
+config_block = ATTACKS.config_block  # an attack's block: its defaults with overrides
 
 
 def attack_cfg(attack_config, name: str) -> ml_collections.FrozenConfigDict:

@@ -30,11 +30,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from medinv import decoders
 from medinv import defenses
 from medinv import models
+from medinv import registry
 from medinv.attacks import inversion
 from medinv.attacks import objectives
 
@@ -97,7 +97,7 @@ class Attack:
       objectives.parse(cfg[field])
 
 
-ATTACKS: dict[str, Attack] = {}
+ATTACKS = registry.Registry('model-inversion attack')
 
 
 def register(name: str, attack: Callable[..., jax.Array], *, defaults: dict,
@@ -106,29 +106,16 @@ def register(name: str, attack: Callable[..., jax.Array], *, defaults: dict,
              positive: tuple[str, ...] = (), objective_fields: tuple[str, ...] = (),
              replace: bool = False) -> Attack:
   """Registers a model-inversion attack; `fold` defaults to a stable hash of the name."""
-  if name in ATTACKS and not replace:
-    raise ValueError(f'model-inversion attack {name!r} is already registered '
-                     '(pass replace=True)')
   if reference not in ('target', 'class_mean'):
     raise ValueError(f"reference must be 'target' or 'class_mean', got {reference!r}")
   fold = 16 + zlib.crc32(name.encode()) % (1 << 20) if fold is None else fold
-  component = Attack(name, attack, dict(defaults), prepare, uses_view, reference, fold,
-                     tuple(positive), tuple(objective_fields))
-  ATTACKS[name] = component
-  return component
+  return ATTACKS.add(name, Attack(name, attack, dict(defaults), prepare, uses_view, reference,
+                                  fold, tuple(positive), tuple(objective_fields)),
+                     replace=replace)
 
 
-def get(name: str) -> Attack:
-  if name not in ATTACKS:
-    raise ValueError(f'unknown model-inversion attack {name!r}; registered: {sorted(ATTACKS)}')
-  return ATTACKS[name]
-
-
-def config_block(name: str, **overrides) -> ml_collections.ConfigDict:
-  """An attack's config block: its registered defaults with `overrides`."""
-  block = ml_collections.ConfigDict(get(name).defaults)
-  block.update(overrides)
-  return block
+get = ATTACKS.find
+config_block = ATTACKS.config_block  # an attack's block: its defaults with overrides
 
 
 # ----------------------------------------------------------------------------- inverse network
