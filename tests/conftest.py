@@ -1,7 +1,10 @@
-"""Shared fixtures: one TFDS data dir per test session (datasets build once, into tmp)."""
+"""Shared fixtures: one TFDS data dir per test session (datasets build once, into tmp), and
+one folder of small manual-download dataset files in their published layouts."""
 import os
 
 import pytest
+
+import fixture_files
 
 
 @pytest.fixture(scope='session')
@@ -9,6 +12,13 @@ def data_dir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp('tfds'))
   os.environ['MEDINV_DATA_DIR'] = path
   return path
+
+
+@pytest.fixture(scope='session')
+def manual_dir(tmp_path_factory):
+  """cardio_train.csv, MIAS films, CBIS-DDSM CSVs + DICOMs and MedMNIST npz files, in one
+  folder (tests/fixture_files.write_manual_dir), as `--manual_dir` takes them."""
+  return str(fixture_files.write_manual_dir(tmp_path_factory.mktemp('manual')))
 
 
 @pytest.fixture(scope='session')

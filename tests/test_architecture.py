@@ -29,7 +29,8 @@ MAX_FUNCTION_LINES = 60
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ('infrastructure', ('medinv', 'medinv.keys', 'medinv.distributed', 'medinv.report',
                         'medinv.progress', 'medinv.sharding', 'medinv.axes',
-                        'medinv.checkpoint', 'medinv.metrics', 'medinv.data',
+                        'medinv.checkpoint', 'medinv.stages', 'medinv.metrics',
+                        'medinv.errors', 'medinv.registry', 'medinv.data',
                         'medinv.data.*')),
     ('layers', ('medinv.layers',)),
     ('models', ('medinv.models', 'medinv.decoders')),
@@ -37,9 +38,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ('training', ('medinv.train',)),
     ('attacks', ('medinv.attacks', 'medinv.attacks.*')),
     ('experiments', ('medinv.experiment', 'medinv.aia', 'medinv.mia', 'medinv.population',
-                     'medinv.sweep_rmle', 'medinv.*_figures')),
+                     'medinv.sweep_rmle', 'medinv.*_figures', 'medinv.aia_*',
+                     'medinv.mia_*', 'medinv.population_*')),
     ('orchestration', ('medinv.study', 'medinv.study_report', 'medinv.runners',
-                       'medinv.sweep')),
+                       'medinv.sweep', 'medinv.cli')),
 )
 
 # (importer patterns, forbidden target patterns): not even through other modules.

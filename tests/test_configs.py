@@ -1,16 +1,127 @@
-"""Config argument parsing and loading of every config file."""
+"""Every config in configs/: parses its argument, loads, and runs end to end with `smoke`.
+
+Each config runs through the runner its name maps to (RUNNER_BY_PREFIX), on tiny data: the
+embedded datasets, and for the manual-download datasets small files in their published
+layouts (tests/fixture_files.py, one folder passed as every config's data.manual_dir).
+
+A config runs end to end in this module unless
+- RUN_INSIDE names a config whose smoke run here contains it: that config (or one of its
+  study parts) holds the same value for every field of the contained config, checked field by
+  field, and the run's workdir shows the contained config's output; or
+- RUN_ELSEWHERE names another test that runs it with `smoke`: the test is checked to exist,
+  to be neither skipped nor excluded from the default run, and its file to name the config.
+So a new config runs here by default.
+"""
+import ast
 import glob
 import importlib
+import json
 import os
 
 import pytest
 
 from configs import common
+from medinv import runners
+from medinv import study
+from medinv import sweep
+from medinv import train
 
-CONFIG_FILES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), '..', 'configs', '*.py')))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+CONFIG_FILES = sorted(glob.glob(os.path.join(TESTS, '..', 'configs', '*.py')))
 CONFIG_NAMES = [os.path.basename(p)[:-3] for p in CONFIG_FILES
                 if os.path.basename(p) not in ('__init__.py', 'common.py')]
 
+# (name prefix, runner, results.json's 'experiment'); the first matching prefix wins.
+RUNNER_BY_PREFIX = (
+    ('aia_', lambda config, workdir: runners.RUNNERS['attribute_inference'].run(config, workdir),
+     'attribute_inference'),
+    ('mia_', lambda config, workdir: runners.RUNNERS['model_inversion'].run(config, workdir),
+     'model_inversion'),
+    ('train_', train.train_and_evaluate, 'train'),
+    ('sweep_', lambda config, workdir: sweep.run_sweep(config, workdir, log=lambda line: None),
+     'sweep'),
+    ('demo', study.run, 'study'),
+    ('paper', study.run, 'study'),
+)
+
+# The smoke argument, where it is more than 'smoke'. paper's MedMNIST part reads
+# train_medmnist's default file, so the paper run also runs train_medmnist's smoke config.
+SMOKE_ARGS = {'paper': 'smoke,medmnist=pneumoniamnist'}
+
+
+def _narrow_paper(config):
+  """paper's smoke run, narrowed for the default suite (test_paper_smoke_exact, marked
+  `paper`, runs it whole): its aia_heart part is run by test_attribute and demo, and each
+  model-inversion part runs on one split, one attacker view and one attack, whose code and
+  grid tests/test_inversion.py and demo run in full."""
+  del config.parts['aia_heart']
+  for name, part in config.parts.items():
+    if name.startswith('mia_'):
+      for field, value in (('splits', (2,)), ('knows_defense', (True,)),
+                           ('names', ('inverse_network',))):
+        assert field in part.attack, f'paper.{name}.attack has no {field}: update _narrow_paper'
+        part.attack[field] = value
+  return config
+
+
+# Changes to the smoke config that keep the default suite short; each says why.
+NARROW = {'paper': _narrow_paper}
+
+RUN_INSIDE = {name: 'paper' for name in (
+    'aia_cardio', 'train_cardio',  # paper's part aia_cardio and its target
+    'train_mias', 'train_cbis_ddsm', 'train_medmnist')}  # the targets of its mia_* parts
+
+RUN_ELSEWHERE = {
+    'aia_heart': ('test_attribute.py', 'test_experiment_smoke_heart'),
+    'demo': ('test_demo.py', 'smoke_run'),
+    'mia_breastmnist': ('test_inversion.py', 'test_model_inversion_smoke_end_to_end'),
+    'train_breastmnist': ('test_train.py', 'test_breastmnist_smoke_trains_cnn'),
+    'train_heart': ('test_train.py', 'test_results_files'),
+    # One process and two processes (--hosts 2), each a full smoke sweep but for one run axis.
+    'sweep_attribute': ('test_multidevice.py', 'test_two_processes_equal_one_process'),
+    'sweep_inversion': ('test_multidevice.py', 'test_two_processes_equal_one_process'),
+    'sweep_population': ('test_multidevice.py', 'test_two_processes_equal_one_process'),
+}
+RUN_HERE = [name for name in CONFIG_NAMES if name not in RUN_INSIDE and name not in RUN_ELSEWHERE]
+
+
+def runner_for(name: str):
+  """(run(config, workdir), the 'experiment' its results.json names)."""
+  for prefix, run, experiment in RUNNER_BY_PREFIX:
+    if name.startswith(prefix):
+      return run, experiment
+  raise LookupError(f'configs/{name}.py: no runner for this name; add its prefix to '
+                    'RUNNER_BY_PREFIX in tests/test_configs.py')
+
+
+def smoke_config(name: str, data_dir: str, manual_dir: str, narrow: bool = True):
+  config = importlib.import_module(f'configs.{name}').get_config(SMOKE_ARGS.get(name, 'smoke'))
+  if narrow and name in NARROW:
+    config = NARROW[name](config)
+  for part in config.parts.values() if 'parts' in config else [config]:
+    part.data.update(data_dir=data_dir, manual_dir=manual_dir)
+  return config
+
+
+@pytest.fixture(scope='module')
+def smoke_runs(tmp_path_factory, data_dir, manual_dir):
+  """run(name) -> (config, workdir, results): each config's smoke run, once per module."""
+  done = {}
+
+  def run(name):
+    if name not in done:
+      config = smoke_config(name, data_dir, manual_dir)
+      workdir = str(tmp_path_factory.mktemp(name))
+      runner, _ = runner_for(name)
+      runner(config, workdir)
+      with open(os.path.join(workdir, 'results.json')) as f:
+        done[name] = config, workdir, json.load(f)
+    return done[name]
+
+  return run
+
+
+# ------------------------------------------------------------------------------- loading
 
 def test_parse_arg():
   args = common.parse_arg('split=4,smoke', split=2, smoke=False, lr=0.1)
@@ -31,3 +142,105 @@ def test_config_loads_default_and_smoke(name):
   default, smoke = module.get_config(), module.get_config('smoke')
   assert default.get('seed') == smoke.get('seed')  # smoke shrinks sizes, not the seed.
   assert default.to_dict() != smoke.to_dict()
+  runner_for(name)  # Every config has a runner.
+
+
+# ---------------------------------------------------------------------------- running
+
+@pytest.mark.parametrize('name', RUN_HERE)
+def test_smoke_runs_end_to_end(name, smoke_runs):
+  _check_run(name, *smoke_runs(name))
+
+
+@pytest.mark.paper
+def test_paper_smoke_exact(data_dir, manual_dir, tmp_path):
+  config = smoke_config('paper', data_dir, manual_dir, narrow=False)
+  study.run(config, str(tmp_path))
+  with open(tmp_path / 'results.json') as f:
+    _check_run('paper', config, str(tmp_path), json.load(f))
+
+
+def _check_run(name, config, workdir, results):
+  _, experiment = runner_for(name)
+  assert results['experiment'] == experiment and results['rows']
+  with open(os.path.join(workdir, 'results.csv')) as f:
+    assert len(f.read().splitlines()) == len(results['rows']) + 1
+  if 'parts' in config:  # A study: every part ran (none skipped for missing files).
+    assert not [k for k in results['metrics'] if k.endswith('.skipped')], results['metrics']
+    assert {r['part'] for r in results['rows']} == set(config.parts)
+    assert os.path.isfile(os.path.join(workdir, 'report.md'))
+  if 'sweep' in config:  # A sweep: every run ran, each in its own folder.
+    names = [run.name for run in sweep.expand_runs(config)]
+    assert {r['run'] for r in results['rows']} == set(names)
+    for run_name in names:
+      assert os.path.isfile(os.path.join(workdir, run_name, 'results.json')), run_name
+
+
+def _fields(config) -> dict:
+  """config as a flat {dotted path: value}, without where the data lives."""
+  flat = {}
+
+  def walk(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, dict):
+        walk(value, f'{prefix}{key}.')
+      elif f'{prefix}{key}' not in ('data.data_dir', 'data.manual_dir'):
+        flat[f'{prefix}{key}'] = value
+  walk(config.to_dict(), '')
+  return flat
+
+
+@pytest.mark.parametrize('name', sorted(RUN_INSIDE))
+def test_smoke_run_inside_another(name, smoke_runs, data_dir, manual_dir):
+  container = RUN_INSIDE[name]
+  assert container in RUN_HERE, f'{name} is inside {container}, which runs elsewhere'
+  config = smoke_config(name, data_dir, manual_dir)
+  container_config, workdir, _ = smoke_runs(container)
+  wanted = _fields(config)
+  places = {part: os.path.join(workdir, part) for part in container_config.parts} if (
+      'parts' in container_config) else {'': workdir}
+  found = []
+  for part, part_dir in places.items():
+    held = _fields(container_config.parts[part] if part else container_config)
+    if all(key in held and held[key] == value for key, value in wanted.items()):
+      found.append(part_dir)
+  assert found, f'no part of {container} smoke holds every field of {name} smoke'
+  _, experiment = runner_for(name)
+  for part_dir in found:
+    if experiment == 'train':  # An experiment trains its target in workdir/target.
+      part_dir = os.path.join(part_dir, 'target')
+    with open(os.path.join(part_dir, 'results.json')) as f:
+      results = json.load(f)
+    assert results['rows'] and results['experiment'] == experiment
+
+
+def _test_function(filename: str, function: str):
+  path = os.path.join(TESTS, filename)
+  with open(path) as f:
+    source = f.read()
+  tree = ast.parse(source)
+  assert not any(isinstance(node, ast.Assign) and any(
+      getattr(t, 'id', '') == 'pytestmark' for t in node.targets) for node in tree.body), (
+      f'{filename} marks every test (pytestmark)')
+  for node in tree.body:
+    if isinstance(node, ast.FunctionDef) and node.name == function:
+      return source, node
+  raise AssertionError(f'{filename} has no function {function}')
+
+
+@pytest.mark.parametrize('name', sorted(RUN_ELSEWHERE))
+def test_smoke_run_elsewhere_exists(name):
+  filename, function = RUN_ELSEWHERE[name]
+  source, node = _test_function(filename, function)
+  for decorator in node.decorator_list:
+    text = ast.unparse(decorator)
+    assert not any(word in text for word in ('skip', 'paper', 'xfail')), (filename, text)
+  assert 'pytest.skip(' not in ast.unparse(node), f'{filename}::{function} may skip'
+  assert name in source and 'smoke' in source, f'{filename} does not run {name} with smoke'
+
+
+def test_tables_name_existing_configs():
+  for table in (SMOKE_ARGS, NARROW, RUN_INSIDE, RUN_ELSEWHERE):
+    stale = sorted(set(table) - set(CONFIG_NAMES))
+    assert not stale, f'tests/test_configs.py names configs that are gone: {stale}'
+  assert not set(RUN_INSIDE) & set(RUN_ELSEWHERE)

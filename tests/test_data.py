@@ -1,8 +1,10 @@
 """Embedded datasets: counts, shapes, schema, rebuild determinism, clear errors."""
+import importlib.resources
 import os
 
 import numpy as np
 import pytest
+from skimage import transform
 
 from configs import common
 from medinv import data
@@ -37,7 +39,15 @@ def test_breastmnist_splits(data_dir):
   assert images.validation[0].shape == (78, 32, 32, 1)
   assert images.test[0].shape == (156, 32, 32, 1)
   assert images.train[0].dtype == np.float32
-  assert 0.0 <= images.train[0].min() and images.train[0].max() <= 1.0
+  # Same images, same order as the shipped npz, resized 28 -> 32 as scikit-image's bilinear
+  # interpolation (half-pixel centres, edge padding) resizes them.
+  with np.load(importlib.resources.files('medinv.data') / 'files' / 'breastmnist.npz') as npz:
+    raw, raw_labels = npz['train_images'], npz['train_labels'].reshape(-1)
+  np.testing.assert_array_equal(images.train[1], raw_labels)
+  for i in (0, 1, 545):
+    reference = transform.resize(raw[i] / 255.0, (32, 32), order=1, mode='edge',
+                                 anti_aliasing=False)
+    np.testing.assert_allclose(images.train[0][i, ..., 0], reference, atol=1e-5)
   assert np.bincount(images.train[1]).tolist() == [147, 399]
   assert np.bincount(images.test[1]).tolist() == [42, 114]
   native = data.load_images('breastmnist', image_size=8 * 4, data_dir=data_dir)

@@ -1,4 +1,4 @@
-"""Manual-download MedMNIST: npz files with the standard keys, written here.
+"""Manual-download MedMNIST: npz files with the standard keys (tests/fixture_files.py).
 """
 import os
 import zipfile
@@ -11,18 +11,10 @@ from medinv.data import medmnist
 from medinv.data import tfds_util
 from medinv.data.tfds_util import DataError
 
+from fixture_files import medmnist_arrays
+
 
 # --------------------------------------------------------------------------------- medmnist
-
-def medmnist_arrays(size=28, channels=1, label_shape=(1,), counts=(12, 4, 6), classes=3,
-                    seed=0):
-  rng = np.random.default_rng(seed)
-  arrays = {}
-  for prefix, n in zip(('train', 'val', 'test'), counts):
-    shape = (n, size, size) if channels == 1 else (n, size, size, channels)
-    arrays[f'{prefix}_images'] = rng.integers(0, 256, shape, dtype=np.uint8)
-    arrays[f'{prefix}_labels'] = rng.integers(0, classes, (n, *label_shape), dtype=np.uint8)
-  return arrays
 
 
 def test_medmnist_grayscale_28(tmp_path):

@@ -1,14 +1,16 @@
-"""The study end to end (smoke): report.md tables agree with results.json; a rerun reuses."""
-import json
+"""The study end to end (smoke): report.md's numbers against independent computations; a
+rerun reuses finished parts; a changed part runs again."""
 import os
 import re
+import shutil
 
+import numpy as np
 import pytest
 
 from configs import demo
-from medinv import report
 from medinv import runners
 from medinv import study
+from medinv import train
 
 
 @pytest.fixture(scope='module')
@@ -34,63 +36,127 @@ def _tables(markdown: str) -> list[list[list[str]]]:
   return tables
 
 
-def test_report_tables_match_results(smoke_run):
-  config, workdir, results = smoke_run
-  report = open(os.path.join(workdir, 'report.md')).read()
-  on_disk = json.load(open(os.path.join(workdir, 'results.json')))
-  assert on_disk['experiment'] == 'study' and on_disk['rows'] == results['rows']
-  tables = _tables(report)
+def _restore_target(part_config, workdir, part, tmp_path):
+  """The part's trained target, restored from a copy of its checkpoints (nothing retrained)."""
+  copy = str(tmp_path / part)
+  shutil.copytree(os.path.join(workdir, part, 'target'), copy)
+  return train.train_and_evaluate(part_config, copy)
+
+
+def _row(table, first_cell):
+  (line,) = [line for line in table[1:] if float(line[0]) == first_cell]
+  return dict(zip(table[0], line))
+
+
+def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
+  """report.md's numbers against what this test computes itself from the data and the saved
+  target models (not against results.json, which is written from the same rows)."""
+  config, workdir, _ = smoke_run
+  report_md = open(os.path.join(workdir, 'report.md')).read()
+  tables = _tables(report_md)
   assert len(tables) == 3  # AIA (sex), inverse network, every attack.
   for table in tables:
     assert all(cell and cell != 'n/a' for row in table for cell in row), table
-  rows = on_disk['rows']
 
+  # Attribute inference on sex: released labels at p = 0 are the model's own predictions.
+  part = config.parts.aia_heart
+  assert tuple(part.attack.sensitive) == ('sex',) and part.attack.max_records == 0
   aia_table = tables[0]
-  assert aia_table[0][:4] == ['p', 'ε', 'released acc.', 'MAP (confusion)']
-  flip_probs = list(config.parts.aia_heart.defense.flip_probs)
-  assert [float(r[0]) for r in aia_table[1:]] == pytest.approx(flip_probs)
-  for line in aia_table[1:]:
-    match = [r for r in rows if r['part'] == 'aia_heart' and r['targets'] == 'members'
-             and r['attack'] == 'map' and r['variant'] == 'confusion'
-             and r['flip_prob'] == pytest.approx(float(line[0]))]
-    assert len(match) == 1
-    assert float(line[3]) == pytest.approx(match[0]['attack_accuracy'], abs=6e-4)
-    assert float(line[2]) == pytest.approx(match[0]['release_test_accuracy'], abs=6e-4)
+  assert aia_table[0][:5] == ['p', 'ε', 'released acc.', 'MAP (confusion)', 'MAP (indicator)']
+  assert [float(r[0]) for r in aia_table[1:]] == pytest.approx(list(part.defense.flip_probs))
+  trained = _restore_target(part, workdir, 'aia_heart', tmp_path)
+  members, test = trained.task.records_train, trained.task.records_test
 
+  def predict(features):
+    logits = trained.model.apply({'params': trained.params}, trained.task.scaler(features))
+    return np.argmax(np.asarray(logits), -1)
+  at_zero = _row(aia_table, 0.0)
+  test_accuracy = np.mean(predict(test.features) == test.labels)
+  assert float(at_zero['released acc.']) == pytest.approx(test_accuracy, abs=6e-4)
+  # MAP with the indicator likelihood (mismatch 1e-3): the one candidate whose query
+  # reproduces the released label, else the prior's most common value (men, 207 of 303).
+  column = members.column_index('sex')
+  candidates = members.columns[column].candidates
+  released = predict(members.features)
+  reproduces = []
+  for value in candidates:
+    queried = members.features.copy()
+    queried[:, column] = value
+    reproduces.append(predict(queried) == released)
+  reproduces = np.stack(reproduces, 1)
+  majority = int(np.argmax(np.bincount(members.columns[column].candidate_index(
+      members.features[:, column]))))
+  guess = np.where(reproduces.sum(1) == 1, np.argmax(reproduces, 1), majority)
+  map_accuracy = np.mean(candidates[guess] == members.features[:, column])
+  assert float(at_zero['MAP (indicator)']) == pytest.approx(map_accuracy, abs=6e-4)
+  # p = 1/2 on two classes releases a coin flip: the confusion-weighted MAP, which knows the
+  # release channel, falls back to the prior's guess.
+  prior_accuracy = np.mean(members.features[:, column] == candidates[majority])
+  for name in ('MAP (confusion)', 'prior guess'):
+    assert float(_row(aia_table, 0.5)[name]) == pytest.approx(prior_accuracy, abs=6e-4), name
+  # ε = ln((1 - p)(k - 1) / p) for k = 2 classes.
+  assert [r[1] for r in aia_table[1:]] == ['inf', f'{np.log(3):.3f}', '0.000']
+
+  # Model inversion: at sigma 0 the deployed model is the target itself.
+  part = config.parts.mia_breastmnist
   inverse_table = tables[1]
-  for line in inverse_table[1:]:
-    split, sigma = int(line[0]), float(line[1])
-    match = [r for r in rows if r['part'] == 'mia_breastmnist' and r['attack'] ==
-             'inverse_network' and r['split'] == split and r['sigma'] == sigma and
-             r['mode'] == 'fixed' and r['knows_defense']]
-    assert len(match) == 1
-    assert float(line[5]) == pytest.approx(match[0]['ssim_mean'], abs=6e-4)
-    assert float(line[2]) == pytest.approx(match[0]['model_test_accuracy'], abs=6e-4)
-  assert len(inverse_table) - 1 == (len(config.parts.mia_breastmnist.attack.splits) *
-                                    len(config.parts.mia_breastmnist.defense.sigmas))
+  assert len(inverse_table) - 1 == len(part.attack.splits) * len(part.defense.sigmas)
+  trained = _restore_target(part, workdir, 'mia_breastmnist', tmp_path)
+  logits = trained.model.apply({'params': trained.params}, trained.task.x_test)
+  test_accuracy = np.mean(np.argmax(np.asarray(logits), -1) == trained.task.y_test)
+  at_zero = [dict(zip(inverse_table[0], line)) for line in inverse_table[1:]
+             if float(line[1]) == 0.0]
+  assert len(at_zero) == len(part.attack.splits)
+  for row in at_zero:
+    for mode in part.defense.modes:
+      assert float(row[f'model acc. ({mode})']) == pytest.approx(test_accuracy, abs=6e-4)
 
-  for link in re.findall(r'!\[[^\]]*\]\(([^)]+)\)', report):
+  for link in re.findall(r'!\[[^\]]*\]\(([^)]+)\)', report_md):
     assert os.path.isfile(os.path.join(workdir, link)), link
-  assert 'privacy_utility.png' in report and 'recon_inverse_network.png' in report
-  csv_lines = open(os.path.join(workdir, 'results.csv')).read().splitlines()
-  assert len(csv_lines) == len(rows) + 1 and csv_lines[0].startswith('part,')
+  assert 'privacy_utility.png' in report_md and 'recon_inverse_network.png' in report_md
+
+
+def _mtimes(workdir):
+  return {part: os.stat(os.path.join(workdir, part, 'results.json')).st_mtime_ns
+          for part in ('aia_heart', 'mia_breastmnist')}
 
 
 def test_rerun_reuses_finished_parts(smoke_run, capsys):
   config, workdir, results = smoke_run
+  before = _mtimes(workdir)
   again = study.run(config, workdir)
-  assert 'reused earlier results' in capsys.readouterr().out
+  assert capsys.readouterr().out.count('reused earlier results') == 2
+  assert _mtimes(workdir) == before  # Neither part's results were rewritten.
   assert again['rows'] == results['rows']
 
 
 def test_changed_part_config_is_rerun(smoke_run, tmp_path):
-  config, workdir, _ = smoke_run
-  part_dir = os.path.join(workdir, 'aia_heart')
-  part = config.parts.aia_heart
-  assert report.completed_results(part_dir, part) is not None
-  changed = part.copy_and_resolve_references()
-  changed.defense.flip_probs = (0.0, 0.5)
-  assert report.completed_results(part_dir, changed) is None
+  """A copy of the finished run, rerun with other flip probabilities for aia_heart: that
+  part runs again (its target resumed, not retrained), the other part is reused."""
+  config, workdir, results = smoke_run
+  copy = str(tmp_path / 'demo')
+  shutil.copytree(workdir, copy)
+  before = _mtimes(copy)
+  checkpoints = sorted(os.listdir(os.path.join(copy, 'aia_heart', 'target', 'checkpoints')))
+  changed = config.copy_and_resolve_references()
+  changed.parts.aia_heart.defense.flip_probs = (0.0, 0.5)
+  rerun = study.run(changed, copy)
+  after = _mtimes(copy)
+  assert after['mia_breastmnist'] == before['mia_breastmnist']
+  assert after['aia_heart'] != before['aia_heart']
+  assert sorted(os.listdir(os.path.join(copy, 'aia_heart', 'target', 'checkpoints'))) == (
+      checkpoints)
+  aia_rows = [r for r in rerun['rows'] if r['part'] == 'aia_heart']
+  assert sorted({r['flip_prob'] for r in aia_rows}) == [0.0, 0.5]
+  assert [r for r in rerun['rows'] if r['part'] == 'mia_breastmnist'] == [
+      r for r in results['rows'] if r['part'] == 'mia_breastmnist']
+  # Same target, same seed: the MAP attack at p = 0 gives what the first run gave.
+  def map_at_zero(rows):
+    return sorted((r['targets'], r['variant'], r['attack_accuracy']) for r in rows
+                  if r['part'] == 'aia_heart' and r['attack'] == 'map' and r['flip_prob'] == 0)
+  assert map_at_zero(rerun['rows']) == map_at_zero(results['rows'])
+  aia_table = _tables(open(os.path.join(copy, 'report.md')).read())[0]
+  assert [float(r[0]) for r in aia_table[1:]] == [0.0, 0.5]
 
 
 def test_unknown_part_kind():

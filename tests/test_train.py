@@ -4,12 +4,14 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
+import optax
 import pytest
 
 from configs import train_breastmnist
 from configs import train_heart
 from medinv import checkpoint
+from medinv import data
+from medinv import keys
 from medinv import train
 
 
@@ -86,8 +88,21 @@ def test_breastmnist_smoke_trains_cnn(data_dir, tmp_path):
   config = train_breastmnist.get_config('smoke')
   config.data.data_dir = data_dir
   trained = train.train_and_evaluate(config, str(tmp_path))
-  assert 0.0 <= trained.metrics['test_accuracy'] <= 1.0
   assert trained.metrics['steps'] == 2 * 9  # 546 images / 64 per batch = 9 padded batches.
+  # The metrics, recomputed here in one unbatched pass over the data loaded afresh.
+  task = data.load_task(config.data)
+  assert task.x_test.shape == (156, 16, 16, 1)
+  for split, x, y in (('train', task.x_train, task.y_train), ('test', task.x_test, task.y_test)):
+    logits = trained.model.apply({'params': trained.params}, x)
+    accuracy = float(np.mean(np.argmax(logits, -1) == y))
+    loss = float(optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
+    assert trained.metrics[f'{split}_accuracy'] == pytest.approx(accuracy, abs=1e-6), split
+    assert trained.metrics[f'{split}_loss'] == pytest.approx(loss, rel=1e-4), split
+  # Training moved the model: its training loss is below that of the initial parameters.
+  initial = trained.model.init(keys.named_keys(config.seed)['init'], task.x_train[:1])
+  initial_logits = trained.model.apply(initial, task.x_train)
+  initial_loss = optax.softmax_cross_entropy_with_integer_labels(initial_logits, task.y_train)
+  assert trained.metrics['train_loss'] < float(initial_loss.mean()) - 0.01
 
 
 def test_last_batch_padded_and_masked():
