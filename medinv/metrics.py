@@ -1,4 +1,8 @@
-"""Reconstruction quality: MSE, PSNR and SSIM per image (dm-pix), and their summaries.
+"""Reconstruction quality (MSE, PSNR, SSIM) and membership-inference ROC metrics.
+
+Membership scores (`membership_summary`, `bootstrap`): AUC, best-threshold balanced accuracy,
+TPR at given FPRs and ROC points from per-record scores (higher = member) and true
+membership; a percentile bootstrap over records gives their intervals. All pure jax.numpy.
 
 Images are float arrays in [0, 1] shaped (n, h, w, c) (a single (h, w, c) image also works);
 every per-image function returns shape (n,). SSIM is dm-pix's: an 11x11 Gaussian window with
@@ -92,3 +96,94 @@ def quality_summary(reconstructions: jax.Array, originals: jax.Array) -> dict[st
     for stat, value in summarize(values).items():
       row[f'{name}_{stat}'] = value
   return row
+
+
+# ----------------------------------------------------------------------------- membership ROC
+
+def _counts_at_scores(scores: jax.Array, labels: jax.Array):
+  """(tp, fp, positives, negatives): records with score >= scores[i], per i, by membership."""
+  labels = jnp.asarray(labels).astype(bool)
+  scores = jnp.asarray(scores, jnp.float32)
+  n = scores.shape[0]
+  pos_sorted = jnp.sort(jnp.where(labels, scores, -jnp.inf))
+  neg_sorted = jnp.sort(jnp.where(labels, -jnp.inf, scores))
+  tp = n - jnp.searchsorted(pos_sorted, scores, side='left')
+  fp = n - jnp.searchsorted(neg_sorted, scores, side='left')
+  positives = jnp.sum(labels)
+  return tp, fp, positives, n - positives
+
+
+def auc(scores: jax.Array, labels: jax.Array) -> jax.Array:
+  """Area under the ROC curve: P(member score > non-member score) + P(tie) / 2.
+
+  The Mann-Whitney statistic from average ranks (ties share their mean rank); scores finite.
+  """
+  scores = jnp.asarray(scores, jnp.float32)
+  labels = jnp.asarray(labels).astype(jnp.float32)
+  ordered = jnp.sort(scores)
+  ranks = (jnp.searchsorted(ordered, scores, side='left')
+           + jnp.searchsorted(ordered, scores, side='right') + 1) / 2.0
+  positives = jnp.sum(labels)
+  negatives = labels.shape[0] - positives
+  return (jnp.sum(labels * ranks) - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def tpr_at_fpr(scores: jax.Array, labels: jax.Array, fprs) -> jax.Array:
+  """(F,) best TPR over thresholds whose FPR is at most each of fprs (0 where none is).
+
+  Where fpr * non-members < 1 the only such thresholds admit no false positive: the value is
+  the TPR at zero false positives (`fpr_records` says when).
+  """
+  tp, fp, positives, negatives = _counts_at_scores(scores, labels)
+  tpr = tp / positives
+  allowed = fp[None, :] <= jnp.asarray(fprs, jnp.float32)[:, None] * negatives + 1e-6
+  return jnp.max(jnp.where(allowed, tpr[None, :], 0.0), axis=1)
+
+
+def balanced_accuracy(scores: jax.Array, labels: jax.Array) -> jax.Array:
+  """Best balanced accuracy (TPR + TNR) / 2 over thresholds (0.5 for a useless score)."""
+  tp, fp, positives, negatives = _counts_at_scores(scores, labels)
+  return jnp.maximum(0.5, jnp.max((tp / positives + 1.0 - fp / negatives) / 2.0))
+
+
+def roc_points(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+  """(fpr, tpr) host arrays of the ROC curve, from (0, 0) to (1, 1), FPR ascending."""
+  tp, fp, positives, negatives = jax.device_get(_counts_at_scores(scores, labels))
+  points = np.unique(np.stack([fp / negatives, tp / positives], axis=1), axis=0)
+  points = np.concatenate([[[0.0, 0.0]], points, [[1.0, 1.0]]])
+  return points[:, 0], points[:, 1]
+
+
+def fpr_records(fprs, num_nonmembers: int) -> list[float]:
+  """How many non-member records each FPR allows as false positives (< 1: below one record)."""
+  return [float(fpr) * num_nonmembers for fpr in fprs]
+
+
+def membership_summary(scores: jax.Array, labels: jax.Array, fprs) -> dict[str, jax.Array]:
+  """{'auc': (), 'balanced_accuracy': (), 'tpr_at_fpr': (F,)} of one attack's scores."""
+  return {'auc': auc(scores, labels), 'balanced_accuracy': balanced_accuracy(scores, labels),
+          'tpr_at_fpr': tpr_at_fpr(scores, labels, fprs)}
+
+
+def bootstrap(key: jax.Array, scores: jax.Array, labels: jax.Array, fprs,
+              num_samples: int) -> dict[str, jax.Array]:
+  """`membership_summary` on num_samples resamples of the records (with replacement).
+
+  Resample b draws N record indices uniformly from fold_in(key, b). A resample without a
+  member or a non-member gives nan (use `percentile_interval`, which ignores nan).
+  """
+  scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+  n = scores.shape[0]
+
+  def one(b):
+    index = jax.random.randint(jax.random.fold_in(key, b), (n,), 0, n)
+    return membership_summary(scores[index], labels[index], fprs)
+
+  return jax.vmap(one)(jnp.arange(num_samples))  # vectorise the resamples
+
+
+def percentile_interval(samples, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+  """Percentile bootstrap interval (low, high) over the leading axis, nan samples ignored."""
+  samples = np.asarray(samples, np.float64)
+  tail = 50.0 * (1.0 - level)
+  return (np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100 - tail, axis=0))

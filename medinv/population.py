@@ -49,6 +49,9 @@ from medinv.attacks import attribute_eval
 TRAIN_AXES = ('seed', 'train.label_flip_prob', 'train.learning_rate')
 SEED, FLIP, LR = TRAIN_AXES
 MAP_ATTACKS = ('map',)  # The release attacks a population runs (of config.attack.names).
+# Optional point field (K, M) int: model k trains on x[train_index[k]], y[train_index[k]] only
+# (membership-inference shadows, each on its own half of the candidate records).
+TRAIN_INDEX = 'train_index'
 
 
 def points(config) -> dict[str, np.ndarray]:
@@ -75,10 +78,22 @@ def init_one(point, sample_x, *, model, weight_decay: float) -> train.TrainState
   return train.init_state(init_key, model, _optimizer(point, weight_decay), sample_x)
 
 
+def training_subset(point, x, y):
+  """Model k's training records: all of (x, y), or its own rows when the point has TRAIN_INDEX.
+
+  A model with TRAIN_INDEX is what train.train_and_evaluate trains on a task whose x_train,
+  y_train are x[train_index], y[train_index] (same keys, same order).
+  """
+  if TRAIN_INDEX not in point:
+    return x, y
+  return x[point[TRAIN_INDEX]], y[point[TRAIN_INDEX]]
+
+
 def train_chunk(state_point, x, y, first_epoch, *, model, weight_decay: float,
                 batch_size: int, augment_flip: bool, num_epochs: int, num_classes: int):
   """num_epochs epochs of one model from first_epoch: (state, point) -> (state, last loss)."""
   state, point = state_point
+  x, y = training_subset(point, x, y)
   data_key = keys_lib.named_keys(point[SEED])['data']
   state, losses = train.run_epochs(
       state, data_key, first_epoch, x, training_labels(point, y, num_classes=num_classes),
