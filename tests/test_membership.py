@@ -2,6 +2,7 @@
 force, the shadow design's balance, and attacks with known answers (a memorising target and a
 target that ignores its training data)."""
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from configs import membership_heart
+from medinv import data as data_lib
+from medinv import experiment
+from medinv import membership as membership_lib
 from medinv import metrics
+from medinv import population
+from medinv import runners
+from medinv import sharding
+from medinv import train
 from medinv.attacks import membership as attacks
 
 
@@ -141,3 +150,129 @@ def test_bootstrap_is_keyed_and_covers_the_estimate():
   assert low < float(metrics.auc(scores, labels)) < high
   assert 0.02 < high - low < 0.2  # ~ 4 * sqrt(AUC(1 - AUC) / 150)
   assert metrics.fpr_records((0.01, 0.001), 150) == pytest.approx([1.5, 0.15])
+
+
+# ----------------------------------------------------------------------------- experiment
+
+def test_every_record_is_in_for_half_the_shadows():
+  for k in (16, 17):
+    shadows = membership_lib.paired_halves(jax.random.key(1), k, 242)
+    assert shadows.shape == (k, 242)
+    np.testing.assert_array_equal(shadows.sum(axis=1), 121)  # every shadow: half the records
+    fraction = shadows.mean(axis=0)
+    assert np.all((fraction >= 0.4) & (fraction <= 0.6)), (fraction.min(), fraction.max())
+  np.testing.assert_array_equal(membership_lib.paired_halves(jax.random.key(1), 16, 242)[:2],
+                                shadows[:2])  # keyed
+  assert not np.array_equal(membership_lib.paired_halves(jax.random.key(2), 16, 242), shadows[:16])
+  assert membership_lib.member_index(shadows[:3]).shape == (3, 121)
+
+
+def _synthetic_task(key, n, num_features=13):
+  """Gaussian features and labels that no feature predicts (a model can only memorise them)."""
+  x_key, y_key = jax.random.split(key)
+  x = np.asarray(jax.random.normal(x_key, (n + 20, num_features)))
+  y = np.asarray(jax.random.bernoulli(y_key, 0.5, (n + 20,))).astype(np.int32)
+  return data_lib.Task('synthetic', x[:n], y[:n], x[n:], y[n:], ('no', 'yes'))
+
+
+def _config(num_shadows, **train):
+  config = membership_heart.get_config('smoke')
+  config.membership.num_shadows = num_shadows
+  config.train.update(train)
+  config.evaluation.bootstrap_samples = 20
+  return config
+
+
+def _attack(config, task, workdir):
+  """The experiment's target, grid and rows steps on an in-memory task."""
+  membership_lib.validate(config)
+  ctx = experiment.Context(config=config, workdir=str(workdir), task=task)
+  ctx.target = membership_lib.fit_target(config, task, str(workdir))
+  outputs = membership_lib.grid(ctx)
+  metrics_dict, rows = membership_lib.rows(ctx, outputs)
+  return ctx, outputs, metrics_dict, {r['attack']: r for r in rows}
+
+
+def test_memorising_target_is_detected_and_population_equals_one_by_one(tmp_path):
+  """64 records with random labels, each model trained to ~zero loss on its 32; and shadow 1
+  of the vmapped population equals train.train_and_evaluate on its records alone.
+
+  256 features keep the records nearly orthogonal, so a model's confidence on a record it
+  did not see stays near chance (with 13 features it extrapolates confidently, right for
+  half of them, and the AUCs fall to 0.75-0.9)."""
+  task = _synthetic_task(jax.random.key(5), 64, num_features=256)
+  config = _config(8, num_epochs=60, batch_size=32, learning_rate=1e-3,
+                   checkpoint_every_epochs=60)
+  ctx, outputs, summary, rows = _attack(config, task, tmp_path / 'run')
+  assert summary['target_train_accuracy'] == 1.0
+  assert np.max(outputs['outputs']['loss'][0][outputs['labels']]) < 0.01  # memorised
+  for name, row in rows.items():
+    assert row['auc'] > 0.95, (name, row['auc'])
+  index = ctx.target['points'][population.TRAIN_INDEX][1]
+  single = config.copy_and_resolve_references()
+  single.seed = int(ctx.target['points'][population.SEED][1])
+  alone = data_lib.Task('synthetic', task.x_train[index], task.y_train[index], task.x_test,
+                        task.y_test, task.class_names)
+  trained = train.train_and_evaluate(single, str(tmp_path / 'alone'), task=alone)
+  shadow = jax.tree.map(lambda leaf: np.asarray(leaf)[1], sharding.gather(ctx.target['state'].params))
+  for got, want in zip(jax.tree.leaves(shadow), jax.tree.leaves(trained.params)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_target_independent_of_its_data_gives_chance_auc(tmp_path):
+  """At learning rate 1e-9 no model moves from its initialisation (Adam steps ~1e-9 vanish in
+  float32), so scores are independent of membership. Membership is a uniformly random half,
+  so AUC has the Mann-Whitney null: mean 1/2, variance (n0 + n1 + 1) / (12 n0 n1). All five
+  attacks inside 4 standard deviations (each fails with probability 6e-5)."""
+  task = _synthetic_task(jax.random.key(6), 1000)
+  config = _config(4, num_epochs=1, batch_size=100, learning_rate=1e-9)
+  _, _, summary, rows = _attack(config, task, tmp_path)
+  n0 = n1 = 500
+  bound = 4 * math.sqrt((n0 + n1 + 1) / (12 * n0 * n1))  # 0.073
+  assert len(rows) == 5
+  for name, row in rows.items():
+    assert abs(row['auc'] - 0.5) < bound, (name, row['auc'], bound)
+  assert summary['num_members'] == summary['num_nonmembers'] == 500
+
+
+def test_membership_heart_smoke_end_to_end(data_dir, tmp_path):
+  config = membership_heart.get_config('smoke')
+  config.data.data_dir = data_dir
+  results = runners.get('membership_inference').run(config, str(tmp_path))
+  assert results['experiment'] == 'membership_inference'
+  assert [r['attack'] for r in results['rows']] == list(membership_heart.ATTACKS)
+  row = results['rows'][0]
+  assert row['num_members'] == row['num_nonmembers'] == 121
+  assert not row['fpr_0.01_below_one_record'] and row['fpr_0.001_below_one_record']
+  assert row['auc_low'] <= row['auc'] <= row['auc_high']
+  assert 0.5 < results['metrics']['target_test_accuracy'] <= 1.0
+  with open(tmp_path / 'records.csv') as f:
+    lines = f.read().splitlines()
+  assert len(lines) == 243 and 'score_lira_online' in lines[0] and 'sex' in lines[0]
+  assert (tmp_path / 'roc.png').stat().st_size > 0
+  assert os.path.isdir(tmp_path / 'stages' / 'membership' / '0')
+  again = runners.get('membership_inference').run(config, str(tmp_path))  # resumes, same numbers
+  assert again['rows'] == results['rows']
+
+
+def test_bad_input_names_the_field():
+  config = membership_heart.get_config('smoke')
+  config.membership.num_shadows = 1
+  with pytest.raises(ValueError, match='membership.num_shadows must be at least 2'):
+    membership_lib.validate(config)
+  config = membership_heart.get_config('smoke')
+  config.attack.names = ('lira_online', 'lira_typo')
+  with pytest.raises(ValueError, match="attack.names: unknown membership attack 'lira_typo'"):
+    membership_lib.validate(config)
+  config = membership_heart.get_config('smoke')
+  config.attack.queries = 'flip'
+  with pytest.raises(ValueError, match="attack.queries 'flip' needs an image dataset"):
+    membership_lib.validate(config)
+  config = membership_heart.get_config('smoke')
+  config.evaluation.below_one_record = 'error'
+  membership_lib.check_record_count(config.copy_and_resolve_references(), 200_000)
+  config.evaluation.fprs = (0.01, 0.001)
+  with pytest.raises(ValueError, match=r'evaluation.fprs \[0.001\] are below one record'):
+    membership_lib.check_record_count(config, 242)
+  with pytest.raises(ValueError, match='at least 4 candidate records'):
+    membership_lib.check_record_count(config, 2)

@@ -146,11 +146,15 @@ def query_views(x: jax.Array, queries: str) -> jax.Array:
 
 
 def model_outputs(params, x: jax.Array, y: jax.Array, *, apply_fn, queries: str) -> dict:
-  """{'phi': (N, A), 'loss': (N,)} of one model on records (x, y) (see the module doc)."""
+  """{'phi': (N, A), 'loss': (N,), 'correct': (N,)} of one model on records (x, y).
+
+  phi per query view (see the module doc); loss and correct (top-1 == y) on the plain view.
+  """
   views = query_views(x, queries)
   logits = jax.vmap(lambda view: apply_fn({'params': params}, view))(views)  # (A, N, C)
   loss = optax.softmax_cross_entropy_with_integer_labels(logits[0], y)
-  return {'phi': jnp.moveaxis(logit_confidence(logits, y[None]), 0, -1), 'loss': loss}
+  return {'phi': jnp.moveaxis(logit_confidence(logits, y[None]), 0, -1), 'loss': loss,
+          'correct': jnp.argmax(logits[0], axis=-1) == y}
 
 
 # ----------------------------------------------------------------------------- statistics

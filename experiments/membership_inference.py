@@ -1,0 +1,56 @@
+"""Membership inference (LiRA and the loss threshold) with a shadow population in one program.
+
+  ./launch.sh membership_inference --config configs/membership_heart.py --workdir runs/mem_heart
+  ./launch.sh membership_inference --config configs/membership_heart.py:smoke \\
+      --workdir /tmp/mem_smoke
+
+Trains (or resumes, from WORKDIR/shadows) the target and config.membership.num_shadows shadow
+models as one population, runs every attack of config.attack.names, and writes
+WORKDIR/results.json, results.csv (one row per attack), records.csv (per-record scores) and
+roc.png.
+"""
+from absl import flags
+from absl import logging
+
+from medinv import cli
+from medinv import membership
+from medinv import progress
+
+cli.define_config_file('config', 'configs/membership_heart.py', 'Membership-inference config.')
+flags.DEFINE_string('workdir', None, 'Run directory (shadows, config.json, results, figures).')
+FLAGS = flags.FLAGS
+
+
+def summary(rows: list[dict], fprs) -> str:
+  """One line per attack: AUC, balanced accuracy and TPR at each FPR with their intervals."""
+  header = f'{"attack":<28} {"AUC":>19} {"bal.acc":>7} ' + ' '.join(
+      f'{"TPR@" + format(fpr, "g"):>19}' for fpr in fprs)
+  lines = [header]
+  for r in rows:
+    cells = [f'{r["auc"]:.3f} [{r["auc_low"]:.3f}, {r["auc_high"]:.3f}]',
+             f'{r["balanced_accuracy"]:>7.3f}']
+    for fpr in fprs:
+      name = f'tpr_at_{fpr:g}'
+      flag = '*' if r[f'fpr_{fpr:g}_below_one_record'] else ' '
+      cells.append(f'{r[name]:.3f}{flag}[{r[name + "_low"]:.3f}, {r[name + "_high"]:.3f}]')
+    lines.append(f'{r["attack"]:<28} ' + ' '.join(cells))
+  lines.append('* below one non-member record: the TPR at zero false positives; intervals: '
+               f'{rows[0]["interval"]}')
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  workdir = FLAGS.workdir or f'runs/mem_{config.data.dataset}'
+  results = membership.run(config, workdir)
+  print(summary(results['rows'], tuple(config.evaluation.fprs)))
+  m = results['metrics']
+  print(f'target test accuracy {m["target_test_accuracy"]:.3f} (train {m["target_train_accuracy"]:.3f}, '
+        f'{m["num_shadows"]} shadows); results in {workdir}/results.json')
+
+
+if __name__ == '__main__':
+  logging.set_verbosity(logging.INFO)
+  progress.quiet_library_logs()
+  cli.run(main)

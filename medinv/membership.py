@@ -1,0 +1,299 @@
+"""Membership inference: LiRA against a target, with shadow models trained in one program.
+
+`run(config, workdir)` is `experiment.run(SPEC, ...)`:
+  1. validate: training config, config.membership, the attack registry, config.evaluation;
+  2. target: K + 1 models of config.model trained as one population (`population.fit`,
+     vmapped and sharded over every device, checkpointed in workdir/shadows so a killed run
+     resumes): model 0 is the target, models 1..K the attacker's shadows. Each trains on
+     half of the candidate records (the first 2*floor(N/2) training records): the shadows on
+     paired complementary halves (shadow 2j+1 on what 2j left out), so every record is IN
+     for exactly half of them (K even; K odd: (K-1)/2 or (K+1)/2), the target on its own
+     random half. The membership matrix (K + 1, N) is kept as the orbax stage
+     workdir/stages/membership (row 0: the target);
+  3. grid: every model's phi / loss on the candidates (`attacks.membership.model_outputs`,
+     one sharded program) and its test accuracy; every configured attack
+     (config.attack.names, in medinv.attacks.membership.ATTACKS) scores the target's
+     candidates; metrics and a bootstrap over records (`medinv.metrics`);
+  4. rows: one per attack (AUC, best balanced accuracy, TPR at each of evaluation.fprs,
+     each with its percentile-bootstrap interval, next to the target's accuracy); figures
+     (medinv.membership_figures): roc.png (log-log ROC) and records.csv (per-record scores).
+
+TPR at an FPR below one non-member record (fpr * non-members < 1) is the TPR at zero false
+positives: rows flag it (`fpr_<f>_below_one_record`), or, with evaluation.below_one_record
+'error', the run stops before training with a ValueError naming evaluation.fprs.
+
+Key tree (streams of config.seed, medinv.keys):
+  init   └ fold_in(init, 1)    model seeds: model k trains as config.seed = seed_k would
+                               (named_keys(seed_k): init, epoch shuffles, label flips)
+  data   └ fold_in(data, 1)    the target's half of the candidates
+  attack ├ fold_in(attack, 0)  the shadows' paired halves
+         ├ fold_in(attack, 1)  attack i's key: fold_in(., i) (the built-ins use none)
+         └ fold_in(attack, 2)  the bootstrap resamples (shared by every attack: paired)
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from medinv import checkpoint
+from medinv import data as data_lib
+from medinv import experiment
+from medinv import keys as keys_lib
+from medinv import membership_figures
+from medinv import metrics
+from medinv import population
+from medinv import report
+from medinv import sharding
+from medinv import stages
+from medinv import train
+from medinv.attacks import membership as attacks
+
+POLICIES = ('flag', 'error')  # evaluation.below_one_record
+CHECKPOINT_FIELDS = train.CHECKPOINT_FIELDS + ('membership.num_shadows',)
+
+
+def paired_halves(key: jax.Array, num_models: int, num_records: int) -> np.ndarray:
+  """(num_models, num_records) bool: models 2j and 2j+1 train on complementary random halves.
+
+  num_records must be even. Every model holds num_records / 2 records; every record is IN for
+  num_models / 2 models (num_models even; odd: the last model takes a random half alone).
+  """
+  if num_records % 2:
+    raise ValueError(f'paired halves need an even number of records, got {num_records}')
+  pairs = -(-num_models // 2)
+  ranks = jax.vmap(lambda k: jnp.argsort(jax.random.permutation(k, num_records)))(
+      jax.random.split(key, pairs))  # rank of each record in pair j's random order
+  first = np.asarray(ranks < num_records // 2)
+  return np.stack([first, ~first], axis=1).reshape(2 * pairs, num_records)[:num_models]
+
+
+def random_half(key: jax.Array, num_records: int) -> np.ndarray:
+  """(num_records,) bool, exactly half of them True, uniformly at random."""
+  return np.asarray(jax.random.permutation(key, num_records) < num_records // 2)
+
+
+def member_index(membership: np.ndarray) -> np.ndarray:
+  """(K, N/2) int32: each model's IN records in ascending order (its training set)."""
+  return np.stack([np.flatnonzero(row) for row in membership]).astype(np.int32)
+
+
+def candidates(task: data_lib.Task) -> tuple[np.ndarray, np.ndarray]:
+  """The candidate records: the first 2 * floor(N/2) training records and their labels."""
+  n = len(task.y_train) // 2 * 2
+  return np.asarray(task.x_train[:n]), np.asarray(task.y_train[:n])
+
+
+def draw_membership(config, num_records: int) -> np.ndarray:
+  """(K + 1, N) bool: row 0 the target's training set, rows 1..K the shadows'."""
+  streams = keys_lib.named_keys(config.seed)
+  target = random_half(jax.random.fold_in(streams['data'], 1), num_records)
+  shadows = paired_halves(jax.random.fold_in(streams['attack'], 0),
+                          config.membership.num_shadows, num_records)
+  return np.concatenate([target[None], shadows])
+
+
+def model_points(config, membership: np.ndarray) -> dict[str, np.ndarray]:
+  """population.fit points: a seed per model (fold_in(init, 1)), the config's flip and lr."""
+  size = membership.shape[0]
+  seeds = jax.random.randint(jax.random.fold_in(keys_lib.named_keys(config.seed)['init'], 1),
+                             (size,), 0, np.iinfo(np.int32).max)
+  return {population.SEED: np.asarray(seeds, np.int32),
+          population.FLIP: np.full(size, config.train.label_flip_prob, np.float32),
+          population.LR: np.full(size, config.train.learning_rate, np.float32),
+          population.TRAIN_INDEX: member_index(membership)}
+
+
+# ----------------------------------------------------------------------------- validation
+
+def validate(config) -> None:
+  """ValueError naming the field for every config error, before data or compute."""
+  train.validate(config)
+  if not config.membership.num_shadows >= 2:
+    raise ValueError('membership.num_shadows must be at least 2 (LiRA needs IN and OUT '
+                     f'shadows for every record), got {config.membership.num_shadows}')
+  attacks.check_config(config.attack)
+  if config.attack.queries == 'flip' and data_lib.is_records(config.data.dataset):
+    raise ValueError(f"attack.queries 'flip' needs an image dataset; {config.data.dataset} "
+                     "holds records: use 'identity'")
+  evaluation = config.evaluation
+  if not evaluation.fprs or not all(0 < fpr < 1 for fpr in evaluation.fprs):
+    raise ValueError(f'evaluation.fprs must be FPRs in (0, 1), got {tuple(evaluation.fprs)}')
+  if evaluation.below_one_record not in POLICIES:
+    raise ValueError(f'evaluation.below_one_record must be one of {POLICIES}, got '
+                     f'{evaluation.below_one_record!r}')
+  if evaluation.bootstrap_samples < 1:
+    raise ValueError('evaluation.bootstrap_samples must be at least 1, got '
+                     f'{evaluation.bootstrap_samples}')
+  if not 0 < evaluation.interval < 1:
+    raise ValueError(f'evaluation.interval must be in (0, 1), got {evaluation.interval}')
+
+
+def check_record_count(config, num_records: int) -> None:
+  """ValueError naming the field when the candidates are too few for the requested FPRs."""
+  if num_records < 4:
+    raise ValueError(f'membership inference needs at least 4 candidate records, got '
+                     f'{num_records} (data.dataset {config.data.dataset})')
+  nonmembers = num_records // 2
+  below = [fpr for fpr, count in zip(config.evaluation.fprs,
+                                     metrics.fpr_records(config.evaluation.fprs, nonmembers))
+           if count < 1]
+  if below and config.evaluation.below_one_record == 'error':
+    raise ValueError(f'evaluation.fprs {below} are below one record: the target has '
+                     f'{nonmembers} non-member candidates, so the smallest FPR it resolves is '
+                     f'{1 / nonmembers:.3g} (drop them, or set evaluation.below_one_record='
+                     "'flag' to report the TPR at zero false positives)")
+
+
+def start(workdir: str, config) -> None:
+  """Refuses a workdir whose shadows another config trained; writes config.json."""
+  checkpoint.check_compatible(os.path.join(workdir, 'config.json'), config.to_dict(),
+                              CHECKPOINT_FIELDS)
+  report.write_config(workdir, config)
+
+
+def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
+  """The target step: target and shadows as one population (resumed from workdir/shadows)."""
+  x, _ = candidates(task)
+  check_record_count(config, len(x))
+  membership = stages.load_or_compute(os.path.join(workdir, 'stages'), 'membership',
+                                      lambda: {'membership': draw_membership(config, len(x))})
+  membership = np.asarray(membership['membership']).astype(bool)
+  points = model_points(config, membership)
+  # TRAIN_INDEX indexes task.x_train, whose first len(x) records are the candidates.
+  model, state, size = population.fit(config, task, points,
+                                      checkpoint_dir=os.path.join(workdir, 'shadows'))
+  return {'model': model, 'state': state, 'size': size, 'points': points,
+          'membership': membership}
+
+
+# ----------------------------------------------------------------------------- grid and rows
+
+def score_one(state_point, x, y, x_test, y_test, *, apply_fn, queries: str) -> dict:
+  """One model's phi / loss / correct on the candidates and its test accuracy."""
+  state, _ = state_point
+  out = attacks.model_outputs(state.params, x, y, apply_fn=apply_fn, queries=queries)
+  out['test_accuracy'] = train.evaluate(state.params, x_test, y_test,
+                                        apply_fn=apply_fn)['accuracy']
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def score_fn(apply_fn, queries: str):
+  return functools.partial(score_one, apply_fn=apply_fn, queries=queries)
+
+
+def observation(outputs: dict, membership: np.ndarray) -> attacks.Observation:
+  """What the attacker holds: the target's (model 0) outputs and the shadows' (1..K)."""
+  return attacks.Observation(target_phi=outputs['phi'][0], target_loss=outputs['loss'][0],
+                             shadow_phi=outputs['phi'][1:],
+                             shadow_in=membership[1:].astype(np.int32))
+
+
+@functools.lru_cache(maxsize=None)
+def evaluation_program(fprs: tuple[float, ...], num_samples: int):
+  """(scores, labels, key) -> (summary, bootstrap samples), jitted once per setting."""
+  def evaluate(scores, labels, key):
+    return (metrics.membership_summary(scores, labels, fprs),
+            metrics.bootstrap(key, scores, labels, fprs, num_samples))
+  return jax.jit(evaluate)
+
+
+def run_attacks(config, obs: attacks.Observation, labels: np.ndarray) -> dict:
+  """{name: {'scores': (N,), 'summary': ..., 'bootstrap': ...}} for every configured attack."""
+  streams = keys_lib.named_keys(config.seed)
+  attack_root = jax.random.fold_in(streams['attack'], 1)
+  bootstrap_key = jax.random.fold_in(streams['attack'], 2)
+  evaluate = evaluation_program(tuple(float(f) for f in config.evaluation.fprs),
+                                int(config.evaluation.bootstrap_samples))
+  out = {}
+  for i, name in enumerate(config.attack.names):
+    attack = attacks.get(name)
+    score = jax.jit(functools.partial(attack.score, cfg=attacks.attack_cfg(config.attack, name)))
+    scores = score(jax.random.fold_in(attack_root, i), obs)
+    summary, samples = evaluate(scores, labels, bootstrap_key)
+    out[name] = jax.device_get({'scores': scores, 'summary': summary, 'bootstrap': samples})
+  return out
+
+
+def grid(ctx: experiment.Context) -> dict:
+  """Every model's outputs on the candidates, and every attack against the target."""
+  x, y = candidates(ctx.task)
+  target = ctx.target
+  outputs = sharding.map_grid(score_fn(target['model'].apply, ctx.config.attack.queries),
+                              (target['state'], target['points']), x, y, ctx.task.x_test,
+                              ctx.task.y_test)
+  membership = target['membership']
+  return {'outputs': outputs, 'labels': membership[0],
+          'attacks': run_attacks(ctx.config, observation(outputs, membership), membership[0])}
+
+
+def _interval_columns(name: str, value, samples, level: float) -> dict:
+  low, high = metrics.percentile_interval(samples, level)
+  return {name: float(value), f'{name}_low': float(low), f'{name}_high': float(high)}
+
+
+def attack_row(config, name: str, result: dict, num_nonmembers: int) -> dict:
+  """One attack's AUC, balanced accuracy and TPR at each FPR, with bootstrap intervals."""
+  level = float(config.evaluation.interval)
+  summary, samples = result['summary'], result['bootstrap']
+  row = {'attack': name, 'uses_shadows': attacks.get(name).uses_shadows}
+  for stat in ('auc', 'balanced_accuracy'):
+    row.update(_interval_columns(stat, summary[stat], samples[stat], level))
+  for f, fpr in enumerate(config.evaluation.fprs):
+    records = metrics.fpr_records([fpr], num_nonmembers)[0]
+    row.update(_interval_columns(f'tpr_at_{fpr:g}', summary['tpr_at_fpr'][f],
+                                 samples['tpr_at_fpr'][:, f], level))
+    row[f'fpr_{fpr:g}_records'] = records
+    row[f'fpr_{fpr:g}_below_one_record'] = records < 1
+  return row
+
+
+def utility(outputs: dict, labels: np.ndarray, num_classes: int, y_test) -> dict:
+  """The target's train / test accuracy, the shadows' mean test accuracy, the majority class."""
+  correct = np.asarray(outputs['correct'][0])
+  return {'target_train_accuracy': float(np.mean(correct[labels])),
+          'target_test_accuracy': float(outputs['test_accuracy'][0]),
+          'shadow_test_accuracy_mean': float(np.mean(outputs['test_accuracy'][1:])),
+          'test_majority_accuracy': float(np.max(np.bincount(y_test, minlength=num_classes))
+                                          / len(y_test))}
+
+
+def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
+  """(metrics, rows) of results.json: one row per attack."""
+  config, labels = ctx.config, outputs['labels']
+  num_members = int(labels.sum())
+  num_nonmembers = int(labels.size - num_members)
+  model_utility = utility(outputs['outputs'], labels, ctx.task.num_classes,
+                          np.asarray(ctx.task.y_test))
+  common = {'dataset': config.data.dataset, 'model': config.model,
+            'num_shadows': config.membership.num_shadows, 'queries': config.attack.queries,
+            'num_members': num_members, 'num_nonmembers': num_nonmembers,
+            'label_flip_prob': float(config.train.label_flip_prob), **model_utility,
+            'interval': f'{config.evaluation.interval:g} percentile bootstrap over records '
+                        f'({config.evaluation.bootstrap_samples} resamples)'}
+  result_rows = [{**common, **attack_row(config, name, result, num_nonmembers)}
+                 for name, result in outputs['attacks'].items()]
+  summary = {'num_shadows': config.membership.num_shadows, 'num_records': int(labels.size),
+             'num_members': num_members, 'num_nonmembers': num_nonmembers, **model_utility,
+             'auc_max': max(r['auc'] for r in result_rows)}
+  return summary, result_rows
+
+
+def figures(ctx: experiment.Context, outputs: dict, result_rows: list[dict]) -> None:
+  """roc.png and records.csv (per-record scores) in the workdir."""
+  del result_rows
+  membership_figures.write_records(ctx, outputs)
+  membership_figures.plot_roc(ctx, outputs)
+
+
+SPEC = experiment.Spec(name='membership_inference', validate=validate, grid=grid, rows=rows,
+                       target=fit_target, start=start, figures=figures)
+
+
+def run(config, workdir: str) -> dict:
+  """Trains target and shadows as one population, runs every attack, writes results."""
+  return experiment.run(SPEC, config, workdir)
