@@ -51,9 +51,9 @@ SMOKE_ARGS = {'paper': 'smoke,medmnist=pneumoniamnist'}
 
 def _narrow_paper(config):
   """paper's smoke run, narrowed for the default suite (test_paper_smoke_exact, marked
-  `paper`, runs it whole): its aia_heart part is run by test_attribute and demo, and each
-  model-inversion part runs on one split, one attacker view and one attack, whose code and
-  grid tests/test_inversion.py and demo run in full."""
+  `paper`, runs it whole): its aia_heart part is run by test_attribute_experiment.py and the
+  demo, and each model-inversion part runs one split, one attacker view and one attack, whose
+  code and grid tests/test_inversion.py and the demo run in full."""
   del config.parts['aia_heart']
   for name, part in config.parts.items():
     if name.startswith('mia_'):
@@ -72,7 +72,7 @@ RUN_INSIDE = {name: 'paper' for name in (
     'train_mias', 'train_cbis_ddsm', 'train_medmnist')}  # the targets of its mia_* parts
 
 RUN_ELSEWHERE = {
-    'aia_heart': ('test_attribute.py', 'test_experiment_smoke_heart'),
+    'aia_heart': ('test_attribute_experiment.py', 'heart_run'),  # with extensions registered
     'demo': ('test_demo.py', 'smoke_run'),
     'mia_breastmnist': ('test_inversion.py', 'test_model_inversion_smoke_end_to_end'),
     'train_breastmnist': ('test_train.py', 'test_breastmnist_smoke_trains_cnn'),

@@ -22,9 +22,17 @@ def test_heart_disease_records(data_dir):
                                 np.float32([63, 1, 3, 145, 233, 1, 0, 150, 0, 2.3, 0, 0, 1]))
   sex = records.columns[records.column_index('sex')]
   assert np.bincount(sex.candidate_index(records.features[:, 1])).tolist() == [96, 207]
-  for column in records.columns:  # Every value maps to a candidate.
-    index = column.candidate_index(records.features[:, records.column_index(column.name)])
-    assert index.min() >= 0 and index.max() < len(column.candidates)
+  for column in records.columns:  # Every value maps to its own value or to the bin it is in.
+    raw = records.features[:, records.column_index(column.name)]
+    index = column.candidate_index(raw)
+    if column.categorical:
+      np.testing.assert_array_equal(column.candidates[index], raw)
+      continue
+    edges = np.asarray(column.edges, np.float64)
+    assert len(column.candidates) == len(edges) - 1, column.name
+    low = np.where(index > 0, edges[index], -np.inf)  # Bins 0 and k-1 are open outwards.
+    high = np.where(index < len(edges) - 2, edges[np.minimum(index + 1, len(edges) - 1)], np.inf)
+    assert np.all((low <= raw) & (raw < high)), column.name
 
 
 def test_continuous_column_bins():

@@ -99,8 +99,10 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
 
   # Model inversion: at sigma 0 the deployed model is the target itself.
   part = config.parts.mia_breastmnist
+  perturbation = part.defense.model_perturbation
   inverse_table = tables[1]
-  assert len(inverse_table) - 1 == len(part.attack.splits) * len(part.defense.sigmas)
+  assert inverse_table[0][:3] == ['split', 'σ', f'model acc. ({perturbation.modes[0]})']
+  assert len(inverse_table) - 1 == len(part.attack.splits) * len(perturbation.strengths)
   trained = _restore_target(part, workdir, 'mia_breastmnist', tmp_path)
   logits = trained.model.apply({'params': trained.params}, trained.task.x_test)
   test_accuracy = np.mean(np.argmax(np.asarray(logits), -1) == trained.task.y_test)
@@ -108,7 +110,7 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
              if float(line[1]) == 0.0]
   assert len(at_zero) == len(part.attack.splits)
   for row in at_zero:
-    for mode in part.defense.modes:
+    for mode in perturbation.modes:
       assert float(row[f'model acc. ({mode})']) == pytest.approx(test_accuracy, abs=6e-4)
 
   for link in re.findall(r'!\[[^\]]*\]\(([^)]+)\)', report_md):
