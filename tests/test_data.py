@@ -102,7 +102,7 @@ def test_malformed_heart_csv_names_line(tmp_path):
   path = tmp_path / 'heart.csv'
   header = 'age,sex,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal,target\n'
   path.write_text(header + '63,1,3,145,233,1,0,150,0,2.3,0,0,1,1\n37,1,x,130,250,0,1,187,0,3.5,0,0,2,1\n')
-  with pytest.raises(tfds_util.DataError, match='line 3: non-numeric'):
+  with pytest.raises(tfds_util.DataError, match="line 3, column 'cp': 'x' is not a number"):
     heart_disease.read_csv(path)
   path.write_text(header + '63,1,3,145\n')
   with pytest.raises(tfds_util.DataError, match='line 2: 4 fields, expected 14'):
