@@ -31,12 +31,13 @@ CONFIG_FILES = sorted(glob.glob(os.path.join(TESTS, '..', 'configs', '*.py')))
 CONFIG_NAMES = [os.path.basename(p)[:-3] for p in CONFIG_FILES
                 if os.path.basename(p) not in ('__init__.py', 'common.py')]
 
-# (name prefix, runner, results.json's 'experiment'); the first matching prefix wins.
+# (name prefix, runner, results.json's 'experiment'); the first matching prefix wins. A runner
+# given by name is the experiment of that name in medinv.runners.RUNNERS; a config whose prefix
+# is not here goes to the runner whose study prefix its name starts with (runners.for_part).
 RUNNER_BY_PREFIX = (
-    ('aia_', lambda config, workdir: runners.RUNNERS['attribute_inference'].run(config, workdir),
-     'attribute_inference'),
-    ('mia_', lambda config, workdir: runners.RUNNERS['model_inversion'].run(config, workdir),
-     'model_inversion'),
+    ('aia_', 'attribute_inference', 'attribute_inference'),
+    ('mia_', 'model_inversion', 'model_inversion'),
+    ('membership_', 'membership_inference', 'membership_inference'),
     ('train_', train.train_and_evaluate, 'train'),
     ('sweep_', lambda config, workdir: sweep.run_sweep(config, workdir, log=lambda line: None),
      'sweep'),
@@ -89,9 +90,13 @@ def runner_for(name: str):
   """(run(config, workdir), the 'experiment' its results.json names)."""
   for prefix, run, experiment in RUNNER_BY_PREFIX:
     if name.startswith(prefix):
-      return run, experiment
-  raise LookupError(f'configs/{name}.py: no runner for this name; add its prefix to '
-                    'RUNNER_BY_PREFIX in tests/test_configs.py')
+      return (runners.get(run).run if isinstance(run, str) else run), experiment
+  try:
+    runner = runners.for_part(name)
+  except ValueError as e:
+    raise LookupError(f'configs/{name}.py: no runner for this name; add its prefix to '
+                      f'RUNNER_BY_PREFIX in tests/test_configs.py ({e})') from None
+  return runner.run, next(key for key, value in runners.RUNNERS.items() if value is runner)
 
 
 def smoke_config(name: str, data_dir: str, manual_dir: str, narrow: bool = True):
