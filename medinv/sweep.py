@@ -35,7 +35,11 @@ from medinv import runners
 
 
 def runner_of(config) -> runners.Runner:
-  return runners.get(config.sweep.experiment)
+  name = config.sweep.experiment
+  if name not in runners.RUNNERS:
+    raise ValueError(f'config.sweep.experiment: unknown sweep experiment {name!r}; known: '
+                     f'{sorted(runners.RUNNERS)}')
+  return runners.RUNNERS[name]
 
 
 def split_axes(config) -> tuple[dict[str, tuple], dict[str, tuple]]:

@@ -3,7 +3,7 @@
 A run trains a population of SplitCNN targets (`medinv.population`: vmapped over seeds,
 training-time label flip_prob and learning rate), then attacks every model at every point of
 the attack grid (defense.sigma x attack.learning_rate x attack.weights.<term>) in one
-program: `sweep.map_grid` over the flattened (model, attack point) grid, sharded over the
+program: `sharding.map_grid` over the flattened (model, attack point) grid, sharded over the
 devices. Each point perturbs hospital A's layers of its model with sigma (the 'fixed' mode
 of medinv.defenses, drawn from the model's defense stream, as medinv.mia), reconstructs the
 targets from the features the deployed edge sends, with He et al.'s regularised

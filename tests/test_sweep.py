@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import mia_breastmnist
 from configs import sweep_population
 from configs import sweep_rmle
 from medinv import distributed
@@ -61,12 +62,13 @@ def test_expand_runs_names_overrides_and_keeps_only_vmapped_axes():
   assert config.train.batch_size == 32  # The sweep's own config is untouched.
   assert sweep.run_name({'a.seed': 1, 'b.seed': 2, 'attack.splits': (2, 4)}) == (
       'a.seed=1,b.seed=2,splits=2-4')
-  mia_config = sweep_rmle.get_config('smoke')  # Any config: only sweep.* matters here.
-  mia_config.defense.sigmas = (0.0,)
+  mia_config = mia_breastmnist.get_config('smoke')
+  mia_config.defense.model_perturbation.strengths = (0.0,)
   mia_config.sweep = ml_collections.ConfigDict({'experiment': 'model_inversion', 'axes': {
       'defense': {'sigma': (0.0, 0.05)}}})
-  (run,) = sweep.expand_runs(mia_config)
-  assert run.name == 'run' and run.config.defense.sigmas == (0.0, 0.05)
+  (run,) = sweep.expand_runs(mia_config)  # the vmapped axis becomes the run's strength grid
+  assert run.name == 'run'
+  assert run.config.defense.model_perturbation.strengths == (0.0, 0.05)
 
 
 def test_grid_points_cartesian_product():
@@ -129,7 +131,7 @@ def test_killed_sweep_resumes_only_unfinished_runs(data_dir, tmp_path, monkeypat
   assert {r['run'] for r in on_disk['rows']} == {'split_seed=0', 'split_seed=1'}
 
   calls.clear()  # A changed config makes a finished run stale.
-  config.attack.eps = 0.01
+  config.attack.map.eps = 0.01
   sweep.run_sweep(config, workdir, log=lambda line: None)
   assert calls == ['split_seed=0', 'split_seed=1']
 
@@ -143,13 +145,13 @@ def test_rmle_point_grid_equals_single_points():
   attack = {'defense.sigma': np.float32([0.0, 0.05]), 'attack.learning_rate': np.float32(
       [0.05, 0.05]), 'attack.weights.feature_l2': np.float32([1.0, 1.0]),
       'attack.weights.tv': np.float32([0.0, 0.05])}
-  flat = rmle_lib.grid({'seed': np.int32([0, 1])}, attack)
+  flat = rmle_lib.flat_grid({'seed': np.int32([0, 1])}, attack)
   assert flat['model'].tolist() == [0, 0, 1, 1] and flat['seed'].tolist() == [0, 0, 1, 1]
   fn = rmle_lib.point_fn(model, 2, 'edge', 3)
-  args = (population_params, images[:2], images, jnp.int32([0, 1, 0]), images[2])
+  args = (population_params, images[:2], images, jnp.int32([0, 1, 0]))
   out = sharding.map_grid(fn, flat, *args)
   single = jax.jit(fn)({k: v[3] for k, v in flat.items()}, *args)
-  for name in ('ssim', 'psnr', 'mse', 'model_test_accuracy', 'final_loss'):
+  for name in ('ssim', 'psnr', 'mse', 'model_test_accuracy'):
     np.testing.assert_allclose(out[name][3], single[name], rtol=2e-5)
   assert len(set(np.round(out['mse'], 8))) == 4  # Every point is a different attack.
   with pytest.raises(ValueError, match='unknown objective term'):
