@@ -349,3 +349,15 @@ def test_disk_full_during_a_stage_leaves_no_stage(tmp_path, monkeypatch):
   first = stages.load_or_compute(str(tmp_path), 'stage', compute)  # computed, saved
   again = stages.load_or_compute(str(tmp_path), 'stage', compute)  # restored, not recomputed
   assert calls == [1] and np.array_equal(again['w'], first['w'])
+
+
+def test_bad_sweep_axis_value_exits_2_before_any_run(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != errors.DEBUG_ENV}
+  env.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3', NO_GCE_CHECK='true')
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.sweep', '--config=configs/sweep_rmle.py:smoke',
+       '--config.sweep.axes.attack.learning_rate=(0.0,)', f'--workdir={tmp_path / "w"}'],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  error_line(result, errors.EXIT_USAGE, 'sweep axis attack.learning_rate=0.0',
+             'attack.learning_rate must be positive')
+  assert not (tmp_path / 'w').exists()  # nothing was trained or written
