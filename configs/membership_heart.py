@@ -22,14 +22,17 @@ ATTACKS = ('lira_online', 'lira_offline', 'lira_online_fixed_variance',
            'lira_offline_fixed_variance', 'loss_threshold')
 
 
-def membership_config(num_shadows: int) -> ml_collections.ConfigDict:
+def membership_config(num_shadows: int, models_per_step: int = 0) -> ml_collections.ConfigDict:
   """The shadow population: num_shadows models of the target's architecture and training.
 
   Every shadow trains in the same compiled program (vmapped, sharded over the devices), so K
   is cheap on an accelerator: a GPU run should use 64-256 (Carlini et al. use 256; LiRA's
   low-FPR numbers need many OUT shadows per record). The CPU default is 16.
+  models_per_step: models each device trains / queries at once (0: all, vmapped; k > 0: k
+  at a time, e.g. 1 for CNNs on a CPU, where batched-weight convolutions are slow).
   """
-  return ml_collections.ConfigDict(dict(num_shadows=num_shadows))
+  return ml_collections.ConfigDict(dict(num_shadows=num_shadows,
+                                        models_per_step=models_per_step))
 
 
 def attack_config(queries: str = 'identity', **overrides) -> ml_collections.ConfigDict:
@@ -45,12 +48,14 @@ def attack_config(queries: str = 'identity', **overrides) -> ml_collections.Conf
   return config
 
 
-def evaluation_config(**overrides) -> ml_collections.ConfigDict:
+def evaluation_config(subgroups=('sex',), **overrides) -> ml_collections.ConfigDict:
   """Metrics: TPR at each of fprs; an FPR below one non-member record is flagged ('flag': the
   TPR at zero false positives is reported) or refused ('error'); percentile-bootstrap
-  intervals at level `interval` from bootstrap_samples resamples of the records."""
+  intervals at level `interval` from bootstrap_samples resamples of the records; the same
+  metrics per value of each of `subgroups` ('label': the class; or a raw record column)."""
   config = ml_collections.ConfigDict(dict(fprs=(0.01, 0.001, 0.0001), below_one_record='flag',
-                                          bootstrap_samples=1000, interval=0.95))
+                                          bootstrap_samples=1000, interval=0.95,
+                                          subgroups=tuple(subgroups)))
   config.update(overrides)
   return config
 

@@ -4,7 +4,7 @@
   ./launch.sh membership_inference --config configs/membership_heart.py:smoke \\
       --workdir /tmp/mem_smoke
 
-Trains (or resumes, from WORKDIR/shadows) the target and config.membership.num_shadows shadow
+Trains (or resumes, from WORKDIR/checkpoints) the target and config.membership.num_shadows shadow
 models as one population, runs every attack of config.attack.names, and writes
 WORKDIR/results.json, results.csv (one row per attack), records.csv (per-record scores) and
 roc.png.
@@ -39,12 +39,27 @@ def summary(rows: list[dict], fprs) -> str:
   return '\n'.join(lines)
 
 
+def subgroup_summary(rows: list[dict], fpr: float) -> str:
+  """TPR at `fpr` per attack and subgroup value (the issue's 'who is most exposed')."""
+  name = f'tpr_at_{fpr:g}'
+  lines = []
+  for r in rows:
+    if r['subgroup'] != 'all':
+      lines.append(f'  {r["attack"]:<28} {r["subgroup"]}={r["subgroup_value"]:<8} '
+                   f'n={r["num_members"]}+{r["num_nonmembers"]:<4} AUC {r["auc"]:.3f} '
+                   f'TPR@{fpr:g} {r[name]:.3f}{"*" if r[f"fpr_{fpr:g}_below_one_record"] else ""}'
+                   f' [{r[name + "_low"]:.3f}, {r[name + "_high"]:.3f}]')
+  return '\n'.join(['per subgroup:'] + lines) if lines else ''
+
+
 def main(argv):
   del argv
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/mem_{config.data.dataset}'
   results = membership.run(config, workdir)
-  print(summary(results['rows'], tuple(config.evaluation.fprs)))
+  fprs = tuple(config.evaluation.fprs)
+  print(summary([r for r in results['rows'] if r['subgroup'] == 'all'], fprs))
+  print(subgroup_summary(results['rows'], fprs[0]))
   m = results['metrics']
   print(f'target test accuracy {m["target_test_accuracy"]:.3f} (train {m["target_train_accuracy"]:.3f}, '
         f'{m["num_shadows"]} shadows); results in {workdir}/results.json')

@@ -3,19 +3,21 @@
 `run(config, workdir)` is `experiment.run(SPEC, ...)`:
   1. validate: training config, config.membership, the attack registry, config.evaluation;
   2. target: K + 1 models of config.model trained as one population (`population.fit`,
-     vmapped and sharded over every device, checkpointed in workdir/shadows so a killed run
-     resumes): model 0 is the target, models 1..K the attacker's shadows. Each trains on
-     half of the candidate records (the first 2*floor(N/2) training records): the shadows on
-     paired complementary halves (shadow 2j+1 on what 2j left out), so every record is IN
-     for exactly half of them (K even; K odd: (K-1)/2 or (K+1)/2), the target on its own
-     random half. The membership matrix (K + 1, N) is kept as the orbax stage
-     workdir/stages/membership (row 0: the target);
+     vmapped and sharded over every device, checkpointed in workdir/checkpoints/models so a
+     killed run resumes): model 0 is the target, models 1..K the attacker's shadows. Each
+     trains on half of the candidate records (the first 2*floor(N/2) training records): the
+     shadows on paired complementary halves (shadow 2j+1 on what 2j left out), so every
+     record is IN for exactly half of them (K even; K odd: (K-1)/2 or (K+1)/2), the target
+     on its own random half. The membership matrix (K + 1, N) is kept as the orbax stage
+     workdir/checkpoints/membership (row 0: the target); a rerun in the same workdir with
+     another seed, data, training or num_shadows is refused (errors.WorkdirError);
   3. grid: every model's phi / loss on the candidates (`attacks.membership.model_outputs`,
      one sharded program) and its test accuracy; every configured attack
      (config.attack.names, in medinv.attacks.membership.ATTACKS) scores the target's
      candidates; metrics and a bootstrap over records (`medinv.metrics`);
   4. rows: one per attack (AUC, best balanced accuracy, TPR at each of evaluation.fprs,
-     each with its percentile-bootstrap interval, next to the target's accuracy); figures
+     each with its percentile-bootstrap interval, next to the target's accuracy), on all
+     candidates (subgroup 'all') and per value of each of evaluation.subgroups; figures
      (medinv.membership_figures): roc.png (log-log ROC) and records.csv (per-record scores).
 
 TPR at an FPR below one non-member record (fpr * non-members < 1) is the TPR at zero false
@@ -112,6 +114,9 @@ def model_points(config, membership: np.ndarray) -> dict[str, np.ndarray]:
 def validate(config) -> None:
   """ValueError naming the field for every config error, before data or compute."""
   train.validate(config)
+  if config.membership.models_per_step < 0:
+    raise ValueError('membership.models_per_step must be >= 0 (0: all at once), got '
+                     f'{config.membership.models_per_step}')
   if not config.membership.num_shadows >= 2:
     raise ValueError('membership.num_shadows must be at least 2 (LiRA needs IN and OUT '
                      f'shadows for every record), got {config.membership.num_shadows}')
@@ -156,16 +161,20 @@ def start(workdir: str, config) -> None:
 
 
 def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
-  """The target step: target and shadows as one population (resumed from workdir/shadows)."""
+  """The target step: target and shadows as one population, resumed from workdir/checkpoints
+  (models/: the population's orbax checkpoints; membership/: the membership matrix)."""
   x, _ = candidates(task)
   check_record_count(config, len(x))
-  membership = stages.load_or_compute(os.path.join(workdir, 'stages'), 'membership',
+  subgroups(config, task, len(x))  # Names checked before any training.
+  membership = stages.load_or_compute(os.path.join(workdir, 'checkpoints'), 'membership',
                                       lambda: {'membership': draw_membership(config, len(x))})
   membership = np.asarray(membership['membership']).astype(bool)
   points = model_points(config, membership)
   # TRAIN_INDEX indexes task.x_train, whose first len(x) records are the candidates.
   model, state, size = population.fit(config, task, points,
-                                      checkpoint_dir=os.path.join(workdir, 'shadows'))
+                                      checkpoint_dir=os.path.join(workdir, 'checkpoints',
+                                                                  'models'),
+                                      batch_size=config.membership.models_per_step)
   return {'model': model, 'state': state, 'size': size, 'points': points,
           'membership': membership}
 
@@ -195,27 +204,66 @@ def observation(outputs: dict, membership: np.ndarray) -> attacks.Observation:
 
 @functools.lru_cache(maxsize=None)
 def evaluation_program(fprs: tuple[float, ...], num_samples: int):
-  """(scores, labels, key) -> (summary, bootstrap samples), jitted once per setting."""
-  def evaluate(scores, labels, key):
-    return (metrics.membership_summary(scores, labels, fprs),
-            metrics.bootstrap(key, scores, labels, fprs, num_samples))
+  """(scores, labels, mask, key) -> (summary, bootstrap samples) of the records in mask,
+  jitted once per setting (every subgroup is a mask at the same shape)."""
+  def evaluate(scores, labels, mask, key):
+    return (metrics.membership_summary(scores, labels, fprs, mask),
+            metrics.bootstrap(key, scores, labels, fprs, num_samples, mask))
   return jax.jit(evaluate)
 
 
-def run_attacks(config, obs: attacks.Observation, labels: np.ndarray) -> dict:
-  """{name: {'scores': (N,), 'summary': ..., 'bootstrap': ...}} for every configured attack."""
+@functools.lru_cache(maxsize=None)
+def score_program(name: str, cfg):
+  """Attack `name`'s jitted score(key, obs) at its resolved config (cached: no recompiles)."""
+  return jax.jit(functools.partial(attacks.get(name).score, cfg=cfg))
+
+
+def subgroups(config, task: data_lib.Task, num_records: int) -> list[tuple[str, str, np.ndarray]]:
+  """(subgroup, value, mask (N,)) per value of each of evaluation.subgroups: 'label' (the
+  class) or a raw column of a record dataset (e.g. 'sex'); ValueError naming the field."""
+  groups = []
+  raw = task.records_train
+  columns = [c.name for c in raw.columns] if raw is not None else []
+  for name in config.evaluation.subgroups:
+    if name == 'label':
+      values = np.asarray(task.y_train[:num_records])
+      names = {v: task.class_names[v] for v in np.unique(values)}
+    elif name in columns:
+      values = np.asarray(raw.features[:num_records, columns.index(name)])
+      names = {v: f'{v:g}' for v in np.unique(values)}
+    else:
+      raise ValueError(f"evaluation.subgroups: {name!r} is neither 'label' nor a column of "
+                       f'{config.data.dataset} (columns: {columns})')
+    groups += [(name, names[v], values == v) for v in names]
+  return groups
+
+
+def run_attacks(config, obs: attacks.Observation, labels: np.ndarray, groups) -> dict:
+  """{name: {'scores': (N,), 'summary', 'bootstrap', 'groups': [...]}} per configured attack.
+
+  'groups': per (subgroup, value, mask) of `groups`, the metrics on the records in the mask
+  (dicts with 'subgroup', 'value', 'members', 'nonmembers', 'summary', 'bootstrap').
+  """
   streams = keys_lib.named_keys(config.seed)
   attack_root = jax.random.fold_in(streams['attack'], 1)
   bootstrap_key = jax.random.fold_in(streams['attack'], 2)
   evaluate = evaluation_program(tuple(float(f) for f in config.evaluation.fprs),
                                 int(config.evaluation.bootstrap_samples))
   out = {}
+  everyone = np.ones(labels.shape, bool)
   for i, name in enumerate(config.attack.names):
-    attack = attacks.get(name)
-    score = jax.jit(functools.partial(attack.score, cfg=attacks.attack_cfg(config.attack, name)))
-    scores = score(jax.random.fold_in(attack_root, i), obs)
-    summary, samples = evaluate(scores, labels, bootstrap_key)
-    out[name] = jax.device_get({'scores': scores, 'summary': summary, 'bootstrap': samples})
+    score = score_program(name, attacks.attack_cfg(config.attack, name))
+    scores = np.asarray(score(jax.random.fold_in(attack_root, i), obs))
+    summary, samples = jax.device_get(evaluate(scores, labels, everyone, bootstrap_key))
+    out[name] = {'scores': scores, 'summary': summary, 'bootstrap': samples, 'groups': []}
+    for subgroup, value, mask in groups:
+      members = int(labels[mask].sum())
+      if members and members < mask.sum():  # Both members and non-members in the group.
+        group_summary, group_samples = jax.device_get(evaluate(scores, labels, mask,
+                                                               bootstrap_key))
+        out[name]['groups'].append({'subgroup': subgroup, 'value': value, 'members': members,
+                                    'nonmembers': int(mask.sum()) - members,
+                                    'summary': group_summary, 'bootstrap': group_samples})
   return out
 
 
@@ -225,10 +273,12 @@ def grid(ctx: experiment.Context) -> dict:
   target = ctx.target
   outputs = sharding.map_grid(score_fn(target['model'].apply, ctx.config.attack.queries),
                               (target['state'], target['points']), x, y, ctx.task.x_test,
-                              ctx.task.y_test)
+                              ctx.task.y_test, batch_size=ctx.config.membership.models_per_step)
   membership = target['membership']
+  groups = subgroups(ctx.config, ctx.task, len(x))
   return {'outputs': outputs, 'labels': membership[0],
-          'attacks': run_attacks(ctx.config, observation(outputs, membership), membership[0])}
+          'attacks': run_attacks(ctx.config, observation(outputs, membership), membership[0],
+                                 groups)}
 
 
 def _interval_columns(name: str, value, samples, level: float) -> dict:
@@ -263,7 +313,8 @@ def utility(outputs: dict, labels: np.ndarray, num_classes: int, y_test) -> dict
 
 
 def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
-  """(metrics, rows) of results.json: one row per attack."""
+  """(metrics, rows) of results.json: one row per attack on all candidates (subgroup 'all'),
+  then one per attack and value of each of evaluation.subgroups."""
   config, labels = ctx.config, outputs['labels']
   num_members = int(labels.sum())
   num_nonmembers = int(labels.size - num_members)
@@ -275,11 +326,18 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
             'label_flip_prob': float(config.train.label_flip_prob), **model_utility,
             'interval': f'{config.evaluation.interval:g} percentile bootstrap over records '
                         f'({config.evaluation.bootstrap_samples} resamples)'}
-  result_rows = [{**common, **attack_row(config, name, result, num_nonmembers)}
+  result_rows = [{**common, 'subgroup': 'all', 'subgroup_value': '',
+                  **attack_row(config, name, result, num_nonmembers)}
                  for name, result in outputs['attacks'].items()]
   summary = {'num_shadows': config.membership.num_shadows, 'num_records': int(labels.size),
              'num_members': num_members, 'num_nonmembers': num_nonmembers, **model_utility,
              'auc_max': max(r['auc'] for r in result_rows)}
+  for name, result in outputs['attacks'].items():
+    for group in result['groups']:
+      result_rows.append({**common, 'num_members': group['members'],
+                          'num_nonmembers': group['nonmembers'],
+                          'subgroup': group['subgroup'], 'subgroup_value': group['value'],
+                          **attack_row(config, name, group, group['nonmembers'])})
   return summary, result_rows
 
 

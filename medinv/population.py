@@ -111,11 +111,13 @@ def chunk_fn(model, weight_decay, batch_size, augment_flip, num_epochs, num_clas
 
 
 def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
-        checkpoint_dir: str | None = None, mesh=None):
+        checkpoint_dir: str | None = None, mesh=None, batch_size: int = 0):
   """Trains the population; returns (model, padded sharded TrainState, K).
 
   The state's leading axis is the population padded to a multiple of the device count
-  (entry k < K is model k); `sharding.gather` brings it to the host.
+  (entry k < K is model k); `sharding.gather` brings it to the host. batch_size: models per
+  step on each device (`sharding.map_grid`'s; 0 vmaps them all, k > 0 runs k at a time,
+  e.g. 1 for CNNs on XLA:CPU, where batched-weight convolutions are slow).
   """
   model = models.build(config.model, task.num_classes)
   tc = config.train
@@ -137,7 +139,8 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
     fn = chunk_fn(model, float(tc.weight_decay), tc.batch_size, tc.augment_flip, chunk,
                   task.num_classes)
     (state, losses), _ = sharding.map_grid_sharded(fn, (state, population), x, y,
-                                                np.int32(epoch), mesh=mesh)
+                                                np.int32(epoch), mesh=mesh,
+                                                batch_size=batch_size)
     epoch += chunk
     if mngr is not None:
       checkpoint.save(mngr, epoch, state)

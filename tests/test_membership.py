@@ -1,6 +1,7 @@
 """Membership inference: the LiRA statistics against scipy, the ROC metrics against brute
 force, the shadow design's balance, and attacks with known answers (a memorising target and a
 target that ignores its training data)."""
+import functools
 import math
 import os
 
@@ -13,6 +14,7 @@ from scipy import stats
 
 from configs import membership_heart
 from medinv import data as data_lib
+from medinv import errors
 from medinv import experiment
 from medinv import membership as membership_lib
 from medinv import metrics
@@ -137,6 +139,25 @@ def test_roc_metrics_match_brute_force_and_mann_whitney():
   assert np.trapezoid(tpr, fpr) == pytest.approx(float(metrics.auc(scores, labels)), abs=1e-5)
 
 
+def test_masked_metrics_equal_metrics_of_the_subset():
+  rng = np.random.default_rng(5)
+  labels = rng.uniform(size=200) < 0.5
+  scores = np.round(rng.normal(size=200) + labels, 1).astype(np.float32)
+  mask = rng.uniform(size=200) < 0.4
+  fprs = (0.05, 0.2)
+  masked = metrics.membership_summary(scores, labels, fprs, mask)
+  subset = metrics.membership_summary(scores[mask], labels[mask], fprs)
+  for name in masked:
+    np.testing.assert_allclose(masked[name], subset[name], atol=1e-6)
+  garbage = np.where(mask, scores, 1e6 * rng.normal(size=200)).astype(np.float32)
+  flipped = np.where(mask, labels, ~labels)
+  key = jax.random.key(1)
+  first = metrics.bootstrap(key, scores, labels, fprs, 30, mask)
+  other = metrics.bootstrap(key, garbage, flipped, fprs, 30, mask)  # never drawn or counted
+  for name in first:
+    np.testing.assert_array_equal(first[name], other[name])
+
+
 def test_bootstrap_is_keyed_and_covers_the_estimate():
   rng = np.random.default_rng(4)
   labels = rng.uniform(size=300) < 0.5
@@ -180,6 +201,7 @@ def _config(num_shadows, **train):
   config.membership.num_shadows = num_shadows
   config.train.update(train)
   config.evaluation.bootstrap_samples = 20
+  config.evaluation.subgroups = ()  # Subgroups: the heart smoke run (sex).
   return config
 
 
@@ -190,7 +212,7 @@ def _attack(config, task, workdir):
   ctx.target = membership_lib.fit_target(config, task, str(workdir))
   outputs = membership_lib.grid(ctx)
   metrics_dict, rows = membership_lib.rows(ctx, outputs)
-  return ctx, outputs, metrics_dict, {r['attack']: r for r in rows}
+  return ctx, outputs, metrics_dict, {r['attack']: r for r in rows if r['subgroup'] == 'all'}
 
 
 def test_memorising_target_is_detected_and_population_equals_one_by_one(tmp_path):
@@ -240,9 +262,14 @@ def test_membership_heart_smoke_end_to_end(data_dir, tmp_path):
   config.data.data_dir = data_dir
   results = runners.get('membership_inference').run(config, str(tmp_path))
   assert results['experiment'] == 'membership_inference'
-  assert [r['attack'] for r in results['rows']] == list(membership_heart.ATTACKS)
-  row = results['rows'][0]
+  overall = [r for r in results['rows'] if r['subgroup'] == 'all']
+  assert [r['attack'] for r in overall] == list(membership_heart.ATTACKS)
+  row = overall[0]
   assert row['num_members'] == row['num_nonmembers'] == 121
+  by_sex = [r for r in results['rows'] if r['subgroup'] == 'sex' and r['attack'] == row['attack']]
+  assert sorted(r['subgroup_value'] for r in by_sex) == ['0', '1']
+  assert sum(r['num_members'] for r in by_sex) == 121
+  assert sum(r['num_nonmembers'] for r in by_sex) == 121
   assert not row['fpr_0.01_below_one_record'] and row['fpr_0.001_below_one_record']
   assert row['auc_low'] <= row['auc'] <= row['auc_high']
   assert 0.5 < results['metrics']['target_test_accuracy'] <= 1.0
@@ -250,9 +277,12 @@ def test_membership_heart_smoke_end_to_end(data_dir, tmp_path):
     lines = f.read().splitlines()
   assert len(lines) == 243 and 'score_lira_online' in lines[0] and 'sex' in lines[0]
   assert (tmp_path / 'roc.png').stat().st_size > 0
-  assert os.path.isdir(tmp_path / 'stages' / 'membership' / '0')
+  assert os.path.isdir(tmp_path / 'checkpoints' / 'membership' / '0')
   again = runners.get('membership_inference').run(config, str(tmp_path))  # resumes, same numbers
   assert again['rows'] == results['rows']
+  config.membership.num_shadows = 6
+  with pytest.raises(errors.WorkdirError, match='membership.num_shadows was 4, now 6'):
+    runners.get('membership_inference').run(config, str(tmp_path))
 
 
 def test_bad_input_names_the_field():
@@ -276,3 +306,29 @@ def test_bad_input_names_the_field():
     membership_lib.check_record_count(config, 242)
   with pytest.raises(ValueError, match='at least 4 candidate records'):
     membership_lib.check_record_count(config, 2)
+  config.evaluation.subgroups = ('gender',)
+  task = _synthetic_task(jax.random.key(0), 8)
+  with pytest.raises(ValueError, match="evaluation.subgroups: 'gender' is neither 'label'"):
+    membership_lib.subgroups(config, task, 8)
+
+
+def test_flip_queries_give_one_phi_column_per_view():
+  """model_outputs with 'flip': column 0 queries the image, column 1 its mirror (a toy model
+  whose logit is a left-weighted sum of pixels; a SplitCNN takes the same path in
+  configs/membership_breastmnist.py)."""
+  weight = np.linspace(1.0, 0.0, 4, dtype=np.float32)[None, None, :, None]  # left-heavy
+
+  def apply_fn(variables, x):
+    del variables
+    score = jnp.sum(x * weight, axis=(1, 2, 3))
+    return jnp.stack([jnp.zeros_like(score), score], axis=-1)
+
+  x = np.asarray(jax.random.uniform(jax.random.key(1), (5, 3, 4, 1)))
+  labels = np.asarray([1, 1, 0, 1, 0], np.int32)
+  out = jax.jit(functools.partial(attacks.model_outputs, apply_fn=apply_fn, queries='flip'))(
+      {}, x, labels)
+  plain = np.sum(x * weight, axis=(1, 2, 3))
+  mirrored = np.sum(x[:, :, ::-1] * weight, axis=(1, 2, 3))
+  sign = np.where(labels == 1, 1.0, -1.0)  # phi of 2 classes = +-(logit_1 - logit_0)
+  np.testing.assert_allclose(out['phi'], np.stack([sign * plain, sign * mirrored], 1), rtol=1e-5)
+  np.testing.assert_array_equal(out['correct'], (plain > 0) == (labels == 1))

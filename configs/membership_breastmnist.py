@@ -1,0 +1,31 @@
+"""Membership inference (LiRA) against the BreastMNIST SplitCNN, queried with horizontal flips.
+
+The target and its shadows train exactly as configs/train_breastmnist.py's model (with
+random-flip augmentation), each on half of the 546 training images; the attacker queries every
+model with each image and its mirror (attack.queries 'flip') and tells the target's 273
+members from its 273 non-members.
+
+  ./launch.sh membership_inference --config configs/membership_breastmnist.py \\
+      --workdir runs/mem_breastmnist
+  ./launch.sh membership_inference --config configs/membership_breastmnist.py:smoke \\
+      --workdir /tmp/mem_bm_smoke
+
+Args: `smoke` (4 shadows, 16x16 images, 2 epochs, 50 bootstrap resamples).
+"""
+from configs import common
+from configs import membership_heart
+from configs import train_breastmnist
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, smoke=False)
+  config = train_breastmnist.get_config('smoke' if args.smoke else None)
+  # A GPU run should use 64-256 shadows (see membership_heart.membership_config); 8 keeps the
+  # CPU run to minutes (SplitCNNs train one program, but XLA:CPU convolutions are slow).
+  config.membership = membership_heart.membership_config(8, models_per_step=1)  # GPU: 0
+  config.attack = membership_heart.attack_config(queries='flip')
+  config.evaluation = membership_heart.evaluation_config(subgroups=('label',))
+  if args.smoke:
+    config.membership.num_shadows = 4
+    config.evaluation.bootstrap_samples = 50
+  return config
