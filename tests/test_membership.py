@@ -145,15 +145,17 @@ def test_masked_metrics_equal_metrics_of_the_subset():
   scores = np.round(rng.normal(size=200) + labels, 1).astype(np.float32)
   mask = rng.uniform(size=200) < 0.4
   fprs = (0.05, 0.2)
-  masked = metrics.membership_summary(scores, labels, fprs, mask)
-  subset = metrics.membership_summary(scores[mask], labels[mask], fprs)
+  summary = jax.jit(functools.partial(metrics.membership_summary, fprs=fprs))
+  masked = summary(scores, labels, mask=mask)
+  subset = summary(scores[mask], labels[mask])
   for name in masked:
     np.testing.assert_allclose(masked[name], subset[name], atol=1e-6)
   garbage = np.where(mask, scores, 1e6 * rng.normal(size=200)).astype(np.float32)
   flipped = np.where(mask, labels, ~labels)
   key = jax.random.key(1)
-  first = metrics.bootstrap(key, scores, labels, fprs, 30, mask)
-  other = metrics.bootstrap(key, garbage, flipped, fprs, 30, mask)  # never drawn or counted
+  resample = jax.jit(functools.partial(metrics.bootstrap, fprs=fprs, num_samples=30))
+  first = resample(key, scores, labels, mask=mask)
+  other = resample(key, garbage, flipped, mask=mask)  # never drawn or counted
   for name in first:
     np.testing.assert_array_equal(first[name], other[name])
 
@@ -163,8 +165,9 @@ def test_bootstrap_is_keyed_and_covers_the_estimate():
   labels = rng.uniform(size=300) < 0.5
   scores = rng.normal(size=300) + labels
   key = jax.random.key(0)
-  first = metrics.bootstrap(key, scores, labels, (0.01, 0.1), 200)
-  again = metrics.bootstrap(key, scores, labels, (0.01, 0.1), 200)
+  resample = jax.jit(functools.partial(metrics.bootstrap, fprs=(0.01, 0.1), num_samples=200))
+  first = resample(key, scores, labels)
+  again = resample(key, scores, labels)
   np.testing.assert_array_equal(first['auc'], again['auc'])
   assert first['tpr_at_fpr'].shape == (200, 2)
   low, high = metrics.percentile_interval(first['auc'])
