@@ -25,10 +25,11 @@ def main(argv):
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/mia_{config.data.dataset}'
   results = mia.run(config, workdir)
-  print(f'{"attack":16} {"split":>5} {"sigma":>6} {"mode":>9} {"knows":>5} {"ssim":>13} '
-        f'{"psnr":>6} {"acc":>6}')
+  print(f'{"attack":16} {"split":>5} {"defense":>18} {"strength":>8} {"mode":>9} {"knows":>5} '
+        f'{"ssim":>13} {"psnr":>6} {"acc":>6}')
   for row in results['rows']:
-    print(f'{row["attack"]:16} {_format(row["split"]):>5} {_format(row["sigma"], "g"):>6} '
+    print(f'{row["attack"]:16} {_format(row["split"]):>5} {_format(row["defense"]):>18} '
+          f'{_format(row["strength"], "g"):>8} '
           f'{_format(row["mode"]):>9} {_format(row["knows_defense"]):>5} '
           f'{_format(row["ssim_mean"])}±{_format(row["ssim_std"])} '
           f'{_format(row["psnr_mean"], ".1f"):>6} {_format(row["model_test_accuracy"]):>6}')

@@ -46,7 +46,7 @@ def test_on_8_devices_map_grid_equals_one_device(size):
 def test_on_8_devices_population_equals_one_device():
   config = sweep_population.get_config('smoke')
   config.data.data_dir = os.environ['MEDINV_TEST_DATA_DIR']
-  config.sharding.axes = ml_collections.ConfigDict({'seed': (0, 1, 2), 'train': {
+  config.sweep.axes = ml_collections.ConfigDict({'seed': (0, 1, 2), 'train': {
       'label_flip_prob': (0.0, 0.3), 'learning_rate': (1e-3, 3e-3)}})  # 12 models
   config.train.checkpoint_every_epochs = config.train.num_epochs  # One chunk.
   (run,) = sharding.expand_runs(config)
