@@ -25,10 +25,12 @@ class Registry(dict):
     self[name] = component
     return component
 
-  def find(self, name: str) -> Any:
-    """The component registered as name; ValueError listing the registered names otherwise."""
+  def find(self, name: str, field: str = '') -> Any:
+    """The component registered as name; ValueError (naming `field`, when given) listing the
+    registered names otherwise."""
     if name not in self:
-      raise ValueError(f'unknown {self.kind} {name!r}; registered: {sorted(self)}')
+      where = f'{field}: ' if field else ''
+      raise ValueError(f'{where}unknown {self.kind} {name!r}; registered: {sorted(self)}')
     return self[name]
 
   def config_block(self, name: str, **overrides) -> ml_collections.ConfigDict:
@@ -36,3 +38,15 @@ class Registry(dict):
     block = ml_collections.ConfigDict(dict(self.find(name).defaults))
     block.update(overrides)
     return block
+
+  def resolve(self, section, name: str, section_name: str = 'attack'
+              ) -> ml_collections.FrozenConfigDict:
+    """name's defaults overridden by its block `section.<name>` (if any); a field the
+    component does not know is a ValueError naming `<section_name>.<name>`."""
+    defaults = self.find(name).defaults
+    block = section.get(name) or {}
+    unknown = sorted(set(block.keys()) - set(defaults))
+    if unknown:
+      raise ValueError(f'{section_name}.{name}: unknown fields {unknown}; known: '
+                       f'{sorted(defaults)}')
+    return ml_collections.FrozenConfigDict({**defaults, **dict(block)})

@@ -22,19 +22,8 @@ from medinv.attacks import attribute_attacks
 from medinv.attacks import attribute_eval
 from medinv.data import heart_disease
 from medinv.data import records
-
-
-def constant_guess(key, obs, cfg, variant):
-  """An extension attack, registered from here: always the cfg.index-th candidate."""
-  del key, variant
-  return jnp.full(obs.targets.shape[:1], cfg.index, jnp.int32)
-
-
-def oracle_guess(key, obs, cfg, variant):
-  """An extension baseline that cheats (reads the sensitive column): always right."""
-  del key, cfg, variant
-  raw = obs.targets[:, obs.column]
-  return jnp.argmin(jnp.abs(raw[:, None] - obs.candidates[None, :]), -1).astype(jnp.int32)
+from test_attribute import constant_guess  # the extension attacks of the unit tests
+from test_attribute import oracle_guess
 
 
 def _check(config, match):

@@ -113,12 +113,7 @@ config_block = ATTACKS.config_block  # an attack's block: its defaults with over
 
 def attack_cfg(attack_config, name: str) -> ml_collections.FrozenConfigDict:
   """Attack `name`'s defaults overridden by its block `attack_config.<name>` (if any)."""
-  defaults = get(name).defaults
-  block = attack_config.get(name) or {}
-  unknown = sorted(set(block.keys()) - set(defaults))
-  if unknown:
-    raise ValueError(f'attack.{name}: unknown fields {unknown}; known: {sorted(defaults)}')
-  return ml_collections.FrozenConfigDict({**defaults, **dict(block)})
+  return ATTACKS.resolve(attack_config, name)
 
 
 class Configured(NamedTuple):

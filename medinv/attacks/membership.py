@@ -42,6 +42,8 @@ import jax.scipy.special as jsp_special
 import ml_collections
 import optax
 
+from medinv import registry
+
 QUERIES = ('identity', 'flip')
 
 
@@ -73,40 +75,27 @@ class MembershipAttack:
   uses_shadows: bool = True
 
 
-ATTACKS: dict[str, MembershipAttack] = {}
+ATTACKS = registry.Registry('membership attack')
 
 
 def register(name: str, score: Callable[..., jax.Array], *, defaults: dict,
              uses_shadows: bool = True, replace: bool = False) -> MembershipAttack:
   """Registers a membership-inference attack under `name` (see `MembershipAttack`)."""
-  if name in ATTACKS and not replace:
-    raise ValueError(f'membership attack {name!r} is already registered (pass replace=True)')
-  ATTACKS[name] = MembershipAttack(name, score, dict(defaults), uses_shadows)
-  return ATTACKS[name]
+  return ATTACKS.add(name, MembershipAttack(name, score, dict(defaults), uses_shadows),
+                     replace=replace)
 
 
 def get(name: str) -> MembershipAttack:
-  if name not in ATTACKS:
-    raise ValueError(f'attack.names: unknown membership attack {name!r}; registered: '
-                     f'{sorted(ATTACKS)}')
-  return ATTACKS[name]
+  return ATTACKS.find(name, field='attack.names')
 
 
-def config_block(name: str, **overrides) -> ml_collections.ConfigDict:
-  """An attack's config block: its registered defaults with `overrides`."""
-  block = ml_collections.ConfigDict(get(name).defaults)
-  block.update(overrides)
-  return block
+config_block = ATTACKS.config_block  # an attack's block: its defaults with overrides
 
 
 def attack_cfg(attack_config, name: str) -> ml_collections.FrozenConfigDict:
   """Attack `name`'s defaults overridden by its block `attack_config.<name>` (if any)."""
-  defaults = get(name).defaults
-  block = attack_config.get(name) or {}
-  unknown = sorted(set(block.keys()) - set(defaults))
-  if unknown:
-    raise ValueError(f'attack.{name}: unknown fields {unknown}; known: {sorted(defaults)}')
-  cfg = ml_collections.FrozenConfigDict({**defaults, **dict(block)})
+  get(name)
+  cfg = ATTACKS.resolve(attack_config, name)
   if 'min_std' in cfg and not cfg.min_std > 0:
     raise ValueError(f'attack.{name}.min_std must be positive, got {cfg.min_std}')
   return cfg
