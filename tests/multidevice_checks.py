@@ -15,6 +15,7 @@ from medinv import data as data_lib
 from medinv import models
 from medinv import population
 from medinv import sharding
+from medinv import sweep
 from medinv import sweep_rmle
 
 
@@ -49,7 +50,7 @@ def test_on_8_devices_population_equals_one_device():
   config.sweep.axes = ml_collections.ConfigDict({'seed': (0, 1, 2), 'train': {
       'label_flip_prob': (0.0, 0.3), 'learning_rate': (1e-3, 3e-3)}})  # 12 models
   config.train.checkpoint_every_epochs = config.train.num_epochs  # One chunk.
-  (run,) = sharding.expand_runs(config)
+  (run,) = sweep.expand_runs(config)
   task = data_lib.load_task(run.config.data)
   points = population.points(run.config)
   _, eight, size = population.fit(run.config, task, points)

@@ -55,7 +55,12 @@ TWO_PROCESS_SWEEPS = {
 }
 
 
-@pytest.mark.parametrize('experiment', sorted(TWO_PROCESS_SWEEPS))
+# The population sweep runs in every suite; the attribute- and model-inversion sweeps (several
+# minutes of CPU) with the heavy checks: ./launch.sh test -m paper.
+@pytest.mark.parametrize('experiment', [
+    'population',
+    pytest.param('attribute_inference', marks=pytest.mark.paper),
+    pytest.param('model_inversion', marks=pytest.mark.paper)])
 def test_two_processes_equal_one_process(experiment, data_dir, tmp_path):
   module, arg, overrides = TWO_PROCESS_SWEEPS[experiment]
   config = module.get_config(arg)
