@@ -65,8 +65,16 @@ def _narrow_paper(config):
   return config
 
 
+def _narrow_inversion_sweep(config):
+  """sweep_inversion's smoke run on one split with the two attacks that prepare stages (the
+  whole smoke sweep runs on 1 and 2 processes in test_multidevice.py, marked `paper`)."""
+  config.sweep.axes.attack.splits = ((2,),)
+  config.attack.names = ('inverse_network', 'query_free')
+  return config
+
+
 # Changes to the smoke config that keep the default suite short; each says why.
-NARROW = {'paper': _narrow_paper}
+NARROW = {'paper': _narrow_paper, 'sweep_inversion': _narrow_inversion_sweep}
 
 RUN_INSIDE = {name: 'paper' for name in (
     'aia_cardio', 'train_cardio',  # paper's part aia_cardio and its target
@@ -79,9 +87,7 @@ RUN_ELSEWHERE = {
     'mia_breastmnist': ('test_inversion.py', 'test_model_inversion_smoke_end_to_end'),
     'train_breastmnist': ('test_train.py', 'test_breastmnist_smoke_trains_cnn'),
     'train_heart': ('test_train.py', 'test_results_files'),
-    # One process and two processes (--hosts 2), each a full smoke sweep but for one run axis.
-    'sweep_attribute': ('test_multidevice.py', 'test_two_processes_equal_one_process'),
-    'sweep_inversion': ('test_multidevice.py', 'test_two_processes_equal_one_process'),
+    # One process and two processes (--hosts 2), a full smoke sweep but for one run axis.
     'sweep_population': ('test_multidevice.py', 'test_two_processes_equal_one_process'),
 }
 RUN_HERE = [name for name in CONFIG_NAMES if name not in RUN_INSIDE and name not in RUN_ELSEWHERE]

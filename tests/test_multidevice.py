@@ -55,13 +55,18 @@ TWO_PROCESS_SWEEPS = {
 }
 
 
-# The population sweep runs in every suite; the attribute- and model-inversion sweeps (several
-# minutes of CPU) with the heavy checks: ./launch.sh test -m paper.
-@pytest.mark.parametrize('experiment', [
-    'population',
-    pytest.param('attribute_inference', marks=pytest.mark.paper),
-    pytest.param('model_inversion', marks=pytest.mark.paper)])
-def test_two_processes_equal_one_process(experiment, data_dir, tmp_path):
+def test_two_processes_equal_one_process(data_dir, tmp_path):
+  """The population sweep, in every suite."""
+  two_processes_equal_one_process('population', data_dir, tmp_path)
+
+
+@pytest.mark.paper  # several CPU-minutes: ./launch.sh test -m paper
+@pytest.mark.parametrize('experiment', ['attribute_inference', 'model_inversion'])
+def test_two_processes_equal_one_process_heavy(experiment, data_dir, tmp_path):
+  two_processes_equal_one_process(experiment, data_dir, tmp_path)
+
+
+def two_processes_equal_one_process(experiment, data_dir, tmp_path):
   module, arg, overrides = TWO_PROCESS_SWEEPS[experiment]
   config = module.get_config(arg)
   config.data.data_dir = data_dir
