@@ -1,10 +1,31 @@
 """Shared fixtures: one TFDS data dir per test session (datasets build once, into tmp), and
-one folder of small manual-download dataset files in their published layouts."""
+one folder of small manual-download dataset files in their published layouts.
+
+Compilation is over half of the suite's time (hundreds of small programs, each compiled once),
+so the suite (and every process it starts, through the environment) compiles with XLA's
+cheapest CPU optimisation and shares one persistent compilation cache, so that a program
+another test already compiled (the same trained target in several experiments) loads from it.
+Results agree with the default optimisation up to float rounding; `./launch.sh` runs keep the
+defaults."""
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 import fixture_files
+
+FAST_COMPILE_FLAGS = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # A pytest started by a test shares it.
+  _cache = tempfile.mkdtemp(prefix='medinv-test-xla-cache-')
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache,
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+                    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+if FAST_COMPILE_FLAGS not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = ' '.join(filter(None, [os.environ.get('XLA_FLAGS'),
+                                                   FAST_COMPILE_FLAGS]))
 
 
 @pytest.fixture(scope='session')

@@ -26,6 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _env(**extra):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get(
       'PYTHONPATH')])), TF_CPP_MIN_LOG_LEVEL='3', NO_GCE_CHECK='true')
+  if 'XLA_FLAGS' in extra:  # Added to the suite's own flags (tests/conftest.py).
+    extra['XLA_FLAGS'] = ' '.join(filter(None, [os.environ.get('XLA_FLAGS'), extra['XLA_FLAGS']]))
   env.update(extra)
   return env
 
