@@ -1,18 +1,21 @@
-"""The study on the embedded data: attribute inference on heart_disease and model inversion on
-BreastMNIST, with their defenses, written up in report.md.
+"""The study on the embedded data: attribute inference on heart_disease, model inversion on
+BreastMNIST and membership inference on both, with their defenses, written up in report.md.
 
   ./launch.sh demo                                   # workdir runs/demo
   ./launch.sh demo --workdir runs/demo2 --config.parts.aia_heart.defense.flip_probs="(0.0,0.5)"
   ./launch.sh demo --config configs/demo.py:smoke --workdir /tmp/demo_smoke
   ./launch.sh demo --config.parts.mia_breastmnist.defense.model_perturbation.strengths="(0.0,0.01,0.02,0.05)"
 
-Each part is a full experiment config (configs/aia_heart.py, configs/mia_breastmnist.py);
-override any field under config.parts.<part>.
+Each part is a full experiment config (configs/aia_heart.py, configs/mia_breastmnist.py,
+configs/membership_heart.py, configs/membership_breastmnist.py); override any field under
+config.parts.<part>.
 """
 import ml_collections
 
 from configs import aia_heart
 from configs import common
+from configs import membership_breastmnist
+from configs import membership_heart
 from configs import mia_breastmnist
 
 
@@ -37,4 +40,13 @@ def get_config(arg=None):
     mia.attack.query_free.update(steps=60, shadow_steps=80)
     mia.attack.mi_face.update(max_steps=100, patience=20)
   config.parts.mia_breastmnist = mia
+  # Shadow populations sized for a 2-core CPU (a GPU run: 64-256 shadows, see the configs).
+  config.parts.mem_heart = membership_heart.get_config(part_arg)
+  mem_images = membership_breastmnist.get_config(part_arg)
+  if not args.smoke:
+    # 4 shadows on 16x16 images keep this part near a minute on a 2-core CPU (the config's
+    # 8 shadows at 32x32 take ~6 minutes; a GPU run: 64-256 shadows).
+    mem_images.membership.num_shadows = 4
+    mem_images.data.image_size = 16
+  config.parts.mem_breastmnist = mem_images
   return config

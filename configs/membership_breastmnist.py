@@ -24,6 +24,9 @@ def get_config(arg=None):
   # CPU run to minutes (SplitCNNs train one program, but XLA:CPU convolutions are slow).
   config.membership = membership_heart.membership_config(8, models_per_step=1)  # GPU: 0
   config.attack = membership_heart.attack_config(queries='flip')
+  # Weight noise drawn once per model ('fixed'): per-query noise on a CNN is one convolution
+  # per image with its own weights, slow on a CPU (use modes=('per_query',) on an accelerator).
+  config.defense = membership_heart.defense_config(sigmas=(0.01, 0.03), modes=('fixed',))
   config.evaluation = membership_heart.evaluation_config(subgroups=('label',))
   if args.smoke:
     config.membership.num_shadows = 4

@@ -2,7 +2,9 @@
 
 The target and its shadows train exactly as configs/train_heart.py's model (the deployed
 setting: 20 epochs at 3e-4), each on half of the 242 training records; the attacker tells the
-target's members from its non-members (121 each) with every registered attack.
+target's members from its non-members (121 each) with every registered attack, undefended
+and under each defense (randomized response on a label-only release, per-query model
+perturbation), whose rows give the privacy-utility curves of defenses.png.
 
   ./launch.sh membership_inference --config configs/membership_heart.py --workdir runs/mem_heart
   ./launch.sh membership_inference --config configs/membership_heart.py:smoke \\
@@ -10,16 +12,17 @@ target's members from its non-members (121 each) with every registered attack.
   ./launch.sh membership_inference --config configs/membership_heart.py \\
       --config.membership.num_shadows=128 --workdir runs/mem_heart_128
 
-Args: `smoke` (4 shadows, 3 epochs, 50 bootstrap resamples).
+Args: `smoke` (4 shadows, 3 epochs, one strength per defense, 50 bootstrap resamples).
 """
 import ml_collections
 
 from configs import common
 from configs import train_heart
+from medinv import defenses
 from medinv.attacks import membership
 
 ATTACKS = ('lira_online', 'lira_offline', 'lira_online_fixed_variance',
-           'lira_offline_fixed_variance', 'loss_threshold')
+           'lira_offline_fixed_variance', 'loss_threshold', 'label_only', 'label_lira')
 
 
 def membership_config(num_shadows: int, models_per_step: int = 0) -> ml_collections.ConfigDict:
@@ -48,6 +51,24 @@ def attack_config(queries: str = 'identity', **overrides) -> ml_collections.Conf
   return config
 
 
+def defense_config(flip_probs=(0.1, 0.3), sigmas=(0.05, 0.1, 0.2), modes=('per_query',),
+                   queries: int = 1) -> ml_collections.ConfigDict:
+  """The deployments attacked besides the undefended one, each a privacy-utility curve.
+
+  randomized_response: the deployment releases only a label, flipped with probability p
+    (strengths) afresh at every query; the attacker asks each query view `queries` times
+    (repeated queries average the flips away: try 5).
+  model_perturbation: Gaussian noise of std sigma (strengths) on every weight, fresh per query
+    ('per_query') or drawn once per model ('fixed').
+  The attacker knows the defense and runs its shadows through it too.
+  """
+  return ml_collections.ConfigDict(dict(
+      names=('randomized_response', 'model_perturbation'),
+      randomized_response=dict(strengths=tuple(flip_probs), queries=queries),
+      model_perturbation=defenses.config_block('model_perturbation', strengths=tuple(sigmas),
+                                               modes=tuple(modes), scope='all')))
+
+
 def evaluation_config(subgroups=('sex',), **overrides) -> ml_collections.ConfigDict:
   """Metrics: TPR at each of fprs; an FPR below one non-member record is flagged ('flag': the
   TPR at zero false positives is reported) or refused ('error'); percentile-bootstrap
@@ -65,8 +86,11 @@ def get_config(arg=None):
   config = train_heart.get_config('smoke' if args.smoke else None)
   config.membership = membership_config(16)
   config.attack = attack_config()
+  config.defense = defense_config()
   config.evaluation = evaluation_config()
   if args.smoke:
     config.membership.num_shadows = 4
+    config.defense.randomized_response.strengths = (0.3,)
+    config.defense.model_perturbation.strengths = (0.1,)
     config.evaluation.bootstrap_samples = 50
   return config

@@ -13,7 +13,10 @@ Prints, each line prefixed with the backend and device count:
     matmul FLOP/s measured in the same run;
   inverse-network training for K sigmas: vmapped versus K sequential runs;
   population training of 8 MLPs on cardio: vmapped versus sequential;
-  the MAP attack on the 70,000 cardio records x every candidate: records per second.
+  the MAP attack on the 70,000 cardio records x every candidate: records per second;
+  membership inference on heart_disease: K shadow MLPs (+ the target) trained as one vmapped
+    population versus one at a time, in shadow models per second, and the whole LiRA attack
+    (every model's outputs, every attack, metrics and the bootstrap) on the K shadows.
 Not part of the tests; the models are untrained where only speed matters.
 """
 import functools
@@ -29,11 +32,14 @@ import ml_collections
 import numpy as np
 import optax
 
+from configs import membership_heart
 from configs import train_breastmnist
 from configs import train_cardio
 from medinv import cli
 from medinv import data as data_lib
 from medinv import defenses
+from medinv import experiment
+from medinv import membership
 from medinv import models
 from medinv import population
 from medinv import sharding
@@ -43,7 +49,9 @@ from medinv.attacks import inversion
 from medinv.attacks import inversion_attacks
 from medinv.attacks import objectives
 
-flags.DEFINE_list('parts', ['rmle', 'decoder', 'population', 'map'], 'What to measure.')
+flags.DEFINE_list('parts', ['rmle', 'decoder', 'population', 'map', 'membership'],
+                  'What to measure.')
+flags.DEFINE_integer('shadows', 16, 'Membership inference: shadow models K.')
 flags.DEFINE_integer('targets', 64, 'rmle targets N.')
 flags.DEFINE_list('sigmas', ['0.0', '0.01', '0.02', '0.05'], 'Defense sigmas K.')
 flags.DEFINE_integer('steps', 50, 'rmle Adam steps.')
@@ -301,6 +309,38 @@ def bench_map(config, task, params):
       f'(cholesterol): {len(records) / elapsed:,.0f} records/s ({elapsed * 1e3:.0f} ms)')
 
 
+def bench_membership():
+  config = membership_heart.get_config()
+  config.membership.num_shadows = FLAGS.shadows
+  config.defense.names = ()
+  config.train.checkpoint_every_epochs = config.train.num_epochs
+  task = data_lib.load_task(config.data)
+  members = membership.draw_membership(config, len(membership.candidates(task)[0]))
+  points = membership.model_points(config, members)
+  size = len(members)
+  fit = lambda pts: population.fit(config, task, pts)
+  vmapped = seconds(lambda: fit(points)[1].params)
+  one = lambda i: {k: v[i:i + 1] for k, v in points.items()}
+  block(fit(one(0))[1].params)
+  start = time.perf_counter()
+  for i in range(size):
+    block(fit(one(i))[1].params)
+  sequential = time.perf_counter() - start
+  say(f'membership: {size} heart_disease MLPs (target + {size - 1} shadows), '
+      f'{config.train.num_epochs} epochs of {members.sum(1)[0]} records: vmapped '
+      f'{size / vmapped:.1f} models/s, sequential {size / sequential:.1f} models/s, ratio '
+      f'{sequential / vmapped:.2f}x')
+  model, state, _ = fit(points)
+  ctx = experiment.Context(config=config, workdir='', task=task)
+  ctx.target = {'model': model, 'state': state, 'size': size, 'points': points,
+                'membership': members}
+  attack = seconds(lambda: membership.grid(ctx)['attacks'][config.attack.names[0]]['scores'],
+                   repeats=3)
+  say(f'membership: LiRA on {size - 1} shadows ({len(config.attack.names)} attacks, '
+      f'{members.shape[1]} candidates, {config.evaluation.bootstrap_samples} bootstrap '
+      f'resamples): {attack * 1e3:.0f} ms')
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -313,6 +353,8 @@ def main(argv):
     config, task, params = bench_population()
     if 'map' in FLAGS.parts:
       bench_map(config, task, params)
+  if 'membership' in FLAGS.parts:
+    bench_membership()
 
 
 if __name__ == '__main__':

@@ -244,11 +244,13 @@ class ModelPerturbation(Deployment):
 
 
 def query_each(deployment: Deployment, edge: Callable, images: jax.Array, first_query,
-               cloud: Callable | None = None) -> jax.Array:
+               cloud: Callable | None = None, batch_size: int = 1) -> jax.Array:
   """Answers each image as its own query (numbers first_query + i): (n, ...) outputs.
 
   edge(params, images) -> features is hospital A's part; with `cloud` (params, features) ->
-  logits, the answer is the whole model's output on the transmitted features.
+  logits, the answer is the whole model's output on the transmitted features. Per-query
+  parameters answer batch_size queries at once (vmapped: fast for MLPs; keep 1 for CNNs on
+  XLA:CPU, where batched-weight convolutions are slow).
   """
   if not deployment.per_query_params:  # One model answers every query: one batched call.
     params = deployment.params_for(first_query)
@@ -260,7 +262,8 @@ def query_each(deployment: Deployment, edge: Callable, images: jax.Array, first_
   def one(index_image):
     index, image = index_image
     return query_batch(deployment, edge, image[None], first_query + index, cloud)[0]
-  return jax.lax.map(one, (jnp.arange(images.shape[0]), images))
+  return jax.lax.map(one, (jnp.arange(images.shape[0]), images),
+                     batch_size=batch_size if batch_size > 1 else None)
 
 
 def query_batch(deployment: Deployment, edge: Callable, images: jax.Array, query,

@@ -1,7 +1,8 @@
 """Membership inference: LiRA against a target, with shadow models trained in one program.
 
 `run(config, workdir)` is `experiment.run(SPEC, ...)`:
-  1. validate: training config, config.membership, the attack registry, config.evaluation;
+  1. validate (medinv.membership_validate): training config, config.membership, the attack
+     registry, config.defense, config.evaluation;
   2. target: K + 1 models of config.model trained as one population (`population.fit`,
      vmapped and sharded over every device, checkpointed in workdir/checkpoints/models so a
      killed run resumes): model 0 is the target, models 1..K the attacker's shadows. Each
@@ -11,14 +12,18 @@
      on its own random half. The membership matrix (K + 1, N) is kept as the orbax stage
      workdir/checkpoints/membership (row 0: the target); a rerun in the same workdir with
      another seed, data, training or num_shadows is refused (errors.WorkdirError);
-  3. grid: every model's phi / loss on the candidates (`attacks.membership.model_outputs`,
-     one sharded program) and its test accuracy; every configured attack
-     (config.attack.names, in medinv.attacks.membership.ATTACKS) scores the target's
-     candidates; metrics and a bootstrap over records (`medinv.metrics`);
-  4. rows: one per attack (AUC, best balanced accuracy, TPR at each of evaluation.fprs,
-     each with its percentile-bootstrap interval, next to the target's accuracy), on all
-     candidates (subgroup 'all') and per value of each of evaluation.subgroups; figures
-     (medinv.membership_figures): roc.png (log-log ROC) and records.csv (per-record scores).
+  3. grid: every model's phi / loss / released-label correctness on the candidates and its
+     test accuracy under every deployment (`settings`: undefended, then each strength of
+     each defense in config.defense; one sharded program); every configured attack
+     (config.attack.names, in medinv.attacks.membership.ATTACKS; under a label-only release
+     those that read labels) scores the target's candidates; metrics and a bootstrap over
+     records (`medinv.metrics`);
+  4. rows: one per deployment and attack (AUC, best balanced accuracy, TPR at each of
+     evaluation.fprs, each with its percentile-bootstrap interval, next to the target's test
+     accuracy under that deployment), on all candidates (subgroup 'all'), and undefended per
+     value of each of evaluation.subgroups; figures (medinv.membership_figures): roc.png
+     (log-log ROC, undefended), records.csv (per-record scores) and defenses.png
+     (privacy-utility curves).
 
 TPR at an FPR below one non-member record (fpr * non-members < 1) is the TPR at zero false
 positives: rows flag it (`fpr_<f>_below_one_record`), or, with evaluation.below_one_record
@@ -28,6 +33,7 @@ Key tree (streams of config.seed, medinv.keys):
   init   └ fold_in(init, 1)    model seeds: model k trains as config.seed = seed_k would
                                (named_keys(seed_k): init, epoch shuffles, label flips)
   data   └ fold_in(data, 1)    the target's half of the candidates
+  defense└ split(defense, K+1) model k's defense key; deployment i: fold_in(., i)
   attack ├ fold_in(attack, 0)  the shadows' paired halves
          ├ fold_in(attack, 1)  attack i's key: fold_in(., i) (the built-ins use none)
          └ fold_in(attack, 2)  the bootstrap resamples (shared by every attack: paired)
@@ -39,6 +45,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from medinv import checkpoint
@@ -46,6 +53,7 @@ from medinv import data as data_lib
 from medinv import experiment
 from medinv import keys as keys_lib
 from medinv import membership_figures
+from medinv import membership_validate
 from medinv import metrics
 from medinv import population
 from medinv import report
@@ -54,7 +62,6 @@ from medinv import stages
 from medinv import train
 from medinv.attacks import membership as attacks
 
-POLICIES = ('flag', 'error')  # evaluation.below_one_record
 CHECKPOINT_FIELDS = train.CHECKPOINT_FIELDS + ('membership.num_shadows',)
 
 
@@ -109,48 +116,15 @@ def model_points(config, membership: np.ndarray) -> dict[str, np.ndarray]:
           population.TRAIN_INDEX: member_index(membership)}
 
 
-# ----------------------------------------------------------------------------- validation
-
-def validate(config) -> None:
-  """ValueError naming the field for every config error, before data or compute."""
-  train.validate(config)
-  if config.membership.models_per_step < 0:
-    raise ValueError('membership.models_per_step must be >= 0 (0: all at once), got '
-                     f'{config.membership.models_per_step}')
-  if not config.membership.num_shadows >= 2:
-    raise ValueError('membership.num_shadows must be at least 2 (LiRA needs IN and OUT '
-                     f'shadows for every record), got {config.membership.num_shadows}')
-  attacks.check_config(config.attack)
-  if config.attack.queries == 'flip' and data_lib.is_records(config.data.dataset):
-    raise ValueError(f"attack.queries 'flip' needs an image dataset; {config.data.dataset} "
-                     "holds records: use 'identity'")
-  evaluation = config.evaluation
-  if not evaluation.fprs or not all(0 < fpr < 1 for fpr in evaluation.fprs):
-    raise ValueError(f'evaluation.fprs must be FPRs in (0, 1), got {tuple(evaluation.fprs)}')
-  if evaluation.below_one_record not in POLICIES:
-    raise ValueError(f'evaluation.below_one_record must be one of {POLICIES}, got '
-                     f'{evaluation.below_one_record!r}')
-  if evaluation.bootstrap_samples < 1:
-    raise ValueError('evaluation.bootstrap_samples must be at least 1, got '
-                     f'{evaluation.bootstrap_samples}')
-  if not 0 < evaluation.interval < 1:
-    raise ValueError(f'evaluation.interval must be in (0, 1), got {evaluation.interval}')
-
-
-def check_record_count(config, num_records: int) -> None:
-  """ValueError naming the field when the candidates are too few for the requested FPRs."""
-  if num_records < 4:
-    raise ValueError(f'membership inference needs at least 4 candidate records, got '
-                     f'{num_records} (data.dataset {config.data.dataset})')
-  nonmembers = num_records // 2
-  below = [fpr for fpr, count in zip(config.evaluation.fprs,
-                                     metrics.fpr_records(config.evaluation.fprs, nonmembers))
-           if count < 1]
-  if below and config.evaluation.below_one_record == 'error':
-    raise ValueError(f'evaluation.fprs {below} are below one record: the target has '
-                     f'{nonmembers} non-member candidates, so the smallest FPR it resolves is '
-                     f'{1 / nonmembers:.3g} (drop them, or set evaluation.below_one_record='
-                     "'flag' to report the TPR at zero false positives)")
+def settings(config) -> tuple[tuple[str, str, float], ...]:
+  """(defense, mode, strength) of every deployment attacked: ('none', '', 0.0) first, then
+  every strength of every configured defense (model perturbation: of every mode)."""
+  out = [('none', '', 0.0)]
+  block = config.get('defense') or {}
+  for name in (block.get('names') or ()):
+    modes = block[name].modes if name == 'model_perturbation' else ('',)
+    out += [(name, mode, float(s)) for mode in modes for s in block[name].strengths]
+  return tuple(out)
 
 
 def start(workdir: str, config) -> None:
@@ -164,7 +138,7 @@ def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
   """The target step: target and shadows as one population, resumed from workdir/checkpoints
   (models/: the population's orbax checkpoints; membership/: the membership matrix)."""
   x, _ = candidates(task)
-  check_record_count(config, len(x))
+  membership_validate.check_record_count(config, len(x))
   subgroups(config, task, len(x))  # Names checked before any training.
   membership = stages.load_or_compute(os.path.join(workdir, 'checkpoints'), 'membership',
                                       lambda: {'membership': draw_membership(config, len(x))})
@@ -181,25 +155,61 @@ def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
 
 # ----------------------------------------------------------------------------- grid and rows
 
-def score_one(state_point, x, y, x_test, y_test, *, apply_fn, queries: str) -> dict:
-  """One model's phi / loss / correct on the candidates and its test accuracy."""
-  state, _ = state_point
-  out = attacks.model_outputs(state.params, x, y, apply_fn=apply_fn, queries=queries)
-  out['test_accuracy'] = train.evaluate(state.params, x_test, y_test,
-                                        apply_fn=apply_fn)['accuracy']
+UTILITY_DRAWS = 16  # answers per test record under a randomised defense (utility's noise)
+
+
+def score_one(state_point, x, y, x_test, y_test, *, apply_fn, queries: str, deployments
+              ) -> list[dict]:
+  """One model's phi / loss / correct on the candidates and its test accuracy, per deployment
+  ((defense, mode, strength, cfg) of `settings`; the first undefended), each defense's
+  randomness from fold_in(the model's defense key, deployment index). Under a defense that
+  draws per query, the test accuracy is the mean over UTILITY_DRAWS answers per test record
+  (query numbers after the candidates')."""
+  state, _, key = state_point
+  logits = attacks.view_logits(state.params, x, apply_fn=apply_fn, queries=queries)
+  test_logits = attacks.view_logits(state.params, x_test, apply_fn=apply_fn,
+                                    queries='identity')
+  out = []
+  for i, (defense, mode, strength, cfg) in enumerate(deployments):
+    if defense == 'none':
+      result = attacks.measurements(logits, y)
+      result['test_accuracy'] = jnp.mean(jnp.argmax(test_logits[0], -1) == y_test)
+      out.append(result)
+      continue
+    draws = 1 if mode == 'fixed' else UTILITY_DRAWS
+    kwargs = dict(apply_fn=apply_fn, defense=defense, variant=mode, strength=strength, cfg=cfg)
+    result = attacks.defended_outputs(jax.random.fold_in(key, i), state.params, x, y,
+                                      queries=queries, logits=logits, **kwargs)
+    tiled = lambda a: jnp.tile(a, (draws,) + (1,) * (a.ndim - 1))
+    test = attacks.defended_outputs(
+        jax.random.fold_in(key, i), state.params, tiled(x_test), tiled(y_test),
+        queries='identity', first_query=4 * len(y),
+        logits=jnp.tile(test_logits, (1, draws, 1)), **kwargs)
+    result['test_accuracy'] = jnp.mean(test['correct'].astype(jnp.float32))
+    out.append(result)
   return out
 
 
 @functools.lru_cache(maxsize=None)
-def score_fn(apply_fn, queries: str):
-  return functools.partial(score_one, apply_fn=apply_fn, queries=queries)
+def score_fn(apply_fn, queries: str, deployments):
+  return functools.partial(score_one, apply_fn=apply_fn, queries=queries,
+                           deployments=deployments)
+
+
+def deployment_blocks(config) -> tuple:
+  """settings(config) with each defense's frozen config block (hashable: a cached program)."""
+  blocks = config.get('defense') or {}
+  return tuple((d, m, s, None if d == 'none' else ml_collections.FrozenConfigDict(blocks[d]))
+               for d, m, s in settings(config))
 
 
 def observation(outputs: dict, membership: np.ndarray) -> attacks.Observation:
   """What the attacker holds: the target's (model 0) outputs and the shadows' (1..K)."""
   return attacks.Observation(target_phi=outputs['phi'][0], target_loss=outputs['loss'][0],
                              shadow_phi=outputs['phi'][1:],
-                             shadow_in=membership[1:].astype(np.int32))
+                             shadow_in=membership[1:].astype(np.int32),
+                             target_correct=outputs['correct'][0],
+                             shadow_correct=outputs['correct'][1:])
 
 
 @functools.lru_cache(maxsize=None)
@@ -238,8 +248,10 @@ def subgroups(config, task: data_lib.Task, num_records: int) -> list[tuple[str, 
   return groups
 
 
-def run_attacks(config, obs: attacks.Observation, labels: np.ndarray, groups) -> dict:
-  """{name: {'scores': (N,), 'summary', 'bootstrap', 'groups': [...]}} per configured attack.
+def run_attacks(config, obs: attacks.Observation, labels: np.ndarray, groups,
+                labels_only: bool = False) -> dict:
+  """{name: {'scores': (N,), 'summary', 'bootstrap', 'groups': [...]}} per configured attack
+  (with labels_only, per configured attack that reads labels).
 
   'groups': per (subgroup, value, mask) of `groups`, the metrics on the records in the mask
   (dicts with 'subgroup', 'value', 'members', 'nonmembers', 'summary', 'bootstrap').
@@ -252,6 +264,8 @@ def run_attacks(config, obs: attacks.Observation, labels: np.ndarray, groups) ->
   out = {}
   everyone = np.ones(labels.shape, bool)
   for i, name in enumerate(config.attack.names):
+    if labels_only and attacks.get(name).reads != 'label':
+      continue
     score = score_program(name, attacks.attack_cfg(config.attack, name))
     scores = np.asarray(score(jax.random.fold_in(attack_root, i), obs))
     summary, samples = jax.device_get(evaluate(scores, labels, everyone, bootstrap_key))
@@ -268,17 +282,29 @@ def run_attacks(config, obs: attacks.Observation, labels: np.ndarray, groups) ->
 
 
 def grid(ctx: experiment.Context) -> dict:
-  """Every model's outputs on the candidates, and every attack against the target."""
+  """Every model's outputs on the candidates under every deployment (one program), and every
+  attack against the target under each: {'labels', 'deployments': [{'defense', 'mode',
+  'strength', 'outputs', 'attacks'}, ...]} (the first undefended, with its subgroups), and
+  'outputs' / 'attacks' of the undefended deployment."""
+  config, target = ctx.config, ctx.target
   x, y = candidates(ctx.task)
-  target = ctx.target
-  outputs = sharding.map_grid(score_fn(target['model'].apply, ctx.config.attack.queries),
-                              (target['state'], target['points']), x, y, ctx.task.x_test,
-                              ctx.task.y_test, batch_size=ctx.config.membership.models_per_step)
+  deployments = deployment_blocks(config)
+  defense_keys = jax.random.split(keys_lib.named_keys(config.seed)['defense'], target['size'])
+  outputs = sharding.map_grid(score_fn(target['model'].apply, config.attack.queries,
+                                       deployments),
+                              (target['state'], target['points'], defense_keys), x, y,
+                              ctx.task.x_test, ctx.task.y_test,
+                              batch_size=config.membership.models_per_step)
   membership = target['membership']
-  groups = subgroups(ctx.config, ctx.task, len(x))
-  return {'outputs': outputs, 'labels': membership[0],
-          'attacks': run_attacks(ctx.config, observation(outputs, membership), membership[0],
-                                 groups)}
+  groups = subgroups(config, ctx.task, len(x))
+  done = []
+  for (defense, mode, strength, _), out in zip(deployments, outputs):
+    labels_only = defense == 'randomized_response'
+    done.append({'defense': defense, 'mode': mode, 'strength': strength, 'outputs': out,
+                 'attacks': run_attacks(config, observation(out, membership), membership[0],
+                                        groups if defense == 'none' else (), labels_only)})
+  return {'labels': membership[0], 'deployments': done, 'outputs': done[0]['outputs'],
+          'attacks': done[0]['attacks']}
 
 
 def _interval_columns(name: str, value, samples, level: float) -> dict:
@@ -304,7 +330,7 @@ def attack_row(config, name: str, result: dict, num_nonmembers: int) -> dict:
 
 def utility(outputs: dict, labels: np.ndarray, num_classes: int, y_test) -> dict:
   """The target's train / test accuracy, the shadows' mean test accuracy, the majority class."""
-  correct = np.asarray(outputs['correct'][0])
+  correct = np.asarray(outputs['correct'][0])[:, 0]
   return {'target_train_accuracy': float(np.mean(correct[labels])),
           'target_test_accuracy': float(outputs['test_accuracy'][0]),
           'shadow_test_accuracy_mean': float(np.mean(outputs['test_accuracy'][1:])),
@@ -326,15 +352,22 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
             'label_flip_prob': float(config.train.label_flip_prob), **model_utility,
             'interval': f'{config.evaluation.interval:g} percentile bootstrap over records '
                         f'({config.evaluation.bootstrap_samples} resamples)'}
-  result_rows = [{**common, 'subgroup': 'all', 'subgroup_value': '',
-                  **attack_row(config, name, result, num_nonmembers)}
-                 for name, result in outputs['attacks'].items()]
+  result_rows = []
+  for deployment in outputs['deployments']:
+    under = {'defense': deployment['defense'], 'mode': deployment['mode'],
+             'strength': deployment['strength'],
+             'defended_test_accuracy': float(deployment['outputs']['test_accuracy'][0])}
+    result_rows += [{**common, **under, 'subgroup': 'all', 'subgroup_value': '',
+                     **attack_row(config, name, result, num_nonmembers)}
+                    for name, result in deployment['attacks'].items()]
   summary = {'num_shadows': config.membership.num_shadows, 'num_records': int(labels.size),
              'num_members': num_members, 'num_nonmembers': num_nonmembers, **model_utility,
-             'auc_max': max(r['auc'] for r in result_rows)}
+             'auc_max': max(r['auc'] for r in result_rows if r['defense'] == 'none')}
+  undefended = {k: v for k, v in result_rows[0].items()
+                if k in ('defense', 'mode', 'strength', 'defended_test_accuracy')}
   for name, result in outputs['attacks'].items():
     for group in result['groups']:
-      result_rows.append({**common, 'num_members': group['members'],
+      result_rows.append({**common, **undefended, 'num_members': group['members'],
                           'num_nonmembers': group['nonmembers'],
                           'subgroup': group['subgroup'], 'subgroup_value': group['value'],
                           **attack_row(config, name, group, group['nonmembers'])})
@@ -342,13 +375,13 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
 
 
 def figures(ctx: experiment.Context, outputs: dict, result_rows: list[dict]) -> None:
-  """roc.png and records.csv (per-record scores) in the workdir."""
-  del result_rows
+  """roc.png, records.csv (per-record scores) and defenses.png in the workdir."""
   membership_figures.write_records(ctx, outputs)
   membership_figures.plot_roc(ctx, outputs)
+  membership_figures.plot_defenses(ctx, result_rows)
 
 
-SPEC = experiment.Spec(name='membership_inference', validate=validate, grid=grid, rows=rows,
+SPEC = experiment.Spec(name='membership_inference', validate=membership_validate.validate, grid=grid, rows=rows,
                        target=fit_target, start=start, figures=figures)
 
 

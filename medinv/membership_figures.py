@@ -6,6 +6,9 @@ records.csv: one row per candidate record: its index in the training split, labe
   attributes, so a reader can ask which patients (and which subgroups) are most exposed.
 roc.png: every attack's ROC curve on log-log axes (the low-FPR regime LiRA is judged in),
   the chance diagonal dashed, and one record of FPR marked.
+defenses.png (when config.defense names defenses): privacy-utility curves, the strongest
+  attack's AUC (with its interval) and TPR at the first FPR against the target's test
+  accuracy under each deployment, one curve per defense and mode from the undefended point.
 """
 from __future__ import annotations
 
@@ -74,3 +77,52 @@ def plot_roc(ctx, outputs: dict) -> None:
   fig.savefig(buffer, format='png', dpi=120)
   plt.close(fig)
   report.write_atomic(os.path.join(ctx.workdir, 'roc.png'), buffer.getvalue())
+
+
+def strongest(result_rows: list[dict]) -> dict[tuple, dict]:
+  """{(defense, mode, strength): the row of the attack with the highest AUC} on all records."""
+  best = {}
+  for row in result_rows:
+    key = (row['defense'], row['mode'], row['strength'])
+    if row['subgroup'] == 'all' and (key not in best or row['auc'] > best[key]['auc']):
+      best[key] = row
+  return best
+
+
+def plot_defenses(ctx, result_rows: list[dict]) -> None:
+  """defenses.png (see the module doc); nothing when no defense ran."""
+  best = strongest(result_rows)
+  curves = list(dict.fromkeys(k[:2] for k in best if k[0] != 'none'))
+  if not curves:
+    return
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  fpr = float(ctx.config.evaluation.fprs[0])
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+  for defense, mode in curves:
+    points = [best[('none', '', 0.0)]] + sorted(
+        (r for k, r in best.items() if k[:2] == (defense, mode)), key=lambda r: r['strength'])
+    x = [r['defended_test_accuracy'] for r in points]
+    auc = np.asarray([r['auc'] for r in points])
+    band = np.asarray([[r['auc'] - r['auc_low'] for r in points],
+                       [r['auc_high'] - r['auc'] for r in points]])
+    label = f'{defense} ({mode})' if mode else defense
+    axes[0].errorbar(x, auc, yerr=band, fmt='o-', capsize=3, label=label)
+    axes[1].plot(x, [r[f'tpr_at_{fpr:g}'] for r in points], 'o-', label=label)
+    for r, xi, yi in zip(points[1:], x[1:], auc[1:]):
+      axes[0].annotate(f'{r["strength"]:g}', (xi, yi), fontsize=7, xytext=(3, 3),
+                       textcoords='offset points')
+  axes[0].axhline(0.5, color='grey', lw=0.8, ls='--')
+  axes[1].axhline(fpr, color='grey', lw=0.8, ls='--')
+  axes[0].set(xlabel='target test accuracy under the defense', ylabel='AUC (strongest attack)')
+  axes[1].set(xlabel='target test accuracy under the defense',
+              ylabel=f'TPR at FPR {fpr:g} (strongest by AUC)')
+  axes[0].legend(fontsize=7)
+  fig.suptitle(f'{ctx.config.data.dataset}: membership inference against defenses '
+               '(labels: strength)', fontsize=10)
+  fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=110)
+  plt.close(fig)
+  report.write_atomic(os.path.join(ctx.workdir, 'defenses.png'), buffer.getvalue())

@@ -14,6 +14,7 @@ from typing import Callable
 
 from medinv import aia
 from medinv import membership
+from medinv import membership_validate
 from medinv import mia
 from medinv import population
 from medinv import sweep_rmle
@@ -35,8 +36,8 @@ RUNNERS: dict[str, Runner] = {
     'model_inversion': Runner(mia.run, mia.validate, ('defense.sigma',),
                               (('defense.sigma', 'defense.model_perturbation.strengths'),), 'mia',
                               6.0),
-    'membership_inference': Runner(membership.run, membership.validate, study_prefix='mem',
-                                   weight=2.0),
+    'membership_inference': Runner(membership.run, membership_validate.validate,
+                                   study_prefix='mem', weight=2.0),
     'population': Runner(population.run, population.validate, population.TRAIN_AXES),
     'rmle': Runner(sweep_rmle.run, sweep_rmle.validate,
                    population.TRAIN_AXES + sweep_rmle.ATTACK_AXES),

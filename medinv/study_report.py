@@ -5,6 +5,7 @@ import io
 import math
 import os
 
+from medinv import membership_figures
 from medinv import report
 
 HOW_TO_READ = """\
@@ -28,6 +29,13 @@ the features to hospital B; the attacker sees those features and reconstructs th
 image (an inverse network trained on its own queries, white-box rMLE, a query-free shadow
 model, or MI-FACE class representatives). Hospital A's weights carry Gaussian noise of std
 sigma, drawn once (fixed) or fresh for every query (per_query).
+*Membership inference:* the attacker holds a pool of patients' records, half of which trained
+the model, and K shadow models of the same architecture, each trained on its own half of the
+pool; it tells members from non-members by the model's confidence on the record (LiRA:
+per-record Gaussians of the shadows' confidence with and without it), by its loss, or, when
+the deployment releases labels only, by whether the label is right. AUC 0.5 is chance; the
+TPR at a low FPR says how many patients it exposes with few false accusations. Intervals are
+95% percentile-bootstrap intervals over records.
 """
 
 
@@ -144,42 +152,103 @@ def mia_section(name: str, results: dict) -> str:
   return '\n'.join(out)
 
 
-def privacy_utility_figure(parts: dict, path: str) -> bool:
-  """Attack success against model utility for both defenses; False when there is nothing."""
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
-  aia_parts = {n: r for n, r in parts.items() if n.startswith('aia')}
-  mia_parts = {n: r for n, r in parts.items() if n.startswith('mia')}
-  if not aia_parts and not mia_parts:
-    return False
-  panels = int(bool(aia_parts)) + int(bool(mia_parts))
-  fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
-  aia_ax, mia_ax = axes[0][0], axes[0][-1]
-  for name, results in aia_parts.items():
+def interval(row: dict, stat: str) -> str:
+  return f'{row[stat]:.3f} [{row[stat + "_low"]:.3f}, {row[stat + "_high"]:.3f}]'
+
+
+def mem_section(name: str, results: dict) -> str:
+  rows, m = results['rows'], results['metrics']
+  fpr = next(k for k in rows[0] if k.startswith('tpr_at_') and not k.endswith(('_low', '_high')))
+  out = [f'## Membership inference: {rows[0]["dataset"]} (`{name}`)', '',
+         f'Target {rows[0]["model"]} test accuracy {fmt(m["target_test_accuracy"])} (train '
+         f'{fmt(m["target_train_accuracy"])}, majority class {fmt(m["test_majority_accuracy"])});'
+         f' {m["num_members"]} members and {m["num_nonmembers"]} non-members; {m["num_shadows"]}'
+         f' shadow models (mean test accuracy {fmt(m["shadow_test_accuracy_mean"])}).', '']
+  plain = [r for r in rows if r['subgroup'] == 'all' and r['defense'] == 'none']
+  header = ['attack', 'shadows', 'AUC', 'balanced acc.', fpr.replace('tpr_at_', 'TPR @ FPR ')]
+  out += ['**Undefended**', '', table(header, [
+      [r['attack'], r['uses_shadows'], interval(r, 'auc'), interval(r, 'balanced_accuracy'),
+       interval(r, fpr)] for r in plain]), '']
+  best = membership_figures.strongest(rows)
+  defended = [(k, r) for k, r in best.items() if k[0] != 'none']
+  if defended:
+    header = ['defense', 'mode', 'strength', 'test acc. under defense', 'strongest attack',
+              'AUC', fpr.replace('tpr_at_', 'TPR @ FPR ')]
+    body = [[k[0], k[1] or '-', k[2], r['defended_test_accuracy'], r['attack'],
+             interval(r, 'auc'), interval(r, fpr)] for k, r in best.items()]
+    out += ['**Against each defense** (the attacker knows the defense and queries its shadows '
+            'through it; randomized response releases labels only)', '', table(header, body),
+            '']
+  top = best[('none', '', 0.0)]['attack']
+  groups = [r for r in rows if r['subgroup'] != 'all' and r['attack'] == top]
+  if groups:
+    body = [[r['subgroup'], r['subgroup_value'], r['num_members'], r['num_nonmembers'],
+             interval(r, 'auc'), interval(r, fpr)] for r in groups]
+    out += [f'**Per subgroup** ({top}, undefended)', '',
+            table(['subgroup', 'value', 'members', 'non-members', 'AUC',
+                   fpr.replace('tpr_at_', 'TPR @ FPR ')], body), '']
+  figures = [f for f in ('roc.png', 'defenses.png')
+             if os.path.exists(os.path.join(results['_dir'], f))]
+  out += [f'![{f[:-4]}]({name}/{f})' for f in figures] + ['']
+  return '\n'.join(out)
+
+
+def _aia_curves(ax, parts: dict) -> None:
+  for name, results in parts.items():
     rows = [r for r in results['rows'] if r['targets'] == 'members' and r['attack'] == 'map'
             and r['variant'] == 'confusion']
     for attribute in dict.fromkeys(r['attribute'] for r in rows):
       mine = [r for r in rows if r['attribute'] == attribute]
-      aia_ax.plot([r['release_test_accuracy'] for r in mine], [r['advantage'] for r in mine],
-                  'o-', label=f'{name}: {attribute}')
-  if aia_parts:
-    aia_ax.axhline(0.0, color='grey', lw=0.8)
-    aia_ax.set(xlabel='released-label test accuracy (utility)',
-               ylabel='MAP advantage over best baseline', title='label perturbation')
-    aia_ax.legend(fontsize=7)
-  for name, results in mia_parts.items():
+      ax.plot([r['release_test_accuracy'] for r in mine], [r['advantage'] for r in mine],
+              'o-', label=f'{name}: {attribute}')
+  ax.axhline(0.0, color='grey', lw=0.8)
+  ax.set(xlabel='released-label test accuracy (utility)',
+         ylabel='MAP advantage over best baseline', title='label perturbation')
+
+
+def _mia_curves(ax, parts: dict) -> None:
+  for name, results in parts.items():
     rows = [r for r in results['rows'] if r['attack'] == 'inverse_network'
             and r['knows_defense'] and r['defense'] == 'model_perturbation'
             and r['mode'] == 'per_query']
     for split in sorted({r['split'] for r in rows}):
       mine = sorted((r for r in rows if r['split'] == split), key=lambda r: r['strength'])
-      mia_ax.plot([r['model_test_accuracy'] for r in mine], [r['ssim_mean'] for r in mine],
-                  'o-', label=f'{name}: split {split}')
-  if mia_parts:
-    mia_ax.set(xlabel='model test accuracy under perturbation (utility)',
-               ylabel='inverse-network SSIM', title='model perturbation (per query)')
-    mia_ax.legend(fontsize=7)
+      ax.plot([r['model_test_accuracy'] for r in mine], [r['ssim_mean'] for r in mine],
+              'o-', label=f'{name}: split {split}')
+  ax.set(xlabel='model test accuracy under perturbation (utility)',
+         ylabel='inverse-network SSIM', title='model perturbation (per query)')
+
+
+def _mem_curves(ax, parts: dict) -> None:
+  for name, results in parts.items():
+    best = membership_figures.strongest(results['rows'])
+    for defense, mode in dict.fromkeys(k[:2] for k in best if k[0] != 'none'):
+      mine = [best[('none', '', 0.0)]] + sorted(
+          (r for k, r in best.items() if k[:2] == (defense, mode)), key=lambda r: r['strength'])
+      ax.plot([r['defended_test_accuracy'] for r in mine], [r['auc'] for r in mine], 'o-',
+              label=f'{name}: {defense}' + (f' ({mode})' if mode else ''))
+  ax.axhline(0.5, color='grey', lw=0.8, ls='--')
+  ax.set(xlabel='model test accuracy under the defense (utility)',
+         ylabel='membership AUC (strongest attack)', title='membership inference')
+
+
+PANELS = {'aia': _aia_curves, 'mia': _mia_curves, 'mem': _mem_curves}
+
+
+def privacy_utility_figure(parts: dict, path: str) -> bool:
+  """Attack success against model utility, one panel per kind of part; False when none."""
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  kinds = {kind: {n: r for n, r in parts.items() if n.split('_')[0] == kind} for kind in PANELS}
+  kinds = {kind: mine for kind, mine in kinds.items() if mine}
+  if not kinds:
+    return False
+  fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.2), squeeze=False)
+  for ax, (kind, mine) in zip(axes[0], kinds.items()):
+    PANELS[kind](ax, mine)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format='png', dpi=110)
@@ -198,9 +267,9 @@ def write(workdir: str, parts: dict, skipped: dict, title: str) -> str:
     out += [f'- `{name}`: {reason}' for name, reason in skipped.items()] + ['']
   if privacy_utility_figure(parts, os.path.join(workdir, 'privacy_utility.png')):
     out += ['![privacy-utility curves](privacy_utility.png)', '']
+  sections = {'aia': aia_section, 'mem': mem_section}
   for name, results in parts.items():
-    out.append(aia_section(name, results) if name.startswith('aia') else
-               mia_section(name, results))
+    out.append(sections.get(name.split('_')[0], mia_section)(name, results))
   out += ['Machine-readable: `results.json` (all rows, with a `part` column) and '
           '`results.csv`; each part\'s own files are in its folder.', '']
   path = os.path.join(workdir, 'report.md')

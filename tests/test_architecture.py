@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ('experiments', ('medinv.experiment', 'medinv.aia', 'medinv.mia', 'medinv.membership',
                      'medinv.population',
                      'medinv.sweep_rmle', 'medinv.*_figures', 'medinv.aia_*',
-                     'medinv.mia_*', 'medinv.population_*')),
+                     'medinv.mia_*', 'medinv.population_*', 'medinv.membership_*')),
     ('orchestration', ('medinv.study', 'medinv.study_report', 'medinv.runners',
                        'medinv.sweep', 'medinv.cli')),
 )

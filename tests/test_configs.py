@@ -84,6 +84,7 @@ RUN_ELSEWHERE = {
     'aia_heart': ('test_attribute_experiment.py', 'heart_run'),  # with extensions registered
     'demo': ('test_demo.py', 'smoke_run'),
     'membership_heart': ('test_membership.py', 'test_membership_heart_smoke_end_to_end'),
+    'membership_breastmnist': ('test_demo.py', 'smoke_run'),  # the demo's mem_breastmnist part
     'mia_breastmnist': ('test_inversion.py', 'test_model_inversion_smoke_end_to_end'),
     'train_breastmnist': ('test_train.py', 'test_breastmnist_smoke_trains_cnn'),
     'train_heart': ('test_train.py', 'test_results_files'),

@@ -6,8 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from configs import demo
+from configs import membership_breastmnist
 from medinv import runners
 from medinv import study
 from medinv import train
@@ -15,8 +17,11 @@ from medinv import train
 
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory, data_dir):
+  """The demo's smoke run; its mem_breastmnist part is configs/membership_breastmnist.py's
+  smoke config unchanged (so tests/test_configs.py counts that config as run here)."""
   workdir = str(tmp_path_factory.mktemp('demo'))
   config = demo.get_config('smoke')
+  assert config.parts.mem_breastmnist == membership_breastmnist.get_config('smoke')
   for part in config.parts.values():
     part.data.data_dir = data_dir
   results = study.run(config, workdir)
@@ -34,6 +39,13 @@ def _tables(markdown: str) -> list[list[list[str]]]:
       tables.append(current)
       current = []
   return tables
+
+
+def _part_tables(markdown: str, part: str) -> list[list[list[str]]]:
+  """The tables of the report's section for `part` (its heading ends with (`part`))."""
+  sections = re.split(r'^## ', markdown, flags=re.M)
+  (section,) = [s for s in sections if s.splitlines()[0].endswith(f'(`{part}`)')]
+  return _tables(section)
 
 
 def _restore_target(part_config, workdir, part, tmp_path):
@@ -54,14 +66,17 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   config, workdir, _ = smoke_run
   report_md = open(os.path.join(workdir, 'report.md')).read()
   tables = _tables(report_md)
-  assert len(tables) == 3  # AIA (sex), inverse network, every attack.
+  # AIA (sex), inverse network, every attack; per membership part: undefended, against each
+  # defense, per subgroup.
+  assert len(tables) == 3 + 3 * 2
+  assert [len(_part_tables(report_md, part)) for part in config.parts] == [1, 3, 3, 2]
   for table in tables:
     assert all(cell and cell != 'n/a' for row in table for cell in row), table
 
   # Attribute inference on sex: released labels at p = 0 are the model's own predictions.
   part = config.parts.aia_heart
   assert tuple(part.attack.sensitive) == ('sex',) and part.attack.max_records == 0
-  aia_table = tables[0]
+  (aia_table,) = _part_tables(report_md, 'aia_heart')
   assert aia_table[0][:5] == ['p', 'ε', 'released acc.', 'MAP (confusion)', 'MAP (indicator)']
   assert [float(r[0]) for r in aia_table[1:]] == pytest.approx(list(part.defense.flip_probs))
   trained = _restore_target(part, workdir, 'aia_heart', tmp_path)
@@ -100,7 +115,7 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   # Model inversion: at sigma 0 the deployed model is the target itself.
   part = config.parts.mia_breastmnist
   perturbation = part.defense.model_perturbation
-  inverse_table = tables[1]
+  inverse_table = _part_tables(report_md, 'mia_breastmnist')[0]
   assert inverse_table[0][:3] == ['split', 'σ', f'model acc. ({perturbation.modes[0]})']
   assert len(inverse_table) - 1 == len(part.attack.splits) * len(perturbation.strengths)
   trained = _restore_target(part, workdir, 'mia_breastmnist', tmp_path)
@@ -112,6 +127,20 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   for row in at_zero:
     for mode in perturbation.modes:
       assert float(row[f'model acc. ({mode})']) == pytest.approx(test_accuracy, abs=6e-4)
+
+  # Membership inference: the loss threshold's AUC is the Mann-Whitney statistic of the
+  # target's losses (records.csv), members against non-members (lower loss = member).
+  for name in ('mem_heart', 'mem_breastmnist'):
+    records = np.genfromtxt(os.path.join(workdir, name, 'records.csv'), delimiter=',',
+                            names=True, dtype=None, encoding=None)
+    member = records['member'].astype(str) == 'True'
+    u = stats.mannwhitneyu(-records['target_loss'][member], -records['target_loss'][~member])
+    auc = u.statistic / (member.sum() * (~member).sum())
+    undefended, defended, _ = _part_tables(report_md, name)
+    assert undefended[0][:3] == ['attack', 'shadows', 'AUC']
+    row = dict(zip(undefended[0], next(r for r in undefended if r[0] == 'loss_threshold')))
+    assert float(row['AUC'].split()[0]) == pytest.approx(auc, abs=6e-4), name
+    assert {r[0] for r in defended[1:]} == {'none', *config.parts[name].defense.names}
 
   for link in re.findall(r'!\[[^\]]*\]\(([^)]+)\)', report_md):
     assert os.path.isfile(os.path.join(workdir, link)), link
@@ -127,7 +156,7 @@ def test_rerun_reuses_finished_parts(smoke_run, capsys):
   config, workdir, results = smoke_run
   before = _mtimes(workdir)
   again = study.run(config, workdir)
-  assert capsys.readouterr().out.count('reused earlier results') == 2
+  assert capsys.readouterr().out.count('reused earlier results') == len(config.parts)
   assert _mtimes(workdir) == before  # Neither part's results were rewritten.
   assert again['rows'] == results['rows']
 

@@ -17,6 +17,7 @@ from medinv import data as data_lib
 from medinv import errors
 from medinv import experiment
 from medinv import membership as membership_lib
+from medinv import membership_validate
 from medinv import metrics
 from medinv import population
 from medinv import runners
@@ -205,17 +206,19 @@ def _config(num_shadows, **train):
   config.train.update(train)
   config.evaluation.bootstrap_samples = 20
   config.evaluation.subgroups = ()  # Subgroups: the heart smoke run (sex).
+  config.defense.names = ()  # Defenses: the heart smoke run.
   return config
 
 
 def _attack(config, task, workdir):
   """The experiment's target, grid and rows steps on an in-memory task."""
-  membership_lib.validate(config)
+  membership_validate.validate(config)
   ctx = experiment.Context(config=config, workdir=str(workdir), task=task)
   ctx.target = membership_lib.fit_target(config, task, str(workdir))
   outputs = membership_lib.grid(ctx)
   metrics_dict, rows = membership_lib.rows(ctx, outputs)
-  return ctx, outputs, metrics_dict, {r['attack']: r for r in rows if r['subgroup'] == 'all'}
+  return ctx, outputs, metrics_dict, {r['attack']: r for r in rows if r['subgroup'] == 'all'
+                                      and r['defense'] == 'none'}
 
 
 def test_memorising_target_is_detected_and_population_equals_one_by_one(tmp_path):
@@ -230,9 +233,16 @@ def test_memorising_target_is_detected_and_population_equals_one_by_one(tmp_path
                    checkpoint_every_epochs=60)
   ctx, outputs, summary, rows = _attack(config, task, tmp_path / 'run')
   assert summary['target_train_accuracy'] == 1.0
-  assert np.max(outputs['outputs']['loss'][0][outputs['labels']]) < 0.01  # memorised
+  labels = outputs['labels']
+  assert np.max(outputs['outputs']['loss'][0][labels]) < 0.01  # memorised
   for name, row in rows.items():
-    assert row['auc'] > 0.95, (name, row['auc'])
+    if attacks.get(name).reads == 'phi':
+      assert row['auc'] > 0.95, (name, row['auc'])
+  # Labels alone: every member is answered right, a non-member with probability q, so the
+  # label_only AUC is P(member right, non-member wrong) + ties / 2 = 1 - q / 2.
+  q = np.mean(outputs['outputs']['correct'][0][~labels, 0])
+  assert rows['label_only']['auc'] == pytest.approx(1 - q / 2, abs=1e-6)
+  assert rows['label_lira']['auc'] > 0.6
   index = ctx.target['points'][population.TRAIN_INDEX][1]
   single = config.copy_and_resolve_references()
   single.seed = int(ctx.target['points'][population.SEED][1])
@@ -254,7 +264,7 @@ def test_target_independent_of_its_data_gives_chance_auc(tmp_path):
   _, _, summary, rows = _attack(config, task, tmp_path)
   n0 = n1 = 500
   bound = 4 * math.sqrt((n0 + n1 + 1) / (12 * n0 * n1))  # 0.073
-  assert len(rows) == 5
+  assert len(rows) == 7
   for name, row in rows.items():
     assert abs(row['auc'] - 0.5) < bound, (name, row['auc'], bound)
   assert summary['num_members'] == summary['num_nonmembers'] == 500
@@ -265,8 +275,10 @@ def test_membership_heart_smoke_end_to_end(data_dir, tmp_path):
   config.data.data_dir = data_dir
   results = runners.get('membership_inference').run(config, str(tmp_path))
   assert results['experiment'] == 'membership_inference'
-  overall = [r for r in results['rows'] if r['subgroup'] == 'all']
+  overall = [r for r in results['rows'] if r['subgroup'] == 'all' and r['defense'] == 'none']
   assert [r['attack'] for r in overall] == list(membership_heart.ATTACKS)
+  _check_defended_rows(config, results)
+  assert (tmp_path / 'defenses.png').stat().st_size > 0
   row = overall[0]
   assert row['num_members'] == row['num_nonmembers'] == 121
   by_sex = [r for r in results['rows'] if r['subgroup'] == 'sex' and r['attack'] == row['attack']]
@@ -288,27 +300,115 @@ def test_membership_heart_smoke_end_to_end(data_dir, tmp_path):
     runners.get('membership_inference').run(config, str(tmp_path))
 
 
+def _check_defended_rows(config, results):
+  """Every deployment of config.defense has rows: the label-only release only the attacks
+  that read labels, model perturbation every attack; the released labels' test accuracy is
+  within 4 standard deviations of what randomized response makes of the model's (each of
+  the test records answered UTILITY_DRAWS times, each answer flipped with probability p)."""
+  rows = [r for r in results['rows'] if r['subgroup'] == 'all']
+  clean = results['metrics']['target_test_accuracy']
+  label_attacks = [n for n in config.attack.names if attacks.get(n).reads == 'label']
+  assert len(label_attacks) == 2
+  answers = 61 * membership_lib.UTILITY_DRAWS  # heart_disease's test split, answered 16 times
+  for p in config.defense.randomized_response.strengths:
+    mine = [r for r in rows if (r['defense'], r['strength']) == ('randomized_response', p)]
+    assert [r['attack'] for r in mine] == label_attacks
+    expected = (1 - p) * clean + p * (1 - clean)  # two classes: a flip swaps right and wrong
+    bound = 4 * math.sqrt(p * (1 - p) / answers)
+    assert abs(mine[0]['defended_test_accuracy'] - expected) <= bound, (p, mine[0], expected)
+  for sigma in config.defense.model_perturbation.strengths:
+    mine = [r for r in rows if (r['defense'], r['mode'], r['strength'])
+            == ('model_perturbation', 'per_query', sigma)]
+    assert [r['attack'] for r in mine] == list(config.attack.names)
+    assert all(r['auc_low'] <= r['auc'] <= r['auc_high'] for r in mine)
+
+
+def test_label_attacks_match_numpy():
+  rng = np.random.default_rng(7)
+  k, n, q = 8, 6, 3
+  obs = _obs(seed=2, k=k, n=n).replace(
+      target_correct=rng.uniform(size=(n, q)) < 0.6, shadow_correct=rng.uniform(size=(k, n, q)) < 0.6)
+  np.testing.assert_allclose(attacks.label_only_score(None, obs, None),
+                             obs.target_correct.mean(-1), rtol=1e-6)
+  shadow_in = np.asarray(obs.shadow_in).astype(bool)
+  want = []
+  for record in range(n):
+    right = obs.shadow_correct[:, record]  # (k, q)
+    p_in = (right[shadow_in[:, record]].sum() + 1) / (right[shadow_in[:, record]].size + 2)
+    p_out = (right[~shadow_in[:, record]].sum() + 1) / (right[~shadow_in[:, record]].size + 2)
+    hit = obs.target_correct[record].mean()
+    want.append(stats.bernoulli.logpmf(1, p_in) * hit + stats.bernoulli.logpmf(0, p_in) * (1 - hit)
+                - stats.bernoulli.logpmf(1, p_out) * hit - stats.bernoulli.logpmf(0, p_out) * (1 - hit))
+  np.testing.assert_allclose(attacks.label_lira_score(None, obs, None), want, rtol=1e-5)
+
+
+def test_defended_outputs_follow_the_deployment():
+  """Strength 0 answers as the undefended model; per-query noise answers two identical
+  records differently and a fixed draw identically; randomized response flips about p of the
+  labels (binomial bound) and hides phi and loss."""
+  w_key, x_key = jax.random.split(jax.random.key(3))
+  params = {'w': jax.random.normal(w_key, (4, 2))}
+  apply_fn = lambda variables, x: x @ variables['params']['w']
+  x = jnp.tile(jax.random.normal(x_key, (1, 4)), (2000, 1))  # one record asked 2000 times
+  y = jnp.zeros(2000, jnp.int32)
+  clean = attacks.model_outputs(params, x, y, apply_fn=apply_fn, queries='identity')
+  config = membership_heart.defense_config()
+  key = jax.random.key(4)
+
+  def defended(defense, mode, strength):
+    return attacks.defended_outputs(key, params, x, y, apply_fn=apply_fn, queries='identity',
+                                    defense=defense, variant=mode, strength=strength,
+                                    cfg=config[defense])
+  for name, mode in (('model_perturbation', 'per_query'), ('randomized_response', '')):
+    np.testing.assert_array_equal(defended(name, mode, 0.0)['correct'], clean['correct'])
+  per_query = defended('model_perturbation', 'per_query', 0.5)['phi'][:, 0]
+  fixed = defended('model_perturbation', 'fixed', 0.5)['phi'][:, 0]
+  assert len(np.unique(np.asarray(per_query))) == 2000 and len(np.unique(np.asarray(fixed))) == 1
+  assert float(fixed[0]) != pytest.approx(float(clean['phi'][0, 0]))
+  flipped = defended('randomized_response', '', 0.3)
+  assert np.all(np.isnan(flipped['phi'])) and np.all(np.isnan(flipped['loss']))
+  changed = np.mean(np.asarray(flipped['correct'][:, 0]) != np.asarray(clean['correct'][:, 0]))
+  assert abs(changed - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 2000)
+
+
 def test_bad_input_names_the_field():
   config = membership_heart.get_config('smoke')
   config.membership.num_shadows = 1
   with pytest.raises(ValueError, match='membership.num_shadows must be at least 2'):
-    membership_lib.validate(config)
+    membership_validate.validate(config)
   config = membership_heart.get_config('smoke')
   config.attack.names = ('lira_online', 'lira_typo')
   with pytest.raises(ValueError, match="attack.names: unknown membership attack 'lira_typo'"):
-    membership_lib.validate(config)
+    membership_validate.validate(config)
   config = membership_heart.get_config('smoke')
   config.attack.queries = 'flip'
   with pytest.raises(ValueError, match="attack.queries 'flip' needs an image dataset"):
-    membership_lib.validate(config)
+    membership_validate.validate(config)
+  for field, value, message in (
+      ('names', ('dp_sgd',), 'defense.names'),
+      ('randomized_response.strengths', (0.5, 1.5), 'flip probabilities in'),
+      ('model_perturbation.scope', 'edge', "defense.model_perturbation.scope must be 'all'"),
+      ('model_perturbation.strengths', (), 'defense.model_perturbation.strengths')):
+    config = membership_heart.get_config('smoke')
+    block, _, leaf = ('defense.' + field).rpartition('.')
+    node = config
+    for part in block.split('.'):
+      node = node[part]
+    node[leaf] = value
+    with pytest.raises(ValueError, match=message):
+      membership_validate.validate(config)
+  config = membership_heart.get_config('smoke')
+  config.attack.names = ('lira_online',)
+  with pytest.raises(ValueError, match='no attack that reads labels'):
+    membership_validate.validate(config)
   config = membership_heart.get_config('smoke')
   config.evaluation.below_one_record = 'error'
-  membership_lib.check_record_count(config.copy_and_resolve_references(), 200_000)
+  membership_validate.check_record_count(config.copy_and_resolve_references(), 200_000)
   config.evaluation.fprs = (0.01, 0.001)
   with pytest.raises(ValueError, match=r'evaluation.fprs \[0.001\] are below one record'):
-    membership_lib.check_record_count(config, 242)
+    membership_validate.check_record_count(config, 242)
   with pytest.raises(ValueError, match='at least 4 candidate records'):
-    membership_lib.check_record_count(config, 2)
+    membership_validate.check_record_count(config, 2)
   config.evaluation.subgroups = ('gender',)
   task = _synthetic_task(jax.random.key(0), 8)
   with pytest.raises(ValueError, match="evaluation.subgroups: 'gender' is neither 'label'"):
@@ -334,4 +434,5 @@ def test_flip_queries_give_one_phi_column_per_view():
   mirrored = np.sum(x[:, :, ::-1] * weight, axis=(1, 2, 3))
   sign = np.where(labels == 1, 1.0, -1.0)  # phi of 2 classes = +-(logit_1 - logit_0)
   np.testing.assert_allclose(out['phi'], np.stack([sign * plain, sign * mirrored], 1), rtol=1e-5)
-  np.testing.assert_array_equal(out['correct'], (plain > 0) == (labels == 1))
+  np.testing.assert_array_equal(out['correct'], np.stack([plain > 0, mirrored > 0], 1)
+                                == (labels == 1)[:, None])

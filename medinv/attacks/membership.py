@@ -4,12 +4,24 @@ Every attack reads one `Observation` (what the attacker measured on the candidat
 and returns a score per record, higher meaning "more likely a member of the target's
 training set"; medinv.metrics turns scores and true membership into AUC and TPR at low FPR.
 
-What the attacker measures, per model and record (`model_outputs`):
-  phi   the logit-scaled confidence of the true label, log(p_y / (1 - p_y)), computed from
-        the logits as logit_y - logsumexp(logits without y) (finite where p_y rounds to 1),
-        one column per query view (`QUERIES`: 'identity', or 'flip' = the record and its
-        horizontal mirror, for images);
-  loss  the cross-entropy of the true label on the plain record.
+What the attacker measures, per model and record (`model_outputs`, or `defended_outputs`
+when the model answers under a defense):
+  phi      the logit-scaled confidence of the true label, log(p_y / (1 - p_y)), computed
+           from the logits as logit_y - logsumexp(logits without y) (finite where p_y rounds
+           to 1), one column per query view (`QUERIES`: 'identity', or 'flip' = the record
+           and its horizontal mirror, for images);
+  loss     the cross-entropy of the true label on the plain record;
+  correct  whether each released label equals the true one, one column per answer (query
+           view x repeated query): all a label-only attacker sees.
+
+Defenses (`DEFENSES`, the deployment answers every query of the target, and the attacker,
+who knows the defense, runs its shadows through it too):
+  model_perturbation   medinv.defenses' registered model perturbation on every weight
+                       (scope 'all'): fresh noise per query ('per_query') or one draw per
+                       model ('fixed'); the attacker sees the perturbed model's outputs;
+  randomized_response  the deployment releases only a label, flipped with probability p
+                       (medinv.defenses.randomized_response) afresh at every query; phi and
+                       loss are hidden, so only the attacks that read labels run.
 
 Registered here (Carlini et al. 2022, "Membership Inference Attacks From First Principles";
 Yeom et al. 2018):
@@ -22,7 +34,13 @@ Yeom et al. 2018):
                        the same with one variance per side pooled over records (better with
                        few shadows);
   loss_threshold       no shadows: score = -loss (Yeom et al.'s baseline; every threshold is
-                       scanned by the metrics, so it is the best loss threshold).
+                       scanned by the metrics, so it is the best loss threshold);
+  label_only           no shadows, labels only: the fraction of the record's answers whose
+                       label is right (Choquette-Choo et al. 2021's gap attack, averaged over
+                       query views and repeated queries);
+  label_lira           labels only, with shadows: per record, the IN and OUT shadows' rates of
+                       right answers (add-one smoothed) as Bernoulli likelihoods; score = mean
+                       log-likelihood ratio of the target's answers.
 Adding an attack is one function and one `register` call:
 
     def max_phi(key, obs, cfg):  # the target's confidence alone
@@ -42,9 +60,13 @@ import jax.scipy.special as jsp_special
 import ml_collections
 import optax
 
+from medinv import defenses
 from medinv import registry
 
 QUERIES = ('identity', 'flip')
+DEFENSES = ('model_perturbation', 'randomized_response')
+READS = ('phi', 'label')
+RECORD_QUERY_BATCH = 256  # per-query deployments of a record model answered at once (vmap)  # what an attack needs: the confidence vector, or labels alone
 
 
 class Observation(flax.struct.PyTreeNode):
@@ -54,11 +76,15 @@ class Observation(flax.struct.PyTreeNode):
   target_loss (N,): the target's loss per record (plain view).
   shadow_phi (K, N, A): each shadow's phi (None for attacks without shadows).
   shadow_in (K, N): 1 where shadow k trained on record n.
+  target_correct (N, Q), shadow_correct (K, N, Q): whether each of the Q released labels per
+    record (query views x repeated queries) is the true label.
   """
   target_phi: jax.Array
   target_loss: jax.Array
   shadow_phi: Any = None
   shadow_in: Any = None
+  target_correct: Any = None
+  shadow_correct: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,20 +94,26 @@ class MembershipAttack:
   score(key, obs, cfg) -> (N,) float scores (higher = member); cfg is its block
     `config.attack.<name>` over `defaults` (a FrozenConfigDict).
   uses_shadows: whether it reads the shadow population (False: a no-shadow baseline).
+  reads: 'phi' (confidences and losses) or 'label' (released labels only: it also runs where
+    the deployment releases labels alone).
   """
   name: str
   score: Callable[..., jax.Array]
   defaults: dict
   uses_shadows: bool = True
+  reads: str = 'phi'
 
 
 ATTACKS = registry.Registry('membership attack')
 
 
 def register(name: str, score: Callable[..., jax.Array], *, defaults: dict,
-             uses_shadows: bool = True, replace: bool = False) -> MembershipAttack:
+             uses_shadows: bool = True, reads: str = 'phi',
+             replace: bool = False) -> MembershipAttack:
   """Registers a membership-inference attack under `name` (see `MembershipAttack`)."""
-  return ATTACKS.add(name, MembershipAttack(name, score, dict(defaults), uses_shadows),
+  if reads not in READS:
+    raise ValueError(f'membership attack {name!r}: reads must be one of {READS}, got {reads!r}')
+  return ATTACKS.add(name, MembershipAttack(name, score, dict(defaults), uses_shadows, reads),
                      replace=replace)
 
 
@@ -134,16 +166,60 @@ def query_views(x: jax.Array, queries: str) -> jax.Array:
   raise ValueError(f'attack.queries must be one of {QUERIES}, got {queries!r}')
 
 
-def model_outputs(params, x: jax.Array, y: jax.Array, *, apply_fn, queries: str) -> dict:
-  """{'phi': (N, A), 'loss': (N,), 'correct': (N,)} of one model on records (x, y).
-
-  phi per query view (see the module doc); loss and correct (top-1 == y) on the plain view.
-  """
-  views = query_views(x, queries)
-  logits = jax.vmap(lambda view: apply_fn({'params': params}, view))(views)  # (A, N, C)
+def measurements(logits: jax.Array, y: jax.Array) -> dict:
+  """{'phi': (N, A), 'loss': (N,), 'correct': (N, A)} from logits (A, N, C) of A views."""
   loss = optax.softmax_cross_entropy_with_integer_labels(logits[0], y)
   return {'phi': jnp.moveaxis(logit_confidence(logits, y[None]), 0, -1), 'loss': loss,
-          'correct': jnp.argmax(logits[0], axis=-1) == y}
+          'correct': jnp.moveaxis(jnp.argmax(logits, axis=-1) == y[None], 0, -1)}
+
+
+def view_logits(params, x: jax.Array, *, apply_fn, queries: str) -> jax.Array:
+  """(A, N, C) logits of one model on every query view of x."""
+  return jax.vmap(lambda view: apply_fn({'params': params}, view))(query_views(x, queries))
+
+
+def model_outputs(params, x: jax.Array, y: jax.Array, *, apply_fn, queries: str) -> dict:
+  """`measurements` of one model answering every query view of records (x, y) undefended."""
+  return measurements(view_logits(params, x, apply_fn=apply_fn, queries=queries), y)
+
+
+def released_labels(key: jax.Array, logits: jax.Array, y: jax.Array, flip_prob,
+                    queries: int) -> dict:
+  """`measurements` of a label-only release under randomized response: each view (logits
+  (A, N, C)) asked `queries` times, each answer the top-1 label flipped with probability
+  flip_prob; phi and loss are nan (not released)."""
+  predicted = jnp.broadcast_to(jnp.argmax(logits, -1), (queries,) + logits.shape[:2])
+  released = defenses.randomized_response(key, predicted, flip_prob, logits.shape[-1])
+  correct = jnp.moveaxis(released == y, -1, 0).reshape(len(y), -1)  # (N, queries * A)
+  hidden = jnp.full((len(y), logits.shape[0]), jnp.nan)
+  return {'phi': hidden, 'loss': hidden[:, 0], 'correct': correct}
+
+
+def defended_outputs(key: jax.Array, params, x: jax.Array, y: jax.Array, *, apply_fn,
+                     queries: str, defense: str, variant: str, strength: float, cfg,
+                     first_query: int = 0, logits: jax.Array | None = None) -> dict:
+  """`measurements` of one model answering records (x, y) under `defense` at `strength`.
+
+  model_perturbation: query q (view a of record n is q = first_query + a * N + n) is answered
+  by defenses' deployment (fixed or per-query noise from `key`; record models answer
+  RECORD_QUERY_BATCH per-query deployments at once, image models one at a time). randomized_response:
+  `released_labels` with cfg.queries answers per view, from the undefended `logits` (A, N, C)
+  when given (computed otherwise).
+  """
+  if defense == 'model_perturbation':
+    deployment = defenses.get(defense).deploy(key, params, strength, cfg, split=None,
+                                              variant=variant)
+    forward = lambda p, images: apply_fn({'params': p}, images)
+    batch = RECORD_QUERY_BATCH if x.ndim == 2 else 1
+    answers = jnp.stack([defenses.query_each(deployment, forward, view, first_query + a * len(y),
+                                             batch_size=batch)
+                         for a, view in enumerate(query_views(x, queries))])
+    return measurements(answers, y)
+  if defense != 'randomized_response':
+    raise ValueError(f'unknown membership defense {defense!r}; allowed: {DEFENSES}')
+  if logits is None:
+    logits = view_logits(params, x, apply_fn=apply_fn, queries=queries)
+  return released_labels(key, logits, y, strength, cfg.queries)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -202,6 +278,27 @@ def loss_threshold_score(key, obs: Observation, cfg) -> jax.Array:
   return -obs.target_loss
 
 
+def label_only_score(key, obs: Observation, cfg) -> jax.Array:
+  """The fraction of the target's released labels for the record that are right."""
+  del key, cfg
+  return jnp.mean(obs.target_correct.astype(jnp.float32), axis=-1)
+
+
+def label_lira_score(key, obs: Observation, cfg) -> jax.Array:
+  """Mean Bernoulli log-likelihood ratio of the target's answers, IN vs OUT shadow rates."""
+  del key, cfg
+  right = obs.shadow_correct.astype(jnp.float32).mean(axis=-1)  # (K, N) rate per shadow
+  answers = obs.shadow_correct.shape[-1]
+
+  def rate(weight):  # add-one smoothed rate of right answers over the weighted shadows
+    w = weight.astype(jnp.float32)
+    return (jnp.sum(w * right, 0) * answers + 1.0) / (jnp.sum(w, 0) * answers + 2.0)
+  p_in, p_out = rate(obs.shadow_in), rate(1 - obs.shadow_in)
+  hit = obs.target_correct.astype(jnp.float32).mean(axis=-1)
+  return (hit * (jnp.log(p_in) - jnp.log(p_out))
+          + (1.0 - hit) * (jnp.log1p(-p_in) - jnp.log1p(-p_out)))
+
+
 LIRA_DEFAULTS = {'fixed_variance': False, 'min_std': 1e-3}
 
 register('lira_online', lira_online_score, defaults=LIRA_DEFAULTS)
@@ -211,3 +308,5 @@ register('lira_online_fixed_variance', lira_online_score,
 register('lira_offline_fixed_variance', lira_offline_score,
          defaults={**LIRA_DEFAULTS, 'fixed_variance': True})
 register('loss_threshold', loss_threshold_score, defaults={}, uses_shadows=False)
+register('label_only', label_only_score, defaults={}, uses_shadows=False, reads='label')
+register('label_lira', label_lira_score, defaults={}, reads='label')
