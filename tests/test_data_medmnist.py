@@ -1,6 +1,5 @@
 """Manual-download MedMNIST: npz files with the standard keys (tests/fixture_files.py).
 """
-import os
 import zipfile
 
 import numpy as np
