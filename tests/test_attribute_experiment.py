@@ -151,12 +151,13 @@ def test_experiment_smoke_heart_map_equals_a_direct_attack_on_the_target(heart_r
   assert row['attack_accuracy_std'] == 0.0  # p = 0: every release draw is the same.
 
 
-def test_experiment_smoke_cardio(data_dir, shared_data, tmp_path):
+def test_experiment_smoke_cardio(shared_data, tmp_path):
   manual_dir = os.path.join(shared_data, 'cardio')
   if not os.path.exists(os.path.join(manual_dir, 'cardio_train.csv')):
     pytest.skip(f'{manual_dir}/cardio_train.csv is absent')
   config = aia_cardio.get_config('smoke')
-  config.data.manual_dir = manual_dir
+  # Its own data dir: the session's may hold cardio built from the small fixture file.
+  config.data.update(manual_dir=manual_dir, data_dir=str(tmp_path / 'tfds'))
   results = _run_smoke(config, tmp_path)
   rows = results['rows']
   assert {r['attribute'] for r in rows} == {'gender', 'cholesterol'}
