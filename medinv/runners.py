@@ -13,6 +13,7 @@ import dataclasses
 from typing import Callable
 
 from medinv import aia
+from medinv import data as data_lib
 from medinv import membership
 from medinv import membership_validate
 from medinv import mia
@@ -27,11 +28,20 @@ class Runner:
   vmap_axes: tuple[str, ...] = ()
   grid_fields: tuple[tuple[str, str], ...] = ()
   study_prefix: str = ''
-  weight: float = 1.0  # a study part's relative time, for the time-left estimate
+  # A study part's relative time, for the time-left estimate: a number, or config -> number.
+  weight: float | Callable[..., float] = 1.0
+
+  def weight_of(self, config) -> float:
+    return self.weight(config) if callable(self.weight) else self.weight
 
 
-# Study-part weights measured on the demo (2-core CPU, 2026-11-29): attribute inference 28 s,
-# membership inference 39 s (heart_disease) and 76 s (BreastMNIST), model inversion 577 s.
+# Study-part weights measured on the demo (2-core CPU, 2026-11-29): attribute inference 28-33 s,
+# membership inference 39-46 s (heart_disease MLPs) and 76-89 s (BreastMNIST SplitCNNs),
+# model inversion 577-624 s.
+def _membership_weight(config) -> float:
+  return 1.5 if data_lib.is_records(config.data.dataset) else 3.0
+
+
 
 
 RUNNERS: dict[str, Runner] = {
@@ -41,7 +51,7 @@ RUNNERS: dict[str, Runner] = {
                               (('defense.sigma', 'defense.model_perturbation.strengths'),), 'mia',
                               20.0),
     'membership_inference': Runner(membership.run, membership_validate.validate,
-                                   study_prefix='mem', weight=2.0),
+                                   study_prefix='mem', weight=_membership_weight),
     'population': Runner(population.run, population.validate, population.TRAIN_AXES),
     'rmle': Runner(sweep_rmle.run, sweep_rmle.validate,
                    population.TRAIN_AXES + sweep_rmle.ATTACK_AXES),

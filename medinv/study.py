@@ -38,7 +38,8 @@ def run(config, workdir: str) -> dict:
   start = time.time()
   os.makedirs(workdir, exist_ok=True)
   report.write_config(workdir, config)
-  stages = progress.Stages(names, [runner.weight for runner in part_runners])
+  stages = progress.Stages(names, [runner.weight_of(config.parts[name])
+                                  for name, runner in zip(names, part_runners)])
   parts, skipped = {}, {}
   for i, name in enumerate(names):
     part_config = config.parts[name]
