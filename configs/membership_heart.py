@@ -57,7 +57,9 @@ def defense_config(flip_probs=(0.1, 0.3), sigmas=(0.05, 0.1, 0.2), modes=('per_q
 
   randomized_response: the deployment releases only a label, flipped with probability p
     (strengths) afresh at every query; the attacker asks each query view `queries` times
-    (repeated queries average the flips away: try 5).
+    (for p < (k-1)/k the majority of repeated answers is the model's own label; on
+    heart_disease with 25 queries label_only's AUC at p = 0.3 was 0.568 [0.499, 0.635],
+    against 0.558 undefended and 0.529 with one query).
   model_perturbation: Gaussian noise of std sigma (strengths) on every weight, fresh per query
     ('per_query') or drawn once per model ('fixed').
   The attacker knows the defense and runs its shadows through it too.
