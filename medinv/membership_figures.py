@@ -89,10 +89,19 @@ def strongest(result_rows: list[dict]) -> dict[tuple, dict]:
   return best
 
 
+def defense_curves(result_rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+  """{(defense, mode): the strongest attack's rows, undefended first, then by strength}."""
+  best = strongest(result_rows)
+  curves = {key[:2]: [best[('none', '', 0.0)]] for key in best if key[0] != 'none'}
+  for key, row in sorted(best.items(), key=lambda item: item[0][2]):
+    if key[0] != 'none':
+      curves[key[:2]].append(row)
+  return curves
+
+
 def plot_defenses(ctx, result_rows: list[dict]) -> None:
   """defenses.png (see the module doc); nothing when no defense ran."""
-  best = strongest(result_rows)
-  curves = list(dict.fromkeys(k[:2] for k in best if k[0] != 'none'))
+  curves = defense_curves(result_rows)
   if not curves:
     return
   import matplotlib
@@ -100,9 +109,7 @@ def plot_defenses(ctx, result_rows: list[dict]) -> None:
   from matplotlib import pyplot as plt
   fpr = float(ctx.config.evaluation.fprs[0])
   fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-  for defense, mode in curves:
-    points = [best[('none', '', 0.0)]] + sorted(
-        (r for k, r in best.items() if k[:2] == (defense, mode)), key=lambda r: r['strength'])
+  for (defense, mode), points in curves.items():
     x = [r['defended_test_accuracy'] for r in points]
     auc = np.asarray([r['auc'] for r in points])
     band = np.asarray([[r['auc'] - r['auc_low'] for r in points],

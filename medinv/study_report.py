@@ -221,10 +221,7 @@ def _mia_curves(ax, parts: dict) -> None:
 
 def _mem_curves(ax, parts: dict) -> None:
   for name, results in parts.items():
-    best = membership_figures.strongest(results['rows'])
-    for defense, mode in dict.fromkeys(k[:2] for k in best if k[0] != 'none'):
-      mine = [best[('none', '', 0.0)]] + sorted(
-          (r for k, r in best.items() if k[:2] == (defense, mode)), key=lambda r: r['strength'])
+    for (defense, mode), mine in membership_figures.defense_curves(results['rows']).items():
       ax.plot([r['defended_test_accuracy'] for r in mine], [r['auc'] for r in mine], 'o-',
               label=f'{name}: {defense}' + (f' ({mode})' if mode else ''))
   ax.axhline(0.5, color='grey', lw=0.8, ls='--')
