@@ -175,11 +175,13 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
   for name, out in outputs['attributes'].items():
     common = {'dataset': config.data.dataset, 'attribute': name,
               'num_candidates': out['num_candidates'], 'release': config.defense.release,
-              'model_test_accuracy': trained.metrics['test_accuracy']}
+              'model_test_accuracy': trained.metrics['test_accuracy'],
+              'dp_epsilon': trained.metrics['dp_epsilon']}
     all_rows += attribute_rows(common, flip_probs, ctx.task.num_classes, group_sizes,
                                out['baseline'], out['grid'], outputs['baseline_names'])
   metrics = {'model_test_accuracy': trained.metrics['test_accuracy'],
              'model_train_accuracy': trained.metrics['train_accuracy'],
+             'dp_epsilon': trained.metrics['dp_epsilon'],
              'test_majority_accuracy': trained.metrics['test_majority_accuracy'],
              'num_members': outputs['num_members'], 'num_nonmembers': outputs['num_nonmembers'],
              'num_aux': outputs['num_aux'], 'num_classes': ctx.task.num_classes}

@@ -17,7 +17,9 @@
      each defense in config.defense; one sharded program); every configured attack
      (config.attack.names, in medinv.attacks.membership.ATTACKS; under a label-only release
      those that read labels) scores the target's candidates; metrics and a bootstrap over
-     records (`medinv.metrics`);
+     records (`medinv.metrics`); with DP-SGD training (train.dp, medinv.dp) target and
+     shadows train privately and each row has the accounted epsilon beside the empirical
+     lower bound from the attack's scores (`dp.empirical_epsilon`);
   4. rows: one per deployment and attack (AUC, best balanced accuracy, TPR at each of
      evaluation.fprs, each with its percentile-bootstrap interval, next to the target's test
      accuracy under that deployment), on all candidates (subgroup 'all'), and undefended per
@@ -50,6 +52,7 @@ import numpy as np
 
 from medinv import checkpoint
 from medinv import data as data_lib
+from medinv import dp
 from medinv import experiment
 from medinv import keys as keys_lib
 from medinv import membership_figures
@@ -139,11 +142,12 @@ def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
   (models/: the population's orbax checkpoints; membership/: the membership matrix)."""
   x, _ = candidates(task)
   membership_validate.check_record_count(config, len(x))
-  subgroups(config, task, len(x))  # Names checked before any training.
+  membership_validate.subgroups(config, task, len(x))  # Names checked before training.
   membership = stages.load_or_compute(os.path.join(workdir, 'checkpoints'), 'membership',
                                       lambda: {'membership': draw_membership(config, len(x))})
   membership = np.asarray(membership['membership']).astype(bool)
-  points = model_points(config, membership)
+  points, _ = population.with_privacy(config, model_points(config, membership),
+                                      int(membership[0].sum()))
   # TRAIN_INDEX indexes task.x_train, whose first len(x) records are the candidates.
   model, state, size = population.fit(config, task, points,
                                       checkpoint_dir=os.path.join(workdir, 'checkpoints',
@@ -228,26 +232,6 @@ def score_program(name: str, cfg):
   return jax.jit(functools.partial(attacks.get(name).score, cfg=cfg))
 
 
-def subgroups(config, task: data_lib.Task, num_records: int) -> list[tuple[str, str, np.ndarray]]:
-  """(subgroup, value, mask (N,)) per value of each of evaluation.subgroups: 'label' (the
-  class) or a raw column of a record dataset (e.g. 'sex'); ValueError naming the field."""
-  groups = []
-  raw = task.records_train
-  columns = [c.name for c in raw.columns] if raw is not None else []
-  for name in config.evaluation.subgroups:
-    if name == 'label':
-      values = np.asarray(task.y_train[:num_records])
-      names = {v: task.class_names[v] for v in np.unique(values)}
-    elif name in columns:
-      values = np.asarray(raw.features[:num_records, columns.index(name)])
-      names = {v: f'{v:g}' for v in np.unique(values)}
-    else:
-      raise ValueError(f"evaluation.subgroups: {name!r} is neither 'label' nor a column of "
-                       f'{config.data.dataset} (columns: {columns})')
-    groups += [(name, names[v], values == v) for v in names]
-  return groups
-
-
 def run_attacks(config, obs: attacks.Observation, labels: np.ndarray, groups,
                 labels_only: bool = False) -> dict:
   """{name: {'scores': (N,), 'summary', 'bootstrap', 'groups': [...]}} per configured attack
@@ -296,7 +280,7 @@ def grid(ctx: experiment.Context) -> dict:
                               ctx.task.x_test, ctx.task.y_test,
                               batch_size=config.membership.models_per_step)
   membership = target['membership']
-  groups = subgroups(config, ctx.task, len(x))
+  groups = membership_validate.subgroups(config, ctx.task, len(x))
   done = []
   for (defense, mode, strength, _), out in zip(deployments, outputs):
     labels_only = defense == 'randomized_response'
@@ -312,11 +296,16 @@ def _interval_columns(name: str, value, samples, level: float) -> dict:
   return {name: float(value), f'{name}_low': float(low), f'{name}_high': float(high)}
 
 
-def attack_row(config, name: str, result: dict, num_nonmembers: int) -> dict:
-  """One attack's AUC, balanced accuracy and TPR at each FPR, with bootstrap intervals."""
+def attack_row(config, name: str, result: dict, num_nonmembers: int, labels=None) -> dict:
+  """One attack's AUC, balanced accuracy and TPR at each FPR, with bootstrap intervals;
+  given the membership labels of its scores, the empirical lower bound on epsilon too."""
   level = float(config.evaluation.interval)
   summary, samples = result['summary'], result['bootstrap']
   row = {'attack': name, 'uses_shadows': attacks.get(name).uses_shadows}
+  if labels is not None:
+    delta = config.train.dp.delta or 1.0 / int(labels.sum())
+    row['epsilon_lower_bound'] = dp.empirical_epsilon(result['scores'][labels],
+                                                    result['scores'][~labels], delta)
   for stat in ('auc', 'balanced_accuracy'):
     row.update(_interval_columns(stat, summary[stat], samples[stat], level))
   for f, fpr in enumerate(config.evaluation.fprs):
@@ -350,6 +339,8 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
             'num_shadows': config.membership.num_shadows, 'queries': config.attack.queries,
             'num_members': num_members, 'num_nonmembers': num_nonmembers,
             'label_flip_prob': float(config.train.label_flip_prob), **model_utility,
+            'dp_target_epsilon': float(config.train.dp.target_epsilon),
+            'dp_epsilon': float(ctx.target['points'][population.DP_EPSILON][0]),
             'interval': f'{config.evaluation.interval:g} percentile bootstrap over records '
                         f'({config.evaluation.bootstrap_samples} resamples)'}
   result_rows = []
@@ -358,11 +349,14 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
              'strength': deployment['strength'],
              'defended_test_accuracy': float(deployment['outputs']['test_accuracy'][0])}
     result_rows += [{**common, **under, 'subgroup': 'all', 'subgroup_value': '',
-                     **attack_row(config, name, result, num_nonmembers)}
+                     **attack_row(config, name, result, num_nonmembers, labels)}
                     for name, result in deployment['attacks'].items()]
   summary = {'num_shadows': config.membership.num_shadows, 'num_records': int(labels.size),
              'num_members': num_members, 'num_nonmembers': num_nonmembers, **model_utility,
-             'auc_max': max(r['auc'] for r in result_rows if r['defense'] == 'none')}
+             'dp_epsilon': common['dp_epsilon'],
+             'auc_max': max(r['auc'] for r in result_rows if r['defense'] == 'none'),
+             'epsilon_lower_bound_max': max(r['epsilon_lower_bound'] for r in result_rows
+                                            if 'epsilon_lower_bound' in r)}
   undefended = {k: v for k, v in result_rows[0].items()
                 if k in ('defense', 'mode', 'strength', 'defended_test_accuracy')}
   for name, result in outputs['attacks'].items():

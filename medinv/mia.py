@@ -176,7 +176,8 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
     rows.append(dict(attack='mean_aux_image', split=None, defense=None, strength=None,
                      mode=None, knows_defense=None, reference=reference,
                      **_quality(out['baseline'][:len(images)], images),
-                     model_test_accuracy=clean_accuracy, n_targets=len(images)))
+                     model_test_accuracy=clean_accuracy, n_targets=len(images),
+                     dp_epsilon=trained.metrics['dp_epsilon']))
   for (split, defense, name, view), outputs in out['recon'].items():
     reference = inversion_attacks.get(name).reference
     references = out['class_means'] if reference == 'class_mean' else out['x_targets']
@@ -187,10 +188,11 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
                          mode=variant, knows_defense=view, reference=reference,
                          **_quality(images[i], references),
                          model_test_accuracy=float(accuracy[variant][i]),
-                         n_targets=len(references)))
+                         n_targets=len(references), dp_epsilon=trained.metrics['dp_epsilon']))
   results_metrics = {
       'target_test_accuracy': clean_accuracy,
       'target_train_accuracy': trained.metrics['train_accuracy'],
+      'dp_epsilon': trained.metrics['dp_epsilon'],
       'n_targets': len(out['x_targets']), 'n_aux': len(ctx.task.x_test),
       'image_size': int(ctx.task.x_test.shape[1]),
   }

@@ -38,6 +38,7 @@ from medinv import axes as axes_lib
 from medinv import checkpoint
 from medinv import data as data_lib
 from medinv import defenses
+from medinv import dp
 from medinv import experiment
 from medinv import keys as keys_lib
 from medinv import models
@@ -46,8 +47,11 @@ from medinv import sharding
 from medinv import train
 from medinv.attacks import attribute_eval
 
-TRAIN_AXES = ('seed', 'train.label_flip_prob', 'train.learning_rate')
-SEED, FLIP, LR = TRAIN_AXES
+TRAIN_AXES = ('seed', 'train.label_flip_prob', 'train.learning_rate', 'train.dp.target_epsilon')
+SEED, FLIP, LR, EPSILON = TRAIN_AXES
+# DP-SGD per model (`with_privacy`): noise multiplier, clip norm (inf without DP), accounted
+# epsilon.
+DP_NOISE, DP_CLIP, DP_EPSILON = 'dp_noise_multiplier', 'dp_clip_norm', 'dp_epsilon'
 MAP_ATTACKS = ('map',)  # The release attacks a population runs (of config.attack.names).
 # Optional point field (K, M) int: model k trains on x[train_index[k]], y[train_index[k]] only
 # (membership-inference shadows, each on its own half of the candidate records).
@@ -58,8 +62,36 @@ def points(config) -> dict[str, np.ndarray]:
   """The population's hyperparameters {axis: (K,)} from the sweep axes (config defaults)."""
   axes = axes_lib.grid_axes(config, TRAIN_AXES)
   defaults = {SEED: config.seed, FLIP: float(config.train.label_flip_prob),
-              LR: float(config.train.learning_rate)}
+              LR: float(config.train.learning_rate),
+              EPSILON: float(config.train.dp.target_epsilon)}
   return axes_lib.grid_points(axes, defaults)
+
+
+def num_records(population, x) -> int:
+  """Training records per model: its TRAIN_INDEX rows, or all of x."""
+  return population[TRAIN_INDEX].shape[1] if TRAIN_INDEX in population else len(x)
+
+
+def with_privacy(config, population: dict, records: int) -> tuple[dict, int]:
+  """(points with DP_NOISE, DP_CLIP, DP_EPSILON per model, padded DP batch or 0).
+
+  Model k's DP-SGD is medinv.train's for train.dp.target_epsilon = EPSILON_k (calibrated
+  on the host, once per distinct epsilon). When any model is private, the whole population
+  trains with Poisson-sampled batches and per-example gradients (the non-private ones with
+  noise 0 and no clipping), so the padded batch is static; 0 means ordinary training.
+  """
+  epsilons = np.asarray(population.get(EPSILON, np.full(len(population[SEED]),
+                                                         config.train.dp.target_epsilon)))
+  tc = config.train
+  settings = {float(e): dp.setting(tc.dp, records, tc.batch_size, tc.num_epochs, float(e))
+              for e in np.unique(epsilons)}
+  points = {**population, EPSILON: epsilons.astype(np.float32)}
+  points[DP_NOISE] = np.asarray([settings[float(e)].noise_multiplier for e in epsilons],
+                                np.float32)
+  points[DP_CLIP] = np.asarray([settings[float(e)].clip_norm for e in epsilons], np.float32)
+  points[DP_EPSILON] = np.asarray([settings[float(e)].epsilon for e in epsilons], np.float32)
+  private = [s for s in settings.values() if s.noise_multiplier > 0]
+  return points, (private[0].max_batch if private else 0)
 
 
 def _optimizer(point, weight_decay: float):
@@ -90,24 +122,35 @@ def training_subset(point, x, y):
 
 
 def train_chunk(state_point, x, y, first_epoch, *, model, weight_decay: float,
-                batch_size: int, augment_flip: bool, num_epochs: int, num_classes: int):
-  """num_epochs epochs of one model from first_epoch: (state, point) -> (state, last loss)."""
+                batch_size: int, augment_flip: bool, num_epochs: int, num_classes: int,
+                dp_batch: int = 0):
+  """num_epochs epochs of one model from first_epoch: (state, point) -> (state, last loss).
+
+  dp_batch > 0: DP-SGD with the point's DP_NOISE and DP_CLIP (`with_privacy`), its noise
+  from fold_in(defense, 2) of the model's seed, as medinv.train.
+  """
   state, point = state_point
   x, y = training_subset(point, x, y)
-  data_key = keys_lib.named_keys(point[SEED])['data']
+  streams = keys_lib.named_keys(point[SEED])
+  private = {}
+  if dp_batch:
+    private = {'dp_batch': dp_batch, 'dp_params': {
+        'noise_multiplier': point[DP_NOISE], 'clip_norm': point[DP_CLIP],
+        'key': jax.random.fold_in(streams['defense'], 2)}}
   state, losses = train.run_epochs(
-      state, data_key, first_epoch, x, training_labels(point, y, num_classes=num_classes),
+      state, streams['data'], first_epoch, x, training_labels(point, y, num_classes=num_classes),
       num_epochs=num_epochs, apply_fn=model.apply, tx=_optimizer(point, weight_decay),
-      batch_size=batch_size, augment_flip=augment_flip)
+      batch_size=batch_size, augment_flip=augment_flip, **private)
   return state, losses[-1]
 
 
 @functools.lru_cache(maxsize=None)
-def chunk_fn(model, weight_decay, batch_size, augment_flip, num_epochs, num_classes):
+def chunk_fn(model, weight_decay, batch_size, augment_flip, num_epochs, num_classes,
+             dp_batch=0):
   """Cached per static setting, so every chunk of the same length reuses one program."""
   return functools.partial(train_chunk, model=model, weight_decay=weight_decay,
                            batch_size=batch_size, augment_flip=augment_flip,
-                           num_epochs=num_epochs, num_classes=num_classes)
+                           num_epochs=num_epochs, num_classes=num_classes, dp_batch=dp_batch)
 
 
 def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
@@ -117,12 +160,14 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   The state's leading axis is the population padded to a multiple of the device count
   (entry k < K is model k); `sharding.gather` brings it to the host. batch_size: models per
   step on each device (`sharding.map_grid`'s; 0 vmaps them all, k > 0 runs k at a time,
-  e.g. 1 for CNNs on XLA:CPU, where batched-weight convolutions are slow).
+  e.g. 1 for CNNs on XLA:CPU, where batched-weight convolutions are slow). Models train with
+  DP-SGD where their train.dp.target_epsilon (EPSILON) is finite (`with_privacy`).
   """
   model = models.build(config.model, task.num_classes)
   tc = config.train
   mesh = sharding.grid_mesh() if mesh is None else mesh
   x, y = np.asarray(task.x_train), np.asarray(task.y_train)  # Placed by sharding (any process).
+  population, dp_batch = with_privacy(config, population, num_records(population, x))
   state, size = sharding.map_grid_sharded(init_fn(model, float(tc.weight_decay)), population,
                                        x[:1], mesh=mesh)
   mngr, epoch = None, 0
@@ -137,7 +182,7 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   while epoch < tc.num_epochs:
     chunk = min(tc.checkpoint_every_epochs, tc.num_epochs - epoch)
     fn = chunk_fn(model, float(tc.weight_decay), tc.batch_size, tc.augment_flip, chunk,
-                  task.num_classes)
+                  task.num_classes, dp_batch)
     (state, losses), _ = sharding.map_grid_sharded(fn, (state, population), x, y,
                                                 np.int32(epoch), mesh=mesh,
                                                 batch_size=batch_size)
@@ -268,7 +313,7 @@ def start(workdir: str, config) -> None:
 
 def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
   """The target step: the population's fit (resumed from workdir/checkpoints)."""
-  population = points(config)
+  population, _ = with_privacy(config, points(config), len(task.y_train))
   model, state, size = fit(config, task, population,
                            checkpoint_dir=os.path.join(workdir, 'checkpoints'))
   return {'model': model, 'state': state, 'size': size, 'points': population}
@@ -329,6 +374,8 @@ def population_rows(config, population, outputs: dict) -> list[dict]:
                  'seed': int(population[SEED][k]),
                  'label_flip_prob': _value(population[FLIP][k]),
                  'learning_rate': _value(population[LR][k]),
+                 'dp_target_epsilon': _value(population[EPSILON][k]),
+                 'dp_epsilon': _value(population[DP_EPSILON][k]),
                  'train_accuracy': float(evaluated['train_accuracy'][k]),
                  'test_accuracy': float(evaluated['test_accuracy'][k]),
                  'test_loss': float(evaluated['test_loss'][k])}

@@ -25,6 +25,7 @@ from medinv import checkpoint
 from medinv import data as data_lib
 from medinv.data import images as image_lib
 from medinv import distributed
+from medinv import dp
 from medinv import errors
 from medinv import keys as keys_lib
 from medinv import models
@@ -35,7 +36,8 @@ from medinv import sharding
 CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
                      'data.split_seed', 'data.clean', 'data.variant', 'data.medmnist_name',
                      'data.medmnist_size', 'data.medmnist_task', 'train.batch_size', 'train.learning_rate',
-                     'train.weight_decay', 'train.augment_flip', 'train.label_flip_prob')
+                     'train.weight_decay', 'train.augment_flip', 'train.label_flip_prob',
+                     'train.dp.target_epsilon', 'train.dp.delta', 'train.dp.clip_norm')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -75,6 +77,23 @@ def train_step(state: TrainState, batch, *, apply_fn, tx) -> tuple[TrainState, j
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
 
 
+def private_step(state: TrainState, batch, key, *, apply_fn, tx, noise_multiplier, clip_norm,
+                 expected_batch) -> tuple[TrainState, jax.Array]:
+  """One DP-SGD step (medinv.dp) on batch = (x, y, mask), noise from `key`."""
+  x, y, mask = batch
+
+  def example_loss(params, x1, y1):
+    logits = apply_fn({'params': params}, x1[None])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y1[None])[0]
+
+  grads, loss = dp.private_grads(key, state.params, x, y, mask, example_loss=example_loss,
+                                 noise_multiplier=noise_multiplier, clip_norm=clip_norm,
+                                 expected_batch=expected_batch)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
+
+
 def batch_indices(key: jax.Array | None, n: int, batch_size: int):
   """(steps, batch_size) indices and a 0/1 mask; the last batch is padded and masked."""
   steps = math.ceil(n / batch_size)
@@ -85,27 +104,50 @@ def batch_indices(key: jax.Array | None, n: int, batch_size: int):
 
 
 def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
-                batch_size: int, augment_flip: bool) -> tuple[TrainState, jax.Array]:
-  """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`."""
+                batch_size: int, augment_flip: bool, dp_batch: int = 0,
+                dp_params=None) -> tuple[TrainState, jax.Array]:
+  """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`.
+
+  With dp_batch > 0 (DP-SGD, medinv.dp): ceil(N / batch_size) Poisson-sampled batches padded
+  to dp_batch rows, and dp_params {'noise_multiplier', 'clip_norm', 'key'} (traced; step s
+  draws its noise from fold_in(key, s)).
+  """
   perm_key, aug_key = jax.random.split(epoch_key)
-  index, mask = batch_indices(perm_key, x.shape[0], batch_size)
+  n = x.shape[0]
+  if dp_batch:
+    index, mask = dp.poisson_batches(perm_key, n, min(1.0, batch_size / n),
+                                     math.ceil(n / batch_size), dp_batch)
+  else:
+    index, mask = batch_indices(perm_key, n, batch_size)
 
   def body(state, step_input):
     step, (batch_index, batch_mask) = step_input
     batch_x = x[batch_index]
     if augment_flip:
       batch_x = image_lib.random_flip(jax.random.fold_in(aug_key, step), batch_x)
-    return train_step(state, (batch_x, y[batch_index], batch_mask), apply_fn=apply_fn, tx=tx)
+    batch = (batch_x, y[batch_index], batch_mask)
+    if dp_batch:
+      return private_step(state, batch, jax.random.fold_in(dp_params['key'], step),
+                          apply_fn=apply_fn, tx=tx, expected_batch=min(batch_size, n),
+                          noise_multiplier=dp_params['noise_multiplier'],
+                          clip_norm=dp_params['clip_norm'])
+    return train_step(state, batch, apply_fn=apply_fn, tx=tx)
 
   state, losses = jax.lax.scan(body, state, (jnp.arange(index.shape[0]), (index, mask)))
   return state, jnp.mean(losses)
 
 
 def run_epochs(state: TrainState, data_key: jax.Array, first_epoch: jax.Array, x, y, *,
-               num_epochs: int, **epoch_kwargs) -> tuple[TrainState, jax.Array]:
-  """Epochs first_epoch .. first_epoch + num_epochs - 1, as a `lax.scan` of `train_epoch`."""
+               num_epochs: int, dp_params=None, **epoch_kwargs) -> tuple[TrainState, jax.Array]:
+  """Epochs first_epoch .. first_epoch + num_epochs - 1, as a `lax.scan` of `train_epoch`.
+
+  DP-SGD's noise key for epoch e is fold_in(dp_params['key'], e).
+  """
   def body(state, epoch):
-    return train_epoch(state, jax.random.fold_in(data_key, epoch), x, y, **epoch_kwargs)
+    epoch_dp = None if dp_params is None else {
+        **dp_params, 'key': jax.random.fold_in(dp_params['key'], epoch)}
+    return train_epoch(state, jax.random.fold_in(data_key, epoch), x, y, dp_params=epoch_dp,
+                       **epoch_kwargs)
   return jax.lax.scan(body, state, first_epoch + jnp.arange(num_epochs))
 
 
@@ -156,6 +198,7 @@ def validate(config) -> None:
   if not config.train.weight_decay >= 0:
     raise ValueError(f'train.weight_decay must be >= 0, got {config.train.weight_decay}')
   check_label_flip_prob(config, _fixed_num_classes(config.data.dataset))
+  dp.check_config(config.train.dp)
 
 
 def _fixed_num_classes(dataset: str) -> int | None:
@@ -219,10 +262,34 @@ def _local(state):
   return jax.tree.map(lambda leaf: jnp.asarray(leaf.addressable_data(0)), state)
 
 
+def private_arguments(config, num_records: int, defense_key: jax.Array):
+  """(dp.Setting, train_epoch's DP arguments) of config.train.dp; (None, {}) without DP.
+
+  The noise of DP-SGD is drawn from fold_in(defense, 2) (fold_in(defense, 0) flips labels).
+  """
+  if not dp.is_private(config.train.dp):
+    return None, {}
+  setting = dp.setting(config.train.dp, num_records, config.train.batch_size,
+                       config.train.num_epochs)
+  return setting, {'dp_batch': setting.max_batch, 'dp_params': {
+      'noise_multiplier': jnp.float32(setting.noise_multiplier),
+      'clip_norm': jnp.float32(setting.clip_norm), 'key': jax.random.fold_in(defense_key, 2)}}
+
+
+def privacy_metrics(setting: dp.Setting | None) -> dict[str, float]:
+  """What every trained model records about its DP training (epsilon inf without it)."""
+  if setting is None:
+    return {'dp_epsilon': math.inf, 'noise_multiplier': 0.0}
+  return {'dp_epsilon': setting.epsilon, 'delta': setting.delta,
+          'noise_multiplier': setting.noise_multiplier, 'clip_norm': setting.clip_norm,
+          'sample_rate': setting.sample_rate, 'dp_steps': setting.steps}
+
+
 def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, y_train, *,
-         apply_fn, tx) -> TrainState:
+         apply_fn, tx, private: dict) -> TrainState:
   """Resumes from workdir/checkpoints and trains to config.train.num_epochs, saving every
-  checkpoint_every_epochs; errors.DivergedError (before saving) on a non-finite loss."""
+  checkpoint_every_epochs; errors.DivergedError (before saving) on a non-finite loss.
+  private: `private_arguments`' DP arguments ({} without DP)."""
   mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
   epoch, restored = checkpoint.restore_latest(mngr, _checkpointable(state))
   if restored is not None:
@@ -231,13 +298,15 @@ def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, 
     logging.info('resumed %s from epoch %d', workdir, epoch)
   epochs = jax.jit(functools.partial(
       run_epochs, apply_fn=apply_fn, tx=tx, batch_size=config.train.batch_size,
-      augment_flip=config.train.augment_flip), static_argnames='num_epochs', donate_argnums=0)
+      augment_flip=config.train.augment_flip, dp_batch=private.get('dp_batch', 0)),
+      static_argnames='num_epochs', donate_argnums=0)
   total = config.train.num_epochs
   loop_start = time.time()
   first_epoch = epoch
   while epoch < total:
     chunk = min(config.train.checkpoint_every_epochs, total - epoch)
-    state, losses = epochs(state, data_key, epoch, x_train, y_train, num_epochs=chunk)
+    state, losses = epochs(state, data_key, epoch, x_train, y_train, num_epochs=chunk,
+                           dp_params=private.get('dp_params'))
     check_finite(losses, state, epoch, config, workdir)  # Before saving: resume stays sound.
     epoch += chunk
     checkpoint.save(mngr, epoch, _checkpointable(state))
@@ -299,11 +368,14 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
         config.train.label_flip_prob, task.num_classes))
   tx = make_optimizer(config.train.learning_rate, config.train.weight_decay)
   state = init_state(streams['init'], model, tx, jnp.asarray(task.x_train))
+  setting, private = private_arguments(config, len(y_train), streams['defense'])
   state = _fit(config, workdir, state, streams['data'], jnp.asarray(task.x_train),
-               jnp.asarray(y_train), apply_fn=model.apply, tx=tx)
-  metrics = _evaluate_trained(config, state, task, apply_fn=model.apply)
+               jnp.asarray(y_train), apply_fn=model.apply, tx=tx, private=private)
+  metrics = {**_evaluate_trained(config, state, task, apply_fn=model.apply),
+             **privacy_metrics(setting)}
   rows = [{'dataset': config.data.dataset, 'model': config.model, 'split': split,
-           'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss']}
+           'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss'],
+           'dp_epsilon': metrics['dp_epsilon']}
           for split in ('train', 'test')]
   report.write_results(workdir, 'train', metrics, rows, time.time() - start_time)
   return Trained(model=model, params=state.params, task=task, metrics=metrics)

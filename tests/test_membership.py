@@ -206,4 +206,4 @@ def test_bad_input_names_the_field():
   config.evaluation.subgroups = ('gender',)
   task = _synthetic_task(jax.random.key(0), 8)
   with pytest.raises(ValueError, match="evaluation.subgroups: 'gender' is neither 'label'"):
-    membership_lib.subgroups(config, task, 8)
+    membership_validate.subgroups(config, task, 8)

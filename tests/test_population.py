@@ -185,7 +185,8 @@ def test_resume_equals_uninterrupted_and_compiles_once(data_dir, tmp_path):
                    checkpoint_every_epochs=1)
   task = data_lib.load_task(config.data)
   points = population.points(config)
-  chunk = population.chunk_fn(models.build('mlp', 2), 0.0, config.train.batch_size, False, 1, 2)
+  chunk = population.chunk_fn(models.build('mlp', 2), 0.0, config.train.batch_size, False, 1, 2,
+                              0)
   program = sharding.program(chunk, sharding.grid_mesh(), 0, 3)
   compiled_before = program._cache_size()
   _, full, _ = population.fit(config, task, points)

@@ -56,7 +56,7 @@ def test_results_files(data_dir, tmp_path):
   assert results['metrics']['test_accuracy'] == pytest.approx(trained.metrics['test_accuracy'])
   assert [r['split'] for r in results['rows']] == ['train', 'test']
   csv_lines = (tmp_path / 'results.csv').read_text().splitlines()
-  assert csv_lines[0] == 'dataset,model,split,accuracy,loss' and len(csv_lines) == 3
+  assert csv_lines[0] == 'dataset,model,split,accuracy,loss,dp_epsilon' and len(csv_lines) == 3
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['data']['dataset'] == 'heart_disease'
 
