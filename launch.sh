@@ -3,6 +3,7 @@
 #   ./launch.sh demo                 the main study on the embedded data
 #   ./launch.sh test [pytest args]   the test suite
 #   ./launch.sh paper --manual_dir DIR   the same study at paper scale on downloaded data
+#   ./launch.sh dp                   DP-SGD training against every attack (configs/dp.py)
 #   ./launch.sh --list_datasets      every dataset, its options and download instructions
 #   ./launch.sh <experiment> [flags] any experiments/<experiment>.py, e.g. train --config configs/train_heart.py
 set -euo pipefail
@@ -24,7 +25,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL=3 NO_GCE_CHECK=true
 
 usage() {
-  echo "usage: ./launch.sh {demo|test|paper|--list_datasets|<experiment>} [flags]"
+  echo "usage: ./launch.sh {demo|test|paper|dp|--list_datasets|<experiment>} [flags]"
   echo "experiments: $(cd experiments && ls *.py | grep -v '^_' | sed 's/\.py$//' | tr '\n' ' ')"
 }
 
@@ -39,6 +40,8 @@ case "$cmd" in
     exec "$PY" -c 'from medinv import data; print(data.list_datasets())' ;;
   demo)
     exec "$PY" -m experiments.demo "$@" ;;
+  dp)
+    exec "$PY" -m experiments.demo --config configs/dp.py --workdir runs/dp "$@" ;;
   paper)
     exec "$PY" -m experiments.demo --config configs/paper.py --workdir runs/paper "$@" ;;
   *)

@@ -16,6 +16,7 @@ import time
 from medinv import progress
 from medinv import report
 from medinv import runners
+from medinv import study_dp
 from medinv import study_report
 from medinv.data import DataError
 
@@ -59,5 +60,9 @@ def run(config, workdir: str) -> dict:
              for key, value in results['metrics'].items()}
   metrics.update({f'{name}.skipped': reason for name, reason in skipped.items()})
   combined = report.write_results(workdir, 'study', metrics, rows, time.time() - start)
-  study_report.write(workdir, parts, skipped, title=config.title)
+  extra = []
+  if parts and study_dp.is_dp_study({name: config.parts[name] for name in parts}):
+    study_dp.figure(parts, config.parts, os.path.join(workdir, 'privacy_utility_dp.png'))
+    extra.append(study_dp.section(parts, config.parts))
+  study_report.write(workdir, parts, skipped, title=config.title, extra_sections=extra)
   return combined

@@ -254,8 +254,10 @@ def privacy_utility_figure(parts: dict, path: str) -> bool:
   return True
 
 
-def write(workdir: str, parts: dict, skipped: dict, title: str) -> str:
-  """Writes workdir/report.md (and privacy_utility.png); returns the report path."""
+def write(workdir: str, parts: dict, skipped: dict, title: str,
+          extra_sections: list[str] = ()) -> str:
+  """Writes workdir/report.md (and privacy_utility.png); returns the report path.
+  extra_sections: markdown put before the parts' sections (e.g. medinv.study_dp's)."""
   for name, results in parts.items():
     results['_dir'] = os.path.join(workdir, name)
   out = [f'# {title}', '', HOW_TO_READ]
@@ -264,6 +266,7 @@ def write(workdir: str, parts: dict, skipped: dict, title: str) -> str:
     out += [f'- `{name}`: {reason}' for name, reason in skipped.items()] + ['']
   if privacy_utility_figure(parts, os.path.join(workdir, 'privacy_utility.png')):
     out += ['![privacy-utility curves](privacy_utility.png)', '']
+  out += list(extra_sections)
   sections = {'aia': aia_section, 'mem': mem_section}
   for name, results in parts.items():
     out.append(sections.get(name.split('_')[0], mia_section)(name, results))
