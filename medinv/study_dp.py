@@ -30,7 +30,7 @@ def _aia(results: dict) -> dict:
   rows = [r for r in results['rows'] if r['targets'] == 'members' and r['flip_prob'] == 0.0]
   best = max(rows, key=lambda r: r['attack_accuracy'] - r['best_baseline_accuracy'])
   return {'accuracy': results['metrics']['model_test_accuracy'],
-          'dp_epsilon': results['metrics']['dp_epsilon'],
+          'dp_epsilon': float(results['metrics']['dp_epsilon']),  # results.json: 'inf'
           'aia_advantage': best['attack_accuracy'] - best['best_baseline_accuracy'],
           'aia_attack': f'{best["attack"]} {best["variant"]} on {best["attribute"]}'}
 
@@ -41,7 +41,7 @@ def _mia(results: dict) -> dict:
   best = max(attacked, key=lambda r: r['ssim_mean'])
   baseline = next(r for r in rows if r['attack'] == 'mean_aux_image')
   return {'accuracy': results['metrics']['target_test_accuracy'],
-          'dp_epsilon': results['metrics']['dp_epsilon'], 'mi_split': best['split'],
+          'dp_epsilon': float(results['metrics']['dp_epsilon']), 'mi_split': best['split'],
           'mi_ssim': best['ssim_mean'], 'mi_attack': best['attack'],
           'mi_baseline_ssim': baseline['ssim_mean']}
 
@@ -52,7 +52,7 @@ def _mem(results: dict) -> dict:
   fpr = min((k for k in best if k.startswith('tpr_at_') and not k.endswith(('_low', '_high'))),
             key=lambda k: float(k[len('tpr_at_'):]))
   return {'mem_accuracy': results['metrics']['target_test_accuracy'],
-          'mem_dp_epsilon': results['metrics']['dp_epsilon'], 'mem_attack': best['attack'],
+          'mem_dp_epsilon': float(results['metrics']['dp_epsilon']), 'mem_attack': best['attack'],
           'mem_auc': study_report.interval(best, 'auc'), 'mem_auc_value': best['auc'],
           'mem_auc_low': best['auc_low'], 'mem_auc_high': best['auc_high'],
           'mem_tpr': study_report.interval(best, fpr), 'mem_fpr': fpr[len('tpr_at_'):],

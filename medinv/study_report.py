@@ -59,11 +59,19 @@ def table(header: list[str], rows: list[list]) -> str:
   return '\n'.join(lines)
 
 
+def trained_with(metrics: dict) -> str:
+  """' (DP-SGD, ε = 8.00)' or ' (no DP-SGD, ε = inf)': the target's accounted epsilon."""
+  epsilon = float(metrics.get('dp_epsilon', math.inf))
+  return (' (no DP-SGD, ε = inf)' if math.isinf(epsilon) else
+          f' (DP-SGD, accounted ε = {epsilon:.2f})')
+
+
 def aia_section(name: str, results: dict) -> str:
   rows = [r for r in results['rows'] if r['targets'] == 'members']
   m = results['metrics']
   out = [f'## Attribute inference: {rows[0]["dataset"]} (`{name}`)', '',
-         f'Target MLP test accuracy {fmt(m["model_test_accuracy"])} (majority class '
+         f'Target MLP test accuracy {fmt(m["model_test_accuracy"])}{trained_with(m)} (majority '
+         'class '
          f'{fmt(m["test_majority_accuracy"])}); {m["num_members"]} training records attacked; '
          f'the attacker trains its classifiers on {m["num_aux"]} held-out records. Accuracies '
          'are means over release draws. *Released acc.* is the test accuracy of the released '
@@ -132,7 +140,8 @@ def mia_section(name: str, results: dict) -> str:
   rows = results['rows']
   m = results['metrics']
   out = [f'## Model inversion: {name.split("_", 1)[1]} (`{name}`)', '',
-         f'Target SplitCNN test accuracy {fmt(m["target_test_accuracy"])}; {m["n_targets"]} '
+         f'Target SplitCNN test accuracy {fmt(m["target_test_accuracy"])}{trained_with(m)}; '
+         f'{m["n_targets"]} '
          f'training images reconstructed from hospital A\'s features; the attacker holds '
          f'{m["n_aux"]} other images ({m["image_size"]}x{m["image_size"]}). *Model acc.* is the '
          'test accuracy of the perturbed model.', '']
@@ -160,7 +169,8 @@ def mem_section(name: str, results: dict) -> str:
   rows, m = results['rows'], results['metrics']
   fpr = next(k for k in rows[0] if k.startswith('tpr_at_') and not k.endswith(('_low', '_high')))
   out = [f'## Membership inference: {rows[0]["dataset"]} (`{name}`)', '',
-         f'Target {rows[0]["model"]} test accuracy {fmt(m["target_test_accuracy"])} (train '
+         f'Target {rows[0]["model"]} test accuracy {fmt(m["target_test_accuracy"])}'
+         f'{trained_with(m)} (train '
          f'{fmt(m["target_train_accuracy"])}, majority class {fmt(m["test_majority_accuracy"])});'
          f' {m["num_members"]} members and {m["num_nonmembers"]} non-members; {m["num_shadows"]}'
          f' shadow models (mean test accuracy {fmt(m["shadow_test_accuracy_mean"])}).', '']

@@ -42,6 +42,7 @@ RUNNER_BY_PREFIX = (
     ('sweep_', lambda config, workdir: sweep.run_sweep(config, workdir, log=lambda line: None),
      'sweep'),
     ('demo', study.run, 'study'),
+    ('dp', study.run, 'study'),
     ('paper', study.run, 'study'),
 )
 
@@ -83,6 +84,7 @@ RUN_INSIDE = {name: 'paper' for name in (
 RUN_ELSEWHERE = {
     'aia_heart': ('test_attribute_experiment.py', 'heart_run'),  # with extensions registered
     'demo': ('test_demo.py', 'smoke_run'),
+    'dp': ('test_dp.py', 'test_dp_study_smoke_reports_every_attack_against_epsilon'),
     'membership_heart': ('test_membership.py', 'test_membership_heart_smoke_end_to_end'),
     'membership_breastmnist': ('test_demo.py', 'smoke_run'),  # the demo's mem_breastmnist part
     'mia_breastmnist': ('test_inversion.py', 'test_model_inversion_smoke_end_to_end'),

@@ -1,5 +1,6 @@
 """DP-SGD (medinv.dp): clipping, noise, Poisson batches, accounting, calibration, populations
 against one-by-one training, the empirical lower bound, and the config errors."""
+import json
 import math
 
 import dp_accounting
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from configs import demo
+from configs import dp as dp_config
 from configs import membership_heart
 from configs import sweep_population
 from medinv import data as data_lib
@@ -17,6 +20,8 @@ from medinv import dp
 from medinv import membership
 from medinv import population
 from medinv import sharding
+from medinv import study
+from medinv import study_dp
 from medinv import sweep
 from medinv import train
 
@@ -140,6 +145,39 @@ def test_empirical_lower_bound_finds_leakage_and_respects_accounted_epsilon(data
   assert rows and all(r['dp_epsilon'] == pytest.approx(1.0, rel=0.01) for r in rows)
   assert all(0.0 <= r['epsilon_lower_bound'] <= r['dp_epsilon'] for r in rows)
   assert results['metrics']['epsilon_lower_bound_max'] <= results['metrics']['dp_epsilon']
+
+
+def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path):
+  # configs/dp.py's smoke study on heart_disease (its BreastMNIST parts' code runs in the
+  # demo's smoke run and tests/test_inversion.py), at epsilon inf and 1.
+  config = dp_config.get_config('smoke,epsilons=1')
+  for name in list(config.parts.keys()):
+    if 'heart' not in name:
+      del config.parts[name]
+    else:
+      config.parts[name].data.data_dir = data_dir
+  assert sorted(config.parts) == ['aia_heart_eps1', 'aia_heart_inf', 'mem_heart_eps1',
+                                  'mem_heart_inf']
+  assert not study_dp.is_dp_study(demo.get_config('smoke').parts)  # No DP table there.
+  study.run(config, str(tmp_path))
+  rows = {r['target_epsilon']: r for r in study_dp.summary_rows(
+      {n: _results(tmp_path / n) for n in config.parts}, config.parts)}
+  assert rows[math.inf]['dp_epsilon'] == math.inf == rows[math.inf]['mem_dp_epsilon']
+  for key in ('dp_epsilon', 'mem_dp_epsilon'):
+    assert rows[1.0][key] == pytest.approx(1.0, rel=0.01)
+  for row in rows.values():
+    assert -1 <= row['aia_advantage'] <= 1 and 0 <= row['mem_auc_value'] <= 1
+    assert 0 <= row['epsilon_lower_bound'] <= row['mem_dp_epsilon']
+  text = (tmp_path / 'report.md').read_text()
+  table = text[text.index('## DP-SGD training'):].split('\n\n')[2].splitlines()
+  assert [line.split(' | ')[:3] for line in table[2:]] == [
+      ['| heart_disease', 'inf', 'inf / inf'], ['| heart_disease', '1', '1.00 / 1.00']]
+  assert (tmp_path / 'privacy_utility_dp.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def _results(path):
+  with open(path / 'results.json') as f:
+    return json.load(f)
 
 
 @pytest.mark.parametrize('field,value,message', [
