@@ -18,8 +18,11 @@ q * N and handed to the optimizer (Adam: post-processing, so the guarantee holds
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+
+from absl import logging
 
 import dp_accounting
 import jax
@@ -61,23 +64,38 @@ def _event(noise_multiplier: float, sample_rate: float, steps: int):
   return dp_accounting.SelfComposedDpEvent(step, steps)
 
 
+@contextlib.contextmanager
+def _quiet_accountant():
+  """Hides the RDP accountant's per-order warnings: at small noise multipliers (tried while
+  calibrating) some fractional orders fail to converge and are left out, which can only make
+  the reported epsilon larger (the minimum over fewer orders); hundreds of lines otherwise."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+
+
 def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
   """Epsilon at delta of `steps` Poisson-sampled Gaussian steps (RDP accountant)."""
   if noise_multiplier <= 0:
     return math.inf
   accountant = dp_accounting.rdp.RdpAccountant()
   accountant.compose(_event(noise_multiplier, sample_rate, steps))
-  return float(accountant.get_epsilon(delta))
+  with _quiet_accountant():
+    return float(accountant.get_epsilon(delta))
 
 
 def calibrate(target_epsilon: float, sample_rate: float, steps: int, delta: float) -> float:
   """The smallest noise multiplier whose accounted epsilon is at most target_epsilon."""
   if math.isinf(target_epsilon):
     return 0.0
-  return float(dp_accounting.calibrate_dp_mechanism(
-      dp_accounting.rdp.RdpAccountant, lambda sigma: _event(sigma, sample_rate, steps),
-      target_epsilon, delta,
-      bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-5))
+  with _quiet_accountant():
+    return float(dp_accounting.calibrate_dp_mechanism(
+        dp_accounting.rdp.RdpAccountant, lambda sigma: _event(sigma, sample_rate, steps),
+        target_epsilon, delta,
+        bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-5))
 
 
 def max_batch_size(num_records: int, sample_rate: float) -> int:
