@@ -66,11 +66,14 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
   dp: DP-SGD (medinv.dp). target_epsilon inf trains without it; a finite one calibrates the
     noise multiplier to reach it at delta (0 = 1/N) with per-example gradients clipped to
     clip_norm and Poisson-sampled batches of expected size batch_size.
+  nopeek_weight / nopeek_split: NoPeek's distance-correlation penalty between the images and
+    the SplitCNN's features at that split (0 = none).
   """
   config = ml_collections.ConfigDict(dict(
       num_epochs=100, batch_size=32, learning_rate=1e-3, weight_decay=0.0,
       checkpoint_every_epochs=10, augment_flip=False, label_flip_prob=0.0,
-      dp=dict(target_epsilon=float('inf'), delta=0.0, clip_norm=1.0)))
+      dp=dict(target_epsilon=float('inf'), delta=0.0, clip_norm=1.0),
+      nopeek_weight=0.0, nopeek_split=4))
   config.update(overrides)
   return config
 

@@ -41,6 +41,7 @@ def _parts_at(epsilon: float, part_arg, smoke: bool) -> dict:
   mem_heart = membership_heart.get_config(part_arg)
   mia = mia_breastmnist.get_config(part_arg)
   mia.attack.update(splits=(2,) if smoke else (4,), knows_defense=(True,))
+  mia_breastmnist.keep_core(mia)
   mia.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
   mem_images = membership_breastmnist.get_config(part_arg)
   if not smoke:

@@ -23,7 +23,24 @@ from configs import train_breastmnist
 from medinv import defenses
 from medinv.attacks import inversion_attacks
 
-ATTACKS = ('inverse_network', 'rmle', 'query_free', 'mi_face')
+# The paper's and He et al.'s attacks and MI-FACE (the demo runs these), then the passive
+# feature-alignment attack.
+CORE_ATTACKS = ('inverse_network', 'rmle', 'query_free', 'mi_face')
+ATTACKS = CORE_ATTACKS + ('feature_alignment',)
+# Defenses on the transmitted features (std relative to the features' RMS; drop probability).
+FEATURE_DEFENSES = {'feature_noise': (0.0, 0.25, 0.5, 1.0),
+                    'feature_dropout': (0.0, 0.3, 0.6, 0.9)}
+
+
+def keep_core(config) -> None:
+  """Only the core attacks under model perturbation (the demo's and the DP study's model
+  inversion, sized for a 2-core CPU)."""
+  config.attack.names = CORE_ATTACKS
+  for name in set(ATTACKS) - set(CORE_ATTACKS):
+    del config.attack[name]
+  for name in FEATURE_DEFENSES:
+    if name in config.defense:
+      del config.defense[name]
 
 
 def get_config(arg=None):
@@ -49,6 +66,8 @@ def get_config(arg=None):
   config.defense.model_perturbation = defenses.config_block(
       'model_perturbation', strengths=(0.0, 0.01, 0.02, 0.05, 0.1),
       modes=('fixed', 'per_query'), scope='edge')
+  for name, strengths in FEATURE_DEFENSES.items():
+    config.defense[name] = defenses.config_block(name, strengths=strengths)
   if args.smoke:
     config.attack.update(num_targets=4, figure_targets=4,
                          grid_chunk=0)  # the whole (small) grid in one vmapped call
@@ -56,5 +75,9 @@ def get_config(arg=None):
     config.attack.inverse_network.update(steps=10, batch_size=16, width=16)
     config.attack.query_free.update(steps=10, shadow_steps=5, shadow_batch_size=16)
     config.attack.mi_face.update(max_steps=10, patience=3)
+    config.attack.feature_alignment.update(steps=10, substitute_steps=5, width=16,
+                                           batch_size=16)
     config.defense.model_perturbation.strengths = (0.0, 0.05)
+    config.defense.feature_noise.strengths = (0.5,)
+    del config.defense['feature_dropout']  # Its code runs in tests/test_split_defenses.py.
   return config

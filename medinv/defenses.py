@@ -9,15 +9,19 @@ query, `per_query`) is one. `query_each` is the one way anything queries a deplo
 
 Registry: DEFENSES maps a name to a `Defense` (its config defaults and a `deploy` function);
 an experiment's `config.defense.<name>` block runs that defense over its strengths. Adding a
-defense is one `register(...)` call, e.g. Gaussian noise on the transmitted features:
+defense is one `register(...)` call, e.g. rounding the transmitted features to a grid:
 
-    class FeatureNoise(defenses.Deployment):
+    class FeatureRounding(defenses.Deployment):
       def transmit(self, query_index, features):
-        noise = jax.random.normal(jax.random.fold_in(self.key, query_index), features.shape)
-        return features + self.strength * noise
+        step = jnp.maximum(self.strength, 1e-6)
+        return jnp.where(self.strength > 0, jnp.round(features / step) * step, features)
 
-    defenses.register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
-                      FeatureNoise(key, theta, strength), defaults={'strengths': (0.0, 0.5)})
+    defenses.register('feature_rounding', lambda key, theta, strength, cfg, *, split, variant:
+                      FeatureRounding(key, theta, strength), defaults={'strengths': (0.0, 0.5)})
+
+Built in: model perturbation (Gaussian noise on hospital A's weights), and, on the
+transmitted features, Gaussian noise (`feature_noise`, std relative to the features' RMS)
+and inference-time dropout (`feature_dropout`).
 """
 from __future__ import annotations
 
@@ -327,3 +331,43 @@ def _deploy_model_perturbation(key, theta, strength, cfg, *, split, variant):
 register('model_perturbation', _deploy_model_perturbation,
          defaults={'strengths': (0.0, 0.01, 0.02, 0.05, 0.1), 'modes': MODES, 'scope': 'edge'},
          variants=lambda cfg: tuple(cfg.modes), check=_check_model_perturbation)
+
+
+# ----------------------------------------------------------------------------- feature defenses
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNoise(Deployment):
+  """Gaussian noise of std strength x (the features' RMS over the query) on the transmitted
+  features, fresh per query from fold_in(key, query number)."""
+
+  def transmit(self, query_index, features):
+    noise = jax.random.normal(jax.random.fold_in(self.key, query_index), features.shape,
+                              features.dtype)
+    rms = jnp.sqrt(jnp.mean(jnp.square(features)) + 1e-12)
+    return features + self.strength * rms * noise
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureDropout(Deployment):
+  """Dropout at inference on the transmitted features: each value is zeroed with probability
+  strength (per query, from fold_in(key, query number)) and the rest scaled by
+  1 / (1 - strength), so the cloud sees the same expected features."""
+
+  def transmit(self, query_index, features):
+    keep = jax.random.bernoulli(jax.random.fold_in(self.key, query_index), 1.0 - self.strength,
+                                features.shape)
+    return jnp.where(keep, features / jnp.maximum(1.0 - self.strength, 1e-6), 0.0)
+
+
+def _check_dropout(cfg) -> None:
+  if any(not 0 <= s < 1 for s in cfg.strengths):
+    raise ValueError(f'defense.feature_dropout.strengths {tuple(cfg.strengths)}: each must be '
+                     'in [0, 1) (the probability of dropping a feature value)')
+
+
+register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
+         FeatureNoise(key, theta, strength, cfg),
+         defaults={'strengths': (0.0, 0.25, 0.5, 1.0)})
+register('feature_dropout', lambda key, theta, strength, cfg, *, split, variant:
+         FeatureDropout(key, theta, strength, cfg),
+         defaults={'strengths': (0.0, 0.3, 0.6, 0.9)}, check=_check_dropout)

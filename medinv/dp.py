@@ -119,6 +119,27 @@ def setting(dp_config, num_records: int, batch_size: int, num_epochs: int,
                  max_batch=max_batch_size(num_records, sample_rate))
 
 
+def training_arguments(config, num_records: int, defense_key: jax.Array):
+  """(Setting, medinv.train.train_epoch's DP arguments) of config.train.dp; (None, {}) without DP.
+
+  The noise of DP-SGD is drawn from fold_in(defense, 2) (fold_in(defense, 0) flips labels).
+  """
+  if not is_private(config.train.dp):
+    return None, {}
+  run = setting(config.train.dp, num_records, config.train.batch_size, config.train.num_epochs)
+  return run, {'dp_batch': run.max_batch, 'dp_params': {
+      'noise_multiplier': jnp.float32(run.noise_multiplier),
+      'clip_norm': jnp.float32(run.clip_norm), 'key': jax.random.fold_in(defense_key, 2)}}
+
+
+def model_metrics(run: Setting | None) -> dict[str, float]:
+  """What every trained model records about its DP training (epsilon inf without it)."""
+  if run is None:
+    return {'dp_epsilon': math.inf, 'noise_multiplier': 0.0}
+  return {'dp_epsilon': run.epsilon, 'delta': run.delta, 'noise_multiplier': run.noise_multiplier,
+          'clip_norm': run.clip_norm, 'sample_rate': run.sample_rate, 'dp_steps': run.steps}
+
+
 def poisson_batches(key: jax.Array, num_records: int, sample_rate, steps: int,
                     max_batch: int) -> tuple[jax.Array, jax.Array]:
   """(steps, max_batch) record indices and 0/1 mask; step s draws from fold_in(key, s).

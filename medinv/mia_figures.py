@@ -123,6 +123,49 @@ def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None
   return path
 
 
+def strongest_points(rows: list[dict], split) -> dict[str, list[tuple[float, float, float]]]:
+  """{defense label: [(model accuracy, strongest SSIM, strength), ...]} at one split: per
+  deployment (defense, mode, strength) the best mean SSIM over the attacks that reconstruct
+  the targets, any attacker view. The label names the mode when a defense has several."""
+  best = {}
+  for r in rows:
+    if r['split'] != split or r['reference'] != 'target' or r['defense'] is None:
+      continue
+    key = (r['defense'], r['mode'], r['strength'])
+    if key not in best or r['ssim_mean'] > best[key][1]:
+      best[key] = (r['model_test_accuracy'], r['ssim_mean'])
+  modes = {}
+  for defense, mode, _ in best:
+    modes.setdefault(defense, set()).add(mode)
+  curves = {}
+  for (defense, mode, strength), (accuracy, ssim) in best.items():
+    label = f'{defense} ({mode})' if len(modes[defense]) > 1 else defense
+    curves.setdefault(label, []).append((accuracy, ssim, strength))
+  return {label: sorted(points, key=lambda p: p[2]) for label, points in curves.items()}
+
+
+def privacy_utility(workdir: str, rows: list[dict], split) -> str:
+  """privacy_utility_split<k>.png: every defense at one split, x the deployed model's test
+  accuracy, y the strongest attack's SSIM (each point one strength), and the attacker's mean
+  image as the floor; the best trade-off is the point furthest right and lowest."""
+  fig, ax = plt.subplots(figsize=(5.5, 4.2))
+  for label, points in strongest_points(rows, split).items():
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker='o', label=label)
+    for accuracy, ssim, strength in points:
+      ax.annotate(f'{strength:g}', (accuracy, ssim), fontsize=6, xytext=(2, 2),
+                  textcoords='offset points')
+  floor = [r['ssim_mean'] for r in rows if r['attack'] == 'mean_aux_image'
+           and r['reference'] == 'target']
+  if floor:
+    ax.axhline(floor[0], ls='--', color='gray', label='mean image')
+  ax.set(xlabel='model test accuracy under the defense', ylabel='strongest attack SSIM',
+         title=f'split {split}: every defense')
+  ax.legend(fontsize=7)
+  path = os.path.join(workdir, f'privacy_utility_split{split}.png')
+  save_png(fig, path)
+  return path
+
+
 def write_all(workdir: str, rows: list[dict], recon: dict, *, originals: np.ndarray,
               baseline: np.ndarray, class_means: np.ndarray, num_columns: int) -> list[str]:
   """Every figure of the experiment; returns the paths written."""
@@ -130,4 +173,5 @@ def write_all(workdir: str, rows: list[dict], recon: dict, *, originals: np.ndar
   for defense in dict.fromkeys(r['defense'] for r in rows if r['defense']):
     path = ssim_vs_strength(workdir, rows, defense)
     paths += [path] if path else []
-  return paths
+  splits = sorted({r['split'] for r in rows if r['split'] is not None})
+  return paths + [privacy_utility(workdir, rows, split) for split in splits]

@@ -165,6 +165,9 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   """
   model = models.build(config.model, task.num_classes)
   tc = config.train
+  if tc.nopeek_weight:
+    raise ValueError('train.nopeek_weight: populations (sweeps, membership shadows) train '
+                     'without NoPeek; train the target with the model-inversion experiment')
   mesh = sharding.grid_mesh() if mesh is None else mesh
   x, y = np.asarray(task.x_train), np.asarray(task.y_train)  # Placed by sharding (any process).
   population, dp_batch = with_privacy(config, population, num_records(population, x))

@@ -28,6 +28,7 @@ from medinv import distributed
 from medinv import dp
 from medinv import errors
 from medinv import keys as keys_lib
+from medinv import metrics
 from medinv import models
 from medinv import report
 from medinv import sharding
@@ -37,7 +38,8 @@ CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.t
                      'data.split_seed', 'data.clean', 'data.variant', 'data.medmnist_name',
                      'data.medmnist_size', 'data.medmnist_task', 'train.batch_size', 'train.learning_rate',
                      'train.weight_decay', 'train.augment_flip', 'train.label_flip_prob',
-                     'train.dp.target_epsilon', 'train.dp.delta', 'train.dp.clip_norm')
+                     'train.dp.target_epsilon', 'train.dp.delta', 'train.dp.clip_norm',
+                     'train.nopeek_weight', 'train.nopeek_split')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -59,18 +61,30 @@ def init_state(key: jax.Array, model: nn.Module, tx: optax.GradientTransformatio
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def loss_and_logits(params, x, y, mask, *, apply_fn):
-  """Mean cross-entropy over the examples where mask is 1."""
+def loss_and_logits(params, x, y, mask, *, apply_fn, penalty_fn=None):
+  """Mean cross-entropy over the examples where mask is 1 (+ penalty_fn(params, x))."""
   logits = apply_fn({'params': params}, x)
   per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0), logits
+  loss = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return (loss if penalty_fn is None else loss + penalty_fn(params, x)), logits
 
 
-def train_step(state: TrainState, batch, *, apply_fn, tx) -> tuple[TrainState, jax.Array]:
+def nopeek_penalty(config, model: nn.Module):
+  """NoPeek (Vepakomma et al. 2020): train.nopeek_weight x the distance correlation between
+  the batch's images and the features hospital A sends at train.nopeek_split; None at 0."""
+  weight = float(config.train.nopeek_weight)
+  if not weight:
+    return None
+  edge = models.edge_fn(model, int(config.train.nopeek_split))
+  return lambda params, x: weight * metrics.distance_correlation(x, edge(params, x))
+
+
+def train_step(state: TrainState, batch, *, apply_fn, tx, penalty_fn=None
+               ) -> tuple[TrainState, jax.Array]:
   """One Adam step on batch = (x, y, mask); returns (new state, loss)."""
   x, y, mask = batch
-  grad_fn = jax.value_and_grad(functools.partial(loss_and_logits, apply_fn=apply_fn),
-                               has_aux=True)
+  grad_fn = jax.value_and_grad(functools.partial(loss_and_logits, apply_fn=apply_fn,
+                                                 penalty_fn=penalty_fn), has_aux=True)
   (loss, _), grads = grad_fn(state.params, x, y, mask)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -105,7 +119,7 @@ def batch_indices(key: jax.Array | None, n: int, batch_size: int):
 
 def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
                 batch_size: int, augment_flip: bool, dp_batch: int = 0,
-                dp_params=None) -> tuple[TrainState, jax.Array]:
+                dp_params=None, penalty_fn=None) -> tuple[TrainState, jax.Array]:
   """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`.
 
   With dp_batch > 0 (DP-SGD, medinv.dp): ceil(N / batch_size) Poisson-sampled batches padded
@@ -131,7 +145,7 @@ def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
                           apply_fn=apply_fn, tx=tx, expected_batch=min(batch_size, n),
                           noise_multiplier=dp_params['noise_multiplier'],
                           clip_norm=dp_params['clip_norm'])
-    return train_step(state, batch, apply_fn=apply_fn, tx=tx)
+    return train_step(state, batch, apply_fn=apply_fn, tx=tx, penalty_fn=penalty_fn)
 
   state, losses = jax.lax.scan(body, state, (jnp.arange(index.shape[0]), (index, mask)))
   return state, jnp.mean(losses)
@@ -199,6 +213,20 @@ def validate(config) -> None:
     raise ValueError(f'train.weight_decay must be >= 0, got {config.train.weight_decay}')
   check_label_flip_prob(config, _fixed_num_classes(config.data.dataset))
   dp.check_config(config.train.dp)
+  check_nopeek(config)
+
+
+def check_nopeek(config) -> None:
+  """train.nopeek_weight >= 0; a positive one needs the SplitCNN and a split of 2, 4 or 6."""
+  weight = config.train.nopeek_weight
+  if not weight >= 0:
+    raise ValueError(f'train.nopeek_weight must be >= 0 (0 = no NoPeek), got {weight}')
+  if weight and config.model != 'split_cnn':
+    raise ValueError(f"train.nopeek_weight needs model 'split_cnn' (the penalty acts on the "
+                     f'features at a split), got model {config.model!r}')
+  if weight and config.train.nopeek_split not in models.SPLITS:
+    raise ValueError(f'train.nopeek_split must be one of {models.SPLITS}, got '
+                     f'{config.train.nopeek_split}')
 
 
 def _fixed_num_classes(dataset: str) -> int | None:
@@ -262,34 +290,11 @@ def _local(state):
   return jax.tree.map(lambda leaf: jnp.asarray(leaf.addressable_data(0)), state)
 
 
-def private_arguments(config, num_records: int, defense_key: jax.Array):
-  """(dp.Setting, train_epoch's DP arguments) of config.train.dp; (None, {}) without DP.
-
-  The noise of DP-SGD is drawn from fold_in(defense, 2) (fold_in(defense, 0) flips labels).
-  """
-  if not dp.is_private(config.train.dp):
-    return None, {}
-  setting = dp.setting(config.train.dp, num_records, config.train.batch_size,
-                       config.train.num_epochs)
-  return setting, {'dp_batch': setting.max_batch, 'dp_params': {
-      'noise_multiplier': jnp.float32(setting.noise_multiplier),
-      'clip_norm': jnp.float32(setting.clip_norm), 'key': jax.random.fold_in(defense_key, 2)}}
-
-
-def privacy_metrics(setting: dp.Setting | None) -> dict[str, float]:
-  """What every trained model records about its DP training (epsilon inf without it)."""
-  if setting is None:
-    return {'dp_epsilon': math.inf, 'noise_multiplier': 0.0}
-  return {'dp_epsilon': setting.epsilon, 'delta': setting.delta,
-          'noise_multiplier': setting.noise_multiplier, 'clip_norm': setting.clip_norm,
-          'sample_rate': setting.sample_rate, 'dp_steps': setting.steps}
-
-
 def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, y_train, *,
          apply_fn, tx, private: dict) -> TrainState:
   """Resumes from workdir/checkpoints and trains to config.train.num_epochs, saving every
   checkpoint_every_epochs; errors.DivergedError (before saving) on a non-finite loss.
-  private: `private_arguments`' DP arguments ({} without DP)."""
+  private: `dp.training_arguments`' DP arguments ({} without DP)."""
   mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
   epoch, restored = checkpoint.restore_latest(mngr, _checkpointable(state))
   if restored is not None:
@@ -298,7 +303,8 @@ def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, 
     logging.info('resumed %s from epoch %d', workdir, epoch)
   epochs = jax.jit(functools.partial(
       run_epochs, apply_fn=apply_fn, tx=tx, batch_size=config.train.batch_size,
-      augment_flip=config.train.augment_flip, dp_batch=private.get('dp_batch', 0)),
+      augment_flip=config.train.augment_flip, dp_batch=private.get('dp_batch', 0),
+      penalty_fn=nopeek_penalty(config, models.build(config.model, 2))),
       static_argnames='num_epochs', donate_argnums=0)
   total = config.train.num_epochs
   loop_start = time.time()
@@ -368,11 +374,11 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
         config.train.label_flip_prob, task.num_classes))
   tx = make_optimizer(config.train.learning_rate, config.train.weight_decay)
   state = init_state(streams['init'], model, tx, jnp.asarray(task.x_train))
-  setting, private = private_arguments(config, len(y_train), streams['defense'])
+  setting, private = dp.training_arguments(config, len(y_train), streams['defense'])
   state = _fit(config, workdir, state, streams['data'], jnp.asarray(task.x_train),
                jnp.asarray(y_train), apply_fn=model.apply, tx=tx, private=private)
   metrics = {**_evaluate_trained(config, state, task, apply_fn=model.apply),
-             **privacy_metrics(setting)}
+             **dp.model_metrics(setting)}
   rows = [{'dataset': config.data.dataset, 'model': config.model, 'split': split,
            'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss'],
            'dp_epsilon': metrics['dp_epsilon']}

@@ -6,7 +6,6 @@ nearest auxiliary image in feature space, and Gaussian noise on the transmitted 
 import csv
 import os
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import pytest
@@ -27,23 +26,23 @@ def nearest_aux(ctx, held, features, prepared):
   return ctx.x_aux[jnp.argmin(distances, axis=1)]
 
 
-class FeatureNoise(defenses.Deployment):
-  """Hospital A adds N(0, strength^2) to the features of every query it sends."""
+class FeatureRounding(defenses.Deployment):
+  """Hospital A rounds the features it sends to multiples of strength (0: unchanged)."""
 
   def transmit(self, query_index, features):
-    noise = jax.random.normal(jax.random.fold_in(self.key, query_index), features.shape)
-    return features + self.strength * noise
+    step = jnp.maximum(self.strength, 1e-6)
+    return jnp.where(self.strength > 0, jnp.round(features / step) * step, features)
 
 
 @pytest.fixture
 def registered():
   inversion_attacks.register('nearest_aux', nearest_aux, defaults={}, replace=True)
-  defenses.register('feature_noise',
+  defenses.register('feature_rounding',
                     lambda key, theta, strength, cfg, *, split, variant:
-                    FeatureNoise(key, theta, strength, cfg),
+                    FeatureRounding(key, theta, strength, cfg),
                     defaults={'strengths': (0.0, 0.5)}, replace=True)
   yield
-  del inversion_attacks.ATTACKS['nearest_aux'], defenses.DEFENSES['feature_noise']
+  del inversion_attacks.ATTACKS['nearest_aux'], defenses.DEFENSES['feature_rounding']
 
 
 def _csv_rows(path):
@@ -62,7 +61,7 @@ def test_registered_attack_and_defense_run_in_the_study(registered, tmp_path, da
     mia.attack.names = ('nearest_aux', 'rmle')
     mia.attack.nearest_aux = inversion_attacks.config_block('nearest_aux')
     mia.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
-    mia.defense.feature_noise = defenses.config_block('feature_noise', strengths=(0.0, 0.5))
+    mia.defense.feature_rounding = defenses.config_block('feature_rounding', strengths=(0.0, 0.5))
   workdir = str(tmp_path / 'study')
   study.run(config, workdir)
 
@@ -71,22 +70,22 @@ def test_registered_attack_and_defense_run_in_the_study(registered, tmp_path, da
              if r['attack'] == 'nearest_aux'}
   assert set(nearest) == {(defense, strength, view) for view in ('True', 'False')
                           for defense, strength in (('model_perturbation', 0.0),
-                                                    ('feature_noise', 0.0), ('feature_noise', 0.5))}
+                                                    ('feature_rounding', 0.0), ('feature_rounding', 0.5))}
   # Without noise the new defense deploys the clean model: the same answers, the same accuracy.
   undefended = nearest['model_perturbation', 0.0, 'True']
   for column in ('ssim_mean', 'model_test_accuracy'):
-    assert nearest['feature_noise', 0.0, 'True'][column] == undefended[column]
-  # Noise on the features changes what the attacker matches and what hospital B classifies.
-  assert nearest['feature_noise', 0.5, 'True']['ssim_mean'] != undefended['ssim_mean']
-  noisy_rmle = [r for r in rows if r['attack'] == 'rmle' and r['defense'] == 'feature_noise'
+    assert nearest['feature_rounding', 0.0, 'True'][column] == undefended[column]
+  # Rounding the features changes what the attacker matches and what hospital B classifies.
+  assert nearest['feature_rounding', 0.5, 'True']['ssim_mean'] != undefended['ssim_mean']
+  noisy_rmle = [r for r in rows if r['attack'] == 'rmle' and r['defense'] == 'feature_rounding'
                 and float(r['strength']) == 0.5]
   assert len(noisy_rmle) == 2  # both attacker views
 
   report = open(os.path.join(workdir, 'report.md')).read()
-  assert '**Every attack under feature_noise' in report
-  table = report.split('**Every attack under feature_noise')[1].split('\n\n')[1]
+  assert '**Every attack under feature_rounding' in report
+  table = report.split('**Every attack under feature_rounding')[1].split('\n\n')[1]
   assert '| nearest_aux | 2 |' in table and 'SSIM strength=0.5' in table
-  assert os.path.exists(os.path.join(workdir, 'mia_breastmnist', 'ssim_vs_feature_noise.png'))
+  assert os.path.exists(os.path.join(workdir, 'mia_breastmnist', 'ssim_vs_feature_rounding.png'))
 
 
 def test_unregistered_block_names_the_field(registered):

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from medinv import metrics
 from medinv import models
 from medinv.data import images as image_lib
 from medinv.attacks import objectives
@@ -182,13 +183,16 @@ def inverse_network(key: jax.Array, query_fn, aux_images: jax.Array,
 
 def train_shadow_edge(key: jax.Array, aux_images: jax.Array, aux_labels: jax.Array, *,
                       model: models.SplitCNN, split: int, cloud_params=None, steps: int,
-                      batch_size: int, learning_rate: float, augment_flip: bool = True
-                      ) -> tuple[dict, jax.Array]:
+                      batch_size: int, learning_rate: float, augment_flip: bool = True,
+                      observed=None, mmd_weight: float = 0.0) -> tuple[dict, jax.Array]:
   """Query-free attack, step 1: a shadow edge trained for classification on the aux images.
 
   With `cloud_params` (hospital B's layers, which a cloud-side attacker holds), only the
   shadow edge is trained, through those fixed layers, so its features become compatible
   with the real edge's (He et al.). Without them, a whole shadow SplitCNN is trained.
+  With `observed` features (what hospital B received from the real edge), the loss adds
+  mmd_weight x the squared MMD between the shadow's features of each batch and them
+  (feature-space alignment, as FORA).
 
   Returns the shadow's params (edge subtree usable with `models.edge_fn`) and losses.
   """
@@ -204,8 +208,12 @@ def train_shadow_edge(key: jax.Array, aux_images: jax.Array, aux_labels: jax.Arr
 
   def loss_fn(params, images, labels):
     full = {**frozen, **params}
-    logits = cloud(full, edge(full, images))
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    features = edge(full, images)
+    logits = cloud(full, features)
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    if observed is None:
+      return loss
+    return loss + mmd_weight * metrics.mmd2(features, observed)
 
   def step(carry, t):
     params, opt_state = carry

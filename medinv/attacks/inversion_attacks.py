@@ -197,6 +197,38 @@ register('query_free', _query_free, prepare=_shadow, uses_view=False, fold=2,
                    'shadow_learning_rate'), objective_fields=('objective',))
 
 
+# ----------------------------------------------------------------------------- feature alignment
+
+def _feature_alignment(ctx: Context, held, features, prepared):
+  """Passive (FORA-like): no query to hospital A. A substitute edge is trained on the
+  attacker's labelled images through hospital B's own layers while the squared MMD pulls its
+  features towards the features hospital B received (those of the targets); an inverse
+  network is then trained on the substitute's features of the attacker's images and decodes
+  the received ones."""
+  del held, prepared
+  cfg = ctx.cfg
+  substitute_key, decoder_key = jax.random.split(ctx.key)
+  substitute = inversion.train_shadow_edge(
+      substitute_key, ctx.x_aux, ctx.y_aux, model=ctx.model, split=ctx.split,
+      cloud_params=ctx.theta, steps=cfg.substitute_steps, batch_size=cfg.batch_size,
+      learning_rate=cfg.substitute_learning_rate, augment_flip=cfg.augment_flip,
+      observed=features, mmd_weight=cfg.mmd_weight)[0]
+  decoder = decoders.InverseDecoder(ctx.split, ctx.x_targets.shape[-1], cfg.width)
+  params, _ = inversion.train_decoder(
+      decoder_key, lambda t, images: ctx.edge(substitute, images), ctx.x_aux, decoder=decoder,
+      steps=cfg.steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+      augment_flip=cfg.augment_flip)
+  return decoder.apply({'params': params}, features)
+
+
+register('feature_alignment', _feature_alignment, uses_view=False, fold=5,
+         defaults=dict(substitute_steps=400, substitute_learning_rate=1e-3, mmd_weight=10.0,
+                       width=64, steps=400, batch_size=32, learning_rate=2e-3,
+                       augment_flip=True),
+         positive=('substitute_steps', 'substitute_learning_rate', 'width', 'steps',
+                   'batch_size', 'learning_rate'))
+
+
 # ----------------------------------------------------------------------------- MI-FACE
 
 def _class_images(ctx: Context, held: defenses.Deployment):

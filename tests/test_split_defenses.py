@@ -1,0 +1,135 @@
+"""Split-inference defenses on the transmitted features, the statistics behind NoPeek and the
+feature-alignment attack (distance correlation, MMD), and the alignment itself."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import train_breastmnist
+from configs import train_heart
+from medinv import defenses
+from medinv import metrics
+from medinv import models
+from medinv import train
+from medinv.attacks import inversion
+
+
+def _numpy_dcor(x, y):
+  """Székely and Rizzo's bias-corrected squared distance correlation, in numpy loops' terms:
+  U-centred distance matrices, then their inner product over i != j."""
+  n = len(x)
+
+  def u_centred(z):
+    z = z.reshape(n, -1).astype(np.float64)
+    d = np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1))
+    u = (d - d.sum(0)[None] / (n - 2) - d.sum(1)[:, None] / (n - 2)
+         + d.sum() / ((n - 1) * (n - 2)))
+    np.fill_diagonal(u, 0.0)
+    return u
+  a, b = u_centred(x), u_centred(y)
+  return (a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())
+
+
+def test_distance_correlation_matches_numpy_and_its_extremes():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 5)).astype(np.float32)
+  independent = rng.normal(size=(300, 3)).astype(np.float32)
+  dependent = np.stack([x[:, 0] ** 2, np.sin(x[:, 1]), x[:, 2]], 1)
+  for y in (independent, dependent, x):
+    np.testing.assert_allclose(metrics.distance_correlation(x, y), _numpy_dcor(x, y),
+                               rtol=1e-3, atol=1e-4)
+  assert abs(float(metrics.distance_correlation(x, independent))) < 0.02
+  assert float(metrics.distance_correlation(x, dependent)) > 0.2
+  assert float(metrics.distance_correlation(x, x)) == pytest.approx(1.0, abs=1e-4)
+  assert float(metrics.distance_correlation(x, 3.0 * x + 1.0)) == pytest.approx(1.0, abs=1e-4)
+  images = rng.normal(size=(16, 4, 4, 2)).astype(np.float32)  # Any trailing shape.
+  assert float(metrics.distance_correlation(images, images)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_mmd_is_zero_for_a_sample_with_itself_and_grows_with_a_mean_shift():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(200, 8)).astype(np.float32)
+  other = rng.normal(size=(200, 8)).astype(np.float32)
+  assert float(metrics.mmd2(x, x)) == pytest.approx(0.0, abs=1e-6)
+  shifted = [float(metrics.mmd2(x, other + shift)) for shift in (0.0, 0.25, 0.5, 1.0, 2.0)]
+  assert all(a < b for a, b in zip(shifted, shifted[1:])), shifted
+  assert shifted[0] < 0.1 * shifted[-1]
+
+
+def _deployment(name, key, strength):
+  cfg = ml_collections.ConfigDict(defenses.config_block(name))
+  return defenses.get(name).deploy(key, {}, strength, cfg, split=2, variant='')
+
+
+@pytest.mark.parametrize('name,strength', [('feature_noise', 0.5), ('feature_dropout', 0.3)])
+def test_feature_defenses_draw_per_query_and_reproduce_from_the_seed(name, strength):
+  features = jax.random.uniform(jax.random.key(0), (4, 8, 8, 16)) + 0.5
+  deployed = _deployment(name, jax.random.key(7), strength)
+  first, second = deployed.transmit(5, features), deployed.transmit(6, features)
+  assert not np.allclose(first, second)  # Each query gets its own draw...
+  again = _deployment(name, jax.random.key(7), strength).transmit(5, features)
+  np.testing.assert_array_equal(first, again)  # ...reproducible from the key...
+  other = _deployment(name, jax.random.key(8), strength).transmit(5, features)
+  assert not np.allclose(first, other)  # ...and a different seed draws differently.
+  untouched = _deployment(name, jax.random.key(7), 0.0).transmit(5, features)
+  np.testing.assert_allclose(untouched, features, rtol=1e-6)
+
+
+def test_feature_noise_and_dropout_have_their_stated_size():
+  features = jax.random.uniform(jax.random.key(0), (64, 8, 8, 16)) + 0.5
+  rms = float(jnp.sqrt(jnp.mean(features ** 2)))
+  noisy = _deployment('feature_noise', jax.random.key(1), 0.4).transmit(0, features)
+  assert float(jnp.std(noisy - features)) == pytest.approx(0.4 * rms, rel=0.02)
+  dropped = _deployment('feature_dropout', jax.random.key(1), 0.3).transmit(0, features)
+  assert float(jnp.mean(dropped == 0)) == pytest.approx(0.3, abs=0.01)
+  assert float(jnp.mean(dropped)) == pytest.approx(float(jnp.mean(features)), rel=0.02)
+  cfg = ml_collections.ConfigDict(defenses.config_block('feature_dropout', strengths=(0.0, 1.0)))
+  with pytest.raises(ValueError, match=r'feature_dropout.strengths .* \[0, 1\)'):
+    defenses.get('feature_dropout').check(cfg)
+
+
+def test_alignment_pulls_the_substitute_towards_the_observed_features():
+  model = models.SplitCNN(num_classes=2)
+  keys = jax.random.split(jax.random.key(0), 4)
+  images = jax.random.uniform(keys[0], (64, 16, 16, 1))
+  labels = (jnp.mean(images, (1, 2, 3)) > 0.5).astype(jnp.int32)
+  theta = model.init(keys[1], images[:1])['params']
+  edge = models.edge_fn(model, 2)
+  observed = edge(theta, images[32:])  # What hospital B received: the real edge's features.
+
+  def substitute_mmd(weight):
+    substitute, _ = inversion.train_shadow_edge(
+        keys[2], images[:32], labels[:32], model=model, split=2, cloud_params=theta, steps=60,
+        batch_size=16, learning_rate=3e-3, augment_flip=False, observed=observed,
+        mmd_weight=weight)
+    return float(metrics.mmd2(edge(substitute, images[:32]), observed))
+  assert substitute_mmd(10.0) < 0.5 * substitute_mmd(0.0)
+
+
+def test_nopeek_training_lowers_the_distance_correlation_of_the_features(data_dir, tmp_path):
+  def dcor_after(weight):
+    config = train_breastmnist.get_config('smoke')
+    config.data.update(data_dir=data_dir, image_size=16)
+    config.train.update(nopeek_weight=weight, nopeek_split=2, num_epochs=3)
+    trained = train.train_and_evaluate(config, str(tmp_path / f'w{weight}'))
+    images = jnp.asarray(trained.task.x_test[:128])
+    features = models.edge_fn(trained.model, 2)(trained.params, images)
+    return float(metrics.distance_correlation(images, features))
+  plain, nopeek = dcor_after(0.0), dcor_after(5.0)
+  assert nopeek < plain - 0.05, (plain, nopeek)
+
+
+@pytest.mark.parametrize('overrides,message', [
+    (dict(nopeek_weight=-1.0), 'train.nopeek_weight must be >= 0'),
+    (dict(nopeek_weight=1.0, nopeek_split=3), r'train.nopeek_split must be one of \(2, 4, 6\)'),
+])
+def test_bad_nopeek_config_is_a_clear_error(overrides, message):
+  config = train_breastmnist.get_config('smoke')
+  config.train.update(overrides)
+  with pytest.raises(ValueError, match=message):
+    train.validate(config)
+  heart = train_heart.get_config('smoke')
+  heart.train.nopeek_weight = 1.0
+  with pytest.raises(ValueError, match="train.nopeek_weight needs model 'split_cnn'"):
+    train.validate(heart)
