@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import math
 import logging as std_logging
 import os
 import shutil
@@ -26,6 +27,9 @@ from medinv import errors
 # Fields that may change between a run and its resumption without invalidating checkpoints.
 RESUMABLE_CHANGES = ('train.num_epochs', 'train.checkpoint_every_epochs', 'data.data_dir',
                      'data.manual_dir')
+# Fields added after workdirs were written: a saved config without one trained at this value.
+ADDED_FIELDS = {'train.dp.target_epsilon': math.inf, 'train.dp.delta': 0.0,
+                'train.dp.clip_norm': 1.0, 'train.nopeek_weight': 0.0, 'train.nopeek_split': 4}
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
 _DELETE_HINT = 'Use another --workdir or delete that one.'
 
@@ -159,7 +163,8 @@ def check_compatible(saved_config_path: str, config: dict, fields: tuple[str, ..
   for field in fields:
     if field in RESUMABLE_CHANGES:
       continue
-    if saved.get(field) != current.get(field):
+    was = saved.get(field, ADDED_FIELDS.get(field))
+    if was != current.get(field):
       raise errors.WorkdirError(
           f'{run_dir} holds checkpoints from an incompatible config: '
-          f'{field} was {saved.get(field)!r}, now {current.get(field)!r}. {_DELETE_HINT}')
+          f'{field} was {was!r}, now {current.get(field)!r}. {_DELETE_HINT}')

@@ -123,25 +123,38 @@ def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None
   return path
 
 
-def strongest_points(rows: list[dict], split) -> dict[str, list[tuple[float, float, float]]]:
-  """{defense label: [(model accuracy, strongest SSIM, strength), ...]} at one split: per
-  deployment (defense, mode, strength) the best mean SSIM over the attacks that reconstruct
-  the targets, any attacker view. The label names the mode when a defense has several."""
+def strongest_points(rows: list[dict], split) -> dict[str, list[dict]]:
+  """{defense label: [row, ...] by strength} at one split: per deployment (defense, mode,
+  strength) the row of the attack with the best mean SSIM among those that reconstruct the
+  targets, any attacker view. The label names the mode when a defense has several."""
   best = {}
   for r in rows:
     if r['split'] != split or r['reference'] != 'target' or r['defense'] is None:
       continue
     key = (r['defense'], r['mode'], r['strength'])
-    if key not in best or r['ssim_mean'] > best[key][1]:
-      best[key] = (r['model_test_accuracy'], r['ssim_mean'])
+    if key not in best or r['ssim_mean'] > best[key]['ssim_mean']:
+      best[key] = r
   modes = {}
   for defense, mode, _ in best:
     modes.setdefault(defense, set()).add(mode)
   curves = {}
-  for (defense, mode, strength), (accuracy, ssim) in best.items():
-    label = f'{defense} ({mode})' if len(modes[defense]) > 1 else defense
-    curves.setdefault(label, []).append((accuracy, ssim, strength))
-  return {label: sorted(points, key=lambda p: p[2]) for label, points in curves.items()}
+  for (defense, mode, _), row in best.items():
+    curves.setdefault(f'{defense} ({mode})' if len(modes[defense]) > 1 else defense,
+                      []).append(row)
+  return {label: sorted(points, key=lambda r: r['strength']) for label, points in curves.items()}
+
+
+def plot_curve(ax, label: str, points: list[dict], annotate: str) -> None:
+  """One defense's privacy-utility curve: accuracy x strongest SSIM with its interval, each
+  point annotated with its `annotate` field (the strength)."""
+  x = [p['model_test_accuracy'] for p in points]
+  y = [p['ssim_mean'] for p in points]
+  low = [p['ssim_mean'] - p.get('ssim_low', p['ssim_mean']) for p in points]
+  high = [p.get('ssim_high', p['ssim_mean']) - p['ssim_mean'] for p in points]
+  ax.errorbar(x, y, yerr=[low, high], marker='o', capsize=2, label=label)
+  for point, xi, yi in zip(points, x, y):
+    ax.annotate(f'{point[annotate]:g}', (xi, yi), fontsize=6, xytext=(2, 2),
+                textcoords='offset points')
 
 
 def privacy_utility(workdir: str, rows: list[dict], split) -> str:
@@ -150,10 +163,7 @@ def privacy_utility(workdir: str, rows: list[dict], split) -> str:
   image as the floor; the best trade-off is the point furthest right and lowest."""
   fig, ax = plt.subplots(figsize=(5.5, 4.2))
   for label, points in strongest_points(rows, split).items():
-    ax.plot([p[0] for p in points], [p[1] for p in points], marker='o', label=label)
-    for accuracy, ssim, strength in points:
-      ax.annotate(f'{strength:g}', (accuracy, ssim), fontsize=6, xytext=(2, 2),
-                  textcoords='offset points')
+    plot_curve(ax, label, points, 'strength')
   floor = [r['ssim_mean'] for r in rows if r['attack'] == 'mean_aux_image'
            and r['reference'] == 'target']
   if floor:

@@ -16,6 +16,7 @@ import time
 from medinv import progress
 from medinv import report
 from medinv import runners
+from medinv import study_defenses
 from medinv import study_dp
 from medinv import study_report
 from medinv.data import DataError
@@ -64,5 +65,8 @@ def run(config, workdir: str) -> dict:
   if parts and study_dp.is_dp_study({name: config.parts[name] for name in parts}):
     study_dp.figure(parts, config.parts, os.path.join(workdir, 'privacy_utility_dp.png'))
     extra.append(study_dp.section(parts, config.parts))
+  if parts and study_defenses.is_defense_study({name: config.parts[name] for name in parts}):
+    study_defenses.figures(parts, config.parts, workdir)
+    extra.append(study_defenses.section(parts, config.parts))
   study_report.write(workdir, parts, skipped, title=config.title, extra_sections=extra)
   return combined

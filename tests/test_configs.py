@@ -43,6 +43,7 @@ RUNNER_BY_PREFIX = (
      'sweep'),
     ('demo', study.run, 'study'),
     ('dp', study.run, 'study'),
+    ('split_defenses', study.run, 'study'),
     ('paper', study.run, 'study'),
 )
 
@@ -85,6 +86,7 @@ RUN_ELSEWHERE = {
     'aia_heart': ('test_attribute_experiment.py', 'heart_run'),  # with extensions registered
     'demo': ('test_demo.py', 'smoke_run'),
     'dp': ('test_dp.py', 'test_dp_study_smoke_reports_every_attack_against_epsilon'),
+    'split_defenses': ('test_split_defenses.py', 'test_split_defenses_study_smoke'),
     'membership_heart': ('test_membership.py', 'test_membership_heart_smoke_end_to_end'),
     'membership_breastmnist': ('test_demo.py', 'smoke_run'),  # the demo's mem_breastmnist part
     'mia_breastmnist': ('test_inversion.py', 'test_model_inversion_smoke_end_to_end'),

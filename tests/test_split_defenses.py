@@ -1,16 +1,21 @@
 """Split-inference defenses on the transmitted features, the statistics behind NoPeek and the
 feature-alignment attack (distance correlation, MMD), and the alignment itself."""
+import json
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
+from configs import split_defenses
 from configs import train_breastmnist
 from configs import train_heart
 from medinv import defenses
 from medinv import metrics
 from medinv import models
+from medinv import study
+from medinv import study_defenses
 from medinv import train
 from medinv.attacks import inversion
 
@@ -133,3 +138,34 @@ def test_bad_nopeek_config_is_a_clear_error(overrides, message):
   heart.train.nopeek_weight = 1.0
   with pytest.raises(ValueError, match="train.nopeek_weight needs model 'split_cnn'"):
     train.validate(heart)
+
+
+def test_split_defenses_study_smoke(data_dir, tmp_path):
+  config = split_defenses.get_config('smoke')
+  for part in config.parts.values():
+    part.data.data_dir = data_dir
+  assert sorted(config.parts) == ['mia_breastmnist_deployed', 'mia_breastmnist_nopeek0p5']
+  study.run(config, str(tmp_path))
+  parts = {name: json.loads((tmp_path / name / 'results.json').read_text())
+           for name in config.parts}
+  lines = study_defenses.curves(parts, config.parts, 2)
+  assert set(lines) == {'model_perturbation', 'feature_noise', 'nopeek'}
+  assert [r['nopeek_weight'] for r in lines['nopeek']] == [0.0, 0.5]
+  for rows in lines.values():  # Each point is the strongest attack at its deployment.
+    for r in rows:
+      rivals = [o['ssim_mean'] for o in parts[_part_of(r, parts)]['rows']
+                if o['split'] == 2 and o['reference'] == 'target' and o['defense'] == r['defense']
+                and o['strength'] == r['strength'] and o['mode'] == r['mode']]
+      assert r['ssim_mean'] == max(rivals) and r['ssim_low'] <= r['ssim_mean'] <= r['ssim_high']
+  nopeek_target = parts['mia_breastmnist_nopeek0p5']['rows']
+  assert {r['attack'] for r in nopeek_target} >= {'inverse_network', 'rmle', 'feature_alignment'}
+  report = (tmp_path / 'report.md').read_text()
+  table = report[report.index('**Split 2**'):].split('\n\n')[1].splitlines()
+  assert len(table) == 2 + sum(len(rows) for rows in lines.values())
+  assert (tmp_path / 'privacy_utility_split2.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def _part_of(row, parts):
+  return next(name for name, results in parts.items()
+              if any(r == {k: v for k, v in row.items() if k != 'nopeek_weight'}
+                     for r in results['rows']))

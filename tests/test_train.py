@@ -68,6 +68,21 @@ def test_incompatible_workdir_names_field(data_dir, tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
+def test_workdir_from_before_the_dp_and_nopeek_fields_resumes(data_dir, tmp_path):
+  train.train_and_evaluate(_heart(data_dir), str(tmp_path))
+  path = tmp_path / 'config.json'
+  saved = json.loads(path.read_text())
+  for field in ('dp', 'nopeek_weight', 'nopeek_split'):
+    del saved['train'][field]  # As a workdir written before these fields existed.
+  path.write_text(json.dumps(saved))
+  again = train.train_and_evaluate(_heart(data_dir), str(tmp_path))  # Resumes: same model.
+  assert again.metrics['dp_epsilon'] == float('inf')
+  private = _heart(data_dir)
+  private.train.dp.target_epsilon = 4.0
+  with pytest.raises(ValueError, match='train.dp.target_epsilon was inf, now 4.0'):
+    train.train_and_evaluate(private, str(tmp_path))
+
+
 def test_bad_configs_fail_before_compute(data_dir, tmp_path):
   config = _heart(data_dir)
   config.data.dataset = 'heart'

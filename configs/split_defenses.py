@@ -1,0 +1,60 @@
+"""Every split-inference defense on one privacy-utility plot: BreastMNIST at split 4.
+
+  ./launch.sh demo --config configs/split_defenses.py --workdir runs/split_defenses
+  ./launch.sh demo --config configs/split_defenses.py:smoke --workdir /tmp/split_smoke
+
+Part `mia_breastmnist_deployed`: one target, deployed under model perturbation (fixed noise
+on hospital A's weights), Gaussian noise on the transmitted features and inference-time
+feature dropout, each at four strengths, attacked by every registered model-inversion attack
+(the feature-alignment attack included). Parts `mia_breastmnist_nopeek<w>`: targets trained
+with NoPeek's distance-correlation penalty at weight w (train.nopeek_weight), each attacked
+undefended by the attacks that reconstruct the targets. report.md gets one table and
+privacy_utility_split4.png with every defense (x: accuracy, y: the strongest attack's SSIM).
+Attack lengths are the demo's, so the study fits a 2-core CPU (about half an hour).
+
+Args: `smoke`.
+"""
+import ml_collections
+
+from configs import common
+from configs import mia_breastmnist
+
+NOPEEK_WEIGHTS = (0.5, 2.0, 8.0)
+
+
+def _base(part_arg, smoke: bool):
+  config = mia_breastmnist.get_config(part_arg)
+  config.attack.update(splits=(2,) if smoke else (4,), knows_defense=(True,))
+  config.train.nopeek_split = config.attack.splits[0]
+  if not smoke:
+    config.attack.update(num_targets=16, figure_targets=8)
+    config.attack.inverse_network.update(steps=120, width=32)
+    config.attack.rmle.steps = 60
+    config.attack.query_free.update(steps=60, shadow_steps=80)
+    config.attack.mi_face.update(max_steps=100, patience=20)
+    config.attack.feature_alignment.update(steps=120, width=32, substitute_steps=150)
+  return config
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, smoke=False)
+  part_arg = 'smoke' if args.smoke else None
+  config = ml_collections.ConfigDict()
+  config.title = 'medinv study: split-inference defenses (BreastMNIST)'
+  config.parts = ml_collections.ConfigDict()
+  deployed = _base(part_arg, args.smoke)
+  deployed.defense.model_perturbation.update(strengths=(0.0, 0.01, 0.02, 0.05),
+                                             modes=('fixed',))
+  config.parts.mia_breastmnist_deployed = deployed
+  for weight in NOPEEK_WEIGHTS[:1] if args.smoke else NOPEEK_WEIGHTS:
+    part = _base(part_arg, args.smoke)
+    part.train.nopeek_weight = weight
+    part.attack.names = ('inverse_network', 'rmle', 'feature_alignment')
+    for name in ('query_free', 'mi_face'):
+      del part.attack[name]
+    for name in mia_breastmnist.FEATURE_DEFENSES:
+      if name in part.defense:
+        del part.defense[name]
+    part.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
+    config.parts[f'mia_breastmnist_nopeek{weight:g}'.replace('.', 'p')] = part
+  return config
