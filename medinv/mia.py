@@ -77,7 +77,8 @@ def _start(workdir: str, config) -> None:
   distributed.sync('mia_workdir')
 
 
-def _targets(config, task: data_lib.Task) -> np.ndarray:
+def targets(config, task: data_lib.Task) -> np.ndarray:
+  """The training images under attack (config.attack.num_targets, from the attack stream)."""
   attack_key = keys_lib.named_keys(config.seed)['attack']
   index = select_targets(jax.random.fold_in(attack_key, 0), task, config.attack.num_targets)
   return task.x_train[index]
@@ -85,7 +86,7 @@ def _targets(config, task: data_lib.Task) -> np.ndarray:
 
 def _target(config, task: data_lib.Task, workdir: str) -> train.Trained:
   """Checks the attacker's images against the targets, then trains (or reuses) the target."""
-  inversion.check_attack_images(_targets(config, task), task.x_test)  # attacker: test split
+  inversion.check_attack_images(targets(config, task), task.x_test)  # attacker: test split
   return experiment.train_target(config, task, workdir)
 
 
@@ -140,7 +141,7 @@ def _grid(ctx: experiment.Context) -> dict:
   partial = os.path.join(ctx.workdir, 'partial')
   streams = keys_lib.named_keys(config.seed)
   theta = jax.device_get(ctx.target.params)  # host arrays: map_grid places them everywhere
-  arrays = {'theta': theta, 'x_targets': _targets(config, task), 'x_aux': task.x_test,
+  arrays = {'theta': theta, 'x_targets': targets(config, task), 'x_aux': task.x_test,
             'y_aux': task.y_test}
   accuracy, recon = {}, {}
   for split in config.attack.splits:

@@ -8,11 +8,13 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import mia_breastmnist
 from configs import split_defenses
 from configs import train_breastmnist
 from configs import train_heart
 from medinv import defenses
 from medinv import metrics
+from medinv import mia_diagnose
 from medinv import models
 from medinv import study
 from medinv import study_defenses
@@ -169,3 +171,19 @@ def _part_of(row, parts):
   return next(name for name, results in parts.items()
               if any(r == {k: v for k, v in row.items() if k != 'nopeek_weight'}
                      for r in results['rows']))
+
+
+def test_query_free_diagnosis_measures_edges_against_hospital_as(data_dir, tmp_path):
+  config = mia_breastmnist.get_config('smoke')
+  config.data.data_dir = data_dir
+  config.attack.splits = (2,)
+  rows = mia_diagnose.diagnose(config, str(tmp_path))
+  assert [r['edge'].split(',')[0] for r in rows] == [
+      'real edge (white box)', 'query-free shadow', 'query-free shadow', 'aligned substitute']
+  real = rows[0]
+  target = json.loads((tmp_path / 'target' / 'results.json').read_text())['metrics']
+  # Hospital A's own edge: no feature error, and through B's layers on the attacker's images
+  # (the test split) exactly the target's test accuracy.
+  assert real['feature_error'] == 0.0 and abs(real['mmd2_to_real']) < 1e-5
+  assert real['accuracy_through_cloud'] == pytest.approx(target['test_accuracy'], abs=1e-6)
+  assert all(r['feature_error'] > 0.05 for r in rows[1:])  # Substitutes are other edges.
