@@ -1,7 +1,7 @@
 """A new model-inversion attack and a new defense, registered from outside medinv, run end to end.
 
 The extension is the README's "Adding an attack or a defense" example: the attacker's
-nearest auxiliary image in feature space, and Gaussian noise on the transmitted features.
+nearest auxiliary image in feature space, and rounding of the transmitted features.
 """
 import csv
 import os
