@@ -9,10 +9,9 @@ the target epsilon on the x axis.
 """
 from __future__ import annotations
 
-import io
 import math
 
-from medinv import report
+from medinv import mia_figures
 from medinv import study_report
 
 
@@ -131,7 +130,4 @@ def figure(parts: dict, configs, path: str) -> None:
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
   fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format='png', dpi=110)
-  plt.close(fig)
-  report.write_atomic(path, buffer.getvalue())
+  mia_figures.save_png(fig, path)
