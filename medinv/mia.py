@@ -12,7 +12,10 @@ Every attack row carries the deployed model's test accuracy under the same defen
 (`model_test_accuracy`), so each row is a point on a privacy-utility curve; the rows with
 attack 'mean_aux_image' are the no-model baseline (the attacker's mean image as the
 reconstruction of every target). MI-FACE reconstructs classes, so its rows compare each
-class's reconstruction with that class's mean training image (reference 'class_mean').
+class's reconstruction with that class's mean training image (reference 'class_mean'), and an
+evaluation classifier trained separately on the attacker's images labels each one
+(`medinv.attacks.evaluation`): eval_accuracy, eval_confidence; MI-FACE rows also carry the
+steps taken, the final cost (means over classes) and the stopping rule that fired per class.
 
 Finished stages (prepared shadow models and decoders, each chunk of each program's outputs)
 are orbax checkpoints in workdir/partial (`medinv.stages`), so rerunning a killed run with the
@@ -20,10 +23,12 @@ same config recomputes only what is missing.
 
 Keys (medinv.keys): `init`, `data` train the target; `defense` deploys every defense (the same
 key for every split and strength: model perturbation's noise = sigma * the same normal draw);
-`attack`: fold 0 picks the targets, then one fold per attack (its registered `fold`).
+`attack`: fold 0 picks the targets, then one fold per attack (its registered `fold`), and
+fold evaluation.FOLD trains the evaluation classifier.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -45,6 +50,7 @@ from medinv import report
 from medinv import sharding
 from medinv import stages
 from medinv import train
+from medinv.attacks import evaluation
 from medinv.attacks import grid
 from medinv.attacks import inversion
 from medinv.attacks import inversion_attacks
@@ -91,7 +97,8 @@ def _target(config, task: data_lib.Task, workdir: str) -> train.Trained:
 
 
 def _over_grid(partial: str, name: str, strengths: np.ndarray, chunk: int, call) -> dict:
-  """call(strengths) -> {variant: (n, ...)} over the grid, `chunk` per device per call (0: all).
+  """call(strengths) -> {variant: (n, ...) or a dict of them} over the grid, `chunk` per device
+  per call (0: all).
 
   Each call is a stage; the last chunk is padded by repeating its last strength, so every call
   has the same shapes and the program compiles once.
@@ -103,14 +110,14 @@ def _over_grid(partial: str, name: str, strengths: np.ndarray, chunk: int, call)
     padded = np.concatenate([values, np.repeat(values[-1:], size - len(values))])
     out = stages.load_or_compute(partial, f'{name}_from{start}',
                                  lambda padded=padded: call(padded))
-    parts.append({key: value[:len(values)] for key, value in out.items()})
+    parts.append(jax.tree.map(lambda value, n=len(values): value[:n], out))
     done = start + len(values)
     if done < len(strengths):  # progress within a long grid (the caller logs its end)
       elapsed = time.time() - start_time
       logging.info('%s: strength %d/%d  elapsed %s  eta %s', name, done, len(strengths),
                    progress.format_seconds(elapsed),
                    progress.format_seconds(elapsed / done * (len(strengths) - done)))
-  return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+  return jax.tree.map(lambda *chunks: np.concatenate(chunks), *parts)
 
 
 def _views(name: str, config) -> tuple:
@@ -169,25 +176,72 @@ def _quality(reconstructions, references) -> dict:
   return metrics.quality_summary(jnp.asarray(reconstructions), jnp.asarray(references))
 
 
+def _images(output):
+  """An attack's reconstructions: its output, or the 'images' of its dict (MI-FACE)."""
+  return output['images'] if isinstance(output, dict) else output
+
+
+def _evaluator(ctx: experiment.Context, names) -> tuple:
+  """(judge, its accuracy on hospital A's training images) when an attack in `names`
+  reconstructs classes, else (None, None). judge(images, labels) -> `evaluation.judge`'s dict.
+
+  The evaluation classifier is trained on the attacker's images (the test split) with its own
+  key, fold_in(attack stream, evaluation.FOLD), and kept as a stage; its settings are the
+  eval_* fields of config.attack.mi_face (the registered defaults without that block).
+  """
+  if not any(inversion_attacks.get(name).reference == 'class_mean' for name in names):
+    return None, None
+  config, task = ctx.config, ctx.task
+  cfg = (config.attack.mi_face if 'mi_face' in config.attack
+         else inversion_attacks.config_block('mi_face'))
+  model = evaluation.EvalCNN(task.num_classes, width=cfg.eval_width)
+  key = jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], evaluation.FOLD)
+  train_fn = jax.jit(functools.partial(
+      evaluation.train_evaluator, model=model, steps=cfg.eval_steps,
+      batch_size=cfg.eval_batch_size, learning_rate=cfg.eval_learning_rate))
+  params = stages.load_or_compute(os.path.join(ctx.workdir, 'partial'), 'class_evaluator',
+                                  lambda: train_fn(key, task.x_test, task.y_test)[0])
+  judge = functools.partial(jax.jit(functools.partial(evaluation.judge, model=model)), params)
+  return judge, float(np.mean(judge(task.x_train, task.y_train)['correct']))
+
+
+def _class_columns(output, i: int, judge) -> dict:
+  """Columns of a class-reconstructing attack at strength i: the evaluation classifier's
+  verdict on the class images and, for MI-FACE, steps taken, final cost (the cost of the
+  returned image; means over classes) and the rule that stopped each class."""
+  images = np.asarray(_images(output)[i])
+  columns = evaluation.summary(judge(images, np.arange(len(images))))
+  if isinstance(output, dict) and 'stopped_by' in output:
+    columns.update(steps=float(np.mean(output['steps'][i])),
+                   final_cost=float(np.mean(output['cost'][i])),
+                   stopped_by=','.join(inversion.STOP_RULES[r] for r in output['stopped_by'][i]))
+  return columns
+
+
 def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
   config, trained = ctx.config, ctx.target
   clean_accuracy = trained.metrics['test_accuracy']
+  judge, evaluator_accuracy = _evaluator(ctx, {key[2] for key in out['recon']})
   rows = []
   for reference, images in (('target', out['x_targets']), ('class_mean', out['class_means'])):
+    baseline = out['baseline'][:len(images)]
+    judged = (evaluation.summary(judge(baseline, np.arange(len(images))))
+              if judge and reference == 'class_mean' else {})
     rows.append(dict(attack='mean_aux_image', split=None, defense=None, strength=None,
                      mode=None, knows_defense=None, reference=reference,
-                     **_quality(out['baseline'][:len(images)], images),
+                     **_quality(baseline, images), **judged,
                      model_test_accuracy=clean_accuracy, n_targets=len(images),
                      dp_epsilon=trained.metrics['dp_epsilon']))
   for (split, defense, name, view), outputs in out['recon'].items():
     reference = inversion_attacks.get(name).reference
     references = out['class_means'] if reference == 'class_mean' else out['x_targets']
     accuracy = out['accuracy'][split, defense]
-    for variant, images in outputs.items():
+    for variant, output in outputs.items():
       for i, strength in enumerate(config.defense[defense].strengths):
+        judged = _class_columns(output, i, judge) if reference == 'class_mean' else {}
         rows.append(dict(attack=name, split=split, defense=defense, strength=strength,
                          mode=variant, knows_defense=view, reference=reference,
-                         **_quality(images[i], references),
+                         **_quality(_images(output)[i], references), **judged,
                          model_test_accuracy=float(accuracy[variant][i]),
                          n_targets=len(references), dp_epsilon=trained.metrics['dp_epsilon']))
   results_metrics = {
@@ -197,16 +251,18 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
       'n_targets': len(out['x_targets']), 'n_aux': len(ctx.task.x_test),
       'image_size': int(ctx.task.x_test.shape[1]),
   }
+  if judge is not None:
+    results_metrics['evaluator_train_accuracy'] = evaluator_accuracy
   return results_metrics, rows
 
 
 def _figures(ctx: experiment.Context, out: dict, rows: list[dict]) -> None:
   recon = {}
   for (split, defense, name, view), outputs in out['recon'].items():
-    for variant, images in outputs.items():
+    for variant, output in outputs.items():
       label = variant if defense == 'model_perturbation' else f'{defense} {variant}'.strip()
       for i, strength in enumerate(ctx.config.defense[defense].strengths):
-        recon[name, split, label, view, strength] = images[i]
+        recon[name, split, label, view, strength] = _images(output)[i]
   mia_figures.write_all(ctx.workdir, rows, recon, originals=np.asarray(out['x_targets']),
                         baseline=out['baseline'], class_means=out['class_means'],
                         num_columns=ctx.config.attack.figure_targets)

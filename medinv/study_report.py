@@ -136,6 +136,23 @@ def _every_attack_table(attacked: list[dict], defense: str, symbol: str) -> list
           'image)**', '', table(header, body), '']
 
 
+def _mi_face_table(attacked: list[dict], defense: str, symbol: str) -> list[str]:
+  """MI-FACE judged by the evaluation classifier, beside SSIM, with its stopping columns."""
+  face = [r for r in attacked if r['attack'] == 'mi_face' and 'eval_accuracy' in r]
+  if not face:
+    return []
+  header = ['split', 'mode', 'attacker queries', symbol, 'eval. accuracy', 'eval. confidence',
+            'SSIM', 'steps', 'final cost', 'stopped by']
+  body = [[r['split'], r['mode'], 'deployed model' if r['knows_defense'] else 'clean model',
+           r['strength'], r['eval_accuracy'], r['eval_confidence'], r['ssim_mean'],
+           r.get('steps'), r.get('final_cost'), r.get('stopped_by')] for r in face]
+  under = '' if defense == 'model_perturbation' else f' under {defense}'
+  return [f'**MI-FACE{under}: each class representative labelled by a separately trained '
+          'evaluation classifier (accuracy: fraction labelled as their class; confidence: '
+          'mean probability of it); steps and final cost are means over classes**', '',
+          table(header, body), '']
+
+
 def mia_section(name: str, results: dict) -> str:
   rows = results['rows']
   m = results['metrics']
@@ -151,11 +168,17 @@ def mia_section(name: str, results: dict) -> str:
     out += ['Baseline (the attacker\'s mean image as every reconstruction): '
             f'MSE {fmt(b["mse_mean"], 4)}, PSNR {fmt(b["psnr_mean"], 2)}, '
             f'SSIM {fmt(b["ssim_mean"])}.', '']
+  judged = [r for r in rows if r['attack'] == 'mean_aux_image' and 'eval_accuracy' in r]
+  if judged:
+    out += ['Evaluation classifier (trained on the attacker\'s images; accuracy on hospital A\'s '
+            f'training images {fmt(m.get("evaluator_train_accuracy"))}): the mean image as '
+            f'every class scores eval. accuracy {fmt(judged[0]["eval_accuracy"])}.', '']
   for defense in dict.fromkeys(r['defense'] for r in rows if r['defense']):
     attacked = [r for r in rows if r['defense'] == defense]
     symbol = 'σ' if defense == 'model_perturbation' else 'strength'
-    out += _inverse_table(attacked, defense, symbol) + _every_attack_table(attacked, defense,
-                                                                           symbol)
+    out += (_inverse_table(attacked, defense, symbol)
+            + _every_attack_table(attacked, defense, symbol)
+            + _mi_face_table(attacked, defense, symbol))
   figures = sorted(f for f in os.listdir(results['_dir']) if f.endswith('.png'))
   out += [f'![{f[:-4]}]({name}/{f})' for f in figures] + ['']
   return '\n'.join(out)

@@ -1,5 +1,5 @@
 """Model-inversion attacks: recovery on invertible edges, vmap == loop, the perturbation
-defense's noise, the objective registry, MI-FACE's stopping rule, bad input, end to end."""
+defense's noise, the objective registry, bad input, end to end (MI-FACE: test_mi_face.py)."""
 import functools
 import json
 import os
@@ -183,28 +183,6 @@ def test_per_query_noise_differs_between_queries_and_fixed_does_not():
     # query_each answers image i with the parameters of query first + i.
     np.testing.assert_allclose(answers[1], edge(deployment.params_for(1), same[1:])[0],
                                atol=1e-5)
-
-
-def test_mi_face_stopping_rule_and_vmap_equals_loop():
-  # A linear 'model' on 8x8 images: logits = [mean(x), 1 - mean(x)] * 20.
-  def logits_apply(step, images):
-    del step
-    mean = jnp.mean(images.reshape(images.shape[0], -1), -1)
-    return 20 * jnp.stack([mean, 1 - mean], -1)
-
-  x0 = jnp.full((SIZE, SIZE, 1), 0.5)
-  kwargs = dict(max_steps=1000, learning_rate=50.0, patience=5, threshold=0.01)
-  out = inversion.mi_face(logits_apply, jnp.array([0, 1]), x0, **kwargs)
-  assert np.all(out['cost'] <= 0.01) and np.all(out['steps'] < 1000)
-  assert float(jnp.mean(out['images'][0])) > 0.7 > 0.3 > float(jnp.mean(out['images'][1]))
-  for label in (0, 1):
-    alone = inversion.mi_face(logits_apply, jnp.array([label]), x0, **kwargs)
-    np.testing.assert_allclose(alone['images'][0], out['images'][label], atol=1e-6)
-    assert int(alone['steps'][0]) == int(out['steps'][label])
-  # Unreachable threshold: stops after `patience` steps without improvement, not max_steps.
-  flat = inversion.mi_face(lambda step, x: jnp.zeros((x.shape[0], 2)), jnp.array([0]), x0,
-                           **dict(kwargs, threshold=0.0))
-  assert int(flat['steps'][0]) == 1 + kwargs['patience']
 
 
 @pytest.mark.parametrize('split,size', [(2, 16), (4, 16), (6, 16)])

@@ -10,8 +10,9 @@ Hospital A runs the SplitCNN edge and sends v = edge(x). The attacks reconstruct
       images (through hospital B's cloud layers, which the attacker holds), then `rmle` with
       the shadow edge (`train_shadow_edge` + `rmle`).
   `mi_face` (Fredrikson et al. 2015, white box on the whole model): gradient descent on the
-      input to minimise a class-confidence objective, with the patience / threshold stopping
-      rule, inside a `lax.while_loop`.
+      input to minimise a class-confidence objective, with Fredrikson et al.'s stopping rule
+      (threshold gamma, no decrease over the last beta costs, step limit alpha), inside a
+      `lax.while_loop`; it says how many steps each class took and which rule stopped it.
 
 Every function here attacks a whole batch of targets in one traced program (vmap over the
 targets, iterations inside `lax.scan` / `lax.while_loop`), so a caller can vmap it over a
@@ -26,6 +27,7 @@ The registered attacks built from these functions are in `medinv.attacks.inversi
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -230,14 +232,30 @@ def train_shadow_edge(key: jax.Array, aux_images: jax.Array, aux_labels: jax.Arr
 
 # ----------------------------------------------------------------------------- MI-FACE
 
+# Why an MI-FACE run stopped (`mi_face(...)['stopped_by']` indexes this tuple).
+STOP_RULES = ('max_steps', 'patience', 'threshold')
+
+
+def _stop_rule(step, cost, window, *, max_steps: int, threshold: float):
+  """Fredrikson et al.'s rule after step `step` with cost c = `cost`: 2 (threshold) when
+  c <= gamma, 1 (patience) when c >= max of the last beta costs (`window`, +inf until
+  beta costs are seen), 0 (max_steps) at the step limit, -1 (keep going)."""
+  return jnp.where(cost <= threshold, 2, jnp.where(
+      cost >= jnp.max(window), 1, jnp.where(step >= max_steps, 0, -1))).astype(jnp.int32)
+
+
 def mi_face(logits_apply: Callable[[Any, jax.Array], jax.Array], labels: jax.Array,
             x0: jax.Array, *, objective='class_conf:1.0', max_steps: int,
             learning_rate: float, patience: int, threshold: float, prior_image=None
             ) -> dict[str, jax.Array]:
-  """MI-FACE: gradient descent on the input to minimise a class objective, per label.
+  """MI-FACE (Fredrikson et al. 2015, Algorithm 1): gradient descent on the input, per label.
 
-  Stops (per label) when the cost has not improved for `patience` steps, falls to
-  `threshold` or below, or after `max_steps`; returns the best image seen.
+  x_0 = x0; x_i = clip(x_{i-1} - learning_rate * grad c(x_{i-1}), 0, 1), with c the
+  objective (default 1 - softmax probability of the label). Stops after step i when
+  c(x_i) <= threshold (gamma), or c(x_i) >= max(c(x_{i-1}), ..., c(x_{i-beta})) with
+  beta = patience (checked once beta earlier costs exist: i >= beta), or i = max_steps
+  (alpha); also before any step when c(x_0) <= threshold. Returns the iterate of least cost.
+  The cost of x_i is evaluated once, with its gradient, by query number i.
 
   Args:
     logits_apply: (step, images) -> logits, the model answering gradient query `step`
@@ -246,35 +264,39 @@ def mi_face(logits_apply: Callable[[Any, jax.Array], jax.Array], labels: jax.Arr
     x0: (h, w, c) start image.
 
   Returns:
-    {'images': (k, h, w, c), 'cost': (k,) best cost, 'steps': (k,) steps taken}.
+    {'images': (k, h, w, c) argmin_i c(x_i), 'cost': (k,) its cost, 'last_cost': (k,)
+    c(x_steps), 'steps': (k,) steps taken, 'stopped_by': (k,) index into STOP_RULES}.
   """
   check_positive('mi_face max steps', max_steps)
   check_positive('mi_face patience', patience)
   objective_fn = _objective_fn(objective)
+  stop = functools.partial(_stop_rule, max_steps=max_steps, threshold=threshold)
 
   def one_label(label):
     def cost(x, step):
       ctx = objectives.Context(logits_fn=lambda z: logits_apply(step, z[None])[0], label=label,
                                prior_image=prior_image)
       return objective_fn(x, ctx)
-
-    def keep_going(carry):
-      step, _, _, best_cost, since_best = carry
-      return (step < max_steps) & (since_best < patience) & (best_cost > threshold)
+    value_and_grad = jax.value_and_grad(cost)
 
     def body(carry):
-      step, x, best_x, best_cost, since_best = carry
-      value, grad = jax.value_and_grad(cost)(x, step)
-      improved = value < best_cost
-      best_x = jnp.where(improved, x, best_x)
-      best_cost = jnp.where(improved, value, best_cost)
-      since_best = jnp.where(improved, 0, since_best + 1)
-      return step + 1, jnp.clip(x - learning_rate * grad, 0.0, 1.0), best_x, best_cost, since_best
+      step, x, value, grad, window, best_x, best_cost, _ = carry
+      x = jnp.clip(x - learning_rate * grad, 0.0, 1.0)
+      new_value, grad = value_and_grad(x, step + 1)
+      stopped_by = stop(step + 1, new_value, window)
+      window = jnp.roll(window, -1).at[-1].set(new_value)  # the last beta costs, oldest first
+      improved = new_value < best_cost
+      return (step + 1, x, new_value, grad, window, jnp.where(improved, x, best_x),
+              jnp.where(improved, new_value, best_cost), stopped_by)
 
-    init = (jnp.zeros((), jnp.int32), x0, x0, jnp.array(jnp.inf, x0.dtype),
-            jnp.zeros((), jnp.int32))
-    step, _, best_x, best_cost, _ = jax.lax.while_loop(keep_going, body, init)
-    return {'images': best_x, 'cost': best_cost, 'steps': step}
+    value, grad = value_and_grad(x0, 0)
+    window = jnp.full((patience,), jnp.inf, value.dtype).at[-1].set(value)
+    first = jnp.where(value <= threshold, 2, -1).astype(jnp.int32)
+    init = (jnp.zeros((), jnp.int32), x0, value, grad, window, x0, value, first)
+    step, _, last, _, _, best_x, best_cost, stopped_by = jax.lax.while_loop(
+        lambda carry: carry[-1] < 0, body, init)
+    return {'images': best_x, 'cost': best_cost, 'last_cost': last, 'steps': step,
+            'stopped_by': stopped_by}
   # broadcast the model and start image; vectorise the labels
   return jax.vmap(one_label)(jnp.asarray(labels))
 

@@ -8,7 +8,9 @@ An attack is registered with
   attack       `(ctx, held, features, prepared) -> reconstructions (n, h, w, c)`: `held` is the
                deployment the attacker holds (the deployed one, or theta when it does not
                know the defense; a `defenses.Deployment` either way), `features` what
-               hospital A sent for the targets.
+               hospital A sent for the targets. An attack may instead return a dict with the
+               reconstructions under 'images' and per-image diagnostics (arrays with leading
+               axis n) beside them, as MI-FACE does (steps taken, final cost, stopping rule).
 `medinv.attacks.grid` runs every registered attack over defenses x strengths x targets; the
 loops, vmaps and sharding never change when one is added. Adding one, e.g. in a research
 script:
@@ -35,6 +37,7 @@ from medinv import decoders
 from medinv import defenses
 from medinv import models
 from medinv import registry
+from medinv.attacks import evaluation
 from medinv.attacks import inversion
 from medinv.attacks import objectives
 
@@ -231,8 +234,12 @@ register('feature_alignment', _feature_alignment, uses_view=False, fold=5,
 
 # ----------------------------------------------------------------------------- MI-FACE
 
-def _class_images(ctx: Context, held: defenses.Deployment):
-  """MI-FACE per class from a black image; gradient step t is query ATTACKER_QUERIES + t."""
+def _class_images(ctx: Context, held: defenses.Deployment) -> dict:
+  """MI-FACE per class from a black image; gradient step t is query ATTACKER_QUERIES + t.
+
+  Returns `inversion.mi_face`'s dict: images (k, h, w, c) and, per class, cost (of the
+  returned image), last_cost, steps and stopped_by (index into inversion.STOP_RULES).
+  """
   cfg = ctx.cfg
   edge, cloud = ctx.edge, ctx.cloud
 
@@ -242,7 +249,7 @@ def _class_images(ctx: Context, held: defenses.Deployment):
       logits_apply, jnp.arange(ctx.num_classes), jnp.zeros_like(ctx.x_aux[0]),
       objective=cfg.objective, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
       patience=cfg.patience, threshold=cfg.threshold,
-      prior_image=jnp.mean(ctx.x_aux, axis=0))['images']
+      prior_image=jnp.mean(ctx.x_aux, axis=0))
 
 
 def _mi_face_prepare(ctx: Context):
@@ -255,7 +262,9 @@ def _mi_face(ctx: Context, held, features, prepared):
   return _class_images(ctx, held) if ctx.knows_defense else prepared
 
 
+# eval_*: the evaluation classifier that labels the class images (medinv.attacks.evaluation).
 register('mi_face', _mi_face, prepare=_mi_face_prepare, reference='class_mean', fold=4,
          defaults=dict(objective='class_conf:1.0', max_steps=500, learning_rate=0.1,
-                       patience=50, threshold=0.01),
-         positive=('max_steps', 'learning_rate', 'patience'), objective_fields=('objective',))
+                       patience=50, threshold=0.01, **evaluation.DEFAULTS),
+         positive=('max_steps', 'learning_rate', 'patience', *evaluation.DEFAULTS),
+         objective_fields=('objective',))
