@@ -10,6 +10,11 @@ probability of randomized response on that label.
       --workdir runs/aia_heart_probs
   ./launch.sh attribute_inference --config configs/aia_heart.py \\
       --config.attack.sensitive="('sex',)" --config.defense.flip_probs="(0.0, 0.25, 0.5)"
+  ./launch.sh attribute_inference --config configs/aia_heart.py --config.attack.num_aux=30 \\
+      --workdir runs/aia_heart_aux30
+
+The auxiliary-set size is an axis like any config field: a sweep over it is
+config.sweep.axes.attack.num_aux = (30, 60, -1) (configs/sweep_attribute.py).
 """
 import ml_collections
 
@@ -28,20 +33,33 @@ def attack_config(sensitive, release: str, **overrides) -> ml_collections.Config
   names: the attacks it runs (medinv.attacks.attribute_attacks.ATTACKS): release attacks
     ('map', 'learned') get rows; no-model baselines ('prior', 'classifier') get columns of
     every row. Each has its block attack.<name>, the registered defaults:
-    map: variants (MAP likelihoods, medinv.attacks.attribute.LIKELIHOODS; 'probability'
-      needs a probability release) and eps (the indicator's mismatch likelihood);
+    map: variants (MAP likelihoods, medinv.attacks.attribute.LIKELIHOODS: 'confusion' the
+      release channel's pi(released | predicted), 'model_confusion' Fredrikson et al.'s
+      model confusion P(prediction | true label) measured on the auxiliary records;
+      'probability' needs a probability release) and eps (the indicator's mismatch
+      likelihood);
     learned, classifier: hidden, steps, learning_rate, weight_decay of the MLP, trained
-      full-batch with AdamW.
-  nonmember_fraction / aux_fraction: disjoint shares of the held-out records used as
-    non-member targets and as the attacker's auxiliary (training) records.
+      full-batch with AdamW; 'classifier' (the other attributes only) is the imputation
+      baseline every row's advantages are measured against.
+  member_fraction: share of the training records attacked as member targets (1.0: all, the
+    paper's setting); nonmember_fraction: share of the held-out records attacked as
+    non-member targets.
+  num_aux: the attacker's auxiliary records (what the learned attack, the imputation
+    baseline, the prior and the model confusion are estimated on): -1 = every record that
+    is not a target (training records left out of the targets, and the other held-out
+    records), n > 0 = n of them drawn at random. heart_disease's default attacks half the
+    training records so that the other half (121) and 31 held-out records can be the
+    auxiliary set: 152 records instead of the 30 held-out records of the paper's split.
   max_records: cap on each of members, non-members and auxiliary records (0 = all).
   plot_variant: the MAP variant drawn in aia.png.
   """
   config = ml_collections.ConfigDict(dict(
       sensitive=tuple(sensitive), names=('map', 'learned', 'prior', 'classifier'),
-      nonmember_fraction=0.5, aux_fraction=0.5, max_records=0, plot_variant='confusion'))
+      member_fraction=0.5, nonmember_fraction=0.5, num_aux=-1, max_records=0,
+      plot_variant='confusion'))
   for name in config.names:
     config[name] = attribute_attacks.config_block(name)
+  config.map.variants += ('model_confusion',)
   if release != 'label':
     config.map.variants += ('probability',)
   config.update(overrides)

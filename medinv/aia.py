@@ -11,11 +11,15 @@
      no-model baselines run once beside it; each draw is `attribute_eval.evaluate`, the
      evaluation medinv.population shares;
   4. rows: results.json / results.csv (one row per attribute, attack, variant, flip_prob,
-     release and target group); figures: aia.png (a privacy-utility plot).
+     release and target group): accuracy, balanced accuracy and MCC of the attack, the same
+     of each baseline, and the attack's advantage in each over the imputation baseline (a
+     classifier from the other attributes trained on the attacker's auxiliary records);
+     figures: aia.png (a privacy-utility plot).
 
-Targets are the model's training records ('members') and, when nonmember_fraction > 0, part
-of the held-out records ('non-members'); the learned attacks train on the other, disjoint
-part of the held-out records (the attacker's auxiliary data) and never see a target.
+Targets are a member_fraction share of the model's training records ('members') and, when
+nonmember_fraction > 0, part of the held-out records ('non-members'); the attacker's
+auxiliary data (num_aux records, -1: all) are drawn from every other record, training or
+held-out, so the learned attacks, the imputation baseline and the priors never see a target.
 
 Key tree (streams from medinv.keys):
   defense ├ fold_in(defense, 0)   training-label perturbation (medinv.train)
@@ -56,8 +60,8 @@ def grid_program(apply_fn, *, release: str, decimals: int, noise_std: float, att
   """(baseline, point): the two functions one attribute's evaluation runs.
 
   attacks, baselines: `attribute_eval.split_attacks(config.attack)` (static).
-  baseline(baseline_key, arrays) (jitted): the no-model baselines' accuracies
-    {name: [members, non-members]}.
+  baseline(baseline_key, arrays) (jitted): the no-model baselines' scores
+    {name: {metric: [members, non-members]}} (`attribute_eval.baseline_scores`).
   point(grid_point, arrays, view_params): one flip_prob's per-draw `attribute_eval.evaluate`
     outputs (R, ...), for `sharding.map_grid`; grid_point = {'flip_prob': (), 'defense_keys':
     (R, 2) uint32, 'attack_keys': (R, 2) uint32} (raw key data: R release draws, vmapped).
@@ -78,7 +82,7 @@ def grid_program(apply_fn, *, release: str, decimals: int, noise_std: float, att
         grid_point['flip_prob'], grid_point['defense_keys'], grid_point['attack_keys'],
         arrays, view_params)
 
-  baseline = functools.partial(attribute_eval.evaluate_baselines, attacks=baselines)
+  baseline = functools.partial(attribute_eval.baseline_scores, attacks=baselines)
   return jax.jit(baseline), point
 
 
@@ -144,9 +148,10 @@ def attribute_rows(common: dict, flip_probs, num_classes: int, group_sizes: dict
                    grid_output, baseline_names: tuple[str, ...]) -> list[dict]:
   """One row per (attack, flip_prob, target group) of one attribute's program output.
 
-  Accuracies under the defense are means over the release draws (axis 1); *_std columns
-  give their standard deviation across draws.
+  Scores under the defense are means over the release draws (axis 1); attack_accuracy_std
+  gives the accuracy's standard deviation across draws. baseline: `baseline_scores`.
   """
+  accuracies = {name: scores['accuracy'] for name, scores in baseline.items()}
   rows = []
   for g, group in enumerate(attribute_eval.GROUPS):
     if not group_sizes[group]:
@@ -154,12 +159,17 @@ def attribute_rows(common: dict, flip_probs, num_classes: int, group_sizes: dict
     for i, flip_prob in enumerate(flip_probs):
       for (attack, variant), accuracy in grid_output['attacks'].items():
         mean = float(np.mean(accuracy[i, :, g]))
+        scores = {'accuracy': mean, **{
+            metric: float(np.mean(values[i, :, g]))
+            for metric, values in grid_output['scores'][(attack, variant)].items()}}
         rows.append({
             **common, 'attack': attack, 'variant': variant, 'flip_prob': flip_prob,
             'epsilon': defenses.randomized_response_epsilon(flip_prob, num_classes),
             'targets': group, 'n': group_sizes[group],
             'attack_accuracy': mean, 'attack_accuracy_std': float(np.std(accuracy[i, :, g])),
-            **attribute_eval.baseline_columns(baseline, g, mean, baseline_names),
+            'balanced_accuracy': scores['balanced_accuracy'], 'mcc': scores['mcc'],
+            **attribute_eval.baseline_columns(accuracies, g, mean, baseline_names),
+            **attribute_eval.imputation_columns(baseline, g, scores, baseline_names),
             'release_accuracy': float(np.mean(grid_output['release'][i, :, g])),
             'release_test_accuracy': float(np.mean(grid_output['release_test'][i])),
             'num_draws': accuracy.shape[1]})
@@ -174,7 +184,8 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
   all_rows = []
   for name, out in outputs['attributes'].items():
     common = {'dataset': config.data.dataset, 'attribute': name,
-              'num_candidates': out['num_candidates'], 'release': config.defense.release,
+              'num_candidates': out['num_candidates'], 'num_aux': outputs['num_aux'],
+              'release': config.defense.release,
               'model_test_accuracy': trained.metrics['test_accuracy'],
               'dp_epsilon': trained.metrics['dp_epsilon']}
     all_rows += attribute_rows(common, flip_probs, ctx.task.num_classes, group_sizes,

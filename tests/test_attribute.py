@@ -79,7 +79,8 @@ def _random_view(num_classes):
   return view_fn, (w1, w2)
 
 
-@pytest.mark.parametrize('variant', ['indicator', 'confusion', 'probability'])
+@pytest.mark.parametrize('variant', ['indicator', 'confusion', 'model_confusion',
+                                     'probability'])
 def test_map_attack_equals_a_python_loop_reference(variant):
   num_classes, column, eps = 3, 1, 1e-3
   view_fn, params = _random_view(num_classes)
@@ -88,9 +89,11 @@ def test_map_attack_equals_a_python_loop_reference(variant):
   prior = np.asarray([0.1, 0.4, 0.3, 0.2], np.float32)
   released = np.asarray(jax.random.randint(jax.random.key(6), (12,), 0, num_classes))
   confusion = np.asarray([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.05, 0.15, 0.8]], np.float32)
+  model_confusion = np.asarray([[0.6, 0.3, 0.1], [0.1, 0.5, 0.4], [0.2, 0.2, 0.6]], np.float32)
   got = attribute.map_attack(view_fn, params, jnp.asarray(features), jnp.asarray(released),
                              jnp.asarray(prior), jnp.asarray(candidates), column=column,
-                             variant=variant, confusion=jnp.asarray(confusion), eps=eps)
+                             variant=variant, confusion=jnp.asarray(confusion),
+                             model_confusion=jnp.asarray(model_confusion), eps=eps)
   expected = []
   for i in range(len(features)):
     scores = []
@@ -101,6 +104,8 @@ def test_map_attack_equals_a_python_loop_reference(variant):
       predicted = int(np.argmax(view))
       likelihood = {'indicator': 1.0 if predicted == released[i] else eps,
                     'confusion': confusion[predicted, released[i]],
+                    # Fredrikson et al.: pi(label the attacker holds, candidate's prediction).
+                    'model_confusion': model_confusion[released[i], predicted],
                     'probability': max(view[released[i]], eps)}[variant]
       scores.append(prior[v] * likelihood)
     expected.append(int(np.argmax(scores)))
@@ -132,7 +137,8 @@ def _planted_arrays(k, n=3_000, num_aux=500):
   features, truth, candidates, _ = _planted(k, n)
   member = (jnp.arange(n) < n // 2).astype(jnp.float32)
   arrays = {'targets': features, 'target_labels': truth, 'member': member,
-            'aux': features[:num_aux], 'train': features, 'test': features,
+            'aux': features[:num_aux], 'aux_labels': truth[:num_aux], 'train': features,
+            'test': features,
             'test_labels': truth, 'column': jnp.int32(0), 'candidates': candidates,
             'prior': jnp.full((k,), 1.0 / k), 'target_truth': truth,
             'aux_truth': truth[:num_aux]}
@@ -199,7 +205,7 @@ def test_confusion_is_measured_on_the_training_records_through_the_channel():
   arrays, view_params, apply_fn = _planted_arrays(k)
   train_records = jnp.zeros((n, 3))
   arrays.update(train=train_records, aux=train_records.at[:, 0].set(10.0),
-                aux_truth=jnp.ones(n, jnp.int32))
+                aux_truth=jnp.ones(n, jnp.int32), aux_labels=jnp.ones(n, jnp.int32))
   obs = attribute_eval.observe(
       attribute_eval.channel_keys(jax.random.key(3)), flip_prob, arrays, view_params,
       apply_fn=apply_fn, release='label', decimals=1, noise_std=0.0)

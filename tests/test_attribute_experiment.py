@@ -41,8 +41,13 @@ def test_bad_configs_fail_before_compute(monkeypatch):
   config.attack.sensitive = ('sex', 'gender')
   _check(config, "'gender' is not in the heart_disease schema; valid attributes: age, sex")
   config = aia_heart.get_config('smoke')
-  config.attack.update(nonmember_fraction=0.6, aux_fraction=0.5)
-  _check(config, 'auxiliary set overlaps the targets')
+  config.attack.member_fraction = 0.0
+  _check(config, r'attack.member_fraction must be in \(0, 1\]')
+  for num_aux in (0, -2):
+    config = aia_heart.get_config('smoke')
+    config.attack.num_aux = num_aux
+    _check(config, 'attack.num_aux must be -1 \\(every record that is not a target\\) or a '
+           f'positive number of records, got {num_aux}')
   config = aia_heart.get_config('smoke,release=noisy_probs')
   config.defense.noise_std = -0.1
   _check(config, 'noise_std must be >= 0')
@@ -89,6 +94,11 @@ def heart_run(data_dir, tmp_path_factory):
     del attribute_attacks.ATTACKS['constant'], attribute_attacks.ATTACKS['oracle']
 
 
+def _attack_sets(config, task):
+  return attribute_eval.attack_sets(
+      task, jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 0), config.attack)
+
+
 def _members(rows, attack, variant):
   return [r for r in rows if r['targets'] == 'members' and r['attack'] == attack
           and r['variant'] == variant]
@@ -98,14 +108,20 @@ def test_experiment_smoke_heart_rows_and_extensions(heart_run):
   config, _, results = heart_run
   rows = results['rows']
   attacks = {(r['attack'], r['variant']) for r in rows}
-  assert attacks == {('map', 'indicator'), ('map', 'confusion'), ('learned', 'black_box'),
-                     ('constant', '')}
+  assert attacks == {('map', 'indicator'), ('map', 'confusion'), ('map', 'model_confusion'),
+                     ('learned', 'black_box'), ('constant', '')}
   assert {r['targets'] for r in rows} == {'members', 'non-members'}
   assert len(rows) == 2 * len(config.defense.flip_probs) * len(attacks)
   task = data_lib.load_task(config.data)
-  sex = task.records_train.column_index('sex')
-  truth = task.records_train.columns[sex].candidate_index(task.records_train.features[:, sex])
-  assert results['metrics']['num_members'] == len(truth)  # Members: every training record.
+  targets, member, aux = _attack_sets(config, task)
+  sex = targets.column_index('sex')
+  truth = targets.columns[sex].candidate_index(targets.features[:, sex])[member == 1]
+  # Members: half the training records; the auxiliary set: every record not a target.
+  assert results['metrics']['num_members'] == len(truth) == round(len(task.records_train) / 2)
+  assert results['metrics']['num_aux'] == len(aux) == (
+      len(task.records_train) + len(task.records_test) - len(member))
+  for r in rows:
+    assert r['num_aux'] == len(aux)
   for r in _members(rows, 'constant', ''):  # Known answers, computed from the data alone.
     assert r['attack_accuracy'] == pytest.approx(np.mean(truth == 1), abs=1e-6)
     assert r['attack_accuracy_std'] == 0.0
@@ -117,9 +133,8 @@ def test_experiment_smoke_heart_rows_and_extensions(heart_run):
   assert confusion[0]['n'] == results['metrics']['num_members']
   # Randomized response at (k-1)/k leaves the confusion-weighted MAP guess at the prior's.
   assert confusion[-1]['attack_accuracy'] == pytest.approx(confusion[-1]['prior_accuracy'])
-  # At p = 0 the released labels are the model's predictions: its train / test accuracy.
-  assert confusion[0]['release_accuracy'] == pytest.approx(
-      results['metrics']['model_train_accuracy'], abs=1e-6)
+  # At p = 0 the released labels are the model's predictions: its test accuracy (and its
+  # accuracy on the member targets: test_experiment_smoke_heart_map_equals_...).
   assert confusion[0]['release_test_accuracy'] == pytest.approx(
       results['metrics']['model_test_accuracy'], abs=1e-6)
   assert confusion[-1]['release_accuracy'] < confusion[0]['release_accuracy'] - 0.2
@@ -131,22 +146,23 @@ def test_experiment_smoke_heart_map_equals_a_direct_attack_on_the_target(heart_r
   config, workdir, results = heart_run
   task = data_lib.load_task(config.data)
   trained = train.train_and_evaluate(config, os.path.join(workdir, 'target'), task=task)
-  members = task.records_train
+  targets, member, aux = _attack_sets(config, task)
+  members = targets.take(np.flatnonzero(member == 1))
   sex = members.column_index('sex')
-  targets, _, aux = attribute_eval.attack_sets(
-      task, jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 0), config.attack)
   column = members.columns[sex]
   prior = attribute.attribute_prior(jnp.asarray(column.candidate_index(aux.features[:, sex])),
                                     len(column.candidates))
   view_params = (trained.params, jnp.asarray(task.scaler.mean), jnp.asarray(task.scaler.std))
   features = jnp.asarray(members.features)
   released = jnp.argmax(defenses.model_probs(view_params, features, apply_fn=trained.apply_fn), -1)
+  (row,) = [r for r in _members(results['rows'], 'map', 'indicator') if r['flip_prob'] == 0.0]
+  assert row['release_accuracy'] == pytest.approx(
+      float(np.mean(np.asarray(released) == members.labels)), abs=1e-6)
   view_fn = functools.partial(defenses.candidate_view, apply_fn=trained.apply_fn,
                               release='label', decimals=1)
   guess = attribute.map_attack(view_fn, view_params, features, released, prior,
                                jnp.asarray(column.candidates), column=sex, variant='indicator')
   want = float(np.mean(np.asarray(guess) == column.candidate_index(members.features[:, sex])))
-  (row,) = [r for r in _members(results['rows'], 'map', 'indicator') if r['flip_prob'] == 0.0]
   assert row['attack_accuracy'] == pytest.approx(want, abs=1e-6)
   assert row['attack_accuracy_std'] == 0.0  # p = 0: every release draw is the same.
 

@@ -5,13 +5,18 @@ The attacker knows x_1..x_(d-1), what the deployment released for x (a label or 
 probability vector), the prior of the sensitive attribute x_d, and can query the model
 through the same release channel. It wants x_d, one of k candidate values.
 
-  map_attack       Fredrikson et al. 2014: argmax_v prior(v) * P(release | x with x_d = v).
+  map_attack       Fredrikson et al. 2014: argmax_v prior(v) * P(release | x with x_d = v),
+                   the likelihood either the release channel's (pi(released | predicted),
+                   'confusion') or the model's own confusion matrix as Fredrikson et al.
+                   weight it (P(prediction | true label), 'model_confusion').
   learned_attack   as the Adversarial Robustness Toolbox's AttributeInferenceBlackBox: a
                    classifier from (known attributes, release) to x_d, trained on auxiliary
                    records that are never the targets.
-  baselines        the same classifier without the release, and the prior-only guess (the
-                   majority value). An attack's advantage is its accuracy minus the best
-                   baseline's.
+  baselines        the same classifier without the release (the imputation baseline: the
+                   sensitive value imputed from the other attributes, trained on the same
+                   auxiliary records), and the prior-only guess (the majority value). An
+                   attack's advantage is its score minus the imputation baseline's (and,
+                   for accuracy, minus the best baseline's too).
 
 The MAP attack's likelihoods are scoring rules registered by name in LIKELIHOODS, each
 `(views, released_label, ctx) -> log-likelihood (n, k)`, where views (n, k, C) is what the
@@ -64,7 +69,11 @@ def attribute_prior(truth: jax.Array, num_candidates: int, smoothing: float = 1.
 
 def confusion_matrix(predicted: jax.Array, released: jax.Array, num_classes: int,
                      smoothing: float = 1.0) -> jax.Array:
-  """pi[i, j] = P(released label j | model predicted i), add-`smoothing` rows, each sums to 1."""
+  """pi[i, j] = P(released label j | model predicted i), add-`smoothing` rows, each sums to 1.
+
+  Any pair of labels works: (true labels, model predictions) gives the model's confusion
+  matrix P(prediction j | true label i) of Fredrikson et al.
+  """
   counts = jnp.zeros((num_classes, num_classes), jnp.float32).at[predicted, released].add(1.0)
   counts = counts + smoothing
   return counts / jnp.sum(counts, axis=-1, keepdims=True)
@@ -83,6 +92,15 @@ def confusion_likelihood(views, released_label, ctx):
   return jnp.log(ctx['confusion'][jnp.argmax(views, -1), released_label[:, None]])
 
 
+def model_confusion_likelihood(views, released_label, ctx):
+  """Fredrikson et al. 2014: pi_model(true label, candidate's predicted label), the model's
+  confusion matrix P(prediction | true label) (ctx['model_confusion'], measured on the
+  attacker's auxiliary records); the released label stands in for the record's label, which
+  their attacker knows. It forgives a candidate whose prediction misses the label as often as
+  the model errs, where 'confusion' forgives it as often as the channel flips."""
+  return jnp.log(ctx['model_confusion'][released_label[:, None], jnp.argmax(views, -1)])
+
+
 def probability_likelihood(views, released_label, ctx):
   """The candidate's released probability of the released label (floored at ctx['eps'])."""
   index = jnp.broadcast_to(released_label[:, None, None], views.shape[:2] + (1,))
@@ -92,6 +110,7 @@ def probability_likelihood(views, released_label, ctx):
 LIKELIHOODS: dict[str, Callable] = {
     'indicator': indicator_likelihood,
     'confusion': confusion_likelihood,
+    'model_confusion': model_confusion_likelihood,
     'probability': probability_likelihood,
 }
 
@@ -108,7 +127,8 @@ def map_scores(views: jax.Array, released_label: jax.Array, prior: jax.Array, *,
 def map_attack(view_fn: Callable[[Any, jax.Array], jax.Array], view_params: Any,
                features: jax.Array, released_label: jax.Array, prior: jax.Array,
                candidates: jax.Array, *, column, variant: str,
-               confusion: jax.Array | None = None, eps: float = 1e-3) -> jax.Array:
+               confusion: jax.Array | None = None, model_confusion: jax.Array | None = None,
+               eps: float = 1e-3) -> jax.Array:
   """The MAP attack on n target records at once (records x candidates in one program).
 
   Args:
@@ -123,6 +143,7 @@ def map_attack(view_fn: Callable[[Any, jax.Array], jax.Array], view_params: Any,
     column: index of the sensitive attribute (an int, possibly traced).
     variant: a key of LIKELIHOODS.
     confusion: (C, C) pi(released | predicted) for the 'confusion' variant.
+    model_confusion: (C, C) P(prediction | true label) for the 'model_confusion' variant.
     eps: likelihood of a mismatch ('indicator') and floor of a probability ('probability').
 
   Returns:
@@ -132,7 +153,8 @@ def map_attack(view_fn: Callable[[Any, jax.Array], jax.Array], view_params: Any,
   n, k, d = queries.shape
   views = view_fn(view_params, queries.reshape(n * k, d)).reshape(n, k, -1)
   scores = map_scores(views, released_label, prior, variant=variant,
-                      ctx={'confusion': confusion, 'eps': eps})
+                      ctx={'confusion': confusion, 'model_confusion': model_confusion,
+                           'eps': eps})
   return jnp.argmax(scores, -1).astype(jnp.int32)
 
 

@@ -10,7 +10,8 @@ medinv.attacks.attribute_eval runs them, the same way for medinv.aia and medinv.
 
 Registered here: 'map' (Fredrikson et al.'s MAP, one variant per likelihood), 'learned'
 (a classifier on (known attributes, release)), and the baselines 'prior' (majority value)
-and 'classifier' (known attributes only). Adding an attack is one function plus one
+and 'classifier' (known attributes only: the imputation baseline, IMPUTATION, every
+advantage is measured against). Adding an attack is one function plus one
 `register` call, e.g. from a test module:
 
     def constant_guess(key, obs, cfg, variant):  # always the cfg.index-th candidate
@@ -47,6 +48,8 @@ class Observation(flax.struct.PyTreeNode):
     release for each, their sensitive value's candidate index.
   prior (k,), candidates (k,), column: the sensitive attribute (see `attribute.map_attack`).
   confusion (C, C): pi(released | predicted), measured on the deployment's training records.
+  model_confusion (C, C): the model's P(prediction | true label), measured on the auxiliary
+    records (their labels and the model's predictions for them).
   view_params, view_fn: the candidate view (see `attribute.map_attack`); view_fn is static.
   A no-model baseline's Observation has None for every release field.
   """
@@ -60,6 +63,7 @@ class Observation(flax.struct.PyTreeNode):
   target_label: Any = None
   aux_vector: Any = None
   confusion: Any = None
+  model_confusion: Any = None
   view_params: Any = None
   view_fn: Callable | None = flax.struct.field(pytree_node=False, default=None)
 
@@ -152,7 +156,8 @@ def map_guess(key, obs: Observation, cfg, variant: str) -> jax.Array:
   del key
   return attribute.map_attack(obs.view_fn, obs.view_params, obs.targets, obs.target_label,
                               obs.prior, obs.candidates, column=obs.column, variant=variant,
-                              confusion=obs.confusion, eps=cfg.eps)
+                              confusion=obs.confusion, model_confusion=obs.model_confusion,
+                              eps=cfg.eps)
 
 
 def learned_guess(key, obs: Observation, cfg, variant: str) -> jax.Array:
@@ -199,6 +204,7 @@ def _check_classifier(name: str) -> Callable[[Any, str], None]:
   return check
 
 
+IMPUTATION = 'classifier'  # The baseline every advantage is measured against.
 CLASSIFIER_DEFAULTS = {'hidden': (32,), 'steps': 300, 'learning_rate': 1e-2,
                        'weight_decay': 1e-4}
 
