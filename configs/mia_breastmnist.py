@@ -27,9 +27,11 @@ from medinv.attacks import inversion_attacks
 # feature-alignment attack.
 CORE_ATTACKS = ('inverse_network', 'rmle', 'query_free', 'mi_face')
 ATTACKS = CORE_ATTACKS + ('feature_alignment',)
-# Defenses on the transmitted features (std relative to the features' RMS; drop probability).
+# Defenses on the transmitted features (std relative to the features' RMS; drop probability;
+# learned noise: the same energy as feature_noise, placed where the cloud looks least).
 FEATURE_DEFENSES = {'feature_noise': (0.0, 0.25, 0.5, 1.0),
-                    'feature_dropout': (0.0, 0.3, 0.6, 0.9)}
+                    'feature_dropout': (0.0, 0.3, 0.6, 0.9),
+                    'learned_noise': (0.0, 0.5, 1.0, 2.0)}
 
 
 def keep_core(config) -> None:
@@ -79,5 +81,6 @@ def get_config(arg=None):
                                            batch_size=16)
     config.defense.model_perturbation.strengths = (0.0, 0.05)
     config.defense.feature_noise.strengths = (0.5,)
+    config.defense.learned_noise.update(strengths=(1.0,), steps=5, batch_size=8)
     del config.defense['feature_dropout']  # Its code runs in tests/test_split_defenses.py.
   return config

@@ -20,8 +20,9 @@ defense is one `register(...)` call, e.g. rounding the transmitted features to a
                       FeatureRounding(key, theta, strength), defaults={'strengths': (0.0, 0.5)})
 
 Built in: model perturbation (Gaussian noise on hospital A's weights), and, on the
-transmitted features, Gaussian noise (`feature_noise`, std relative to the features' RMS)
-and inference-time dropout (`feature_dropout`).
+transmitted features, Gaussian noise (`feature_noise`, std relative to the features' RMS),
+inference-time dropout (`feature_dropout`) and learned noise (`learned_noise`, in
+medinv.learned_noise: a defense with a `fit` stage).
 """
 from __future__ import annotations
 
@@ -289,12 +290,16 @@ class Defense:
   variants(cfg) -> the named variants each strength runs in (e.g. the perturbation modes);
     one unnamed variant ('',) by default.
   check(cfg): raises ValueError for a bad config block (strengths are checked >= 0 here).
+  fit(key, theta, x_train, y_train, cfg, *, model, split) -> state: a defense that learns
+    from hospital A's training data (once per split, a stage of the experiment); deploy then
+    also takes `state=`. None for the others.
   """
   name: str
   deploy: Callable[..., Deployment]
   defaults: dict
   variants: Callable[[Any], tuple[str, ...]] = lambda cfg: ('',)
   check: Callable[[Any], None] = lambda cfg: None
+  fit: Callable[..., Any] | None = None
 
 
 DEFENSES = registry.Registry('defense')
@@ -302,13 +307,21 @@ DEFENSES = registry.Registry('defense')
 
 def register(name: str, deploy: Callable[..., Deployment], *, defaults: dict,
              variants: Callable[[Any], tuple[str, ...]] | None = None,
-             check: Callable[[Any], None] | None = None, replace: bool = False) -> Defense:
+             check: Callable[[Any], None] | None = None, fit: Callable[..., Any] | None = None,
+             replace: bool = False) -> Defense:
   """Registers a split-inference defense under `name` (see `Defense`)."""
   if 'strengths' not in defaults:
     raise ValueError(f'defense {name!r}: defaults need a "strengths" grid')
   return DEFENSES.add(name, Defense(name, deploy, dict(defaults),
                                      variants or (lambda cfg: ('',)),
-                                     check or (lambda cfg: None)), replace=replace)
+                                     check or (lambda cfg: None), fit), replace=replace)
+
+
+def deploy(name: str, key, theta, strength, cfg, *, split, variant, state=None) -> Deployment:
+  """Defense `name` deployed at `strength`; `state` is its fit's output (fitted defenses)."""
+  defense = get(name)
+  extra = {} if defense.fit is None else {'state': state}
+  return defense.deploy(key, theta, strength, cfg, split=split, variant=variant, **extra)
 
 
 get = DEFENSES.find
@@ -371,3 +384,6 @@ register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
 register('feature_dropout', lambda key, theta, strength, cfg, *, split, variant:
          FeatureDropout(key, theta, strength, cfg),
          defaults={'strengths': (0.0, 0.3, 0.6, 0.9)}, check=_check_dropout)
+
+
+from medinv import learned_noise  # noqa: E402,F401  (registers 'learned_noise')

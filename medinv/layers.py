@@ -68,8 +68,35 @@ class Conv(nn.Module):
     return conv2d(x, kernel) + bias
 
 
+def _windows(x: jax.Array) -> jax.Array:
+  """(n, h, w, c) -> (n, h/2, w/2, c, 4): each 2x2 window's values on the last axis."""
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(
+      n, h // 2, w // 2, c, 4)
+
+
+@jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max-pool, stride 2, as reshape-then-max: the values of `nn.max_pool(x, (2, 2),
-  (2, 2))` without select-and-scatter in its gradient."""
+  """2x2 max-pool, stride 2: the values of `nn.max_pool(x, (2, 2), (2, 2))` as reshape-then-max.
+
+  Its gradient goes to each window's first maximum (argmax), as select-and-scatter's does,
+  without select-and-scatter. (JAX's own rule for max compares x with the max and divides by
+  the count of equal values; under XLA:CPU's lowest optimisation level a recomputed x can
+  differ from the max in the last bit, the count is 0, and the gradient is NaN.)
+  """
   n, h, w, c = x.shape
   return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+def _max_pool_fwd(x):
+  return max_pool_2x2(x), x
+
+
+def _max_pool_bwd(x, cotangent):
+  n, h, w, c = x.shape
+  chosen = jax.nn.one_hot(jnp.argmax(_windows(x), -1), 4, dtype=cotangent.dtype)
+  grad = (chosen * cotangent[..., None]).reshape(n, h // 2, w // 2, c, 2, 2)
+  return (grad.transpose(0, 1, 4, 2, 5, 3).reshape(n, h, w, c),)
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)

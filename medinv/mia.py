@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from medinv import data as data_lib
+from medinv import defenses
 from medinv import distributed
 from medinv import experiment
 from medinv import keys as keys_lib
@@ -142,6 +143,22 @@ def _run_attack(ctx, split, defense, name, view, partial, arrays, streams) -> di
                     lambda s: sharding.map_grid(fn, s, arrays, prepared))
 
 
+def _fit_defense(ctx: experiment.Context, split: int, defense: str, partial: str,
+                 defense_key: jax.Array):
+  """The fit stage of a defense that learns from hospital A's training images (None for the
+  others): once per split, kept in workdir/partial."""
+  fit = defenses.get(defense).fit
+  if fit is None:
+    return None
+  start = time.time()
+  state = stages.load_or_compute(partial, f'split{split}_{defense}_fit', lambda: jax.jit(
+      functools.partial(fit, cfg=ctx.config.defense[defense], model=ctx.target.model,
+                        split=split))(defense_key, ctx.target.params, ctx.task.x_train,
+                                      ctx.task.y_train))
+  logging.info('split %d %s: fitted in %.1fs', split, defense, time.time() - start)
+  return state
+
+
 def _grid(ctx: experiment.Context) -> dict:
   """Every (split, defense, attack, view) program: accuracy and reconstructions per strength."""
   config, task = ctx.config, ctx.task
@@ -153,9 +170,11 @@ def _grid(ctx: experiment.Context) -> dict:
   accuracy, recon = {}, {}
   for split in config.attack.splits:
     for defense in config.defense:
+      arrays['defense_state'] = _fit_defense(ctx, split, defense, partial, streams['defense'])
       fn = grid.accuracy_fn(defense, config.defense[defense], model=ctx.target.model,
                             split=split, defense_key=streams['defense'])
-      test = {'theta': theta, 'x_test': task.x_test, 'y_test': task.y_test}
+      test = {'theta': theta, 'x_test': task.x_test, 'y_test': task.y_test,
+              'defense_state': arrays['defense_state']}
       accuracy[split, defense] = _over_grid(
           partial, f'split{split}_{defense}_accuracy',
           np.asarray(config.defense[defense].strengths, np.float32), config.attack.grid_chunk,

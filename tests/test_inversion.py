@@ -267,10 +267,12 @@ def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
   perturbation = config.defense.model_perturbation
   grid = len(perturbation.strengths) * len(perturbation.modes)
   knows = len(config.attack.knows_defense)
-  feature_noise = len(config.defense.feature_noise.strengths)  # One variant.
-  assert len([r for r in rows if r['attack'] == 'inverse_network']) == (grid + feature_noise
-                                                                         ) * knows
-  assert len([r for r in rows if r['attack'] == 'query_free']) == grid + feature_noise
+  feature = sum(len(config.defense[name].strengths)  # One variant each.
+                for name in ('feature_noise', 'learned_noise'))
+  assert len([r for r in rows if r['attack'] == 'inverse_network']) == (grid + feature) * knows
+  assert len([r for r in rows if r['attack'] == 'query_free']) == grid + feature
+  assert {r['defense'] for r in rows if r['attack'] == 'rmle'} == {
+      'model_perturbation', 'feature_noise', 'learned_noise'}
   with open(os.path.join(workdir, 'target', 'results.json')) as f:
     clean_accuracy = json.load(f)['metrics']['test_accuracy']
   # Undefended, the deployed model is the trained one: its accuracy, in every attack row.

@@ -77,3 +77,8 @@ def test_max_pool_matches_flax():
   g_ours = jax.grad(lambda x: jnp.sum(layers.max_pool_2x2(x) ** 2))(x)
   g_flax = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (2, 2), (2, 2)) ** 2))(x)
   np.testing.assert_allclose(g_ours, g_flax)  # No ties in Gaussian inputs.
+  ties = jnp.round(x) * (x > 0)  # ReLU-like zeros and equal values inside windows
+  g_ours = jax.grad(lambda x: jnp.sum(layers.max_pool_2x2(x) * 2.0 + 1.0))(ties)
+  g_flax = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (2, 2), (2, 2)) * 2.0 + 1.0))(ties)
+  np.testing.assert_array_equal(g_ours, g_flax)  # Each window's first maximum gets it all.
+  assert float(jnp.sum(g_ours)) == 2.0 * ties.size / 4

@@ -13,6 +13,7 @@ from configs import split_defenses
 from configs import train_breastmnist
 from configs import train_heart
 from medinv import defenses
+from medinv import learned_noise
 from medinv import metrics
 from medinv import mia_diagnose
 from medinv import models
@@ -64,12 +65,14 @@ def test_mmd_is_zero_for_a_sample_with_itself_and_grows_with_a_mean_shift():
   assert shifted[0] < 0.1 * shifted[-1]
 
 
-def _deployment(name, key, strength):
+def _deployment(name, key, strength, log_scale=None):
   cfg = ml_collections.ConfigDict(defenses.config_block(name))
-  return defenses.get(name).deploy(key, {}, strength, cfg, split=2, variant='')
+  state = {'log_scale': jnp.zeros((8, 8, 16)) if log_scale is None else log_scale}
+  return defenses.deploy(name, key, {}, strength, cfg, split=2, variant='', state=state)
 
 
-@pytest.mark.parametrize('name,strength', [('feature_noise', 0.5), ('feature_dropout', 0.3)])
+@pytest.mark.parametrize('name,strength', [('feature_noise', 0.5), ('feature_dropout', 0.3),
+                                           ('learned_noise', 0.5)])
 def test_feature_defenses_draw_per_query_and_reproduce_from_the_seed(name, strength):
   features = jax.random.uniform(jax.random.key(0), (4, 8, 8, 16)) + 0.5
   deployed = _deployment(name, jax.random.key(7), strength)
@@ -94,6 +97,53 @@ def test_feature_noise_and_dropout_have_their_stated_size():
   cfg = ml_collections.ConfigDict(defenses.config_block('feature_dropout', strengths=(0.0, 1.0)))
   with pytest.raises(ValueError, match=r'feature_dropout.strengths .* \[0, 1\)'):
     defenses.get('feature_dropout').check(cfg)
+
+
+def test_learned_noise_spends_the_feature_noise_energy_where_its_allocation_says():
+  features = jax.random.uniform(jax.random.key(0), (1, 8, 8, 16)) + 0.5
+  # An isotropic allocation is exactly feature_noise (one image per query, the same key).
+  np.testing.assert_allclose(
+      _deployment('learned_noise', jax.random.key(3), 0.7).transmit(4, features),
+      _deployment('feature_noise', jax.random.key(3), 0.7).transmit(4, features), rtol=1e-6)
+  # All the energy on channels 0..3: they get twice the std, the others none.
+  planted = jnp.where(jnp.arange(16) < 4, 0.0, -40.0) * jnp.ones((8, 8, 16))
+  batch = jax.random.uniform(jax.random.key(1), (256, 8, 8, 16)) + 0.5
+  noise = _deployment('learned_noise', jax.random.key(2), 0.5, planted).transmit(0, batch) - batch
+  rms = jnp.sqrt(jnp.mean(batch ** 2, (1, 2, 3), keepdims=True))
+  np.testing.assert_allclose(float(jnp.std(noise[..., :4] / rms)), 0.5 * 2.0, rtol=0.02)
+  assert float(jnp.max(jnp.abs(noise[..., 4:]))) < 1e-6
+  allocation = learned_noise.allocation(planted + 3.0)  # Invariant to a shift of log_scale.
+  assert float(jnp.mean(allocation ** 2)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_learned_noise_fit_moves_the_noise_to_features_the_cloud_ignores():
+  model = models.SplitCNN(num_classes=2)
+  images = jax.random.uniform(jax.random.key(0), (128, 8, 8, 1))
+  theta = model.init(jax.random.key(1), images[:1])['params']
+  # Hospital B's first conv reads only channels 0..31 of the 64 the edge sends at split 2.
+  kernel = theta['conv3']['kernel']
+  theta = {**theta, 'conv3': {**theta['conv3'], 'kernel': kernel.at[:, :, 32:].set(0.0)}}
+  # A confident model with balanced answers (margins scaled to std 10, centred at their
+  # median), and its own answers as labels: noise the cloud reads can only cost accuracy.
+  margin = jnp.diff(model.apply({'params': theta}, images), axis=-1)[:, 0]
+  scale = 10.0 / jnp.std(margin)
+  theta['fc2'] = {'kernel': theta['fc2']['kernel'] * scale,
+                  'bias': (theta['fc2']['bias'] - jnp.array([0.0, jnp.median(margin)])) * scale}
+  labels = jnp.argmax(model.apply({'params': theta}, images), -1)
+  assert 0.4 < float(jnp.mean(labels)) < 0.6
+  cfg = ml_collections.ConfigDict(defenses.config_block(
+      'learned_noise', steps=150, batch_size=32, learning_rate=0.05, fit_strength=2.0))
+  fit = jax.jit(lambda key, *data: defenses.get('learned_noise').fit(
+      key, *data, cfg, model=model, split=2))
+  fitted = fit(jax.random.key(2), theta, images, labels)
+  allocation = learned_noise.allocation(fitted['log_scale'])
+  assert allocation.shape == (8, 8, 64)
+  ignored = float(jnp.mean(allocation[..., 32:] ** 2))
+  assert ignored > 1.8, ignored  # of at most 2.0 (every unit of energy there); 1.0 at start
+  losses = np.asarray(fitted['losses'])
+  assert losses[-30:].mean() < 0.5 * losses[:30].mean()
+  with pytest.raises(ValueError, match='defense.learned_noise.steps must be positive'):
+    defenses.get('learned_noise').check({**cfg.to_dict(), 'steps': 0})
 
 
 def test_alignment_pulls_the_substitute_towards_the_observed_features():

@@ -12,7 +12,8 @@ The variants of a defense (e.g. model perturbation's 'fixed' and 'per_query' mod
 static loop inside the same program.
 
 `arrays` holds what the attack reads: theta, x_targets, x_aux, y_aux (accuracy: theta,
-x_test, y_test). Keys: `defense_key` deploys the defense (the same key at every strength);
+x_test, y_test), and `defense_state`, the output of the defense's fit stage, for a defense
+that learns (`defenses.Defense.fit`). Keys: `defense_key` deploys the defense (the same key at every strength);
 `attack_key` is the attack stream, folded with the attack's registered fold.
 """
 from __future__ import annotations
@@ -49,11 +50,12 @@ def attack_at(strength, arrays, prepared, *, defense: str, defense_cfg, defense_
   model, split, knows_defense, attack_key, num_classes.
   """
   ctx = _context(arrays, **context_kwargs)
-  attack, defense = inversion_attacks.get(context_kwargs['attack']), defenses.get(defense)
+  attack = inversion_attacks.get(context_kwargs['attack'])
   out = {}
-  for variant in defense.variants(defense_cfg):
-    deployed = defense.deploy(defense_key, ctx.theta, strength, defense_cfg, split=ctx.split,
-                              variant=variant)
+  for variant in defenses.get(defense).variants(defense_cfg):
+    deployed = defenses.deploy(defense, defense_key, ctx.theta, strength, defense_cfg,
+                               split=ctx.split, variant=variant,
+                               state=arrays.get('defense_state'))
     features = defenses.query_each(deployed, ctx.edge, ctx.x_targets, inversion.TARGET_QUERIES)
     held = deployed if ctx.knows_defense else defenses.Deployment(None, ctx.theta)
     out[variant] = attack.attack(ctx, held, features, prepared)
@@ -64,11 +66,10 @@ def accuracy_at(strength, arrays, *, model, split: int, defense: str, defense_cf
                 defense_key) -> dict:
   """One strength of `defense`: {variant: test accuracy of the deployed model}."""
   edge, cloud = models.edge_fn(model, split), models.cloud_fn(model, split)
-  defense = defenses.get(defense)
   out = {}
-  for variant in defense.variants(defense_cfg):
-    deployed = defense.deploy(defense_key, arrays['theta'], strength, defense_cfg, split=split,
-                              variant=variant)
+  for variant in defenses.get(defense).variants(defense_cfg):
+    deployed = defenses.deploy(defense, defense_key, arrays['theta'], strength, defense_cfg,
+                               split=split, variant=variant, state=arrays.get('defense_state'))
     logits = defenses.query_each(deployed, edge, arrays['x_test'], inversion.EVAL_QUERIES,
                                  cloud)
     out[variant] = jnp.mean(jnp.argmax(logits, -1) == arrays['y_test'])
