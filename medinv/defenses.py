@@ -19,10 +19,10 @@ defense is one `register(...)` call, e.g. rounding the transmitted features to a
     defenses.register('feature_rounding', lambda key, theta, strength, cfg, *, split, variant:
                       FeatureRounding(key, theta, strength), defaults={'strengths': (0.0, 0.5)})
 
-Built in: model perturbation (Gaussian noise on hospital A's weights), and, on the
-transmitted features, Gaussian noise (`feature_noise`, std relative to the features' RMS),
-inference-time dropout (`feature_dropout`) and learned noise (`learned_noise`, in
-medinv.learned_noise: a defense with a `fit` stage).
+Built in: model perturbation (Gaussian noise on hospital A's weights); and, in
+medinv.feature_defenses, the defenses on the transmitted features: Gaussian noise
+(`feature_noise`), inference-time dropout (`feature_dropout`) and learned noise
+(`learned_noise`, a defense with a `fit` stage).
 """
 from __future__ import annotations
 
@@ -346,44 +346,4 @@ register('model_perturbation', _deploy_model_perturbation,
          variants=lambda cfg: tuple(cfg.modes), check=_check_model_perturbation)
 
 
-# ----------------------------------------------------------------------------- feature defenses
-
-@dataclasses.dataclass(frozen=True)
-class FeatureNoise(Deployment):
-  """Gaussian noise of std strength x (the features' RMS over the query) on the transmitted
-  features, fresh per query from fold_in(key, query number)."""
-
-  def transmit(self, query_index, features):
-    noise = jax.random.normal(jax.random.fold_in(self.key, query_index), features.shape,
-                              features.dtype)
-    rms = jnp.sqrt(jnp.mean(jnp.square(features)) + 1e-12)
-    return features + self.strength * rms * noise
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureDropout(Deployment):
-  """Dropout at inference on the transmitted features: each value is zeroed with probability
-  strength (per query, from fold_in(key, query number)) and the rest scaled by
-  1 / (1 - strength), so the cloud sees the same expected features."""
-
-  def transmit(self, query_index, features):
-    keep = jax.random.bernoulli(jax.random.fold_in(self.key, query_index), 1.0 - self.strength,
-                                features.shape)
-    return jnp.where(keep, features / jnp.maximum(1.0 - self.strength, 1e-6), 0.0)
-
-
-def _check_dropout(cfg) -> None:
-  if any(not 0 <= s < 1 for s in cfg.strengths):
-    raise ValueError(f'defense.feature_dropout.strengths {tuple(cfg.strengths)}: each must be '
-                     'in [0, 1) (the probability of dropping a feature value)')
-
-
-register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
-         FeatureNoise(key, theta, strength, cfg),
-         defaults={'strengths': (0.0, 0.25, 0.5, 1.0)})
-register('feature_dropout', lambda key, theta, strength, cfg, *, split, variant:
-         FeatureDropout(key, theta, strength, cfg),
-         defaults={'strengths': (0.0, 0.3, 0.6, 0.9)}, check=_check_dropout)
-
-
-from medinv import learned_noise  # noqa: E402,F401  (registers 'learned_noise')
+from medinv import feature_defenses  # noqa: E402,F401  (registers the feature defenses)

@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                         'medinv.data.*')),
     ('layers', ('medinv.layers',)),
     ('models', ('medinv.models', 'medinv.decoders')),
-    ('defenses', ('medinv.defenses', 'medinv.defenses.*', 'medinv.learned_noise', 'medinv.dp')),
+    ('defenses', ('medinv.defenses', 'medinv.defenses.*', 'medinv.feature_defenses', 'medinv.dp')),
     ('training', ('medinv.train',)),
     ('attacks', ('medinv.attacks', 'medinv.attacks.*')),
     ('experiments', ('medinv.experiment', 'medinv.aia', 'medinv.mia', 'medinv.membership',

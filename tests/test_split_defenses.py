@@ -13,7 +13,7 @@ from configs import split_defenses
 from configs import train_breastmnist
 from configs import train_heart
 from medinv import defenses
-from medinv import learned_noise
+from medinv import feature_defenses
 from medinv import metrics
 from medinv import mia_diagnose
 from medinv import models
@@ -112,7 +112,7 @@ def test_learned_noise_spends_the_feature_noise_energy_where_its_allocation_says
   rms = jnp.sqrt(jnp.mean(batch ** 2, (1, 2, 3), keepdims=True))
   np.testing.assert_allclose(float(jnp.std(noise[..., :4] / rms)), 0.5 * 2.0, rtol=0.02)
   assert float(jnp.max(jnp.abs(noise[..., 4:]))) < 1e-6
-  allocation = learned_noise.allocation(planted + 3.0)  # Invariant to a shift of log_scale.
+  allocation = feature_defenses.allocation(planted + 3.0)  # Invariant to a shift of log_scale.
   assert float(jnp.mean(allocation ** 2)) == pytest.approx(1.0, rel=1e-5)
 
 
@@ -136,7 +136,7 @@ def test_learned_noise_fit_moves_the_noise_to_features_the_cloud_ignores():
   fit = jax.jit(lambda key, *data: defenses.get('learned_noise').fit(
       key, *data, cfg, model=model, split=2))
   fitted = fit(jax.random.key(2), theta, images, labels)
-  allocation = learned_noise.allocation(fitted['log_scale'])
+  allocation = feature_defenses.allocation(fitted['log_scale'])
   assert allocation.shape == (8, 8, 64)
   ignored = float(jnp.mean(allocation[..., 32:] ** 2))
   assert ignored > 1.8, ignored  # of at most 2.0 (every unit of energy there); 1.0 at start

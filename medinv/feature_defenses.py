@@ -1,8 +1,12 @@
-"""Learned feature noise: a Shredder-style defense on the transmitted features.
+"""Defenses on the features hospital A transmits, each fresh per query (fold_in(key, query)).
 
-Shredder (Mireshghallah et al., ASPLOS 2020) learns the distribution of the noise hospital A
-adds to the features it sends, with both halves of the model frozen, so that as much noise as
-possible goes where the cloud's decision does not look. Here the noise energy is the grid
+`feature_noise`: Gaussian noise of std strength x the features' RMS. `feature_dropout`:
+inference-time dropout with probability strength. `learned_noise`, below.
+
+Learned feature noise, a Shredder-style defense. Shredder (Mireshghallah et al., ASPLOS 2020)
+learns the distribution of the noise hospital A adds to the features it sends, with both
+halves of the model frozen, so that as much noise as possible goes where the cloud's decision
+does not look. Here the noise energy is the grid
 value, as for `feature_noise` (std = strength x the features' RMS per query), and what is
 learned is where it goes: a per-element allocation a (the feature map's shape, mean square
 1), fitted once per split on hospital A's training images by minimising the cloud's
@@ -70,6 +74,44 @@ def fit(key: jax.Array, theta, x_train: jax.Array, y_train: jax.Array, cfg, *,
   (log_scale, _), losses = jax.lax.scan(step, (log_scale, tx.init(log_scale)),
                                         jnp.arange(cfg.steps))
   return {'log_scale': log_scale, 'losses': losses}
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNoise(defenses.Deployment):
+  """Gaussian noise of std strength x (the features' RMS over the query) on the transmitted
+  features, fresh per query from fold_in(key, query number)."""
+
+  def transmit(self, query_index, features):
+    noise = jax.random.normal(jax.random.fold_in(self.key, query_index), features.shape,
+                              features.dtype)
+    rms = jnp.sqrt(jnp.mean(jnp.square(features)) + 1e-12)
+    return features + self.strength * rms * noise
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureDropout(defenses.Deployment):
+  """Dropout at inference on the transmitted features: each value is zeroed with probability
+  strength (per query, from fold_in(key, query number)) and the rest scaled by
+  1 / (1 - strength), so the cloud sees the same expected features."""
+
+  def transmit(self, query_index, features):
+    keep = jax.random.bernoulli(jax.random.fold_in(self.key, query_index), 1.0 - self.strength,
+                                features.shape)
+    return jnp.where(keep, features / jnp.maximum(1.0 - self.strength, 1e-6), 0.0)
+
+
+def _check_dropout(cfg) -> None:
+  if any(not 0 <= s < 1 for s in cfg.strengths):
+    raise ValueError(f'defense.feature_dropout.strengths {tuple(cfg.strengths)}: each must be '
+                     'in [0, 1) (the probability of dropping a feature value)')
+
+
+defenses.register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
+         FeatureNoise(key, theta, strength, cfg),
+         defaults={'strengths': (0.0, 0.25, 0.5, 1.0)})
+defenses.register('feature_dropout', lambda key, theta, strength, cfg, *, split, variant:
+         FeatureDropout(key, theta, strength, cfg),
+         defaults={'strengths': (0.0, 0.3, 0.6, 0.9)}, check=_check_dropout)
 
 
 @dataclasses.dataclass(frozen=True)
