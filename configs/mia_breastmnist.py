@@ -64,10 +64,11 @@ def get_config(arg=None):
   for name in ATTACKS:  # each attack's registered defaults, e.g. attack.rmle.steps
     config.attack[name] = inversion_attacks.config_block(name)
   config.defense = ml_collections.ConfigDict()
-  # Gaussian noise of std sigma (= strength) on hospital A's weights ('all': the whole model).
+  # Gaussian noise of std sigma (= strength) on hospital A's weights ('all': the whole model);
+  # sigma_scale 'relative': std sigma x each weight tensor's own std.
   config.defense.model_perturbation = defenses.config_block(
       'model_perturbation', strengths=(0.0, 0.01, 0.02, 0.05, 0.1),
-      modes=('fixed', 'per_query'), scope='edge')
+      modes=('fixed', 'per_query'), scope='edge', sigma_scale='absolute')
   for name, strengths in FEATURE_DEFENSES.items():
     config.defense[name] = defenses.config_block(name, strengths=strengths)
   if args.smoke:

@@ -270,6 +270,12 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
       'n_targets': len(out['x_targets']), 'n_aux': len(ctx.task.x_test),
       'image_size': int(ctx.task.x_test.shape[1]),
   }
+  if 'model_perturbation' in config.defense:  # per unit sigma, per perturbed layer
+    cfg = config.defense.model_perturbation
+    results_metrics['noise_to_weight'] = {
+        f'split{split}': defenses.noise_to_weight(
+            trained.params, defenses.scope_mask(trained.params, cfg.scope, split),
+            cfg.sigma_scale == 'relative') for split in config.attack.splits}
   if judge is not None:
     results_metrics['evaluator_train_accuracy'] = evaluator_accuracy
   return results_metrics, rows

@@ -75,30 +75,44 @@ def reconstruction_grids(workdir: str, recon: dict, originals: np.ndarray,
   return paths
 
 
+# The attacker's views (a row's knows_defense) as the report names them. The paper's setting
+# is the decoder trained before the defense was deployed (on the clean model's features).
+VIEWS = {True: 'queries the deployed model', False: 'trained before the defense (paper)',
+         None: 'passive (no queries)'}
+
+
+def view_name(knows_defense) -> str:
+  return VIEWS[knows_defense]
+
+
 def figure_name(defense: str) -> str:
   """ssim_vs_sigma.png for model perturbation (the paper's defense), else ssim_vs_<defense>."""
   return 'ssim_vs_sigma.png' if defense == 'model_perturbation' else f'ssim_vs_{defense}.png'
 
 
 def _panel(ax, twin, rows: list[dict], attacks: list[str], colors: dict) -> None:
-  """One split: SSIM per (attack, variant) and accuracy per variant against strength."""
+  """One split: SSIM per (attack, variant, attacker view) and accuracy per variant against
+  strength; line styles tell the (variant, view) pairs apart."""
   variants = list(dict.fromkeys(r['mode'] for r in rows))
-  for variant, style in zip(variants, ('-', '--', ':', '-.') * len(variants)):
-    mine = [r for r in rows if r['mode'] == variant]
-    suffix = f' ({variant})' if variant else ''
+  views = list(dict.fromkeys((r['mode'], r['knows_defense']) for r in rows))
+  for (variant, view), style in zip(views, ('-', '--', ':', '-.') * len(views)):
+    mine = [r for r in rows if (r['mode'], r['knows_defense']) == (variant, view)]
+    suffix = ', '.join(filter(None, [variant, view_name(view)]))
     for attack in attacks:
       line = sorted((r['strength'], r['ssim_mean']) for r in mine if r['attack'] == attack)
       if line:
         ax.plot(*zip(*line), style, marker='o', ms=3, color=colors[attack],
-                label=f'{attack}{suffix}')
-    accuracy = sorted({(r['strength'], r['model_test_accuracy']) for r in mine})
-    twin.plot(*zip(*accuracy), style, color='grey', alpha=0.6, label=f'accuracy{suffix}')
+                label=f'{attack} ({suffix})')
+  for variant, style in zip(variants, ('-', '--', ':', '-.') * len(variants)):
+    accuracy = sorted({(r['strength'], r['model_test_accuracy']) for r in rows
+                       if r['mode'] == variant})
+    twin.plot(*zip(*accuracy), style, color='grey', alpha=0.6,
+              label=f'accuracy ({variant})' if variant else 'accuracy')
 
 
 def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None:
   """SSIM against the defense strength per split (attacks x variants), accuracy on a twin axis."""
-  attack_rows = [r for r in rows if r['defense'] == defense
-                 and r['knows_defense'] in (True, None) and r['reference'] == 'target']
+  attack_rows = [r for r in rows if r['defense'] == defense and r['reference'] == 'target']
   splits = sorted({r['split'] for r in attack_rows})
   if not splits:
     return None
@@ -116,8 +130,8 @@ def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None
     twin.set_ylim(0.0, 1.0)
   fig.subplots_adjust(wspace=0.55)
   handles, labels = axes[0, 0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc='upper center', ncol=min(4, len(labels)), fontsize=7,
-             bbox_to_anchor=(0.5, 1.12))
+  fig.legend(handles, labels, loc='upper center', ncol=min(3, len(labels)), fontsize=6,
+             bbox_to_anchor=(0.5, 1.0 + 0.04 * -(-len(labels) // 3)))
   path = os.path.join(workdir, figure_name(defense))
   save_png(fig, path)
   return path

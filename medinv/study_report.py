@@ -6,6 +6,7 @@ import math
 import os
 
 from medinv import membership_figures
+from medinv import mia_figures
 from medinv import report
 
 HOW_TO_READ = """\
@@ -103,40 +104,44 @@ def aia_section(name: str, results: dict) -> str:
 
 
 def _inverse_table(attacked: list[dict], defense: str, symbol: str) -> list[str]:
-  inverse = [r for r in attacked if r['attack'] == 'inverse_network' and r['knows_defense']]
+  """The headline table: the inverse network in every attacker view that was run, the
+  paper's setting (the decoder trained before the defense) marked."""
+  inverse = [r for r in attacked if r['attack'] == 'inverse_network']
   if not inverse:
     return []
   strengths = sorted({r['strength'] for r in inverse})
   modes = list(dict.fromkeys(r['mode'] for r in inverse))
-  header = ['split', symbol] + [f'{col} ({mode})' if mode else col for mode in modes
-                                for col in ('model acc.', 'MSE', 'PSNR', 'SSIM')]
+  views = sorted({r['knows_defense'] for r in inverse}, key=lambda view: bool(view))
+  header = ['split', 'attacker', symbol] + [f'{col} ({mode})' if mode else col for mode in modes
+                                            for col in ('model acc.', 'MSE', 'PSNR', 'SSIM')]
   body = []
   for split in sorted({r['split'] for r in inverse}):
-    for strength in strengths:
-      cells = [split, strength]
-      for mode in modes:
-        r = next(r for r in inverse
-                 if (r['split'], r['strength'], r['mode']) == (split, strength, mode))
-        cells += [r['model_test_accuracy'], r['mse_mean'], r['psnr_mean'], r['ssim_mean']]
-      body.append(cells)
-  title = ('**Inverse network (the paper\'s black-box attack; the attacker queries the '
-           'deployed model)**')
-  if defense != 'model_perturbation':
-    title = f'**Inverse network under {defense} (the attacker queries the deployed model)**'
+    for view in views:
+      for strength in strengths:
+        cells = [split, mia_figures.view_name(view), strength]
+        for mode in modes:
+          r = next(r for r in inverse if (r['split'], r['knows_defense'], r['strength'],
+                                          r['mode']) == (split, view, strength, mode))
+          cells += [r['model_test_accuracy'], r['mse_mean'], r['psnr_mean'], r['ssim_mean']]
+        body.append(cells)
+  under = '' if defense == 'model_perturbation' else f' under {defense}'
+  title = (f'**Inverse network{under} (He et al.\'s black-box attack). Attacker "trained before '
+           'the defense" is the paper\'s setting: its decoder learned from the undefended model; '
+           '"queries the deployed model" trains on the defended one**')
   return [title, '', table(header, body), '']
 
 
 def _every_attack_table(attacked: list[dict], defense: str, symbol: str) -> list[str]:
   strengths = sorted({r['strength'] for r in attacked})
-  header = ['attack', 'split', 'mode', 'attacker queries'] + [
+  header = ['attack', 'split', 'mode', 'attacker'] + [
       f'SSIM {symbol}={s:g}' for s in strengths]
   body = []
   for key in dict.fromkeys((r['attack'], r['split'], r['mode'], r['knows_defense'])
                            for r in attacked):
     by_strength = {r['strength']: r['ssim_mean'] for r in attacked
                    if (r['attack'], r['split'], r['mode'], r['knows_defense']) == key}
-    view = 'deployed model' if key[3] else 'clean model'
-    body.append([key[0], key[1], key[2], view] + [by_strength.get(s) for s in strengths])
+    body.append([key[0], key[1], key[2], mia_figures.view_name(key[3])]
+                + [by_strength.get(s) for s in strengths])
   under = '' if defense == 'model_perturbation' else f' under {defense}'
   return [f'**Every attack{under} (SSIM; MI-FACE is compared with each class\'s mean training '
           'image)**', '', table(header, body), '']
@@ -147,9 +152,9 @@ def _mi_face_table(attacked: list[dict], defense: str, symbol: str) -> list[str]
   face = [r for r in attacked if r['attack'] == 'mi_face' and 'eval_accuracy' in r]
   if not face:
     return []
-  header = ['split', 'mode', 'attacker queries', symbol, 'eval. accuracy', 'eval. confidence',
+  header = ['split', 'mode', 'attacker', symbol, 'eval. accuracy', 'eval. confidence',
             'SSIM', 'steps', 'final cost', 'stopped by']
-  body = [[r['split'], r['mode'], 'deployed model' if r['knows_defense'] else 'clean model',
+  body = [[r['split'], r['mode'], mia_figures.view_name(r['knows_defense']),
            r['strength'], r['eval_accuracy'], r['eval_confidence'], r['ssim_mean'],
            r.get('steps'), r.get('final_cost'), r.get('stopped_by')] for r in face]
   under = '' if defense == 'model_perturbation' else f' under {defense}'
@@ -157,6 +162,21 @@ def _mi_face_table(attacked: list[dict], defense: str, symbol: str) -> list[str]
           'evaluation classifier (accuracy: fraction labelled as their class; confidence: '
           'mean probability of it); steps and final cost are means over classes**', '',
           table(header, body), '']
+
+
+def _noise_ratio_table(m: dict, rows: list[dict]) -> list[str]:
+  """Model perturbation's noise-to-weight ratio per perturbed layer at the largest sigma."""
+  sigmas = [r['strength'] for r in rows if r['defense'] == 'model_perturbation']
+  if not m.get('noise_to_weight') or not sigmas:
+    return []
+  sigma = max(sigmas)
+  layers = list(dict.fromkeys(k for ratios in m['noise_to_weight'].values() for k in ratios))
+  body = [[split.replace('split', '')] + [f'{ratios[k] * sigma:.2f}' if k in ratios else ''
+                                          for k in layers]
+          for split, ratios in m['noise_to_weight'].items()]
+  return [f'Noise-to-weight ratio at σ = {sigma:g} (noise std / the std of the layer\'s trained '
+          'weights; it scales with σ), per split and perturbed layer:', '',
+          table(['split'] + layers, body), '']
 
 
 def mia_section(name: str, results: dict) -> str:
@@ -185,6 +205,7 @@ def mia_section(name: str, results: dict) -> str:
     out += (_inverse_table(attacked, defense, symbol)
             + _every_attack_table(attacked, defense, symbol)
             + _mi_face_table(attacked, defense, symbol))
+  out += _noise_ratio_table(m, rows)
   figures = sorted(f for f in os.listdir(results['_dir']) if f.endswith('.png'))
   out += [f'![{f[:-4]}]({name}/{f})' for f in figures] + ['']
   return '\n'.join(out)

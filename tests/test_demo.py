@@ -66,10 +66,10 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   config, workdir, _ = smoke_run
   report_md = open(os.path.join(workdir, 'report.md')).read()
   tables = _tables(report_md)
-  # AIA (sex), inverse network, every attack; per membership part: undefended, against each
-  # defense, per subgroup.
-  assert len(tables) == 3 + 3 * 2
-  assert [len(_part_tables(report_md, part)) for part in config.parts] == [1, 3, 3, 2]
+  # AIA (sex), inverse network, every attack, noise-to-weight ratios; per membership part:
+  # undefended, against each defense, per subgroup.
+  assert len(tables) == 4 + 3 * 2
+  assert [len(_part_tables(report_md, part)) for part in config.parts] == [1, 4, 3, 2]
   for table in tables:
     assert all(cell and cell != 'n/a' for row in table for cell in row), table
 
@@ -116,14 +116,18 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   part = config.parts.mia_breastmnist
   perturbation = part.defense.model_perturbation
   inverse_table = _part_tables(report_md, 'mia_breastmnist')[0]
-  assert inverse_table[0][:3] == ['split', 'σ', f'model acc. ({perturbation.modes[0]})']
-  assert len(inverse_table) - 1 == len(part.attack.splits) * len(perturbation.strengths)
+  assert inverse_table[0][:4] == ['split', 'attacker', 'σ',
+                                  f'model acc. ({perturbation.modes[0]})']
+  views = {line[1] for line in inverse_table[1:]}  # every view that ran, the paper's marked
+  assert views == {'queries the deployed model', 'trained before the defense (paper)'}
+  assert len(inverse_table) - 1 == (len(part.attack.splits) * len(perturbation.strengths)
+                                    * len(part.attack.knows_defense))
   trained = _restore_target(part, workdir, 'mia_breastmnist', tmp_path)
   logits = trained.model.apply({'params': trained.params}, trained.task.x_test)
   test_accuracy = np.mean(np.argmax(np.asarray(logits), -1) == trained.task.y_test)
   at_zero = [dict(zip(inverse_table[0], line)) for line in inverse_table[1:]
-             if float(line[1]) == 0.0]
-  assert len(at_zero) == len(part.attack.splits)
+             if float(line[2]) == 0.0]
+  assert len(at_zero) == len(part.attack.splits) * len(views)
   for row in at_zero:
     for mode in perturbation.modes:
       assert float(row[f'model acc. ({mode})']) == pytest.approx(test_accuracy, abs=6e-4)

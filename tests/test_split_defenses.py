@@ -237,3 +237,29 @@ def test_query_free_diagnosis_measures_edges_against_hospital_as(data_dir, tmp_p
   assert real['feature_error'] == 0.0 and abs(real['mmd2_to_real']) < 1e-5
   assert real['accuracy_through_cloud'] == pytest.approx(target['test_accuracy'], abs=1e-6)
   assert all(r['feature_error'] > 0.05 for r in rows[1:])  # Substitutes are other edges.
+
+
+def test_relative_sigma_scales_the_noise_by_each_tensor_and_reports_the_ratio():
+  params = {'conv1': {'kernel': 0.5 * jax.random.normal(jax.random.key(0), (3, 3, 1, 64)),
+                      'bias': jnp.zeros(64)},
+            'conv2': {'kernel': 0.02 * jax.random.normal(jax.random.key(1), (3, 3, 64, 64)),
+                      'bias': jnp.zeros(64)}}
+  for relative, expected in ((False, (0.1, 0.1)), (True, (0.1 * 0.5, 0.1 * 0.02))):
+    noisy = defenses.perturb_params(jax.random.key(2), params, 0.1, relative=relative)
+    for name, std in zip(('conv1', 'conv2'), expected):
+      noise = noisy[name]['kernel'] - params[name]['kernel']
+      assert float(jnp.std(noise)) == pytest.approx(std, rel=0.1), (relative, name)
+  mask = defenses.scope_mask(params, 'all')
+  ratios = defenses.noise_to_weight(params, mask, relative=False)
+  assert ratios['conv1'] == pytest.approx(2.0, rel=0.1)  # noise 1 / weights 0.5 per unit σ
+  assert ratios['conv2'] == pytest.approx(50.0, rel=0.1)
+  assert defenses.noise_to_weight(params, mask, relative=True) == {'conv1': 1.0, 'conv2': 1.0}
+  cfg = defenses.config_block('model_perturbation', sigma_scale='relative', scope='all')
+  deployed = defenses.deploy('model_perturbation', jax.random.key(2), params, 0.1, cfg,
+                             split=None, variant='fixed')
+  np.testing.assert_allclose(deployed.params_for(0)['conv2']['kernel'],
+                             defenses.perturb_params(jax.random.key(2), params, 0.1,
+                                                     relative=True)['conv2']['kernel'])
+  cfg.sigma_scale = 'per_layer'
+  with pytest.raises(ValueError, match=r"sigma_scale 'per_layer': allowed \('absolute'"):
+    defenses.get('model_perturbation').check(cfg)
