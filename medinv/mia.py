@@ -201,15 +201,16 @@ def _images(output):
 
 
 def _evaluator(ctx: experiment.Context, names) -> tuple:
-  """(judge, its accuracy on hospital A's training images) when an attack in `names`
-  reconstructs classes, else (None, None). judge(images, labels) -> `evaluation.judge`'s dict.
+  """(judge, its accuracy and balanced accuracy on hospital A's training images) when an
+  attack in `names` reconstructs classes, else (None, {}). judge(images, labels) ->
+  `evaluation.judge`'s dict.
 
   The evaluation classifier is trained on the attacker's images (the test split) with its own
   key, fold_in(attack stream, evaluation.FOLD), and kept as a stage; its settings are the
   eval_* fields of config.attack.mi_face (the registered defaults without that block).
   """
   if not any(inversion_attacks.get(name).reference == 'class_mean' for name in names):
-    return None, None
+    return None, {}
   config, task = ctx.config, ctx.task
   cfg = (config.attack.mi_face if 'mi_face' in config.attack
          else inversion_attacks.config_block('mi_face'))
@@ -221,7 +222,10 @@ def _evaluator(ctx: experiment.Context, names) -> tuple:
   params = stages.load_or_compute(os.path.join(ctx.workdir, 'partial'), 'class_evaluator',
                                   lambda: train_fn(key, task.x_test, task.y_test)[0])
   judge = functools.partial(jax.jit(functools.partial(evaluation.judge, model=model)), params)
-  return judge, float(np.mean(judge(task.x_train, task.y_train)['correct']))
+  correct = np.asarray(judge(task.x_train, task.y_train)['correct'])
+  balanced = np.mean([correct[task.y_train == c].mean() for c in np.unique(task.y_train)])
+  return judge, {'evaluator_train_accuracy': float(correct.mean()),
+                 'evaluator_train_balanced_accuracy': float(balanced)}
 
 
 def _class_columns(output, i: int, judge) -> dict:
@@ -240,7 +244,7 @@ def _class_columns(output, i: int, judge) -> dict:
 def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
   config, trained = ctx.config, ctx.target
   clean_accuracy = trained.metrics['test_accuracy']
-  judge, evaluator_accuracy = _evaluator(ctx, {key[2] for key in out['recon']})
+  judge, evaluator_metrics = _evaluator(ctx, {key[2] for key in out['recon']})
   rows = []
   for reference, images in (('target', out['x_targets']), ('class_mean', out['class_means'])):
     baseline = out['baseline'][:len(images)]
@@ -276,8 +280,7 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
         f'split{split}': defenses.noise_to_weight(
             trained.params, defenses.scope_mask(trained.params, cfg.scope, split),
             cfg.sigma_scale == 'relative') for split in config.attack.splits}
-  if judge is not None:
-    results_metrics['evaluator_train_accuracy'] = evaluator_accuracy
+  results_metrics.update(evaluator_metrics)
   return results_metrics, rows
 
 

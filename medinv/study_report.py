@@ -122,7 +122,8 @@ def _inverse_table(attacked: list[dict], defense: str, symbol: str) -> list[str]
         for mode in modes:
           r = next(r for r in inverse if (r['split'], r['knows_defense'], r['strength'],
                                           r['mode']) == (split, view, strength, mode))
-          cells += [r['model_test_accuracy'], r['mse_mean'], r['psnr_mean'], r['ssim_mean']]
+          cells += [r['model_test_accuracy'], _mean_interval(r, 'mse', 4),
+                    _mean_interval(r, 'psnr', 2), _mean_interval(r, 'ssim')]
         body.append(cells)
   under = '' if defense == 'model_perturbation' else f' under {defense}'
   title = (f'**Inverse network{under} (He et al.\'s black-box attack). Attacker "trained before '
@@ -138,7 +139,7 @@ def _every_attack_table(attacked: list[dict], defense: str, symbol: str) -> list
   body = []
   for key in dict.fromkeys((r['attack'], r['split'], r['mode'], r['knows_defense'])
                            for r in attacked):
-    by_strength = {r['strength']: r['ssim_mean'] for r in attacked
+    by_strength = {r['strength']: _mean_interval(r, 'ssim') for r in attacked
                    if (r['attack'], r['split'], r['mode'], r['knows_defense']) == key}
     body.append([key[0], key[1], key[2], mia_figures.view_name(key[3])]
                 + [by_strength.get(s) for s in strengths])
@@ -155,13 +156,36 @@ def _mi_face_table(attacked: list[dict], defense: str, symbol: str) -> list[str]
   header = ['split', 'mode', 'attacker', symbol, 'eval. accuracy', 'eval. confidence',
             'SSIM', 'steps', 'final cost', 'stopped by']
   body = [[r['split'], r['mode'], mia_figures.view_name(r['knows_defense']),
-           r['strength'], r['eval_accuracy'], r['eval_confidence'], r['ssim_mean'],
+           r['strength'], r['eval_accuracy'], r['eval_confidence'], _mean_interval(r, 'ssim'),
            r.get('steps'), r.get('final_cost'), r.get('stopped_by')] for r in face]
   under = '' if defense == 'model_perturbation' else f' under {defense}'
   return [f'**MI-FACE{under}: each class representative labelled by a separately trained '
           'evaluation classifier (accuracy: fraction labelled as their class; confidence: '
           'mean probability of it); steps and final cost are means over classes**', '',
           table(header, body), '']
+
+
+def _mean_interval(row: dict, metric: str, digits: int = 3) -> str:
+  """'mean [low, high]' of a quality metric (the interval over draws and targets), or the
+  mean alone where the row has no finite interval (e.g. PSNR of exact reconstructions)."""
+  low, high = row.get(f'{metric}_low'), row.get(f'{metric}_high')
+  mean = fmt(row[f'{metric}_mean'], digits)
+  if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+    return mean
+  return f'{mean} [{low:.{digits}f}, {high:.{digits}f}]'
+
+
+def _draws_note(rows: list[dict]) -> list[str]:
+  """What a 'mean [low, high]' cell is, with the number of draws of each defense."""
+  counts = {r['defense']: r.get('num_draws', 1) for r in rows if r['defense']}
+  if not counts:
+    return []
+  per_defense = ', '.join(f'{defense} {count}' for defense, count in counts.items())
+  return ['Quality cells are *mean [95% interval]* over the independent draws of the defense '
+          f'(draws per strength: {per_defense}) and the targets: a t-interval for the crossed '
+          'draws x targets design (`medinv.draws.crossed_interval`; with one draw, the '
+          'Student-t interval over targets). Model acc. is its mean over draws; its interval '
+          'is in results.csv (model_test_accuracy_low, _high).', '']
 
 
 def _noise_ratio_table(m: dict, rows: list[dict]) -> list[str]:
@@ -197,8 +221,10 @@ def mia_section(name: str, results: dict) -> str:
   judged = [r for r in rows if r['attack'] == 'mean_aux_image' and 'eval_accuracy' in r]
   if judged:
     out += ['Evaluation classifier (trained on the attacker\'s images; accuracy on hospital A\'s '
-            f'training images {fmt(m.get("evaluator_train_accuracy"))}): the mean image as '
+            f'training images {fmt(m.get("evaluator_train_accuracy"))}, balanced '
+            f'{fmt(m.get("evaluator_train_balanced_accuracy"))}): the mean image as '
             f'every class scores eval. accuracy {fmt(judged[0]["eval_accuracy"])}.', '']
+  out += _draws_note(rows)
   for defense in dict.fromkeys(r['defense'] for r in rows if r['defense']):
     attacked = [r for r in rows if r['defense'] == defense]
     symbol = 'σ' if defense == 'model_perturbation' else 'strength'

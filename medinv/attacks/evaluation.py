@@ -72,6 +72,7 @@ def train_evaluator(key: jax.Array, images: jax.Array, labels: jax.Array, *, mod
   if not (steps > 0 and batch_size > 0 and learning_rate > 0):
     raise ValueError(f'evaluator steps, batch size and learning rate must be positive, got '
                      f'{steps}, {batch_size}, {learning_rate}')
+  images, labels = jnp.asarray(images), jnp.asarray(labels)
   init_key, batch_key = jax.random.split(key)
   params = model.init(init_key, images[:1])['params']
   weights = balanced_weights(labels, model.num_classes)
