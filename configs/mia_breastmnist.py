@@ -15,6 +15,12 @@ medinv.defenses).
 
 Args: `split=k` runs one split (2, 4 or 6) instead of all three; `smoke` shrinks images,
 epochs, steps and the grid so the whole run takes seconds on a CPU.
+
+Every defense block has `num_draws`, the independent realisations of the defense per strength
+(medinv.draws; rows carry the mean and a 95% interval over draws and targets): 3 for model
+perturbation (its fixed noise is otherwise one realisation scaled by sigma), 1 for the others;
+`keep_core` (the demo's and the DP study's model inversion) runs 1 draw, and the smoke
+config's feature noise runs 2 so the tests exercise the draw axis.
 """
 import ml_collections
 
@@ -35,14 +41,15 @@ FEATURE_DEFENSES = {'feature_noise': (0.0, 0.25, 0.5, 1.0),
 
 
 def keep_core(config) -> None:
-  """Only the core attacks under model perturbation (the demo's and the DP study's model
-  inversion, sized for a 2-core CPU)."""
+  """Only the core attacks under model perturbation, one draw (the demo's and the DP study's
+  model inversion, sized for a 2-core CPU)."""
   config.attack.names = CORE_ATTACKS
   for name in set(ATTACKS) - set(CORE_ATTACKS):
     del config.attack[name]
   for name in FEATURE_DEFENSES:
     if name in config.defense:
       del config.defense[name]
+  config.defense.model_perturbation.num_draws = 1
 
 
 def get_config(arg=None):
@@ -68,9 +75,9 @@ def get_config(arg=None):
   # sigma_scale 'relative': std sigma x each weight tensor's own std.
   config.defense.model_perturbation = defenses.config_block(
       'model_perturbation', strengths=(0.0, 0.01, 0.02, 0.05, 0.1),
-      modes=('fixed', 'per_query'), scope='edge', sigma_scale='absolute')
+      modes=('fixed', 'per_query'), scope='edge', sigma_scale='absolute', num_draws=3)
   for name, strengths in FEATURE_DEFENSES.items():
-    config.defense[name] = defenses.config_block(name, strengths=strengths)
+    config.defense[name] = defenses.config_block(name, strengths=strengths, num_draws=1)
   if args.smoke:
     config.attack.update(num_targets=4, figure_targets=4,
                          grid_chunk=0)  # the whole (small) grid in one vmapped call
@@ -80,8 +87,8 @@ def get_config(arg=None):
     config.attack.mi_face.update(max_steps=10, patience=3)
     config.attack.feature_alignment.update(steps=10, substitute_steps=5, width=16,
                                            batch_size=16)
-    config.defense.model_perturbation.strengths = (0.0, 0.05)
-    config.defense.feature_noise.strengths = (0.5,)
+    config.defense.model_perturbation.update(strengths=(0.0, 0.05), num_draws=1)
+    config.defense.feature_noise.update(strengths=(0.5,), num_draws=2)
     config.defense.learned_noise.update(strengths=(1.0,), steps=5, batch_size=8)
     del config.defense['feature_dropout']  # Its code runs in tests/test_split_defenses.py.
   return config

@@ -3,14 +3,21 @@
 `run(config, workdir)` follows medinv.experiment's skeleton: it trains (or reuses) the target
 SplitCNN in workdir/target, then for every split, registered defense in `config.defense`
 (one block per defense: its `strengths` grid and settings), attack in `attack.names` and
-attacker view runs one compiled program over the strength grid (`medinv.attacks.grid`,
-sharded over every device by `sharding.map_grid`, fed `attack.grid_chunk` strengths per
-device per call), and writes results.json + results.csv (one row per attack, split, defense,
-strength, variant and attacker view) and figures.
+attacker view runs one compiled program over the grid of (strength, draw) points
+(`medinv.attacks.grid`; the block's `num_draws` independent realisations of the defense per
+strength, `medinv.draws`), sharded over every device by `sharding.map_grid`, fed
+`attack.grid_chunk` points per device per call, and writes results.json + results.csv (one row
+per attack, split, defense, strength, variant and attacker view) and figures.
+
+Every quality column (mse, psnr, ssim) is the mean over draws and targets (`<metric>_mean`,
+`_std`) with the 95% interval of that mean (`<metric>_low`, `_high`: `draws.crossed_interval`,
+a t-interval over the crossed draws x targets; at one draw the Student-t interval over
+targets), and `num_draws`; figures show draw 0's reconstructions.
 
 Every attack row carries the deployed model's test accuracy under the same defense
-(`model_test_accuracy`), so each row is a point on a privacy-utility curve; the rows with
-attack 'mean_aux_image' are the no-model baseline (the attacker's mean image as the
+(`model_test_accuracy`, its mean over draws and test images, with `model_test_accuracy_low` /
+`_high`), so each row is a point on a privacy-utility curve; the rows with attack
+'mean_aux_image' are the no-model baseline (the attacker's mean image as the
 reconstruction of every target). MI-FACE reconstructs classes, so its rows compare each
 class's reconstruction with that class's mean training image (reference 'class_mean'), and an
 evaluation classifier trained separately on the attacker's images labels each one
@@ -21,8 +28,9 @@ Finished stages (prepared shadow models and decoders, each chunk of each program
 are orbax checkpoints in workdir/partial (`medinv.stages`), so rerunning a killed run with the
 same config recomputes only what is missing.
 
-Keys (medinv.keys): `init`, `data` train the target; `defense` deploys every defense (the same
-key for every split and strength: model perturbation's noise = sigma * the same normal draw);
+Keys (medinv.keys): `init`, `data` train the target; `defense` deploys every defense, draw r
+with draws.draw_key(defense, r) (draw 0: the key itself; the same key for every split and
+strength: model perturbation's noise in draw r = sigma * draw r's normal draw);
 `attack`: fold 0 picks the targets, then one fold per attack (its registered `fold`), and
 fold evaluation.FOLD trains the evaluation classifier.
 """
@@ -35,15 +43,14 @@ import time
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from medinv import data as data_lib
 from medinv import defenses
 from medinv import distributed
+from medinv import draws
 from medinv import experiment
 from medinv import keys as keys_lib
-from medinv import metrics
 from medinv import mia_figures
 from medinv import mia_validate
 from medinv import progress
@@ -97,28 +104,36 @@ def _target(config, task: data_lib.Task, workdir: str) -> train.Trained:
   return experiment.train_target(config, task, workdir)
 
 
-def _over_grid(partial: str, name: str, strengths: np.ndarray, chunk: int, call) -> dict:
-  """call(strengths) -> {variant: (n, ...) or a dict of them} over the grid, `chunk` per device
-  per call (0: all).
+def _over_grid(partial: str, name: str, points, chunk: int, call) -> dict:
+  """call(points) -> {variant: (n, ...) or a dict of them} over the grid `points` (an array or
+  a dict of arrays with the same leading axis, e.g. `draws.points`), `chunk` per device per
+  call (0: all).
 
-  Each call is a stage; the last chunk is padded by repeating its last strength, so every call
+  Each call is a stage; the last chunk is padded by repeating its last point, so every call
   has the same shapes and the program compiles once.
   """
-  size = len(strengths) if chunk <= 0 else min(chunk * jax.device_count(), len(strengths))
+  total = len(jax.tree.leaves(points)[0])
+  size = total if chunk <= 0 else min(chunk * jax.device_count(), total)
   parts, start_time = [], time.time()
-  for start in range(0, len(strengths), size):
-    values = strengths[start:start + size]
-    padded = np.concatenate([values, np.repeat(values[-1:], size - len(values))])
+  for start in range(0, total, size):
+    n = min(size, total - start)
+    padded = jax.tree.map(lambda leaf, start=start, n=n: np.concatenate(
+        [leaf[start:start + n], np.repeat(leaf[start + n - 1:start + n], size - n, 0)]), points)
     out = stages.load_or_compute(partial, f'{name}_from{start}',
                                  lambda padded=padded: call(padded))
-    parts.append(jax.tree.map(lambda value, n=len(values): value[:n], out))
-    done = start + len(values)
-    if done < len(strengths):  # progress within a long grid (the caller logs its end)
+    parts.append(jax.tree.map(lambda value, n=n: value[:n], out))
+    done = start + n
+    if done < total:  # progress within a long grid (the caller logs its end)
       elapsed = time.time() - start_time
-      logging.info('%s: strength %d/%d  elapsed %s  eta %s', name, done, len(strengths),
+      logging.info('%s: point %d/%d  elapsed %s  eta %s', name, done, total,
                    progress.format_seconds(elapsed),
-                   progress.format_seconds(elapsed / done * (len(strengths) - done)))
+                   progress.format_seconds(elapsed / done * (total - done)))
   return jax.tree.map(lambda *chunks: np.concatenate(chunks), *parts)
+
+
+def _points(block) -> dict:
+  """A defense block's (strength, draw) grid (`draws.points`)."""
+  return draws.points(block.strengths, draws.num_draws(block))
 
 
 def _views(name: str, config) -> tuple:
@@ -127,7 +142,8 @@ def _views(name: str, config) -> tuple:
 
 
 def _run_attack(ctx, split, defense, name, view, partial, arrays, streams) -> dict:
-  """{variant: reconstructions (n_strengths, ...)} for one program; prepare is a stage."""
+  """{variant: reconstructions (n_strengths, num_draws, ...)} for one program; prepare is a
+  stage."""
   config, model = ctx.config, ctx.target.model
   common = dict(model=model, split=split, knows_defense=view, attack_key=streams['attack'],
                 num_classes=ctx.task.num_classes)
@@ -137,10 +153,10 @@ def _run_attack(ctx, split, defense, name, view, partial, arrays, streams) -> di
       lambda: grid.prepare_fn(name, cfg, **common)(arrays))
   fn = grid.attack_fn(name, cfg, defense, config.defense[defense],
                       defense_key=streams['defense'], **common)
-  strengths = np.asarray(config.defense[defense].strengths, np.float32)
-  return _over_grid(partial, f'split{split}_{defense}_{name}_{view}', strengths,
-                    config.attack.grid_chunk,
-                    lambda s: sharding.map_grid(fn, s, arrays, prepared))
+  block = config.defense[defense]
+  out = _over_grid(partial, f'split{split}_{defense}_{name}_{view}', _points(block),
+                   config.attack.grid_chunk, lambda p: sharding.map_grid(fn, p, arrays, prepared))
+  return draws.by_strength(out, draws.num_draws(block))
 
 
 def _fit_defense(ctx: experiment.Context, split: int, defense: str, partial: str,
@@ -160,7 +176,8 @@ def _fit_defense(ctx: experiment.Context, split: int, defense: str, partial: str
 
 
 def _grid(ctx: experiment.Context) -> dict:
-  """Every (split, defense, attack, view) program: accuracy and reconstructions per strength."""
+  """Every (split, defense, attack, view) program: per strength and draw, whether the deployed
+  model labels each test image right, and the reconstructions."""
   config, task = ctx.config, ctx.task
   partial = os.path.join(ctx.workdir, 'partial')
   streams = keys_lib.named_keys(config.seed)
@@ -175,10 +192,10 @@ def _grid(ctx: experiment.Context) -> dict:
                             split=split, defense_key=streams['defense'])
       test = {'theta': theta, 'x_test': task.x_test, 'y_test': task.y_test,
               'defense_state': arrays['defense_state']}
-      accuracy[split, defense] = _over_grid(
-          partial, f'split{split}_{defense}_accuracy',
-          np.asarray(config.defense[defense].strengths, np.float32), config.attack.grid_chunk,
-          lambda s, fn=fn, test=test: sharding.map_grid(fn, s, test))
+      accuracy[split, defense] = draws.by_strength(_over_grid(
+          partial, f'split{split}_{defense}_correct', _points(config.defense[defense]),
+          config.attack.grid_chunk, lambda p, fn=fn, test=test: sharding.map_grid(fn, p, test)),
+          draws.num_draws(config.defense[defense]))
       for name in config.attack.names:
         attack_start = time.time()
         for view in _views(name, config):
@@ -192,7 +209,8 @@ def _grid(ctx: experiment.Context) -> dict:
 
 
 def _quality(reconstructions, references) -> dict:
-  return metrics.quality_summary(jnp.asarray(reconstructions), jnp.asarray(references))
+  """Quality columns of reconstructions (num_draws, n, ...) (`draws.quality_summary`)."""
+  return draws.quality_summary(reconstructions, references)
 
 
 def _images(output):
@@ -230,14 +248,17 @@ def _evaluator(ctx: experiment.Context, names) -> tuple:
 
 def _class_columns(output, i: int, judge) -> dict:
   """Columns of a class-reconstructing attack at strength i: the evaluation classifier's
-  verdict on the class images and, for MI-FACE, steps taken, final cost (the cost of the
-  returned image; means over classes) and the rule that stopped each class."""
-  images = np.asarray(_images(output)[i])
-  columns = evaluation.summary(judge(images, np.arange(len(images))))
+  verdict on the class images of every draw and, for MI-FACE, steps taken, final cost (the
+  cost of the returned image; means over draws and classes) and the rule that stopped each
+  class (draw by draw)."""
+  images = np.asarray(_images(output)[i])  # (num_draws, classes, ...)
+  labels = np.tile(np.arange(images.shape[1]), images.shape[0])
+  columns = evaluation.summary(judge(images.reshape((-1,) + images.shape[2:]), labels))
   if isinstance(output, dict) and 'stopped_by' in output:
     columns.update(steps=float(np.mean(output['steps'][i])),
                    final_cost=float(np.mean(output['cost'][i])),
-                   stopped_by=','.join(inversion.STOP_RULES[r] for r in output['stopped_by'][i]))
+                   stopped_by=','.join(inversion.STOP_RULES[r]
+                                      for r in np.ravel(output['stopped_by'][i])))
   return columns
 
 
@@ -252,21 +273,22 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
               if judge and reference == 'class_mean' else {})
     rows.append(dict(attack='mean_aux_image', split=None, defense=None, strength=None,
                      mode=None, knows_defense=None, reference=reference,
-                     **_quality(baseline, images), **judged,
-                     model_test_accuracy=clean_accuracy, n_targets=len(images),
+                     **_quality(baseline[None], images), **judged,
+                     model_test_accuracy=clean_accuracy, n_targets=len(images), num_draws=1,
                      dp_epsilon=trained.metrics['dp_epsilon']))
   for (split, defense, name, view), outputs in out['recon'].items():
     reference = inversion_attacks.get(name).reference
     references = out['class_means'] if reference == 'class_mean' else out['x_targets']
-    accuracy = out['accuracy'][split, defense]
+    correct = out['accuracy'][split, defense]
     for variant, output in outputs.items():
       for i, strength in enumerate(config.defense[defense].strengths):
         judged = _class_columns(output, i, judge) if reference == 'class_mean' else {}
         rows.append(dict(attack=name, split=split, defense=defense, strength=strength,
                          mode=variant, knows_defense=view, reference=reference,
                          **_quality(_images(output)[i], references), **judged,
-                         model_test_accuracy=float(accuracy[variant][i]),
-                         n_targets=len(references), dp_epsilon=trained.metrics['dp_epsilon']))
+                         **draws.accuracy_summary(correct[variant][i]),
+                         n_targets=len(references), num_draws=len(correct[variant][i]),
+                         dp_epsilon=trained.metrics['dp_epsilon']))
   results_metrics = {
       'target_test_accuracy': clean_accuracy,
       'target_train_accuracy': trained.metrics['train_accuracy'],
@@ -290,7 +312,7 @@ def _figures(ctx: experiment.Context, out: dict, rows: list[dict]) -> None:
     for variant, output in outputs.items():
       label = variant if defense == 'model_perturbation' else f'{defense} {variant}'.strip()
       for i, strength in enumerate(ctx.config.defense[defense].strengths):
-        recon[name, split, label, view, strength] = _images(output)[i]
+        recon[name, split, label, view, strength] = _images(output)[i][0]  # draw 0
   mia_figures.write_all(ctx.workdir, rows, recon, originals=np.asarray(out['x_targets']),
                         baseline=out['baseline'], class_means=out['class_means'],
                         num_columns=ctx.config.attack.figure_targets)

@@ -3,10 +3,14 @@
 recon_<attack>.png: rows = the originals, then one row per (split, defense variant,
   strength) for the attacker that knows the defense (or the only view run), then the
   mean-image baseline; columns = the first `num_columns` targets (MI-FACE: the classes,
-  against class means).
+  against class means); a defense run over several draws shows draw 0.
 ssim_vs_sigma.png (model perturbation) / ssim_vs_<defense>.png: one panel per split; SSIM
   against the strength per attack and variant (solid: first variant, e.g. fixed; dashed: the
-  next, e.g. per_query), the model's test accuracy on a second axis (grey).
+  next, e.g. per_query), the model's test accuracy on a second axis (grey). Every curve is the
+  mean over the defense's draws and the targets (test images) with its 95% interval as a
+  band (the rows' <metric>_low / _high, `medinv.draws.crossed_interval`).
+privacy_utility_split<k>.png: accuracy x the strongest attack's SSIM per defense, both with
+  their intervals as error bars.
 """
 from __future__ import annotations
 
@@ -90,6 +94,17 @@ def figure_name(defense: str) -> str:
   return 'ssim_vs_sigma.png' if defense == 'model_perturbation' else f'ssim_vs_{defense}.png'
 
 
+def band(ax, rows: list[dict], metric: str, **style) -> None:
+  """A shaded band between rows' <metric>_low and _high against strength (skipped where a
+  row has no finite interval)."""
+  points = sorted((r['strength'], r.get(f'{metric}_low'), r.get(f'{metric}_high'))
+                  for r in rows)
+  points = [p for p in points if p[1] is not None and p[2] is not None
+            and np.isfinite(p[1]) and np.isfinite(p[2])]
+  if points:
+    ax.fill_between(*zip(*points), alpha=0.15, linewidth=0, **style)
+
+
 def _panel(ax, twin, rows: list[dict], attacks: list[str], colors: dict) -> None:
   """One split: SSIM per (attack, variant, attacker view) and accuracy per variant against
   strength; line styles tell the (variant, view) pairs apart."""
@@ -103,11 +118,13 @@ def _panel(ax, twin, rows: list[dict], attacks: list[str], colors: dict) -> None
       if line:
         ax.plot(*zip(*line), style, marker='o', ms=3, color=colors[attack],
                 label=f'{attack} ({suffix})')
+        band(ax, [r for r in mine if r['attack'] == attack], 'ssim', color=colors[attack])
   for variant, style in zip(variants, ('-', '--', ':', '-.') * len(variants)):
-    accuracy = sorted({(r['strength'], r['model_test_accuracy']) for r in rows
-                       if r['mode'] == variant})
+    at = {r['strength']: r for r in rows if r['mode'] == variant}  # one per strength
+    accuracy = sorted((s, r['model_test_accuracy']) for s, r in at.items())
     twin.plot(*zip(*accuracy), style, color='grey', alpha=0.6,
               label=f'accuracy ({variant})' if variant else 'accuracy')
+    band(twin, list(at.values()), 'model_test_accuracy', color='grey')
 
 
 def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None:
@@ -158,14 +175,22 @@ def strongest_points(rows: list[dict], split) -> dict[str, list[dict]]:
   return {label: sorted(points, key=lambda r: r['strength']) for label, points in curves.items()}
 
 
+def _error(points: list[dict], stat: str) -> list[list[float]]:
+  """[below, above] errorbar lengths from points' <stat>_low / _high (0 where absent)."""
+  mean = [p.get(f'{stat}_mean', p.get(stat)) for p in points]
+  low = [p.get(f'{stat}_low') for p in points]
+  high = [p.get(f'{stat}_high') for p in points]
+  return [[m - lo if lo is not None and np.isfinite(lo) else 0.0 for m, lo in zip(mean, low)],
+          [hi - m if hi is not None and np.isfinite(hi) else 0.0 for m, hi in zip(mean, high)]]
+
+
 def plot_curve(ax, label: str, points: list[dict], annotate: str) -> None:
   """One defense's privacy-utility curve: accuracy x strongest SSIM with its interval, each
   point annotated with its `annotate` field (the strength)."""
   x = [p['model_test_accuracy'] for p in points]
   y = [p['ssim_mean'] for p in points]
-  low = [p['ssim_mean'] - p.get('ssim_low', p['ssim_mean']) for p in points]
-  high = [p.get('ssim_high', p['ssim_mean']) - p['ssim_mean'] for p in points]
-  ax.errorbar(x, y, yerr=[low, high], marker='o', capsize=2, label=label)
+  ax.errorbar(x, y, xerr=_error(points, 'model_test_accuracy'), yerr=_error(points, 'ssim'),
+              marker='o', capsize=2, label=label)
   for point, xi, yi in zip(points, x, y):
     ax.annotate(f'{point[annotate]:g}', (xi, yi), fontsize=6, xytext=(2, 2),
                 textcoords='offset points')

@@ -3,11 +3,14 @@
 config.attack: `names` (registered attacks, `medinv.attacks.inversion_attacks`), `splits`,
 `num_targets`, `figure_targets`, `knows_defense`, `grid_chunk`, and one block per named attack
 (`config.attack.<name>`, checked by the attack's registration). config.defense: one block per
-registered defense (`medinv.defenses`), each with a non-empty `strengths` grid of values >= 0.
+registered defense (`medinv.defenses`), each with a non-empty `strengths` grid of values >= 0
+and, optionally, `num_draws` (independent realisations per strength, `medinv.draws`; an int
+>= 1, default 1), a field every defense block may carry beside its registered ones.
 """
 from __future__ import annotations
 
 from medinv import defenses
+from medinv import draws
 from medinv import models
 from medinv import train
 from medinv.attacks import inversion
@@ -15,6 +18,7 @@ from medinv.attacks import inversion_attacks
 
 COMMON_ATTACK_FIELDS = ('names', 'splits', 'num_targets', 'figure_targets', 'knows_defense',
                         'grid_chunk')
+COMMON_DEFENSE_FIELDS = ('num_draws',)
 
 
 def _check_attacks(attack) -> None:
@@ -42,10 +46,11 @@ def _check_defenses(defense) -> None:
   for name in defense.keys():
     component = defenses.get(name)
     block = defense[name]
-    unknown = sorted(set(block.keys()) - set(component.defaults))
+    known = set(component.defaults) | set(COMMON_DEFENSE_FIELDS)
+    unknown = sorted(set(block.keys()) - known)
     if unknown:
-      raise ValueError(f'defense.{name}: unknown fields {unknown}; known: '
-                       f'{sorted(component.defaults)}')
+      raise ValueError(f'defense.{name}: unknown fields {unknown}; known: {sorted(known)}')
+    draws.check(name, block)
     strengths = tuple(block.strengths)
     if not strengths:
       raise ValueError(f'defense.{name}.strengths is empty (use (0.0,) for no defense)')

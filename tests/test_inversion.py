@@ -271,7 +271,7 @@ def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
                 for name in ('feature_noise', 'learned_noise'))
   assert len([r for r in rows if r['attack'] == 'inverse_network']) == (grid + feature) * knows
   assert len([r for r in rows if r['attack'] == 'query_free']) == grid + feature
-  assert {r['defense'] for r in rows if r['attack'] == 'rmle'} == {
+  assert {r['defense'] for r in rows if r['attack'] == 'inverse_network'} == {
       'model_perturbation', 'feature_noise', 'learned_noise'}
   with open(os.path.join(workdir, 'target', 'results.json')) as f:
     clean_accuracy = json.load(f)['metrics']['test_accuracy']
@@ -286,6 +286,13 @@ def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
     at_zero = {r['mode']: r['ssim_mean'] for r in rows if r['attack'] == attack
                and r['strength'] == 0.0 and r['knows_defense'] in (True, None)}
     assert at_zero['fixed'] == pytest.approx(at_zero['per_query'], abs=1e-5)
+  # The smoke config's feature noise runs two draws: its rows pool them, with intervals.
+  noisy = [r for r in rows if r['defense'] == 'feature_noise']
+  assert noisy and {r['num_draws'] for r in noisy} == {config.defense.feature_noise.num_draws, 2}
+  for r in noisy:
+    assert r['ssim_low'] <= r['ssim_mean'] <= r['ssim_high']
+    assert (r['model_test_accuracy_low'] <= r['model_test_accuracy']
+            <= r['model_test_accuracy_high'])
   for name in ('results.csv', 'config.json', 'recon_inverse_network.png', 'ssim_vs_sigma.png',
                'target/results.json'):
     assert os.path.exists(os.path.join(workdir, name)), name

@@ -5,16 +5,21 @@ For one (split, attack, attacker view, defense) the driver builds two pure funct
   `attack_fn`   one defense strength -> {variant: reconstructions}: hospital A is deployed
                 under the defense (`defenses.get(name).deploy`), answers the targets' queries
                 (`defenses.query_each`), and the attack reconstructs them from what it holds.
-`accuracy_fn` is the deployed model's test accuracy at one strength ({variant: accuracy}).
-Each is a per-point function for `sharding.map_grid`, which shards the strength grid over
-every device and vmaps each device's share: `map_grid(fn, strengths, arrays, prepared)`.
+`accuracy_fn` is whether the deployed model labels each test image right at one strength
+({variant: (m,) bool}). `attack_fn` and `accuracy_fn` are per-point functions for
+`sharding.map_grid`, whose point is a (strength, draw) pair (`medinv.draws.points`): it shards
+that grid over every device and vmaps each device's share:
+`map_grid(fn, draws.points(strengths, num_draws), arrays, prepared)`.
 The variants of a defense (e.g. model perturbation's 'fixed' and 'per_query' modes) are a
 static loop inside the same program.
 
 `arrays` holds what the attack reads: theta, x_targets, x_aux, y_aux (accuracy: theta,
 x_test, y_test), and `defense_state`, the output of the defense's fit stage, for a defense
-that learns (`defenses.Defense.fit`). Keys: `defense_key` deploys the defense (the same key at every strength);
-`attack_key` is the attack stream, folded with the attack's registered fold.
+that learns (`defenses.Defense.fit`). Keys: `defense_key` deploys the defense, draw r with
+`draws.draw_key(defense_key, r)` (the same key at every strength: draw r of model perturbation
+is sigma x one normal draw); `attack_key` is the attack stream, folded with the attack's
+registered fold (the same for every draw). `attack_at` / `accuracy_at` are one strength under
+one key (medinv.sweep_rmle and experiments/benchmark.py call them directly).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from medinv import defenses
+from medinv import draws
 from medinv import models
 from medinv.attacks import inversion
 from medinv.attacks import inversion_attacks
@@ -62,9 +68,22 @@ def attack_at(strength, arrays, prepared, *, defense: str, defense_cfg, defense_
   return out
 
 
-def accuracy_at(strength, arrays, *, model, split: int, defense: str, defense_cfg,
-                defense_key) -> dict:
+def attack_at_draw(point, arrays, prepared, *, defense_key, **kwargs) -> dict:
+  """`attack_at` at point {'strength', 'draw'}: the draw's own defense key."""
+  return attack_at(point['strength'], arrays, prepared,
+                   defense_key=draws.draw_key(defense_key, point['draw']), **kwargs)
+
+
+def accuracy_at(strength, arrays, **kwargs) -> dict:
   """One strength of `defense`: {variant: test accuracy of the deployed model}."""
+  return {variant: jnp.mean(correct)
+          for variant, correct in correct_at(strength, arrays, **kwargs).items()}
+
+
+def correct_at(strength, arrays, *, model, split: int, defense: str, defense_cfg,
+               defense_key) -> dict:
+  """One strength of `defense`: {variant: (m,) whether the deployed model labels each test
+  image right}."""
   edge, cloud = models.edge_fn(model, split), models.cloud_fn(model, split)
   out = {}
   for variant in defenses.get(defense).variants(defense_cfg):
@@ -72,8 +91,14 @@ def accuracy_at(strength, arrays, *, model, split: int, defense: str, defense_cf
                                split=split, variant=variant, state=arrays.get('defense_state'))
     logits = defenses.query_each(deployed, edge, arrays['x_test'], inversion.EVAL_QUERIES,
                                  cloud)
-    out[variant] = jnp.mean(jnp.argmax(logits, -1) == arrays['y_test'])
+    out[variant] = jnp.argmax(logits, -1) == arrays['y_test']
   return out
+
+
+def correct_at_draw(point, arrays, *, defense_key, **kwargs) -> dict:
+  """`correct_at` at point {'strength', 'draw'}: the draw's own defense key."""
+  return correct_at(point['strength'], arrays,
+                    defense_key=draws.draw_key(defense_key, point['draw']), **kwargs)
 
 
 def prepare_fn(name: str, cfg, *, model, split: int, knows_defense, attack_key,
@@ -86,18 +111,20 @@ def prepare_fn(name: str, cfg, *, model, split: int, knows_defense, attack_key,
 
 def attack_fn(name: str, cfg, defense_name: str, defense_cfg, *, model, split: int,
               knows_defense, defense_key, attack_key, num_classes: int):
-  """(strength, arrays, prepared) -> {variant: reconstructions}, for `sharding.map_grid`.
+  """(point, arrays, prepared) -> {variant: reconstructions}, for `sharding.map_grid` over
+  `draws.points` ({'strength', 'draw'}).
 
   Build it once per program and reuse it: the compiled program is cached on this function.
   """
   return functools.partial(
-      attack_at, attack=name, cfg=cfg, defense=defense_name, defense_cfg=defense_cfg,
+      attack_at_draw, attack=name, cfg=cfg, defense=defense_name, defense_cfg=defense_cfg,
       defense_key=defense_key,
       model=model, split=split, knows_defense=knows_defense, attack_key=attack_key,
       num_classes=num_classes)
 
 
 def accuracy_fn(defense_name: str, defense_cfg, *, model, split: int, defense_key):
-  """(strength, arrays) -> {variant: test accuracy of the deployed model}."""
-  return functools.partial(accuracy_at, model=model, split=split, defense=defense_name,
+  """(point, arrays) -> {variant: (m,) correct labels of the deployed model}, over
+  `draws.points`."""
+  return functools.partial(correct_at_draw, model=model, split=split, defense=defense_name,
                            defense_cfg=defense_cfg, defense_key=defense_key)
