@@ -268,3 +268,6 @@ register('mi_face', _mi_face, prepare=_mi_face_prepare, reference='class_mean', 
                        patience=50, threshold=0.01, **evaluation.DEFAULTS),
          positive=('max_steps', 'learning_rate', 'patience', *evaluation.DEFAULTS),
          objective_fields=('objective',))
+
+
+from medinv.attacks import noise_aware  # noqa: E402,F401  (registers noise_aware_inverse)
