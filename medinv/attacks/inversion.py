@@ -23,7 +23,9 @@ Queries (`medinv.defenses.query_each` / `query_batch`): the deployed model answe
 number q with `Deployment.params_for(q)` (fresh noise per query under per-query defenses).
 Query numbers are disjoint per use: targets are queries TARGET_QUERIES + i, the attacker's
 queries ATTACKER_QUERIES + t, test-accuracy queries EVAL_QUERIES + i.
-The registered attacks built from these functions are in `medinv.attacks.inversion_attacks`.
+The registered attacks built from these functions are in `medinv.attacks.inversion_attacks`;
+`medinv.attacks.noise_aware` holds the adaptive one against per-query noise (its decoder
+trained with one query, so one perturbation, per image rather than per batch).
 """
 from __future__ import annotations
 
