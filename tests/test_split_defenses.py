@@ -201,7 +201,7 @@ def test_split_defenses_study_smoke(data_dir, tmp_path):
   parts = {name: json.loads((tmp_path / name / 'results.json').read_text())
            for name in config.parts}
   lines = study_defenses.curves(parts, config.parts, 2)
-  assert set(lines) == {'model_perturbation', 'feature_noise', 'nopeek'}
+  assert set(lines) == {'model_perturbation', 'feature_noise', 'learned_noise', 'nopeek'}
   assert [r['nopeek_weight'] for r in lines['nopeek']] == [0.0, 0.5]
   for rows in lines.values():  # Each point is the strongest attack at its deployment.
     for r in rows:
