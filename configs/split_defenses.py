@@ -57,6 +57,6 @@ def get_config(arg=None):
     for name in mia_breastmnist.FEATURE_DEFENSES:
       if name in part.defense:
         del part.defense[name]
-    part.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
+    part.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',), num_draws=1)
     config.parts[f'mia_breastmnist_nopeek{weight:g}'.replace('.', 'p')] = part
   return config
