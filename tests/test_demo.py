@@ -66,10 +66,11 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   config, workdir, _ = smoke_run
   report_md = open(os.path.join(workdir, 'report.md')).read()
   tables = _tables(report_md)
-  # AIA (sex); inverse network, every attack, MI-FACE judged, noise-to-weight ratios; per
-  # membership part: undefended, against each defense, per subgroup.
+  # Parts in config order (aia_heart, mem_breastmnist, mem_heart, mia_breastmnist). AIA: sex;
+  # per membership part: undefended, against each defense, per subgroup; model inversion:
+  # inverse network, every attack, MI-FACE judged, noise-to-weight ratios.
   assert len(tables) == 1 + 4 + 3 * 2
-  assert [len(_part_tables(report_md, part)) for part in config.parts] == [1, 4, 3, 3]
+  assert [len(_part_tables(report_md, part)) for part in config.parts] == [1, 3, 3, 4]
   for table in tables:
     assert all(cell and cell != 'n/a' for row in table for cell in row), table
 
