@@ -118,7 +118,7 @@ def test_learned_noise_spends_the_feature_noise_energy_where_its_allocation_says
 
 def test_learned_noise_fit_moves_the_noise_to_features_the_cloud_ignores():
   model = models.SplitCNN(num_classes=2)
-  images = jax.random.uniform(jax.random.key(0), (128, 8, 8, 1))
+  images = jax.random.uniform(jax.random.key(0), (64, 8, 8, 1))
   theta = model.init(jax.random.key(1), images[:1])['params']
   # Hospital B's first conv reads only channels 0..31 of the 64 the edge sends at split 2.
   kernel = theta['conv3']['kernel']
@@ -132,7 +132,7 @@ def test_learned_noise_fit_moves_the_noise_to_features_the_cloud_ignores():
   labels = jnp.argmax(model.apply({'params': theta}, images), -1)
   assert 0.4 < float(jnp.mean(labels)) < 0.6
   cfg = ml_collections.ConfigDict(defenses.config_block(
-      'learned_noise', steps=150, batch_size=32, learning_rate=0.05, fit_strength=2.0))
+      'learned_noise', steps=100, batch_size=16, learning_rate=0.08, fit_strength=2.0))
   fit = jax.jit(lambda key, *data: defenses.get('learned_noise').fit(
       key, *data, cfg, model=model, split=2))
   fitted = fit(jax.random.key(2), theta, images, labels)
@@ -141,7 +141,7 @@ def test_learned_noise_fit_moves_the_noise_to_features_the_cloud_ignores():
   ignored = float(jnp.mean(allocation[..., 32:] ** 2))
   assert ignored > 1.8, ignored  # of at most 2.0 (every unit of energy there); 1.0 at start
   losses = np.asarray(fitted['losses'])
-  assert losses[-30:].mean() < 0.5 * losses[:30].mean()
+  assert losses[-20:].mean() < 0.5 * losses[:20].mean()
   with pytest.raises(ValueError, match='defense.learned_noise.steps must be positive'):
     defenses.get('learned_noise').check({**cfg.to_dict(), 'steps': 0})
 
@@ -201,7 +201,7 @@ def test_split_defenses_study_smoke(data_dir, tmp_path):
   parts = {name: json.loads((tmp_path / name / 'results.json').read_text())
            for name in config.parts}
   lines = study_defenses.curves(parts, config.parts, 2)
-  assert set(lines) == {'model_perturbation', 'feature_noise', 'learned_noise', 'nopeek'}
+  assert set(lines) == {'model_perturbation', 'feature_noise', 'nopeek'}
   assert [r['nopeek_weight'] for r in lines['nopeek']] == [0.0, 0.5]
   for rows in lines.values():  # Each point is the strongest attack at its deployment.
     for r in rows:
