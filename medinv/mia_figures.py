@@ -85,10 +85,6 @@ VIEWS = {True: 'queries the deployed model', False: 'trained before the defense 
          None: 'passive (no queries)'}
 
 
-def view_name(knows_defense) -> str:
-  return VIEWS[knows_defense]
-
-
 def figure_name(defense: str) -> str:
   """ssim_vs_sigma.png for model perturbation (the paper's defense), else ssim_vs_<defense>."""
   return 'ssim_vs_sigma.png' if defense == 'model_perturbation' else f'ssim_vs_{defense}.png'
@@ -112,7 +108,7 @@ def _panel(ax, twin, rows: list[dict], attacks: list[str], colors: dict) -> None
   views = list(dict.fromkeys((r['mode'], r['knows_defense']) for r in rows))
   for (variant, view), style in zip(views, ('-', '--', ':', '-.') * len(views)):
     mine = [r for r in rows if (r['mode'], r['knows_defense']) == (variant, view)]
-    suffix = ', '.join(filter(None, [variant, view_name(view)]))
+    suffix = ', '.join(filter(None, [variant, VIEWS[view]]))
     for attack in attacks:
       line = sorted((r['strength'], r['ssim_mean']) for r in mine if r['attack'] == attack)
       if line:

@@ -118,7 +118,7 @@ def _inverse_table(attacked: list[dict], defense: str, symbol: str) -> list[str]
   for split in sorted({r['split'] for r in inverse}):
     for view in views:
       for strength in strengths:
-        cells = [split, mia_figures.view_name(view), strength]
+        cells = [split, mia_figures.VIEWS[view], strength]
         for mode in modes:
           r = next(r for r in inverse if (r['split'], r['knows_defense'], r['strength'],
                                           r['mode']) == (split, view, strength, mode))
@@ -141,7 +141,7 @@ def _every_attack_table(attacked: list[dict], defense: str, symbol: str) -> list
                            for r in attacked):
     by_strength = {r['strength']: _mean_interval(r, 'ssim') for r in attacked
                    if (r['attack'], r['split'], r['mode'], r['knows_defense']) == key}
-    body.append([key[0], key[1], key[2], mia_figures.view_name(key[3])]
+    body.append([key[0], key[1], key[2], mia_figures.VIEWS[key[3]]]
                 + [by_strength.get(s) for s in strengths])
   under = '' if defense == 'model_perturbation' else f' under {defense}'
   return [f'**Every attack{under} (SSIM; MI-FACE is compared with each class\'s mean training '
@@ -155,7 +155,7 @@ def _mi_face_table(attacked: list[dict], defense: str, symbol: str) -> list[str]
     return []
   header = ['split', 'mode', 'attacker', symbol, 'eval. accuracy', 'eval. confidence',
             'SSIM', 'steps', 'final cost', 'stopped by']
-  body = [[r['split'], r['mode'], mia_figures.view_name(r['knows_defense']),
+  body = [[r['split'], r['mode'], mia_figures.VIEWS[r['knows_defense']],
            r['strength'], r['eval_accuracy'], r['eval_confidence'], _mean_interval(r, 'ssim'),
            r.get('steps'), r.get('final_cost'), r.get('stopped_by')] for r in face]
   under = '' if defense == 'model_perturbation' else f' under {defense}'

@@ -2,6 +2,7 @@
 pattern, the evaluation classifier that labels each class representative, and the columns a
 model-inversion run writes for it."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -217,7 +218,8 @@ def test_mi_face_rows_carry_the_evaluator_and_stopping_columns(tmp_path, data_di
   for row in face:
     assert row['eval_accuracy'] in (0.0, 0.5, 1.0)  # two classes
     assert 0.0 <= row['eval_confidence'] <= 1.0
-    assert 1 <= row['steps'] <= config['max_steps'] and 'final_cost' in row
+    assert 1 <= row['steps'] <= config['max_steps']
+    assert math.isfinite(row['final_cost']) and row['final_cost'] >= 0.0
     assert set(row['stopped_by'].split(',')) <= set(RULES)
     if row['defense'] == 'model_perturbation':  # class_conf: 1 - a probability
       assert 0.0 <= row['final_cost'] <= 1.0
