@@ -180,10 +180,8 @@ def bench_rmle():
   peaks = [matmul_flops()]
   say(f'matmul (float32, jit): {peaks[0] / 1e9:.1f} GFLOP/s')
   rates = {}
-  # All sigma points vmapped batches convolutions whose weights differ per point, slow on
-  # XLA:CPU: that line runs the shorter --plain_steps (its rate is per target-step).
   for batch_size, label, run_steps in ((1, 'one sigma at a time', steps),
-                                       (0, 'all sigmas vmapped', FLAGS.plain_steps)):
+                                       (0, 'all sigmas vmapped', steps)):
     start = time.perf_counter()
     fn = functools.partial(rmle_point, model=model, steps=run_steps)
     program, args = compiled_rmle(fn, sigmas, theta, x_targets, x_aux, batch_size)

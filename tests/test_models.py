@@ -1,4 +1,6 @@
 """Models and fast layers: split equivalence, drop-in equality with flax's layers."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -82,3 +84,38 @@ def test_max_pool_matches_flax():
   g_flax = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (2, 2), (2, 2)) * 2.0 + 1.0))(ties)
   np.testing.assert_array_equal(g_ours, g_flax)  # Each window's first maximum gets it all.
   assert float(jnp.sum(g_ours)) == 2.0 * ties.size / 4
+
+
+def _per_point(x, kernel):
+  return jnp.stack([jax.lax.conv_general_dilated(
+      x[i], kernel[i], (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      for i in range(kernel.shape[0])])
+
+
+@pytest.mark.parametrize('points', [3, layers.UNROLL + 2])  # unrolled, then lax.map
+def test_conv_vmapped_over_kernels_equals_one_point_at_a_time(points):
+  x = jax.random.normal(jax.random.key(0), (points, 2, 8, 8, 3))
+  kernel = jax.random.normal(jax.random.key(1), (points, 3, 3, 3, 4))
+  expected = _per_point(x, kernel)
+  np.testing.assert_allclose(jax.vmap(layers.conv2d)(x, kernel), expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(layers.looped_conv(x, kernel), expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(layers.grouped_conv(x, kernel), expected, rtol=1e-5, atol=1e-5)
+  shared = jax.vmap(layers.conv2d, in_axes=(None, 0))(x[0], kernel)  # one image batch
+  np.testing.assert_allclose(shared, _per_point(jnp.broadcast_to(x[0], x.shape), kernel),
+                             rtol=1e-5, atol=1e-5)
+  # A batch of images under one kernel, and both axes nested (targets inside points).
+  nested = jax.vmap(jax.vmap(layers.conv2d, in_axes=(0, None)))(x[:, :, None], kernel)
+  np.testing.assert_allclose(nested[:, :, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_gradients_vmapped_over_kernels_equal_per_point_gradients():
+  x = jax.random.normal(jax.random.key(0), (4, 2, 8, 8, 3))
+  kernel = jax.random.normal(jax.random.key(1), (4, 3, 3, 3, 4))
+
+  def loss(conv, k, x):
+    return jnp.sum(jnp.sin(conv(x, k)))
+  ours = jax.vmap(jax.grad(functools.partial(loss, layers.conv2d), (0, 1)))(kernel, x)
+  plain = jax.vmap(jax.grad(functools.partial(loss, lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))), (0, 1)))(kernel, x)
+  for a, b in zip(ours, plain):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
