@@ -20,6 +20,7 @@ Prints, each line prefixed with the backend and device count:
 Not part of the tests; the models are untrained where only speed matters.
 """
 import functools
+import importlib.util
 import time
 
 from absl import flags
@@ -204,6 +205,18 @@ def bench_rmle():
   say(f'rmle compiled / loop: {rates[1] / loop_rate:.2f}x one sigma at a time, '
       f'{rates[0] / loop_rate:.2f}x all vmapped; reconstructions differ by {difference.mean():.1e}'
       f' on average (max {difference.max():.1e}: Adam steps amplify rounding)')
+
+  if importlib.util.find_spec('torch') is None:
+    say('rmle torch reference skipped: torch is not installed (to enable it: '
+        '.venv/bin/pip install -r requirements-benchmark.txt)')
+  else:
+    from experiments import torch_reference  # Here: torch is optional.
+    for line in torch_reference.report(
+        jax.tree.map(np.asarray, theta), x_targets, x0, steps=steps,
+        learning_rate=LEARNING_RATE, term_weights=dict(objectives.parse(OBJECTIVE)),
+        medinv_out=np.asarray(compiled_out)[sigmas.index(0.0)] if 0.0 in sigmas else None,
+        medinv_rate=rates[1], split=SPLIT):
+      say(line)
 
   plain_work = n * FLAGS.plain_steps
   program, args = compiled_rmle(functools.partial(plain_rmle_point, steps=FLAGS.plain_steps),
