@@ -242,6 +242,12 @@ class Deployment:
     del query_index
     return features
 
+  @property
+  def same_for_every_query(self) -> bool:
+    """True when the answer does not depend on the query number (no per-query parameters,
+    features sent as computed), so an attacker's answers can be computed once per image."""
+    return not self.per_query_params and type(self).transmit is Deployment.transmit
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelPerturbation(Deployment):

@@ -86,11 +86,11 @@ def test_grid_points_run_each_draw_under_its_own_key(target):
   key = keys_lib.named_keys(0)['defense']
   labels = np.asarray(np.argmax(model.apply({'params': params}, images), -1))  # clean: all right
   fn = grid.accuracy_fn('model_perturbation', CFG, model=model, split=SPLIT, defense_key=key)
-  points = draws.points([0.0, 1.0], 3)
-  np.testing.assert_allclose(points['strength'], [0.0] * 3 + [1.0] * 3)
-  assert points['draw'].tolist() == [0, 1, 2] * 2
+  points = draws.points([0.0, 1.0], 3)  # strength 0, the undefended model, once
+  np.testing.assert_allclose(points['strength'], [0.0] + [1.0] * 3)
+  assert points['draw'].tolist() == [0, 0, 1, 2]
   arrays = {'theta': params, 'x_test': images, 'y_test': labels}
-  correct = draws.by_strength(sharding.map_grid(fn, points, arrays), 3)
+  correct = draws.by_strength(sharding.map_grid(fn, points, arrays), [0.0, 1.0], 3)
   assert correct['fixed'].shape == (2, 3, len(images))
   assert correct['per_query'][0].all()  # sigma 0: every draw is the clean model
   # The draws' perturbations flip different images (so the check below tells them apart).
@@ -109,8 +109,25 @@ def test_over_grid_chunks_a_point_grid_like_one_call(tmp_path):
   whole = mia._over_grid(str(tmp_path / 'a'), 'toy', points, 0, call)
   chunked = mia._over_grid(str(tmp_path / 'b'), 'toy', points, 4, call)  # padded last chunk
   np.testing.assert_array_equal(whole['v'], chunked['v'])
-  np.testing.assert_array_equal(draws.by_strength(whole, 2)['v'],
-                                [[0, 1], [10, 11], [20, 21]])
+  np.testing.assert_array_equal(draws.by_strength(whole, [0.0, 1.0, 2.0], 2)['v'],
+                                [[0, 0], [10, 11], [20, 21]])
+
+
+def test_strength_zero_runs_once_and_fills_every_draw_and_variant():
+  strengths = [0.5, 0.0, 2.0]
+  first = draws.points(strengths, 2)
+  assert list(zip(first['strength'], first['draw'])) == [(0.5, 0), (0.5, 1), (0.0, 0),
+                                                          (2.0, 0), (2.0, 1)]
+  other = draws.points(strengths, 2, zero=False)
+  assert 0.0 not in other['strength'].tolist() and len(other['draw']) == 4
+  values = {'v': first['strength'] * 10 + first['draw']}
+  grid = draws.by_strength(values, strengths, 2)['v']
+  np.testing.assert_array_equal(grid, [[5, 6], [0, 0], [20, 21]])
+  zero = {'v': np.float32(-1.0)}  # the first variant's strength-0 output
+  later = draws.by_strength({'v': other['strength'] * 100 + other['draw']}, strengths, 2, zero)
+  np.testing.assert_array_equal(later['v'], [[50, 51], [-1, -1], [200, 201]])
+  only_zero = draws.by_strength(None, [0.0], 3, zero)  # a variant with no point left
+  np.testing.assert_array_equal(only_zero['v'], [[-1, -1, -1]])
 
 
 def _coverage(rng, num_draws, targets, sd_draw, sd_target, sd_noise, interval, reps=1000):

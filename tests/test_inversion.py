@@ -212,6 +212,30 @@ def test_inverse_network_learns_linear_edge():
   assert float(jnp.mean(jnp.square(recon - targets))) < 0.01
 
 
+def test_decoder_on_a_feature_table_equals_decoder_on_queries():
+  """A deployment that answers every query alike: looking each batch's features up in the
+  table of every image and its mirror trains the same decoder as querying each batch."""
+  model, params = _split_cnn_params(16)
+  aux = jax.random.uniform(jax.random.key(3), (12, 16, 16, 1))
+  edge = models.edge_fn(model, 2)
+  held = defenses.Deployment(None, params)
+  assert held.same_for_every_query
+  assert not defenses.deploy('model_perturbation', jax.random.key(0), params, 0.1,
+                             defenses.config_block('model_perturbation'), split=2,
+                             variant='per_query').same_for_every_query
+  decoder = decoders.InverseDecoder(2, 1, width=8)
+  query_fn = lambda t, images: defenses.query_batch(held, edge, images, t)
+  table = inversion.feature_table(lambda images: query_fn(0, images), aux, True)
+  train = functools.partial(inversion.train_decoder, jax.random.key(4), query_fn, aux,
+                            decoder=decoder, steps=6, batch_size=5, learning_rate=1e-2)
+  queried, looked_up = train(), train(table=table)
+  np.testing.assert_allclose(looked_up[1], queried[1], rtol=1e-4)  # per-step losses
+  for a, b in zip(jax.tree.leaves(looked_up[0]), jax.tree.leaves(queried[0])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  wrong = jnp.stack([table[1], table[0]])  # mirrored features for unmirrored images
+  assert not np.allclose(train(table=wrong)[1], queried[1], rtol=1e-4)
+
+
 def test_bad_input_is_rejected_before_compute():
   images = np.random.default_rng(0).uniform(size=(5, 16, 16, 1)).astype(np.float32)
   with pytest.raises(ValueError, match='overlaps the targets'):

@@ -129,22 +129,43 @@ def rmle(edge_apply: EdgeApply, params, target_features: jax.Array, x0: jax.Arra
 # ----------------------------------------------------------------------------- training
 
 def _sample_batch(key: jax.Array, images: jax.Array, batch_size: int, augment_flip: bool):
+  """(batch, index, flipped): the images, their rows in `images`, which ones were mirrored."""
   index_key, flip_key = jax.random.split(key)
   index = jax.random.choice(index_key, images.shape[0], (batch_size,),
                             replace=batch_size > images.shape[0])
   batch = images[index]
-  return (image_lib.random_flip(flip_key, batch) if augment_flip else batch), index
+  if not augment_flip:
+    return batch, index, jnp.zeros((batch_size,), bool)
+  flipped = image_lib.flip_draws(flip_key, batch_size)
+  return image_lib.flip_where(flipped, batch), index, flipped
+
+
+# The largest feature table `train_decoder` looks batches up in (float32 bytes, per grid point);
+# beyond it every step computes its batch's features.
+FEATURE_TABLE_BYTES = 1 << 28
+
+
+def feature_table(features_fn: Callable[[jax.Array], jax.Array], images: jax.Array,
+                  augment_flip: bool) -> jax.Array:
+  """(2, m, ...) features of every image and of its mirror: what a deterministic deployment
+  answers to any batch `train_decoder` samples, computed once."""
+  mirrored = images[:, :, ::-1] if augment_flip else images
+  return jnp.stack([features_fn(images), features_fn(mirrored)])
 
 
 def train_decoder(key: jax.Array, query_fn: Callable[[Any, jax.Array], jax.Array],
                   aux_images: jax.Array, *, decoder: nn.Module, steps: int, batch_size: int,
-                  learning_rate: float, augment_flip: bool = True) -> tuple[Any, jax.Array]:
+                  learning_rate: float, augment_flip: bool = True,
+                  table: jax.Array | None = None) -> tuple[Any, jax.Array]:
   """Trains an inverse network on the attacker's own queries (Adam, pixel MSE, a lax.scan).
 
   Args:
     key: attack key (decoder init and batch sampling).
     query_fn: (query_number, images) -> features, the deployed edge answering the attacker;
       step t's batch is query number t.
+    table: `feature_table` of a deployment whose answers do not depend on the query number:
+      each step looks its batch's features up instead of calling query_fn (same batches,
+      same features).
     aux_images: (m, h, w, c) the attacker's images.
     decoder: features -> images module (`decoders.InverseDecoder`).
 
@@ -163,9 +184,9 @@ def train_decoder(key: jax.Array, query_fn: Callable[[Any, jax.Array], jax.Array
 
   def step(carry, t):
     params, opt_state = carry
-    images, _ = _sample_batch(jax.random.fold_in(data_key, t), aux_images, batch_size,
-                              augment_flip)
-    features = query_fn(t, images)
+    images, index, flipped = _sample_batch(jax.random.fold_in(data_key, t), aux_images,
+                                           batch_size, augment_flip)
+    features = query_fn(t, images) if table is None else table[flipped.astype(int), index]
     loss, grads = jax.value_and_grad(loss_fn)(params, features, images)
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), loss
@@ -221,8 +242,8 @@ def train_shadow_edge(key: jax.Array, aux_images: jax.Array, aux_labels: jax.Arr
 
   def step(carry, t):
     params, opt_state = carry
-    images, index = _sample_batch(jax.random.fold_in(data_key, t), aux_images, batch_size,
-                                  augment_flip)
+    images, index, _ = _sample_batch(jax.random.fold_in(data_key, t), aux_images, batch_size,
+                                      augment_flip)
     loss, grads = jax.value_and_grad(loss_fn)(params, images, aux_labels[index])
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), loss

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from medinv import decoders
 from medinv import defenses
@@ -129,11 +130,20 @@ def _train_decoder(ctx: Context, held: defenses.Deployment):
 
   def query_fn(t, images):  # step t's batch is the attacker's query ATTACKER_QUERIES + t
     return defenses.query_batch(held, ctx.edge, images, inversion.ATTACKER_QUERIES + t)
+  table = None
+  if held.same_for_every_query and _table_bytes(ctx) <= inversion.FEATURE_TABLE_BYTES:
+    table = inversion.feature_table(lambda images: query_fn(0, images), ctx.x_aux,
+                                    cfg.augment_flip)
   params, _ = inversion.train_decoder(
       ctx.key, query_fn, ctx.x_aux, decoder=decoder, steps=cfg.steps,
       batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-      augment_flip=cfg.augment_flip)
+      augment_flip=cfg.augment_flip, table=table)
   return decoder, params
+
+
+def _table_bytes(ctx: Context) -> int:
+  shape = decoders.feature_shape(ctx.x_aux.shape[1:], ctx.split)
+  return 2 * ctx.x_aux.shape[0] * int(np.prod(shape)) * 4
 
 
 def _inverse_network_prepare(ctx: Context):

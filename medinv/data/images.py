@@ -43,7 +43,15 @@ def check_image_size(image_size: int) -> None:
                      f'times), got {image_size}')
 
 
+def flip_draws(key: jax.Array, n: int) -> jax.Array:
+  """(n,) bool: which of n images `random_flip` mirrors under this key."""
+  return jax.random.bernoulli(key, 0.5, (n, 1, 1, 1))[:, 0, 0, 0]
+
+
+def flip_where(flipped: jax.Array, images: jax.Array) -> jax.Array:
+  return jnp.where(flipped[:, None, None, None], images[:, :, ::-1], images)
+
+
 def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
   """Mirrors each image left-right with probability 1/2."""
-  flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
-  return jnp.where(flip, images[:, :, ::-1], images)
+  return flip_where(flip_draws(key, images.shape[0]), images)
