@@ -1,14 +1,15 @@
 """The whole study with a report: ./launch.sh demo (or ./launch.sh paper --manual_dir DIR).
 
-Runs every part of the config (attribute inference, model inversion), reusing finished parts
-and target-model checkpoints in the workdir, and writes WORKDIR/report.md, results.json,
-results.csv and figures.
+Runs every part of the config (attribute inference, model inversion), reusing finished parts,
+target-model checkpoints and compiled programs (WORKDIR/xla_cache) in the workdir, and writes
+WORKDIR/report.md, results.json, results.csv and figures.
 """
 import os
 
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 
 from medinv import cli
 from medinv import progress
@@ -25,6 +26,11 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   config = FLAGS.config
+  if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    # Compiled programs persist in the workdir: a rerun (a killed run, a changed part) loads
+    # them instead of compiling again, and a run loads a program another part compiled.
+    jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.workdir, 'xla_cache'))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
   if FLAGS.manual_dir is not None:
     if not os.path.isdir(FLAGS.manual_dir):
       raise app.UsageError(f'--manual_dir {FLAGS.manual_dir!r} is not a directory')

@@ -15,9 +15,10 @@ PyTorch, to compare medinv's compiled program with a plain PyTorch implementatio
 
 `rmle_batched` optimises all targets as one batch; `rmle_loop` one target at a time (a
 Python loop, as He et al.'s and ART's reference code run). Both return (seconds,
-reconstructions as a numpy array (n, h, w, c)). torch runs on os.cpu_count() threads; on a
-machine other jobs keep busy its OpenMP threads wait on each other and it runs several times
-slower than on one thread. Needs torch: pip install -r requirements-benchmark.txt. Not
+reconstructions as a numpy array (n, h, w, c)). `report` times the batched attack on one
+thread and on os.cpu_count() threads and compares medinv with the faster (on a machine other
+jobs keep busy, torch's OpenMP threads wait on each other and run several times slower than
+one thread). Needs torch: pip install -r requirements-benchmark.txt. Not
 imported by medinv or the tests.
 """
 import os
@@ -81,11 +82,10 @@ def attack(weights, x0, target_features, *, steps: int, learning_rate: float,
 
 
 def prepare(theta, x_targets, x0, split: int, term_weights: dict):
-  """(edge weights, targets NCHW, start image (1, c, h, w)); sets torch's thread count."""
+  """(edge weights, targets NCHW, start image (1, c, h, w))."""
   unknown = set(term_weights) - set(TERMS)
   if unknown:
     raise ValueError(f'the torch reference has objective terms {TERMS}, not {sorted(unknown)}')
-  torch.set_num_threads(os.cpu_count() or 1)
   return edge_weights(theta, split), to_nchw(x_targets), to_nchw(np.asarray(x0)[None])
 
 
@@ -139,7 +139,13 @@ def report(theta, x_targets, x0, *, steps: int, learning_rate: float, term_weigh
   settings = dict(steps=steps, learning_rate=learning_rate, term_weights=term_weights,
                   split=split)
   n = len(x_targets)
-  batched_seconds, batched_out = rmle_batched(theta, x_targets, x0, **settings)
+  timed = {}
+  for threads in sorted({1, os.cpu_count() or 1}):
+    torch.set_num_threads(threads)
+    timed[threads] = rmle_batched(theta, x_targets, x0, **settings)
+  threads = min(timed, key=lambda t: timed[t][0])
+  torch.set_num_threads(threads)
+  batched_seconds, batched_out = timed[threads]
   batched_rate = n * steps / batched_seconds
   loop_seconds, _ = rmle_loop(theta, x_targets[:loop_targets], x0, **settings)
   loop_n = min(loop_targets, n)
@@ -148,11 +154,12 @@ def report(theta, x_targets, x0, *, steps: int, learning_rate: float, term_weigh
   else:
     difference = np.abs(batched_out - np.asarray(medinv_out))
     agreement = f'mean abs difference {difference.mean():.1e} (max {difference.max():.1e})'
-  threads = torch.get_num_threads()
+  rates = ', '.join(f'{n * steps / timed[t][0]:.1f} on {t} thread{"s" * (t > 1)}'
+                    for t in sorted(timed))
   return [
-      f'rmle torch {torch.__version__} batched eager ({n} targets in one batch, {threads} '
-      f'threads, {steps} steps): {batched_rate:.1f} target-steps/s ({batched_seconds:.1f}s)',
-      f'rmle torch per-target loop ({loop_n} targets, {steps} steps): '
+      f'rmle torch {torch.__version__} batched eager ({n} targets in one batch, {steps} '
+      f'steps): {rates} target-steps/s; the faster: {threads}',
+      f'rmle torch per-target loop ({loop_n} targets, {steps} steps, {threads} threads): '
       f'{loop_n * steps / loop_seconds:.1f} target-steps/s ({loop_seconds:.1f}s)',
       f'rmle torch batched vs medinv compiled reconstructions at sigma 0: {agreement}',
       f'rmle medinv / torch batched: {medinv_rate / batched_rate:.2f}x',

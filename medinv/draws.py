@@ -12,9 +12,8 @@ draw. A defense's fit stage (learned noise) is trained once; its draws vary the 
 The experiment's grid point is (strength, draw): `points(strengths, num_draws)` flattens
 strengths x draws, strength-major, so one compiled program runs them all, and
 `by_strength(outputs, strengths, num_draws)` gives every output a draw axis after the strength
-axis. Strength 0 is the undefended model, the same in every draw and variant: it is one point
-(draw 0) of the first variant's grid, `points(..., zero=False)` leaves it out of the other
-variants' grids, and `by_strength` repeats it over the draws (and, given `zero`, variants).
+axis. Strength 0 is the undefended model, the same in every draw: it is one point (draw 0)
+of the grid, and `by_strength` repeats it over the draws.
 
 Interval (`crossed_interval`): the values y[r, t] of draws r on targets t are a crossed
 design (every draw is attacked on the same targets), y = mu + a_r + b_t + e_rt, and the grand
@@ -58,33 +57,25 @@ def draw_key(defense_key: jax.Array, draw) -> jax.Array:
   return jnp.where(draw == 0, defense_key, jax.random.fold_in(defense_key, DRAW_FOLD + draw))
 
 
-def points(strengths, num: int, *, zero: bool = True) -> dict[str, np.ndarray]:
+def points(strengths, num: int) -> dict[str, np.ndarray]:
   """{'strength', 'draw'}: every (strength, draw) with strength > 0, strength-major, and
-  strength 0 once (draw 0), or not at all with zero=False."""
-  pairs = [(float(s), r) for s in strengths for r in range(num)
-           if float(s) != 0 or (zero and r == 0)]
+  strength 0 once (draw 0)."""
+  pairs = [(float(s), r) for s in strengths for r in range(num) if float(s) != 0 or r == 0]
   return {'strength': np.asarray([s for s, _ in pairs], np.float32),
           'draw': np.asarray([r for _, r in pairs], np.int32)}
 
 
-def by_strength(tree, strengths, num: int, zero=None):
+def by_strength(tree, strengths, num: int):
   """Leaves over a `points(strengths, num)` grid -> (S, R, ...), strength 0 repeated over the
-  draws. With `zero` (a tree of one point's leaves, e.g. another variant's strength 0), the
-  grid is `points(..., zero=False)` (tree may then be None: no point left)."""
-  def expand(zero_leaf, leaf):
+  draws."""
+  def expand(leaf):
     rows, i = [], 0
     for strength in strengths:
-      if float(strength) == 0:
-        value = leaf[i] if zero_leaf is None else zero_leaf
-        i += zero_leaf is None
-        rows.append(np.repeat(np.asarray(value)[None], num, 0))
-      else:
-        rows.append(np.asarray(leaf[i:i + num]))
-        i += num
+      size = 1 if float(strength) == 0 else num
+      rows.append(np.broadcast_to(np.asarray(leaf[i:i + size]), (num,) + np.shape(leaf)[1:]))
+      i += size
     return np.stack(rows)
-  if zero is None:
-    return jax.tree.map(lambda leaf: expand(None, leaf), tree)
-  return jax.tree.map(expand, zero, tree if tree is not None else zero)
+  return jax.tree.map(expand, tree)
 
 
 def crossed_interval(values, level: float = LEVEL) -> tuple[float, float]:

@@ -131,23 +131,15 @@ def _over_grid(partial: str, name: str, points, chunk: int, call) -> dict:
   return jax.tree.map(lambda *chunks: np.concatenate(chunks), *parts)
 
 
-def _by_variant(partial: str, name: str, config, defense: str, call) -> dict:
-  """{variant: leaves (strengths, draws, ...)}: one program per variant of the defense over
-  its (strength, draw) grid, `call(variant, points)` -> {variant: outputs}. Strength 0 (the
-  undefended model) runs once, as the first variant's draw 0 (`draws.points`)."""
+def _over_points(partial: str, name: str, config, defense: str, call) -> dict:
+  """{variant: leaves (strengths, draws, ...)}: `call(points)` -> {variant: outputs} over the
+  defense's (strength, draw) grid, in which strength 0 (the undefended model, alike in every
+  draw) is one point (`draws.points`)."""
   block = config.defense[defense]
   num = draws.num_draws(block)
-  out, zero = {}, None
-  for variant in defenses.get(defense).variants(block):
-    points = draws.points(block.strengths, num, zero=zero is None)
-    stage = f'{name}_{variant}' if variant else name
-    flat = _over_grid(partial, stage, points, config.attack.grid_chunk,
-                      lambda p, v=variant: call(v, p)[v]) if len(points['strength']) else None
-    out[variant] = draws.by_strength(flat, block.strengths, num, zero)
-    if zero is None and 0.0 in [float(s) for s in block.strengths]:
-      index = [float(s) for s in block.strengths].index(0.0)
-      zero = jax.tree.map(lambda leaf, index=index: leaf[index, 0], out[variant])
-  return out
+  out = _over_grid(partial, name, draws.points(block.strengths, num), config.attack.grid_chunk,
+                   call)
+  return draws.by_strength(out, block.strengths, num)
 
 
 def _views(name: str, config) -> tuple:
@@ -165,11 +157,10 @@ def _run_attack(ctx, split, defense, name, view, partial, arrays, streams) -> di
   prepared = stages.load_or_compute(
       partial, f'split{split}_{name}_{view}_prepared',
       lambda: grid.prepare_fn(name, cfg, **common)(arrays))
-  fns = {variant: grid.attack_fn(name, cfg, defense, config.defense[defense],
-                                 defense_key=streams['defense'], variants=(variant,), **common)
-         for variant in defenses.get(defense).variants(config.defense[defense])}
-  return _by_variant(partial, f'split{split}_{defense}_{name}_{view}', config, defense,
-                     lambda v, p: sharding.map_grid(fns[v], p, arrays, prepared))
+  fn = grid.attack_fn(name, cfg, defense, config.defense[defense],
+                      defense_key=streams['defense'], **common)
+  return _over_points(partial, f'split{split}_{defense}_{name}_{view}', config, defense,
+                      lambda p: sharding.map_grid(fn, p, arrays, prepared))
 
 
 def _fit_defense(ctx: experiment.Context, split: int, defense: str, partial: str,
@@ -201,15 +192,13 @@ def _grid(ctx: experiment.Context) -> dict:
   for split in config.attack.splits:
     for defense in config.defense:
       arrays['defense_state'] = _fit_defense(ctx, split, defense, partial, streams['defense'])
-      fns = {variant: grid.accuracy_fn(defense, config.defense[defense],
-                                       model=ctx.target.model, split=split,
-                                       defense_key=streams['defense'], variants=(variant,))
-             for variant in defenses.get(defense).variants(config.defense[defense])}
+      fn = grid.accuracy_fn(defense, config.defense[defense], model=ctx.target.model,
+                            split=split, defense_key=streams['defense'])
       test = {'theta': theta, 'x_test': task.x_test, 'y_test': task.y_test,
               'defense_state': arrays['defense_state']}
-      accuracy[split, defense] = _by_variant(
+      accuracy[split, defense] = _over_points(
           partial, f'split{split}_{defense}_correct', config, defense,
-          lambda v, p, fns=fns, test=test: sharding.map_grid(fns[v], p, test))
+          lambda p, fn=fn, test=test: sharding.map_grid(fn, p, test))
       for name in config.attack.names:
         attack_start = time.time()
         for view in _views(name, config):

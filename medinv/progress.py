@@ -32,30 +32,46 @@ def format_seconds(seconds: float) -> str:
 
 
 class Stages:
-  """Prints '[i/n] name ... elapsed, ~eta left' as a run moves through weighted stages."""
+  """Prints '[i/n] name ... elapsed, ~eta left' as a run moves through weighted stages.
+
+  Weights are each stage's expected seconds on a 2-core CPU (`runners.Runner.weight`): the
+  first estimate reads them as seconds, later ones scale them by the pace measured so far.
+  """
 
   def __init__(self, names: list[str], weights: list[float] | None = None, stream=None):
     self.names = list(names)
     self.weights = list(weights or [1.0] * len(names))
     self.done_weight = 0.0
-    self.start = time.time()
+    self.start = self.began = time.time()
+    self.skipped_seconds = 0.0
     self.stream = stream or sys.stdout
 
   def _print(self, text: str) -> None:
     print(text, file=self.stream, flush=True)
+
+  def remaining(self, index: int) -> float:
+    """Seconds left before stage `index`: the weights left, scaled by this run's pace so far
+    (elapsed / weight done) once a stage has run, else taken as seconds."""
+    left = sum(self.weights[index:])
+    if self.done_weight > 0:
+      return left * (time.time() - self.start - self.skipped_seconds) / self.done_weight
+    return left
 
   def begin(self, index: int, detail: str = '') -> None:
     elapsed = time.time() - self.start
     line = f'[{index + 1}/{len(self.names)}] {self.names[index]}'
     if detail:
       line += f': {detail}'
-    line += f'  (elapsed {format_seconds(elapsed)}'
-    if self.done_weight > 0:
-      remaining = sum(self.weights[index:]) / self.done_weight * elapsed
-      line += f', ~{format_seconds(remaining)} left'
-    self._print(line + ')')
+    line += f'  (elapsed {format_seconds(elapsed)}, ~{format_seconds(self.remaining(index))} left)'
+    self._print(line)
+    self.began = time.time()
 
-  def end(self, index: int, detail: str = '') -> None:
+  def end(self, index: int, detail: str = '', *, reused: bool = False) -> None:
+    """Ends stage `index`; a reused (or skipped) stage took no compute: its time and weight
+    stay out of the pace."""
+    if reused:
+      self.skipped_seconds += time.time() - self.began
+      self.weights[index] = 0.0
     self.done_weight += self.weights[index]
     self._print(f'      done {self.names[index]}{": " + detail if detail else ""} '
                 f'(elapsed {format_seconds(time.time() - self.start)})')

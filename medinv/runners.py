@@ -28,28 +28,52 @@ class Runner:
   vmap_axes: tuple[str, ...] = ()
   grid_fields: tuple[tuple[str, str], ...] = ()
   study_prefix: str = ''
-  # A study part's relative time, for the time-left estimate: a number, or config -> number.
+  # A study part's expected seconds on a 2-core CPU (the time-left estimate's weight): a
+  # number, or config -> number.
   weight: float | Callable[..., float] = 1.0
 
   def weight_of(self, config) -> float:
     return self.weight(config) if callable(self.weight) else self.weight
 
 
-# Study-part weights measured on the demo (2-core CPU, 2026-11-29): attribute inference 28-33 s,
-# membership inference 39-46 s (heart_disease MLPs) and 76-89 s (BreastMNIST SplitCNNs),
-# model inversion 577-624 s.
+# Study-part weights: expected seconds on a 2-core CPU, from the demo's parts measured on
+# 2026-11-30 (attribute inference 51 s for 7 attributes; membership inference 42 s on
+# heart_disease MLPs, 98 s on 5 SplitCNNs at 16x16 for 10 epochs; model inversion: 64 s of
+# target training, then per split and attack ~20 s of compilation plus its steps x points).
+_STEP_SECONDS = {'inverse_network': 0.11, 'rmle': 0.08, 'query_free': 0.1, 'mi_face': 0.03}
+
+
+def _attribute_weight(config) -> float:
+  return 7.0 * len(config.attack.sensitive)
+
+
 def _membership_weight(config) -> float:
-  return 1.5 if data_lib.is_records(config.data.dataset) else 3.0
+  if data_lib.is_records(config.data.dataset):
+    return 42.0
+  models = config.membership.num_shadows + 1
+  size = config.data.image_size / 16
+  return 20.0 + 78.0 * models / 5 * size ** 2 * config.train.num_epochs / 10
 
 
+def _inversion_weight(config) -> float:
+  size = (config.data.image_size / 32) ** 2
+  points = sum(len(block.strengths) * block.get('num_draws', 1) * len(block.get('modes', ('',)))
+               for block in config.defense.values())
+  attacks = 0.0
+  for name in config.attack.names:
+    cfg = config.attack[name]
+    steps = cfg.get('steps', cfg.get('max_steps', 100))
+    attacks += 20.0 + _STEP_SECONDS.get(name, 0.1) * steps * points * size
+  return 6.4 * config.train.num_epochs * size + len(config.attack.splits) * attacks
 
 
 RUNNERS: dict[str, Runner] = {
     'attribute_inference': Runner(aia.run, aia.validate, ('defense.flip_prob',),
-                                  (('defense.flip_prob', 'defense.flip_probs'),), 'aia', 1.0),
+                                  (('defense.flip_prob', 'defense.flip_probs'),), 'aia',
+                                  _attribute_weight),
     'model_inversion': Runner(mia.run, mia.validate, ('defense.sigma',),
                               (('defense.sigma', 'defense.model_perturbation.strengths'),), 'mia',
-                              20.0),
+                              _inversion_weight),
     'membership_inference': Runner(membership.run, membership_validate.validate,
                                    study_prefix='mem', weight=_membership_weight),
     'population': Runner(population.run, population.validate, population.TRAIN_AXES),

@@ -50,12 +50,12 @@ def run(config, workdir: str) -> dict:
       results = run_part(name, part_config, os.path.join(workdir, name))
     except DataError as e:
       skipped[name] = str(e).strip().splitlines()[0]
-      stages.end(i, f'skipped ({skipped[name]})')
+      stages.end(i, f'skipped ({skipped[name]})', reused=True)
       continue
     parts[name] = results
     how = 'reused earlier results' if results.get('reused') else (
         f'{progress.format_seconds(results["wall_seconds"])}')
-    stages.end(i, how)
+    stages.end(i, how, reused=bool(results.get('reused')))
   rows = [{'part': name, **row} for name, results in parts.items() for row in results['rows']]
   metrics = {f'{name}.{key}': value for name, results in parts.items()
              for key, value in results['metrics'].items()}

@@ -1,5 +1,6 @@
 """The study end to end (smoke): report.md's numbers against independent computations; a
-rerun reuses finished parts; a changed part runs again."""
+rerun reuses finished parts; a changed part runs again; its time-left estimate."""
+import io
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ from scipy import stats
 
 from configs import demo
 from configs import membership_breastmnist
+from medinv import progress
 from medinv import runners
 from medinv import study
 from medinv import train
@@ -198,3 +200,39 @@ def test_changed_part_config_is_rerun(smoke_run, tmp_path):
 def test_unknown_part_kind():
   with pytest.raises(ValueError, match='must start with one of'):
     runners.for_part('attack_heart')
+
+
+def test_time_left_reads_weights_as_seconds_then_scales_them_by_the_pace(monkeypatch):
+  clock = [100.0]
+  monkeypatch.setattr(progress.time, 'time', lambda: clock[0])
+  lines = io.StringIO()
+  stages = progress.Stages(['a', 'b', 'c'], [10.0, 30.0, 20.0], stream=lines)
+  assert stages.remaining(0) == 60.0  # nothing run yet: the weights are the estimate
+  stages.begin(0)
+  clock[0] += 5.0  # 'a' ran twice as fast as expected
+  stages.end(0)
+  assert stages.remaining(1) == 25.0
+  stages.begin(1)
+  clock[0] += 1.0  # 'b' was reused: neither its second nor its weight sets the pace
+  stages.end(1, reused=True)
+  assert stages.remaining(2) == 10.0
+  stages.begin(2)
+  assert '~1m00s left' in lines.getvalue().splitlines()[0]
+  assert lines.getvalue().splitlines()[-1].endswith('~10s left)')
+
+
+def test_study_weights_are_seconds_that_grow_with_the_work():
+  parts = demo.get_config().parts
+  weight = lambda name, part: runners.for_part(name).weight_of(part)
+  base = {name: weight(name, part) for name, part in parts.items()}
+  assert all(10 < seconds < 3600 for seconds in base.values())
+  mia = parts.mia_breastmnist
+  mia.attack.splits = (4,)
+  one_split = weight('mia_breastmnist', mia)
+  assert one_split < base['mia_breastmnist']
+  mia.defense.model_perturbation.num_draws = 3
+  three_draws = weight('mia_breastmnist', mia)
+  mia.attack.rmle.steps *= 10
+  assert one_split < three_draws < weight('mia_breastmnist', mia)
+  parts.aia_heart.attack.sensitive = ('sex',)
+  assert weight('aia_heart', parts.aia_heart) < base['aia_heart']

@@ -113,21 +113,16 @@ def test_over_grid_chunks_a_point_grid_like_one_call(tmp_path):
                                 [[0, 0], [10, 11], [20, 21]])
 
 
-def test_strength_zero_runs_once_and_fills_every_draw_and_variant():
+def test_strength_zero_runs_once_and_fills_every_draw():
   strengths = [0.5, 0.0, 2.0]
-  first = draws.points(strengths, 2)
-  assert list(zip(first['strength'], first['draw'])) == [(0.5, 0), (0.5, 1), (0.0, 0),
-                                                          (2.0, 0), (2.0, 1)]
-  other = draws.points(strengths, 2, zero=False)
-  assert 0.0 not in other['strength'].tolist() and len(other['draw']) == 4
-  values = {'v': first['strength'] * 10 + first['draw']}
-  grid = draws.by_strength(values, strengths, 2)['v']
-  np.testing.assert_array_equal(grid, [[5, 6], [0, 0], [20, 21]])
-  zero = {'v': np.float32(-1.0)}  # the first variant's strength-0 output
-  later = draws.by_strength({'v': other['strength'] * 100 + other['draw']}, strengths, 2, zero)
-  np.testing.assert_array_equal(later['v'], [[50, 51], [-1, -1], [200, 201]])
-  only_zero = draws.by_strength(None, [0.0], 3, zero)  # a variant with no point left
-  np.testing.assert_array_equal(only_zero['v'], [[-1, -1, -1]])
+  points = draws.points(strengths, 2)
+  assert list(zip(points['strength'], points['draw'])) == [(0.5, 0), (0.5, 1), (0.0, 0),
+                                                           (2.0, 0), (2.0, 1)]
+  values = {'v': points['strength'] * 10 + points['draw']}
+  np.testing.assert_array_equal(draws.by_strength(values, strengths, 2)['v'],
+                                [[5, 6], [0, 0], [20, 21]])
+  single = draws.points(strengths, 1)  # one draw: the plain strength grid
+  np.testing.assert_array_equal(single['strength'], strengths)
 
 
 def _coverage(rng, num_draws, targets, sd_draw, sd_target, sd_noise, interval, reps=1000):
