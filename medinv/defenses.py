@@ -274,8 +274,7 @@ def query_each(deployment: Deployment, edge: Callable, images: jax.Array, first_
 
   edge(params, images) -> features is hospital A's part; with `cloud` (params, features) ->
   logits, the answer is the whole model's output on the transmitted features. Per-query
-  parameters answer batch_size queries at once (vmapped: fast for MLPs; keep 1 for CNNs on
-  XLA:CPU, where batched-weight convolutions are slow).
+  parameters answer batch_size queries at once (vmapped; 1: one query after another).
   """
   if not deployment.per_query_params:  # One model answers every query: one batched call.
     params = deployment.params_for(first_query)
