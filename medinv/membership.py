@@ -173,24 +173,35 @@ def score_one(state_point, x, y, x_test, y_test, *, apply_fn, queries: str, depl
   logits = attacks.view_logits(state.params, x, apply_fn=apply_fn, queries=queries)
   test_logits = attacks.view_logits(state.params, x_test, apply_fn=apply_fn,
                                     queries='identity')
-  out = []
+  out = [None] * len(deployments)
+  groups = {}  # the strengths of one (defense, mode) run as one loop body: compiled once
   for i, (defense, mode, strength, cfg) in enumerate(deployments):
     if defense == 'none':
-      result = attacks.measurements(logits, y)
-      result['test_accuracy'] = jnp.mean(jnp.argmax(test_logits[0], -1) == y_test)
-      out.append(result)
-      continue
+      out[i] = attacks.measurements(logits, y)
+      out[i]['test_accuracy'] = jnp.mean(jnp.argmax(test_logits[0], -1) == y_test)
+    else:
+      groups.setdefault((defense, mode, cfg), []).append((i, strength))
+  for (defense, mode, cfg), members in groups.items():
     draws = 1 if mode == 'fixed' else UTILITY_DRAWS
-    kwargs = dict(apply_fn=apply_fn, defense=defense, variant=mode, strength=strength, cfg=cfg)
-    result = attacks.defended_outputs(jax.random.fold_in(key, i), state.params, x, y,
-                                      queries=queries, logits=logits, **kwargs)
-    tiled = lambda a: jnp.tile(a, (draws,) + (1,) * (a.ndim - 1))
-    test = attacks.defended_outputs(
-        jax.random.fold_in(key, i), state.params, tiled(x_test), tiled(y_test),
-        queries='identity', first_query=4 * len(y),
-        logits=jnp.tile(test_logits, (1, draws, 1)), **kwargs)
-    result['test_accuracy'] = jnp.mean(test['correct'].astype(jnp.float32))
-    out.append(result)
+    tiled = lambda a, draws=draws: jnp.tile(a, (draws,) + (1,) * (a.ndim - 1))
+
+    def defended(index_strength, defense=defense, mode=mode, cfg=cfg, draws=draws,
+                 tiled=tiled):
+      i, strength = index_strength
+      kwargs = dict(apply_fn=apply_fn, defense=defense, variant=mode, strength=strength,
+                    cfg=cfg)
+      result = attacks.defended_outputs(jax.random.fold_in(key, i), state.params, x, y,
+                                        queries=queries, logits=logits, **kwargs)
+      test = attacks.defended_outputs(
+          jax.random.fold_in(key, i), state.params, tiled(x_test), tiled(y_test),
+          queries='identity', first_query=4 * len(y),
+          logits=jnp.tile(test_logits, (1, draws, 1)), **kwargs)
+      return {**result, 'test_accuracy': jnp.mean(test['correct'].astype(jnp.float32))}
+    indices = jnp.asarray([i for i, _ in members], jnp.uint32)
+    strengths = jnp.asarray([s for _, s in members], jnp.float32)
+    results = jax.lax.map(defended, (indices, strengths))
+    for j, (i, _) in enumerate(members):
+      out[i] = jax.tree.map(lambda leaf, j=j: leaf[j], results)
   return out
 
 
