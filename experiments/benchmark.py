@@ -8,10 +8,12 @@ Prints, each line prefixed with the backend and device count:
   rmle (white box, split 4, 32x32 BreastMNIST targets, N targets x K sigmas): the compiled
     program (sharding.map_grid: targets vmapped, sigma points one at a time / all vmapped)
     versus a per-target Python loop of jitted Adam steps (as He et al.'s and ART's reference
-    code run), in target-steps per second; the same program with flax nn.Conv/nn.max_pool
-    layers instead of medinv.layers; achieved FLOP/s (XLA cost analysis) against the
+    code run), in target-steps per second, and all vmapped / one at a time; with torch
+    installed, the same attack in eager PyTorch (experiments/torch_reference.py); the same
+    program with flax nn.Conv/nn.max_pool layers instead of medinv.layers (JAX's own
+    batching), one sigma and all vmapped; achieved FLOP/s (XLA cost analysis) against the
     matmul FLOP/s measured in the same run;
-  inverse-network training for K sigmas: vmapped versus K sequential runs;
+  inverse-network training for K sigmas: vmapped versus K sequential runs, and their ratio;
   population training of 8 MLPs on cardio: vmapped versus sequential;
   the MAP attack on the 70,000 cardio records x every candidate: records per second;
   membership inference on heart_disease: K shadow MLPs (+ the target) trained as one vmapped

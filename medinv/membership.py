@@ -183,19 +183,19 @@ def score_one(state_point, x, y, x_test, y_test, *, apply_fn, queries: str, depl
       groups.setdefault((defense, mode, cfg), []).append((i, strength))
   for (defense, mode, cfg), members in groups.items():
     draws = 1 if mode == 'fixed' else UTILITY_DRAWS
-    tiled = lambda a, draws=draws: jnp.tile(a, (draws,) + (1,) * (a.ndim - 1))
+    tiled = lambda a: jnp.tile(a, (draws,) + (1,) * (a.ndim - 1))
+    x_answers, y_answers = tiled(x_test), tiled(y_test)
+    test_answer_logits = jnp.tile(test_logits, (1, draws, 1))
 
-    def defended(index_strength, defense=defense, mode=mode, cfg=cfg, draws=draws,
-                 tiled=tiled):
+    def defended(index_strength):  # traced by lax.map within this iteration
       i, strength = index_strength
       kwargs = dict(apply_fn=apply_fn, defense=defense, variant=mode, strength=strength,
                     cfg=cfg)
       result = attacks.defended_outputs(jax.random.fold_in(key, i), state.params, x, y,
                                         queries=queries, logits=logits, **kwargs)
       test = attacks.defended_outputs(
-          jax.random.fold_in(key, i), state.params, tiled(x_test), tiled(y_test),
-          queries='identity', first_query=4 * len(y),
-          logits=jnp.tile(test_logits, (1, draws, 1)), **kwargs)
+          jax.random.fold_in(key, i), state.params, x_answers, y_answers,
+          queries='identity', first_query=4 * len(y), logits=test_answer_logits, **kwargs)
       return {**result, 'test_accuracy': jnp.mean(test['correct'].astype(jnp.float32))}
     indices = jnp.asarray([i for i, _ in members], jnp.uint32)
     strengths = jnp.asarray([s for _, s in members], jnp.float32)

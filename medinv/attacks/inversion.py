@@ -149,8 +149,9 @@ def feature_table(features_fn: Callable[[jax.Array], jax.Array], images: jax.Arr
                   augment_flip: bool) -> jax.Array:
   """(2, m, ...) features of every image and of its mirror: what a deterministic deployment
   answers to any batch `train_decoder` samples, computed once."""
-  mirrored = images[:, :, ::-1] if augment_flip else images
-  return jnp.stack([features_fn(images), features_fn(mirrored)])
+  features = features_fn(images)
+  mirrored = features_fn(images[:, :, ::-1]) if augment_flip else features  # never looked up
+  return jnp.stack([features, mirrored])
 
 
 def train_decoder(key: jax.Array, query_fn: Callable[[Any, jax.Array], jax.Array],
@@ -163,11 +164,11 @@ def train_decoder(key: jax.Array, query_fn: Callable[[Any, jax.Array], jax.Array
     key: attack key (decoder init and batch sampling).
     query_fn: (query_number, images) -> features, the deployed edge answering the attacker;
       step t's batch is query number t.
+    aux_images: (m, h, w, c) the attacker's images.
+    decoder: features -> images module (`decoders.InverseDecoder`).
     table: `feature_table` of a deployment whose answers do not depend on the query number:
       each step looks its batch's features up instead of calling query_fn (same batches,
       same features).
-    aux_images: (m, h, w, c) the attacker's images.
-    decoder: features -> images module (`decoders.InverseDecoder`).
 
   Returns:
     decoder params and per-step losses (steps,).
