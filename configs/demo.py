@@ -24,6 +24,9 @@ def get_config(arg=None):
   part_arg = 'smoke' if args.smoke else None
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: embedded data (heart_disease, BreastMNIST)'
+  # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
+  # with two or more cores, else 1.
+  config.workers = 0
   config.parts = ml_collections.ConfigDict()
   config.parts.aia_heart = aia_heart.get_config(part_arg)
   mia = mia_breastmnist.get_config(part_arg)

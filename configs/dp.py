@@ -68,6 +68,9 @@ def get_config(arg=None):
   epsilons = [float('inf')] + [float(e) for e in args.epsilons.split('/') if e]
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: DP-SGD training against every attack'
+  # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
+  # with two or more cores, else 1.
+  config.workers = 0
   config.parts = ml_collections.ConfigDict()
   for epsilon in epsilons:
     for name, part in _parts_at(epsilon, 'smoke' if args.smoke else None, args.smoke).items():

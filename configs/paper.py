@@ -35,6 +35,9 @@ def get_config(arg=None):
   part_arg = 'smoke' if args.smoke else None
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: paper scale (cardio, heart_disease, MIAS, CBIS-DDSM, MedMNIST)'
+  # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
+  # with two or more cores, else 1.
+  config.workers = 0
   config.parts = ml_collections.ConfigDict()
   config.parts.aia_cardio = aia_cardio.get_config(part_arg)
   config.parts.aia_heart = aia_heart.get_config(part_arg)

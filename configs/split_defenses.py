@@ -43,6 +43,9 @@ def get_config(arg=None):
   part_arg = 'smoke' if args.smoke else None
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: split-inference defenses (BreastMNIST)'
+  # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
+  # with two or more cores, else 1.
+  config.workers = 0
   config.parts = ml_collections.ConfigDict()
   deployed = _base(part_arg, args.smoke)
   deployed.defense.model_perturbation.update(strengths=(0.0, 0.01, 0.02, 0.05),

@@ -32,46 +32,70 @@ def format_seconds(seconds: float) -> str:
 
 
 class Stages:
-  """Prints '[i/n] name ... elapsed, ~eta left' as a run moves through weighted stages.
+  """Prints '[k/n] name ... elapsed, ~eta left' as a run moves through weighted stages.
 
   Weights are each stage's expected seconds on a 2-core CPU (`runners.Runner.weight`): the
-  first estimate reads them as seconds, later ones scale them by the pace measured so far.
+  first estimate reads them as seconds, later ones scale them by the pace measured so far
+  (seconds per unit of weight over the stages finished, each timed from its own begin).
+  With `workers` > 1, stages run side by side: the time left is the makespan of the running
+  stages' expected rest and the stages not begun, each begun on the first free worker in
+  `order` (the longest first).
   """
 
-  def __init__(self, names: list[str], weights: list[float] | None = None, stream=None):
+  def __init__(self, names: list[str], weights: list[float] | None = None, stream=None,
+               workers: int = 1):
     self.names = list(names)
     self.weights = list(weights or [1.0] * len(names))
-    self.done_weight = 0.0
-    self.start = self.began = time.time()
-    self.skipped_seconds = 0.0
+    self.workers = max(1, int(workers))
+    self.start = time.time()
+    self.began: dict[int, float] = {}  # running stages: index -> begin time
+    self.finished: set[int] = set()
+    self.paced_seconds = self.paced_weight = 0.0
     self.stream = stream or sys.stdout
+
+  @property
+  def order(self) -> list[int]:
+    """The order stages begin in: as given with one worker, else the heaviest first."""
+    indices = list(range(len(self.names)))
+    return indices if self.workers == 1 else sorted(indices, key=lambda i: -self.weights[i])
 
   def _print(self, text: str) -> None:
     print(text, file=self.stream, flush=True)
 
-  def remaining(self, index: int) -> float:
-    """Seconds left before stage `index`: the weights left, scaled by this run's pace so far
-    (elapsed / weight done) once a stage has run, else taken as seconds."""
-    left = sum(self.weights[index:])
-    if self.done_weight > 0:
-      return left * (time.time() - self.start - self.skipped_seconds) / self.done_weight
-    return left
+  def pace(self) -> float:
+    """Seconds per unit of weight so far (1 before any stage with weight has finished)."""
+    return self.paced_seconds / self.paced_weight if self.paced_weight > 0 else 1.0
+
+  def remaining(self) -> float:
+    """Expected seconds until every stage has finished."""
+    now, pace = time.time(), self.pace()
+    free_at = sorted(max(self.weights[i] * pace - (now - began), 0.0)
+                     for i, began in self.began.items())
+    free_at = (free_at + [0.0] * self.workers)[:max(self.workers, len(free_at))]
+    for i in self.order:
+      if i not in self.began and i not in self.finished:
+        free_at[free_at.index(min(free_at))] += self.weights[i] * pace
+    return max(free_at)
 
   def begin(self, index: int, detail: str = '') -> None:
     elapsed = time.time() - self.start
-    line = f'[{index + 1}/{len(self.names)}] {self.names[index]}'
+    count = len(self.began) + len(self.finished) + 1
+    line = f'[{count}/{len(self.names)}] {self.names[index]}'
     if detail:
       line += f': {detail}'
-    line += f'  (elapsed {format_seconds(elapsed)}, ~{format_seconds(self.remaining(index))} left)'
+    line += f'  (elapsed {format_seconds(elapsed)}, ~{format_seconds(self.remaining())} left)'
     self._print(line)
-    self.began = time.time()
+    self.began[index] = time.time()
 
   def end(self, index: int, detail: str = '', *, reused: bool = False) -> None:
     """Ends stage `index`; a reused (or skipped) stage took no compute: its time and weight
     stay out of the pace."""
+    began = self.began.pop(index)
+    self.finished.add(index)
     if reused:
-      self.skipped_seconds += time.time() - self.began
       self.weights[index] = 0.0
-    self.done_weight += self.weights[index]
+    else:
+      self.paced_seconds += time.time() - began
+      self.paced_weight += self.weights[index]
     self._print(f'      done {self.names[index]}{": " + detail if detail else ""} '
                 f'(elapsed {format_seconds(time.time() - self.start)})')

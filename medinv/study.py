@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 import time
 
+import jax
+
 from medinv import progress
 from medinv import report
 from medinv import runners
 from medinv import study_defenses
 from medinv import study_dp
 from medinv import study_report
+from medinv import study_workers
 from medinv.data import DataError
 
 def run_part(name: str, part_config, part_dir: str) -> dict:
@@ -33,6 +36,18 @@ def run_part(name: str, part_config, part_dir: str) -> dict:
   return runners.for_part(name).run(part_config, part_dir)
 
 
+def num_workers(config) -> int:
+  """How many parts run at once (`config.workers`; 0 or absent: 2 on a CPU host with two or
+  more cores, where one part's single-threaded compilation leaves a core to another part's
+  compute, else 1)."""
+  workers = int(config.get('workers', 0) or 0)
+  if workers < 0:
+    raise ValueError(f'workers must be >= 0 (0: automatic), got {workers}')
+  if workers == 0:
+    workers = 2 if jax.default_backend() == 'cpu' and (os.cpu_count() or 1) >= 2 else 1
+  return min(workers, len(config.parts))
+
+
 def run(config, workdir: str) -> dict:
   """Runs every part and writes the report; returns the combined results dict."""
   names = list(config.parts.keys())
@@ -40,22 +55,34 @@ def run(config, workdir: str) -> dict:
   start = time.time()
   os.makedirs(workdir, exist_ok=True)
   report.write_config(workdir, config)
+  workers = num_workers(config)
   stages = progress.Stages(names, [runner.weight_of(config.parts[name])
-                                  for name, runner in zip(names, part_runners)])
+                                  for name, runner in zip(names, part_runners)],
+                           workers=workers)
   parts, skipped = {}, {}
-  for i, name in enumerate(names):
-    part_config = config.parts[name]
-    stages.begin(i, f'{part_config.data.dataset}')
-    try:
-      results = run_part(name, part_config, os.path.join(workdir, name))
-    except DataError as e:
-      skipped[name] = str(e).strip().splitlines()[0]
+
+  def finish(i: int, results: dict | None, error: DataError | None) -> None:
+    name = names[i]
+    if error is not None:
+      skipped[name] = str(error).strip().splitlines()[0]
       stages.end(i, f'skipped ({skipped[name]})', reused=True)
-      continue
+      return
     parts[name] = results
     how = 'reused earlier results' if results.get('reused') else (
         f'{progress.format_seconds(results["wall_seconds"])}')
     stages.end(i, how, reused=bool(results.get('reused')))
+
+  if workers == 1:
+    for i, name in enumerate(names):
+      stages.begin(i, f'{config.parts[name].data.dataset}')
+      try:
+        results, error = run_part(name, config.parts[name], os.path.join(workdir, name)), None
+      except DataError as e:
+        results, error = None, e
+      finish(i, results, error)
+  else:
+    study_workers.run_parts(names, config.parts, workdir, stages, finish)
+  parts = {name: parts[name] for name in names if name in parts}  # the config's order
   rows = [{'part': name, **row} for name, results in parts.items() for row in results['rows']]
   metrics = {f'{name}.{key}': value for name, results in parts.items()
              for key, value in results['metrics'].items()}

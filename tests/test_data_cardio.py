@@ -137,6 +137,10 @@ def test_cardio_missing_file_prints_instructions(tmp_path):
     data.load_records('cardio', data_dir=str(tmp_path / 'tfds'),
                       manual_dir=str(tmp_path / 'nowhere'))
   (tmp_path / 'manual').mkdir()
+  with pytest.raises(DataError, match='is empty') as error:  # not TFDS's bare assertion
+    data.load_records('cardio', data_dir=str(tmp_path / 'tfds'),
+                      manual_dir=str(tmp_path / 'manual'))
+  assert cardio.MANUAL_DOWNLOAD_INSTRUCTIONS in str(error.value)
   (tmp_path / 'manual' / 'cardio.csv').write_text('renamed\n')
   with pytest.raises(DataError, match='cardio_train.csv not found') as error:
     data.load_records('cardio', data_dir=str(tmp_path / 'tfds'),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from configs import aia_cardio
 from configs import demo
 from configs import membership_breastmnist
 from medinv import progress
@@ -207,20 +208,68 @@ def test_time_left_reads_weights_as_seconds_then_scales_them_by_the_pace(monkeyp
   monkeypatch.setattr(progress.time, 'time', lambda: clock[0])
   lines = io.StringIO()
   stages = progress.Stages(['a', 'b', 'c'], [10.0, 30.0, 20.0], stream=lines)
-  assert stages.remaining(0) == 60.0  # nothing run yet: the weights are the estimate
+  assert stages.order == [0, 1, 2]
+  assert stages.remaining() == 60.0  # nothing run yet: the weights are the estimate
   stages.begin(0)
   clock[0] += 5.0  # 'a' ran twice as fast as expected
   stages.end(0)
-  assert stages.remaining(1) == 25.0
+  assert stages.remaining() == 25.0
   stages.begin(1)
   clock[0] += 1.0  # 'b' was reused: neither its second nor its weight sets the pace
   stages.end(1, reused=True)
-  assert stages.remaining(2) == 10.0
+  assert stages.remaining() == 10.0
   stages.begin(2)
   assert '~1m00s left' in lines.getvalue().splitlines()[0]
   assert lines.getvalue().splitlines()[-1].endswith('~10s left)')
 
 
+def test_time_left_with_two_workers_is_the_makespan_heaviest_first(monkeypatch):
+  clock = [0.0]
+  monkeypatch.setattr(progress.time, 'time', lambda: clock[0])
+  lines = io.StringIO()
+  stages = progress.Stages(['a', 'b', 'c', 'd'], [10.0, 40.0, 20.0, 15.0], stream=lines,
+                           workers=2)
+  assert stages.order == [1, 2, 3, 0]
+  # b (40) on one worker; c (20), d (15) and a (10) on the other: max(40, 45).
+  assert stages.remaining() == 45.0
+  stages.begin(1)
+  stages.begin(2)
+  clock[0] += 10.0  # c finished in half its weight: the pace is 0.5
+  stages.end(2)
+  # b has 40 * 0.5 - 10 = 10 s left; d (7.5) then a (5) on the free worker.
+  assert stages.remaining() == 12.5
+  stages.begin(3)
+  assert lines.getvalue().splitlines()[-1].startswith('[3/4] d')
+  clock[0] += 20.0  # b and d overran: nothing negative is left
+  assert stages.remaining() == 5.0
+  stages.end(1)
+  stages.end(3)
+  stages.begin(0)
+  # c, b and d took 10, 30 and 20 s for weights 20, 40 and 15: a (10) takes 8 s.
+  assert stages.remaining() == pytest.approx(8.0)
+
+
+def test_two_workers_give_the_rows_of_one(tmp_path, data_dir):
+  """The study's parts side by side in worker processes (study_workers) write the results a
+  run in this process writes; a part whose dataset is missing is skipped either way."""
+  config = demo.get_config('smoke')
+  for name in ('mia_breastmnist', 'mem_breastmnist'):
+    del config.parts[name]
+  config.parts.aia_cardio = aia_cardio.get_config('smoke')
+  config.parts.aia_cardio.data.manual_dir = str(tmp_path / 'empty')  # no cardio_train.csv
+  os.makedirs(config.parts.aia_cardio.data.manual_dir)
+  runs = {}
+  for workers in (1, 2):
+    changed = config.copy_and_resolve_references()
+    changed.workers = workers
+    for part in changed.parts.values():
+      part.data.data_dir = data_dir
+    assert study.num_workers(changed) == workers
+    runs[workers] = study.run(changed, str(tmp_path / f'w{workers}'))
+  drop = lambda rows: [{k: v for k, v in r.items() if 'seconds' not in k} for r in rows]
+  assert drop(runs[2]['rows']) == drop(runs[1]['rows'])
+  assert {r['part'] for r in runs[2]['rows']} == {'aia_heart', 'mem_heart'}
+  assert runs[2]['metrics']['aia_cardio.skipped'] == runs[1]['metrics']['aia_cardio.skipped']
 def test_study_weights_are_seconds_that_grow_with_the_work():
   parts = demo.get_config().parts
   weight = lambda name, part: runners.for_part(name).weight_of(part)

@@ -52,9 +52,12 @@ def prepare(builder_cls, *, data_dir: str | None = None, manual_dir: str | None 
   builder = builder_cls(**kwargs)
   if not builder.is_prepared():
     instructions = getattr(builder_cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
-    if instructions and not (manual_dir and os.path.isdir(manual_dir)):
-      problem = (f'manual_dir {manual_dir!r} is not a directory' if manual_dir else
-                 'no manual_dir was given (--config.data.manual_dir)')
+    if instructions and not (manual_dir and os.path.isdir(manual_dir)
+                             and os.listdir(manual_dir)):
+      # TFDS itself asserts on an empty manual_dir before the builder can name its files.
+      problem = ('no manual_dir was given (--config.data.manual_dir)' if not manual_dir else
+                 f'manual_dir {manual_dir!r} is not a directory'
+                 if not os.path.isdir(manual_dir) else f'manual_dir {manual_dir!r} is empty')
       raise DataError(f'{builder.name}: not built in {data_dir} yet and {problem}.\n'
                       f'{instructions}')
     check_writable(data_dir)
