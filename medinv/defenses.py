@@ -307,8 +307,7 @@ class Defense:
   deploy(key, theta, strength, cfg, *, split, variant) -> Deployment.
   defaults: its config block (`strengths` is the grid every experiment runs it over).
   variants(cfg) -> the named variants each strength runs in (e.g. the perturbation modes);
-    one unnamed variant ('',) by default. Strength 0 is the undefended model in every
-    variant, so experiments compute it in the first variant only (`medinv.draws`).
+    one unnamed variant ('',) by default.
   check(cfg): raises ValueError for a bad config block (strengths are checked >= 0 here).
   fit(key, theta, x_train, y_train, cfg, *, model, split) -> state: a defense that learns
     from hospital A's training data (once per split, a stage of the experiment); deploy then

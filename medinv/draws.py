@@ -12,9 +12,8 @@ draw. A defense's fit stage (learned noise) is trained once; its draws vary the 
 The experiment's grid point is (strength, draw): `points(strengths, num_draws)` flattens
 strengths x draws, strength-major, so one compiled program runs them all, and
 `by_strength(outputs, strengths, num_draws)` gives every output a draw axis after the strength
-axis. Strength 0 is the undefended model, the same in every draw and every variant of the defense:
-it is one point (draw 0) of the first variant's grid, and `by_strength` repeats it over the
-draws and gives it to the other variants.
+axis. Strength 0 is the undefended model, the same in every draw: it is one point (draw 0)
+of the grid, and `by_strength` repeats it over the draws.
 
 Interval (`crossed_interval`): the values y[r, t] of draws r on targets t are a crossed
 design (every draw is attacked on the same targets), y = mu + a_r + b_t + e_rt, and the grand
@@ -58,33 +57,25 @@ def draw_key(defense_key: jax.Array, draw) -> jax.Array:
   return jnp.where(draw == 0, defense_key, jax.random.fold_in(defense_key, DRAW_FOLD + draw))
 
 
-def points(strengths, num: int, zero: bool = True) -> dict[str, np.ndarray]:
+def points(strengths, num: int) -> dict[str, np.ndarray]:
   """{'strength', 'draw'}: every (strength, draw) with strength > 0, strength-major, and
-  strength 0 once (draw 0) unless `zero` is False (a defense's later variants, whose strength
-  0 is the first variant's)."""
-  pairs = [(float(s), r) for s in strengths for r in range(num)
-           if float(s) != 0 or (r == 0 and zero)]
+  strength 0 once (draw 0)."""
+  pairs = [(float(s), r) for s in strengths for r in range(num) if float(s) != 0 or r == 0]
   return {'strength': np.asarray([s for s, _ in pairs], np.float32),
           'draw': np.asarray([r for _, r in pairs], np.int32)}
 
 
-def by_strength(tree, strengths, num: int, zero=None):
+def by_strength(tree, strengths, num: int):
   """Leaves over a `points(strengths, num)` grid -> (S, R, ...), strength 0 repeated over the
-  draws; with `zero` (leaves over the first variant's grid, which has strength 0), the grid
-  is `points(strengths, num, zero=False)` and strength 0 is taken from `zero`."""
-  def expand(leaf, zero_rows=None):
+  draws."""
+  def expand(leaf):
     rows, i = [], 0
-    for j, strength in enumerate(strengths):
-      if float(strength) == 0 and zero_rows is not None:
-        rows.append(zero_rows[j])
-        continue
+    for strength in strengths:
       size = 1 if float(strength) == 0 else num
       rows.append(np.broadcast_to(np.asarray(leaf[i:i + size]), (num,) + np.shape(leaf)[1:]))
       i += size
     return np.stack(rows)
-  if zero is None:
-    return jax.tree.map(expand, tree)
-  return jax.tree.map(expand, tree, by_strength(zero, strengths, num))
+  return jax.tree.map(expand, tree)
 
 
 def crossed_interval(values, level: float = LEVEL) -> tuple[float, float]:

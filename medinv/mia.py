@@ -112,59 +112,34 @@ def _over_grid(partial: str, name: str, points, chunk: int, call) -> dict:
   Each call is a stage; the last chunk is padded by repeating its last point, so every call
   has the same shapes and the program compiles once.
   """
-  return _over_grids(partial, name, {'': points}, chunk, lambda grids: {'': call(grids[''])})['']
-
-
-def _over_grids(partial: str, name: str, grids: dict, chunk: int, call) -> dict:
-  """`_over_grid` for several grids in one program: call({group: points}) -> {group:
-  outputs}, each group's grid of its own length; call k gets the k-th chunk of every grid (a
-  grid with fewer chunks repeats its last, whose outputs are dropped)."""
-  totals = {group: len(jax.tree.leaves(points)[0]) for group, points in grids.items()}
-  sizes = {group: total if chunk <= 0 else min(chunk * jax.device_count(), total)
-           for group, total in totals.items()}
-  calls = max(-(-totals[group] // sizes[group]) for group in grids)
-  parts, start_time = {group: [] for group in grids}, time.time()
-  for k in range(calls):
-    chunks, kept = {}, {}
-    for group, points in grids.items():
-      start = min(k, -(-totals[group] // sizes[group]) - 1) * sizes[group]
-      n = min(sizes[group], totals[group] - start)
-      kept[group] = n if start == k * sizes[group] else 0
-      chunks[group] = jax.tree.map(lambda leaf, start=start, n=n, size=sizes[group]:
-                                   np.concatenate([leaf[start:start + n], np.repeat(
-                                       leaf[start + n - 1:start + n], size - n, 0)]), points)
-    stage = f'{name}_from{k * sizes[""]}' if list(grids) == [''] else f'{name}_call{k}'
-    out = stages.load_or_compute(partial, stage, lambda chunks=chunks: call(chunks))
-    for group in grids:
-      parts[group].append(jax.tree.map(lambda value, n=kept[group]: value[:n], out[group]))
-    if k + 1 < calls:  # progress within a long grid (the caller logs its end)
+  total = len(jax.tree.leaves(points)[0])
+  size = total if chunk <= 0 else min(chunk * jax.device_count(), total)
+  parts, start_time = [], time.time()
+  for start in range(0, total, size):
+    n = min(size, total - start)
+    padded = jax.tree.map(lambda leaf, start=start, n=n: np.concatenate(
+        [leaf[start:start + n], np.repeat(leaf[start + n - 1:start + n], size - n, 0)]), points)
+    out = stages.load_or_compute(partial, f'{name}_from{start}',
+                                 lambda padded=padded: call(padded))
+    parts.append(jax.tree.map(lambda value, n=n: value[:n], out))
+    done = start + n
+    if done < total:  # progress within a long grid (the caller logs its end)
       elapsed = time.time() - start_time
-      logging.info('%s: call %d/%d  elapsed %s  eta %s', name, k + 1, calls,
+      logging.info('%s: point %d/%d  elapsed %s  eta %s', name, done, total,
                    progress.format_seconds(elapsed),
-                   progress.format_seconds(elapsed / (k + 1) * (calls - k - 1)))
-  return {group: jax.tree.map(lambda *chunks: np.concatenate(chunks), *values)
-          for group, values in parts.items()}
+                   progress.format_seconds(elapsed / done * (total - done)))
+  return jax.tree.map(lambda *chunks: np.concatenate(chunks), *parts)
 
 
-def _over_points(partial: str, name: str, config, defense: str, make_fn, *arrays) -> dict:
-  """{variant: leaves (strengths, draws, ...)} of `make_fn(variants=(variant,))`, a per-point
-  function -> {variant: outputs}, over the defense's (strength, draw) grid in one program
-  (`sharding.map_grids`): strength 0 (the undefended model, alike in every draw and variant)
-  is one point of the first variant's grid (`draws.points`)."""
+def _over_points(partial: str, name: str, config, defense: str, call) -> dict:
+  """{variant: leaves (strengths, draws, ...)}: `call(points)` -> {variant: outputs} over the
+  defense's (strength, draw) grid, in which strength 0 (the undefended model, alike in every
+  draw) is one point (`draws.points`)."""
   block = config.defense[defense]
   num = draws.num_draws(block)
-  first, *others = defenses.get(defense).variants(block)
-  grids = {first: draws.points(block.strengths, num)}
-  if any(float(s) != 0 for s in block.strengths):
-    grids.update({variant: draws.points(block.strengths, num, zero=False) for variant in others})
-  fns = {variant: make_fn(variants=(variant,)) for variant in grids}
-  out = _over_grids(partial, name, grids, config.attack.grid_chunk, lambda chunks: {
-      variant: values[variant] for variant, values in sharding.map_grids(
-          fns, chunks, *arrays).items()})
-  zero = draws.by_strength(out[first], block.strengths, num)
-  return {first: zero, **{variant: draws.by_strength(out[variant], block.strengths, num,
-                                                     zero=out[first]) if variant in out
-                          else zero for variant in others}}
+  out = _over_grid(partial, name, draws.points(block.strengths, num), config.attack.grid_chunk,
+                   call)
+  return draws.by_strength(out, block.strengths, num)
 
 
 def _views(name: str, config) -> tuple:
@@ -182,10 +157,10 @@ def _run_attack(ctx, split, defense, name, view, partial, arrays, streams) -> di
   prepared = stages.load_or_compute(
       partial, f'split{split}_{name}_{view}_prepared',
       lambda: grid.prepare_fn(name, cfg, **common)(arrays))
-  make_fn = functools.partial(grid.attack_fn, name, cfg, defense, config.defense[defense],
-                              defense_key=streams['defense'], **common)
+  fn = grid.attack_fn(name, cfg, defense, config.defense[defense],
+                      defense_key=streams['defense'], **common)
   return _over_points(partial, f'split{split}_{defense}_{name}_{view}', config, defense,
-                      make_fn, arrays, prepared)
+                      lambda p: sharding.map_grid(fn, p, arrays, prepared))
 
 
 def _fit_defense(ctx: experiment.Context, split: int, defense: str, partial: str,
@@ -217,13 +192,13 @@ def _grid(ctx: experiment.Context) -> dict:
   for split in config.attack.splits:
     for defense in config.defense:
       arrays['defense_state'] = _fit_defense(ctx, split, defense, partial, streams['defense'])
-      make_fn = functools.partial(grid.accuracy_fn, defense, config.defense[defense],
-                                  model=ctx.target.model, split=split,
-                                  defense_key=streams['defense'])
+      fn = grid.accuracy_fn(defense, config.defense[defense], model=ctx.target.model,
+                            split=split, defense_key=streams['defense'])
       test = {'theta': theta, 'x_test': task.x_test, 'y_test': task.y_test,
               'defense_state': arrays['defense_state']}
       accuracy[split, defense] = _over_points(
-          partial, f'split{split}_{defense}_correct', config, defense, make_fn, test)
+          partial, f'split{split}_{defense}_correct', config, defense,
+          lambda p, fn=fn, test=test: sharding.map_grid(fn, p, test))
       for name in config.attack.names:
         attack_start = time.time()
         for view in _views(name, config):

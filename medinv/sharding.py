@@ -130,34 +130,3 @@ def map_grid(fn: Callable, grid, *broadcast, batch_size: int = 0,
   """
   out, size = map_grid_sharded(fn, grid, *broadcast, batch_size=batch_size, mesh=mesh)
   return jax.tree.map(lambda leaf: leaf[:size], gather(out))
-
-
-@functools.lru_cache(maxsize=64)
-def _grids_program(fns: tuple, mesh: jax.sharding.Mesh, num_broadcast: int):
-  spec = jax.sharding.PartitionSpec
-
-  def local(grids, *broadcast):
-    # Broadcast the shared arguments; vectorise each group's points with its own function.
-    return {group: jax.vmap(lambda point, fn=fn: fn(point, *broadcast))(grids[group])
-            for group, fn in fns}
-  return jax.jit(jax.shard_map(local, mesh=mesh,
-                               in_specs=(spec(GRID_AXIS),) + (spec(),) * num_broadcast,
-                               out_specs=spec(GRID_AXIS), check_vma=False))
-
-
-def map_grids(fns: dict, grids: dict, *broadcast, mesh: jax.sharding.Mesh | None = None
-              ) -> dict:
-  """`map_grid` of several per-point functions, each over its own grid, as ONE program.
-
-  fns: {group: fn(point, *broadcast)}; grids: {group: pytree of arrays with a leading axis},
-  whose lengths may differ (e.g. the modes of a defense, where only the first computes the
-  undefended strength 0). Returns {group: fn's outputs over its points} as host arrays.
-  """
-  mesh = grid_mesh() if mesh is None else mesh
-  placed, sizes = {}, {}
-  for group in fns:
-    placed[group], sizes[group] = shard_grid(grids[group], mesh)
-  compiled = _grids_program(tuple(sorted(fns.items())), mesh, len(broadcast))
-  out = gather(compiled(placed, *replicate(broadcast, mesh)))
-  return {group: jax.tree.map(lambda leaf, n=sizes[group]: leaf[:n], out[group])
-          for group in fns}

@@ -2,7 +2,6 @@
 seed, the (strength, draw) grid of medinv.attacks.grid, the interval's coverage of a known mean
 (a fixed-seed statistical test), the quality/accuracy columns, the config check, and the
 report cells and figure bands built from them."""
-import functools
 import math
 
 import jax
@@ -124,43 +123,6 @@ def test_strength_zero_runs_once_and_fills_every_draw():
                                 [[5, 6], [0, 0], [20, 21]])
   single = draws.points(strengths, 1)  # one draw: the plain strength grid
   np.testing.assert_array_equal(single['strength'], strengths)
-
-
-def test_later_variants_take_strength_zero_from_the_first():
-  strengths = [0.5, 0.0, 2.0]
-  later = draws.points(strengths, 2, zero=False)
-  assert list(zip(later['strength'], later['draw'])) == [(0.5, 0), (0.5, 1), (2.0, 0), (2.0, 1)]
-  first = draws.points(strengths, 2)
-  values = {'v': later['strength'] * 10 + later['draw'] + 100}
-  zero = {'v': first['strength'] * 10 + first['draw'] + 7}  # strength 0 of the first: 7
-  np.testing.assert_array_equal(draws.by_strength(values, strengths, 2, zero=zero)['v'],
-                                [[105, 106], [7, 7], [120, 121]])
-
-
-@pytest.mark.parametrize('chunk', [0, 1])
-def test_over_points_equals_every_variant_at_every_point(target, tmp_path, chunk):
-  """The accuracy grid computed with strength 0 in the first mode only (one program, one grid
-  per mode, chunked or whole) == every mode at every (strength, draw) point."""
-  model, params, _ = target
-  images = jax.random.uniform(jax.random.key(3), (16, 16, 16, 1))
-  labels = np.asarray(np.argmax(model.apply({'params': params}, images), -1))
-  key = keys_lib.named_keys(0)['defense']
-  config = ml_collections.ConfigDict({'defense': {
-                                          'model_perturbation': CFG.copy_and_resolve_references()},
-                                      'attack': {'grid_chunk': chunk}})
-  config.defense.model_perturbation.update(strengths=(0.0, 0.5, 1.0), num_draws=2)
-  make_fn = functools.partial(grid.accuracy_fn, 'model_perturbation',
-                              config.defense.model_perturbation, model=model, split=SPLIT,
-                              defense_key=key)
-  arrays = {'theta': params, 'x_test': images, 'y_test': labels}
-  out = mia._over_points(str(tmp_path), 'toy', config, 'model_perturbation', make_fn, arrays)
-  every = draws.by_strength(sharding.map_grid(make_fn(), draws.points((0.0, 0.5, 1.0), 2),
-                                              arrays), (0.0, 0.5, 1.0), 2)
-  assert set(out) == set(every) == {'fixed', 'per_query'}
-  for mode in out:
-    assert out[mode].shape == (3, 2, len(images))
-    np.testing.assert_array_equal(out[mode], every[mode])
-  assert not np.array_equal(out['fixed'][2], out['per_query'][2])  # the modes differ at 1.0
 
 
 def _coverage(rng, num_draws, targets, sd_draw, sd_target, sd_noise, interval, reps=1000):

@@ -48,22 +48,17 @@ def _prepare(arrays, **context_kwargs):
   return attack.prepare(_context(arrays, **context_kwargs)) if attack.prepare else {}
 
 
-def _variants(defense: str, defense_cfg, variants) -> tuple[str, ...]:
-  return tuple(variants) if variants else defenses.get(defense).variants(defense_cfg)
-
-
 def attack_at(strength, arrays, prepared, *, defense: str, defense_cfg, defense_key,
-              variants=None, **context_kwargs) -> dict:
+              **context_kwargs) -> dict:
   """One strength of `defense`: {variant: the attack's reconstructions of the targets}.
 
-  variants: the defense's variants to run (default: every one).
   context_kwargs: attack (a registered name), cfg (its block; fields may be traced values),
   model, split, knows_defense, attack_key, num_classes.
   """
   ctx = _context(arrays, **context_kwargs)
   attack = inversion_attacks.get(context_kwargs['attack'])
   out = {}
-  for variant in _variants(defense, defense_cfg, variants):
+  for variant in defenses.get(defense).variants(defense_cfg):
     deployed = defenses.deploy(defense, defense_key, ctx.theta, strength, defense_cfg,
                                split=ctx.split, variant=variant,
                                state=arrays.get('defense_state'))
@@ -86,12 +81,12 @@ def accuracy_at(strength, arrays, **kwargs) -> dict:
 
 
 def correct_at(strength, arrays, *, model, split: int, defense: str, defense_cfg,
-               defense_key, variants=None) -> dict:
+               defense_key) -> dict:
   """One strength of `defense`: {variant: (m,) whether the deployed model labels each test
-  image right} (variants: as in `attack_at`)."""
+  image right}."""
   edge, cloud = models.edge_fn(model, split), models.cloud_fn(model, split)
   out = {}
-  for variant in _variants(defense, defense_cfg, variants):
+  for variant in defenses.get(defense).variants(defense_cfg):
     deployed = defenses.deploy(defense, defense_key, arrays['theta'], strength, defense_cfg,
                                split=split, variant=variant, state=arrays.get('defense_state'))
     logits = defenses.query_each(deployed, edge, arrays['x_test'], inversion.EVAL_QUERIES,
@@ -115,23 +110,21 @@ def prepare_fn(name: str, cfg, *, model, split: int, knows_defense, attack_key,
 
 
 def attack_fn(name: str, cfg, defense_name: str, defense_cfg, *, model, split: int,
-              knows_defense, defense_key, attack_key, num_classes: int, variants=None):
+              knows_defense, defense_key, attack_key, num_classes: int):
   """(point, arrays, prepared) -> {variant: reconstructions}, for `sharding.map_grid` over
-  `draws.points` ({'strength', 'draw'}) (variants: as in `attack_at`).
+  `draws.points` ({'strength', 'draw'}).
 
   Build it once per program and reuse it: the compiled program is cached on this function.
   """
   return functools.partial(
       attack_at_draw, attack=name, cfg=cfg, defense=defense_name, defense_cfg=defense_cfg,
-      defense_key=defense_key, variants=variants,
+      defense_key=defense_key,
       model=model, split=split, knows_defense=knows_defense, attack_key=attack_key,
       num_classes=num_classes)
 
 
-def accuracy_fn(defense_name: str, defense_cfg, *, model, split: int, defense_key,
-                variants=None):
+def accuracy_fn(defense_name: str, defense_cfg, *, model, split: int, defense_key):
   """(point, arrays) -> {variant: (m,) correct labels of the deployed model}, over
-  `draws.points` (variants: as in `attack_at`)."""
+  `draws.points`."""
   return functools.partial(correct_at_draw, model=model, split=split, defense=defense_name,
-                           defense_cfg=defense_cfg, defense_key=defense_key,
-                           variants=variants)
+                           defense_cfg=defense_cfg, defense_key=defense_key)
