@@ -44,8 +44,9 @@ def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: split-inference defenses (BreastMNIST)'
   # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
-  # with two or more cores, else 1.
-  config.workers = 0
+  # with two or more cores, else 1. 1 by default: two workers saved 40 s of the demo's 13 min
+  # on a 2-core CPU (the parts' compute shares the same two cores).
+  config.workers = 1
   config.parts = ml_collections.ConfigDict()
   deployed = _base(part_arg, args.smoke)
   deployed.defense.model_perturbation.update(strengths=(0.0, 0.01, 0.02, 0.05),
