@@ -26,20 +26,13 @@ from medinv.data import DataError
 
 def run_part(name: str, part_config, part_dir: str) -> dict:
   """Runs (or reuses) one part; returns its results dict."""
-  reused = report.completed_results(part_dir, part_config)
-  if reused is not None:
-    reused['reused'] = True
-    return reused
-  stale = os.path.join(part_dir, 'results.json')
-  if os.path.exists(stale):
-    os.remove(stale)  # A killed rerun must not leave old results beside a new config.
-  return runners.for_part(name).run(part_config, part_dir)
+  return (study_workers.reused_results(part_config, part_dir)
+          or study_workers.compute_part(name, part_config, part_dir))
 
 
 def num_workers(config) -> int:
-  """How many parts run at once (`config.workers`; 0 or absent: 2 on a CPU host with two or
-  more cores, where one part's single-threaded compilation leaves a core to another part's
-  compute, else 1)."""
+  """How many parts run at once (`config.workers`, medinv.study_workers; 0 or absent: 2 on a
+  CPU host with two or more cores, else 1)."""
   workers = int(config.get('workers', 0) or 0)
   if workers < 0:
     raise ValueError(f'workers must be >= 0 (0: automatic), got {workers}')

@@ -1,7 +1,8 @@
 """Study parts side by side: each part in its own worker process, the heaviest first.
 
-On a CPU host most of a part's compilation is single-threaded, so while one part compiles the
-other core runs another part's compute. `run_parts` keeps what `medinv.study.run` does for one
+Most of a part's compilation is single-threaded, so while one part compiles another part may
+compute (measured on 2 cores: the demo in 13m05s with 2 workers, 13m07s with 1; the parts'
+compute shares the cores, so the study configs default to 1). `run_parts` keeps what `medinv.study.run` does for one
 worker (reuse finished parts, skip a part whose data is missing) and adds:
   - datasets are built in this process before any worker starts, so two workers never build
     the same TFDS dataset at once (a DataError here skips every part that reads it);
@@ -23,6 +24,7 @@ import jax
 from medinv import data as data_lib
 from medinv import progress
 from medinv import report
+from medinv import runners
 from medinv.data import DataError
 
 
@@ -43,9 +45,18 @@ def _init_worker(settings: dict) -> None:
   progress.quiet_library_logs()
 
 
-def _run_in_worker(name: str, part_config, part_dir: str) -> dict:
-  from medinv import study  # In the worker: study imports this module.
-  return study.run_part(name, part_config, part_dir)
+def reused_results(part_config, part_dir: str) -> dict | None:
+  """The part's results when workdir/<part> holds them for this config (marked 'reused')."""
+  reused = report.completed_results(part_dir, part_config)
+  return None if reused is None else {**reused, 'reused': True}
+
+
+def compute_part(name: str, part_config, part_dir: str) -> dict:
+  """Runs one part afresh; returns its results dict."""
+  stale = os.path.join(part_dir, 'results.json')
+  if os.path.exists(stale):
+    os.remove(stale)  # A killed rerun must not leave old results beside a new config.
+  return runners.for_part(name).run(part_config, part_dir)
 
 
 def _build_datasets(indices, names, parts, skip: Callable[[int, DataError], None]
@@ -78,10 +89,10 @@ def run_parts(names: list[str], parts, workdir: str, stages: progress.Stages,
   """
   todo = []
   for i, name in enumerate(names):
-    reused = report.completed_results(os.path.join(workdir, name), parts[name])
+    reused = reused_results(parts[name], os.path.join(workdir, name))
     if reused is not None:
       stages.begin(i, parts[name].data.dataset)
-      finish(i, {**reused, 'reused': True}, None)
+      finish(i, reused, None)
     else:
       todo.append(i)
 
@@ -101,7 +112,7 @@ def run_parts(names: list[str], parts, workdir: str, stages: progress.Stages,
       while queued and running < stages.workers:
         i = queued.pop(0)
         stages.begin(i, parts[names[i]].data.dataset)
-        pool.apply_async(_run_in_worker, (names[i], parts[names[i]],
+        pool.apply_async(compute_part, (names[i], parts[names[i]],
                                           os.path.join(workdir, names[i])),
                          callback=lambda results, i=i: done.put((i, results, None)),
                          error_callback=lambda error, i=i: done.put((i, None, error)))
