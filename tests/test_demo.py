@@ -264,12 +264,17 @@ def test_two_workers_give_the_rows_of_one(tmp_path, data_dir):
     changed.workers = workers
     for part in changed.parts.values():
       part.data.data_dir = data_dir
+    # A data_dir of its own: the session's shared one may already hold a built cardio.
+    changed.parts.aia_cardio.data.data_dir = str(tmp_path / 'tfds_no_cardio')
     assert study.num_workers(changed) == workers
     runs[workers] = study.run(changed, str(tmp_path / f'w{workers}'))
   drop = lambda rows: [{k: v for k, v in r.items() if 'seconds' not in k} for r in rows]
   assert drop(runs[2]['rows']) == drop(runs[1]['rows'])
   assert {r['part'] for r in runs[2]['rows']} == {'aia_heart', 'mem_heart'}
   assert runs[2]['metrics']['aia_cardio.skipped'] == runs[1]['metrics']['aia_cardio.skipped']
+  assert 'is empty' in runs[2]['metrics']['aia_cardio.skipped']
+
+
 def test_study_weights_are_seconds_that_grow_with_the_work():
   parts = demo.get_config().parts
   weight = lambda name, part: runners.for_part(name).weight_of(part)
