@@ -65,8 +65,10 @@ def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
   return dm_pix.ssim(a, b, max_val=MAX_VAL)
 
 
+@jax.jit
 def image_quality(reconstructions: jax.Array, originals: jax.Array) -> dict[str, jax.Array]:
-  """{'mse', 'psnr', 'ssim'} per image, each shape (n,)."""
+  """{'mse', 'psnr', 'ssim'} per image, each shape (n,) (one compiled program per shape: the
+  metrics' ops one by one took 4.6 s of compilation in the demo's model inversion)."""
   return {'mse': mse(reconstructions, originals), 'psnr': psnr(reconstructions, originals),
           'ssim': ssim(reconstructions, originals)}
 

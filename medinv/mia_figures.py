@@ -34,21 +34,26 @@ def save_png(fig, path: str) -> None:
 
 
 def image_grid(rows: list[tuple[str, np.ndarray]], path: str) -> None:
-  """Writes a grid of grey images: rows of (label, images (k, h, w, c))."""
+  """Writes a grid of grey images: rows of (label, images (k, h, w, c)).
+
+  The grid is one canvas (images on a white background, one imshow): a subplot per image
+  took 1.5 s per figure.
+  """
   columns = max(len(images) for _, images in rows)
-  fig, axes = plt.subplots(len(rows), columns, squeeze=False,
-                           figsize=(0.9 * columns + 1.6, 0.9 * len(rows)))
-  for r, (label, images) in enumerate(rows):
-    for c in range(columns):
-      ax = axes[r, c]
-      ax.set_xticks([])
-      ax.set_yticks([])
-      for spine in ax.spines.values():
-        spine.set_visible(False)
-      if c < len(images):
-        ax.imshow(np.asarray(images[c])[..., 0], cmap='gray', vmin=0.0, vmax=1.0)
-    axes[r, 0].set_ylabel(label, rotation=0, ha='right', va='center', fontsize=7)
-  fig.subplots_adjust(wspace=0.05, hspace=0.05)
+  h, w = np.asarray(rows[0][1]).shape[1:3]
+  pad = max(1, h // 16)
+  canvas = np.ones((len(rows) * (h + pad) - pad, columns * (w + pad) - pad), np.float32)
+  for r, (_, images) in enumerate(rows):
+    for c, image in enumerate(np.asarray(images)):
+      canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = image[..., 0]
+  fig, ax = plt.subplots(figsize=(0.9 * columns + 1.6, 0.9 * len(rows)))
+  ax.imshow(canvas, cmap='gray', vmin=0.0, vmax=1.0, interpolation='nearest')
+  ax.set_xticks([])
+  ax.set_yticks([r * (h + pad) + h / 2 for r in range(len(rows))],
+                [label for label, _ in rows], fontsize=7)
+  ax.tick_params(length=0)
+  for spine in ax.spines.values():
+    spine.set_visible(False)
   save_png(fig, path)
 
 

@@ -39,11 +39,12 @@ class Stages:
   (seconds per unit of weight over the stages finished, each timed from its own begin).
   With `workers` > 1, stages run side by side: the time left is the makespan of the running
   stages' expected rest and the stages not begun, each begun on the first free worker in
-  `order` (the longest first).
+  `order` (the longest first). `first_pace` is the pace before any stage has finished (e.g.
+  how much slower stages run when side by side workers share the cores).
   """
 
   def __init__(self, names: list[str], weights: list[float] | None = None, stream=None,
-               workers: int = 1):
+               workers: int = 1, first_pace: float = 1.0):
     self.names = list(names)
     self.weights = list(weights or [1.0] * len(names))
     self.workers = max(1, int(workers))
@@ -51,6 +52,7 @@ class Stages:
     self.began: dict[int, float] = {}  # running stages: index -> begin time
     self.finished: set[int] = set()
     self.paced_seconds = self.paced_weight = 0.0
+    self.first_pace = float(first_pace)
     self.stream = stream or sys.stdout
 
   @property
@@ -63,8 +65,9 @@ class Stages:
     print(text, file=self.stream, flush=True)
 
   def pace(self) -> float:
-    """Seconds per unit of weight so far (1 before any stage with weight has finished)."""
-    return self.paced_seconds / self.paced_weight if self.paced_weight > 0 else 1.0
+    """Seconds per unit of weight so far (`first_pace` before any stage with weight has
+    finished)."""
+    return self.paced_seconds / self.paced_weight if self.paced_weight > 0 else self.first_pace
 
   def remaining(self) -> float:
     """Expected seconds until every stage has finished."""

@@ -19,6 +19,7 @@ from medinv import membership_validate
 from medinv import mia
 from medinv import population
 from medinv import sweep_rmle
+from medinv.attacks import inversion_attacks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,10 @@ class Runner:
 # Study-part weights: expected seconds on a 2-core CPU, from the demo's parts measured on
 # 2026-11-30 (attribute inference 51 s for 7 attributes; membership inference 42 s on
 # heart_disease MLPs, 98 s on 5 SplitCNNs at 16x16 for 10 epochs; model inversion: 64 s of
-# target training, then per split and attack ~20 s of compilation plus its steps x points).
+# target training, then per split and attack ~20 s of compilation plus its steps x points;
+# a second attacker view adds half a view's steps: the paper's view trains one decoder, or
+# takes the clean model's class images, for every strength; measured 2026-12-03 within 20% at
+# split 4 with both views, 166 s at 16x16 and 307 s at 32x32).
 _STEP_SECONDS = {'inverse_network': 0.11, 'rmle': 0.08, 'query_free': 0.1, 'mi_face': 0.03}
 
 
@@ -59,11 +63,13 @@ def _inversion_weight(config) -> float:
   size = (config.data.image_size / 32) ** 2
   points = sum(len(block.strengths) * block.get('num_draws', 1) * len(block.get('modes', ('',)))
                for block in config.defense.values())
+  views = 1.0 + 0.5 * (len(config.attack.knows_defense) - 1)
   attacks = 0.0
   for name in config.attack.names:
     cfg = config.attack[name]
     steps = cfg.get('steps', cfg.get('max_steps', 100))
-    attacks += 20.0 + _STEP_SECONDS.get(name, 0.1) * steps * points * size
+    per_view = views if inversion_attacks.get(name).uses_view else 1.0
+    attacks += 20.0 + _STEP_SECONDS.get(name, 0.1) * steps * points * size * per_view
   return 6.4 * config.train.num_epochs * size + len(config.attack.splits) * attacks
 
 

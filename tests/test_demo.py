@@ -232,6 +232,9 @@ def test_time_left_with_two_workers_is_the_makespan_heaviest_first(monkeypatch):
   assert stages.order == [1, 2, 3, 0]
   # b (40) on one worker; c (20), d (15) and a (10) on the other: max(40, 45).
   assert stages.remaining() == 45.0
+  shared = progress.Stages(['a', 'b', 'c', 'd'], [10.0, 40.0, 20.0, 15.0], workers=2,
+                           first_pace=1.6)
+  assert shared.remaining() == pytest.approx(72.0)  # side by side on shared cores: 1.6x
   stages.begin(1)
   stages.begin(2)
   clock[0] += 10.0  # c finished in half its weight: the pace is 0.5
@@ -281,12 +284,15 @@ def test_study_weights_are_seconds_that_grow_with_the_work():
   base = {name: weight(name, part) for name, part in parts.items()}
   assert all(10 < seconds < 3600 for seconds in base.values())
   mia = parts.mia_breastmnist
-  mia.attack.splits = (4,)
-  one_split = weight('mia_breastmnist', mia)
-  assert one_split < base['mia_breastmnist']
+  mia.attack.knows_defense = (True,)
+  one_view = weight('mia_breastmnist', mia)
+  assert one_view < base['mia_breastmnist']
+  mia.attack.splits = (2, 4, 6)
+  three_splits = weight('mia_breastmnist', mia)
+  assert one_view < three_splits
   mia.defense.model_perturbation.num_draws = 3
   three_draws = weight('mia_breastmnist', mia)
   mia.attack.rmle.steps *= 10
-  assert one_split < three_draws < weight('mia_breastmnist', mia)
+  assert three_splits < three_draws < weight('mia_breastmnist', mia)
   parts.aia_heart.attack.sensitive = ('sex',)
   assert weight('aia_heart', parts.aia_heart) < base['aia_heart']
