@@ -26,7 +26,7 @@ def get_config(arg=None):
   config.title = 'medinv study: embedded data (heart_disease, BreastMNIST)'
   # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
   # with two or more cores, else 1. Measured on a 2-core CPU: the demo in 5m19s with one
-  # worker and {TWO} with two (model inversion beside the other three parts).
+  # worker and 4m17s with two (model inversion beside the other three parts).
   config.workers = 1 if args.smoke else 0
   config.parts = ml_collections.ConfigDict()
   config.parts.aia_heart = aia_heart.get_config(part_arg)

@@ -44,8 +44,9 @@ def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: split-inference defenses (BreastMNIST)'
   # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
-  # with two or more cores, else 1. 1 by default: two workers saved 40 s of the demo's 13 min
-  # on a 2-core CPU (the parts' compute shares the same two cores).
+  # with two or more cores, else 1. 1 by default: a second worker pays when the parts are of
+  # similar size (the demo: 5m19s -> 4m17s on 2 cores); beside one long model-inversion part
+  # it saved 2 s of 13 min (the parts share the cores).
   config.workers = 1
   config.parts = ml_collections.ConfigDict()
   deployed = _base(part_arg, args.smoke)

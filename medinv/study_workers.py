@@ -1,9 +1,10 @@
 """Study parts side by side: each part in its own worker process, the heaviest first.
 
 Most of a part's compilation is single-threaded, so while one part compiles another part may
-compute (measured on 2 cores: the demo in 13m05s with 2 workers, 13m07s with 1; the parts'
-compute shares the cores, so the study configs default to 1). `run_parts` keeps what `medinv.study.run` does for one
-worker (reuse finished parts, skip a part whose data is missing) and adds:
+compute. Measured on 2 cores: the demo's four parts in 4m17s with 2 workers against 5m19s
+with 1 (model inversion in one worker, the rest in the other); with one model-inversion part
+that dominates the rest, 13m05s against 13m07s. `run_parts` keeps what `medinv.study.run`
+does for one worker (reuse finished parts, skip a part whose data is missing) and adds:
   - datasets are built in this process before any worker starts, so two workers never build
     the same TFDS dataset at once (a DataError here skips every part that reads it);
   - parts begin in `stages.order` (the heaviest first) on the first free worker, a fresh

@@ -252,6 +252,14 @@ def test_time_left_with_two_workers_is_the_makespan_heaviest_first(monkeypatch):
   assert stages.remaining() == pytest.approx(8.0)
 
 
+def test_shared_cores_slow_the_first_pace_only_when_workers_outnumber_core_pairs(monkeypatch):
+  monkeypatch.setattr(study.os, 'cpu_count', lambda: 2)
+  assert study.shared_core_pace(2) == 1.6
+  assert study.shared_core_pace(1) == 1.0
+  monkeypatch.setattr(study.os, 'cpu_count', lambda: 16)
+  assert study.shared_core_pace(2) == 1.0
+
+
 def test_two_workers_give_the_rows_of_one(tmp_path, data_dir):
   """The study's parts side by side in worker processes (study_workers) write the results a
   run in this process writes; a part whose dataset is missing is skipped either way."""
