@@ -233,8 +233,8 @@ def test_time_left_with_two_workers_is_the_makespan_heaviest_first(monkeypatch):
   # b (40) on one worker; c (20), d (15) and a (10) on the other: max(40, 45).
   assert stages.remaining() == 45.0
   shared = progress.Stages(['a', 'b', 'c', 'd'], [10.0, 40.0, 20.0, 15.0], workers=2,
-                           first_pace=1.6)
-  assert shared.remaining() == pytest.approx(72.0)  # side by side on shared cores: 1.6x
+                           first_pace=1.4)
+  assert shared.remaining() == pytest.approx(63.0)  # side by side on shared cores: 1.4x
   stages.begin(1)
   stages.begin(2)
   clock[0] += 10.0  # c finished in half its weight: the pace is 0.5
@@ -254,7 +254,7 @@ def test_time_left_with_two_workers_is_the_makespan_heaviest_first(monkeypatch):
 
 def test_shared_cores_slow_the_first_pace_only_when_workers_outnumber_core_pairs(monkeypatch):
   monkeypatch.setattr(study.os, 'cpu_count', lambda: 2)
-  assert study.shared_core_pace(2) == 1.6
+  assert study.shared_core_pace(2) == 1.4
   assert study.shared_core_pace(1) == 1.0
   monkeypatch.setattr(study.os, 'cpu_count', lambda: 16)
   assert study.shared_core_pace(2) == 1.0
