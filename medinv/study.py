@@ -37,8 +37,13 @@ def num_workers(config) -> int:
   if workers < 0:
     raise ValueError(f'workers must be >= 0 (0: automatic), got {workers}')
   if workers == 0:
-    workers = 2 if jax.default_backend() == 'cpu' and (os.cpu_count() or 1) >= 2 else 1
+    workers = 2 if _cpu_cores() >= 2 else 1
   return min(workers, len(config.parts))
+
+
+def _cpu_cores() -> int:
+  """The host's cores when JAX computes on the CPU, else 0 (an accelerator host)."""
+  return (os.cpu_count() or 1) if jax.default_backend() == 'cpu' else 0
 
 
 def shared_core_pace(workers: int) -> float:
@@ -47,7 +52,7 @@ def shared_core_pace(workers: int) -> float:
   took 1.6x their one-worker time in all, but the last part runs alone, and the study took
   1.23-1.33x the makespan of its weights (232-251 s against 189 s); 1.4 puts the first
   estimate within 15% of those runs."""
-  if workers > 1 and jax.default_backend() == 'cpu' and (os.cpu_count() or 1) < 2 * workers:
+  if workers > 1 and 0 < _cpu_cores() < 2 * workers:
     return 1.4
   return 1.0
 

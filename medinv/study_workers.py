@@ -114,7 +114,7 @@ def run_parts(names: list[str], parts, workdir: str, stages: progress.Stages,
         i = queued.pop(0)
         stages.begin(i, parts[names[i]].data.dataset)
         pool.apply_async(compute_part, (names[i], parts[names[i]],
-                                          os.path.join(workdir, names[i])),
+                                        os.path.join(workdir, names[i])),
                          callback=lambda results, i=i: done.put((i, results, None)),
                          error_callback=lambda error, i=i: done.put((i, None, error)))
         running += 1
