@@ -12,7 +12,8 @@ Prints, each line prefixed with the backend and device count:
     installed, the same attack in eager PyTorch (experiments/torch_reference.py); the same
     program with flax nn.Conv/nn.max_pool layers instead of medinv.layers (JAX's own
     batching), one sigma and all vmapped; achieved FLOP/s (XLA cost analysis) against the
-    matmul FLOP/s measured in the same run;
+    matmul FLOP/s measured in the same run; the one-sigma program again in a child process
+    with XLA:CPU's default YNNPACK convolutions (medinv/__init__.py sends them to Eigen);
   inverse-network training for K sigmas: vmapped versus K sequential runs, and their ratio;
   population training of 8 MLPs on cardio: vmapped versus sequential;
   the MAP attack on the 70,000 cardio records x every candidate: records per second;
@@ -23,6 +24,10 @@ Not part of the tests; the models are untrained where only speed matters.
 """
 import functools
 import importlib.util
+import os
+import re
+import subprocess
+import sys
 import time
 
 from absl import flags
@@ -38,6 +43,7 @@ import optax
 from configs import membership_heart
 from configs import train_breastmnist
 from configs import train_cardio
+import medinv
 from medinv import cli
 from medinv import data as data_lib
 from medinv import defenses
@@ -53,7 +59,8 @@ from medinv.attacks import inversion_attacks
 from medinv.attacks import objectives
 
 flags.DEFINE_list('parts', ['rmle', 'decoder', 'population', 'map', 'membership'],
-                  'What to measure.')
+                  "What to measure (also 'rmle_program': the rmle program alone, one sigma at a "
+                  'time, under the process\'s XLA_FLAGS).')
 flags.DEFINE_integer('shadows', 16, 'Membership inference: shadow models K.')
 flags.DEFINE_integer('targets', 64, 'rmle targets N.')
 flags.DEFINE_list('sigmas', ['0.0', '0.01', '0.02', '0.05'], 'Defense sigmas K.')
@@ -62,6 +69,7 @@ flags.DEFINE_integer('plain_steps', 10, 'rmle steps for the flax nn.Conv/nn.max_
 flags.DEFINE_integer('decoder_steps', 30, 'Inverse-network training steps.')
 flags.DEFINE_string('cardio_dir', '../shared/data/cardio', 'Folder with cardio_train.csv.')
 FLAGS = flags.FLAGS
+PARTS = ('rmle', 'rmle_program', 'decoder', 'population', 'map', 'membership')
 SPLIT, OBJECTIVE, LEARNING_RATE = 4, 'feature_l2:1.0,tv:0.02', 0.05
 DEFENSE = defenses.config_block('model_perturbation', modes=('fixed',), scope='edge')
 
@@ -166,16 +174,60 @@ def loop_rmle(edge, sigmas, theta, x_targets, x0, steps):
   return time.perf_counter() - start, out.reshape((len(sigmas),) + x_targets.shape)
 
 
-def bench_rmle():
+def rmle_inputs():
+  """(model, theta, edge, x_targets, x_aux, x0, sigmas) of the rmle lines."""
   config = train_breastmnist.get_config()
   task = data_lib.load_task(config.data)
   x_targets = jnp.asarray(task.x_train[:FLAGS.targets])
   x_aux = jnp.asarray(task.x_test)
-  x0 = jnp.mean(x_aux, axis=0)
-  sigmas = [float(s) for s in FLAGS.sigmas]
   model = models.SplitCNN(num_classes=task.num_classes)
   theta = model.init(jax.random.key(0), x_targets[:1])['params']
-  edge = models.edge_fn(model, SPLIT)
+  return (model, theta, models.edge_fn(model, SPLIT), x_targets, x_aux,
+          jnp.mean(x_aux, axis=0), [float(s) for s in FLAGS.sigmas])
+
+
+def program_run(model, theta, x_targets, x_aux, sigmas, batch_size, steps):
+  """(target-steps/s, seconds, compile seconds, reconstructions, compiled program) of the
+  rmle grid program over `sigmas` (`batch_size` points vmapped, 0: all)."""
+  start = time.perf_counter()
+  fn = functools.partial(rmle_point, model=model, steps=steps)
+  program, args = compiled_rmle(fn, sigmas, theta, x_targets, x_aux, batch_size)
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  out = block(program(*args))
+  elapsed = time.perf_counter() - start
+  return len(x_targets) * len(sigmas) * steps / elapsed, elapsed, compile_seconds, out, program
+
+
+def bench_rmle_program():
+  """Part 'rmle_program': only the one-sigma-at-a-time program, under this process's XLA_FLAGS
+  (the rmle part runs it in a child process with XLA's default convolutions)."""
+  model, theta, _, x_targets, x_aux, _, sigmas = rmle_inputs()
+  rate = program_run(model, theta, x_targets, x_aux, sigmas, 1, FLAGS.steps)[0]
+  say(f'rmle_program one sigma at a time, XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}: '
+      f'{rate:.1f} target-steps/s')
+
+
+def xla_default_convolution_rate() -> float | None:
+  """The rmle_program rate in a child process whose convolutions run as XLA:CPU's default
+  YNNPACK fusions (medinv sends them to XLA's Eigen convolution: medinv/__init__.py), or
+  None when medinv's setting is not in force (another jaxlib, or XLA_FLAGS set it)."""
+  ours = f'{medinv.YNN_FLAG}={medinv.YNN_SETTING}'
+  flags_now = os.environ.get('XLA_FLAGS', '')
+  if ours not in flags_now.split():
+    return None
+  # '+' adds to XLA's default list of YNNPACK fusions, which holds the convolutions already.
+  env = dict(os.environ, XLA_FLAGS=flags_now.replace(
+      ours, f'{medinv.YNN_FLAG}=+individual_convolution'))
+  child = subprocess.run(
+      [sys.executable, '-m', 'experiments.benchmark', '--parts=rmle_program',
+       f'--targets={FLAGS.targets}', f'--steps={FLAGS.steps}', f'--sigmas={FLAGS.sigmas[0]}'],
+      env=env, capture_output=True, text=True, check=True)
+  return float(re.findall(r'([0-9.]+) target-steps/s', child.stdout)[-1])
+
+
+def bench_rmle():
+  model, theta, edge, x_targets, x_aux, x0, sigmas = rmle_inputs()
   n, k, steps = len(x_targets), len(sigmas), FLAGS.steps
   work = n * k * steps
   say(f'rmle: N={n} targets x K={k} sigmas, split {SPLIT}, {x_targets.shape[1]}x'
@@ -183,22 +235,23 @@ def bench_rmle():
   peaks = [matmul_flops()]
   say(f'matmul (float32, jit): {peaks[0] / 1e9:.1f} GFLOP/s')
   rates = {}
-  for batch_size, label, run_steps in ((1, 'one sigma at a time', steps),
-                                       (0, 'all sigmas vmapped', steps)):
-    start = time.perf_counter()
-    fn = functools.partial(rmle_point, model=model, steps=run_steps)
-    program, args = compiled_rmle(fn, sigmas, theta, x_targets, x_aux, batch_size)
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    out = block(program(*args))
-    elapsed = time.perf_counter() - start
-    rates[batch_size] = n * k * run_steps / elapsed
-    say(f'rmle compiled program ({label}, targets vmapped, {run_steps} steps): '
+  for batch_size, label in ((1, 'one sigma at a time'), (0, 'all sigmas vmapped')):
+    rates[batch_size], elapsed, compile_seconds, out, program = program_run(
+        model, theta, x_targets, x_aux, sigmas, batch_size, steps)
+    say(f'rmle compiled program ({label}, targets vmapped, {steps} steps): '
         f'{rates[batch_size]:.1f} target-steps/s ({elapsed:.1f}s, compile {compile_seconds:.1f}s)')
     if batch_size == 1:
       compiled_out, compiled_elapsed, reported = out, elapsed, program.cost_analysis()['flops']
       peaks.append(matmul_flops())  # Again right after it: the machine may be shared.
       say(f'matmul (float32, jit), measured again: {peaks[1] / 1e9:.1f} GFLOP/s')
+  default_rate = xla_default_convolution_rate()
+  if default_rate is None:
+    say(f'rmle with XLA\'s default convolutions: not measured (XLA_FLAGS sets {medinv.YNN_FLAG}'
+        ' already, or this jaxlib is not one medinv sets it for)')
+  else:
+    say(f'rmle one sigma at a time with XLA:CPU\'s default (YNNPACK) convolutions, in a child '
+        f'process: {default_rate:.1f} target-steps/s; medinv\'s {medinv.YNN_FLAG}='
+        f'{medinv.YNN_SETTING} (Eigen convolutions) is {rates[1] / default_rate:.2f}x faster')
   peak = max(peaks)
   loop_seconds, loop_out = loop_rmle(edge, sigmas, theta, x_targets, x0, steps)
   loop_rate = work / loop_seconds
@@ -362,10 +415,15 @@ def bench_membership():
 
 def main(argv):
   del argv
+  unknown = sorted(set(FLAGS.parts) - set(PARTS))
+  if unknown:
+    raise ValueError(f'--parts: unknown {", ".join(unknown)}; allowed: {", ".join(PARTS)}')
   logging.set_verbosity(logging.WARNING)
   say(f'devices: {jax.devices()}')
   if 'rmle' in FLAGS.parts:
     bench_rmle()
+  if 'rmle_program' in FLAGS.parts:
+    bench_rmle_program()
   if 'decoder' in FLAGS.parts:
     bench_decoder()
   if 'population' in FLAGS.parts or 'map' in FLAGS.parts:
