@@ -67,6 +67,7 @@ flags.DEFINE_list('sigmas', ['0.0', '0.01', '0.02', '0.05'], 'Defense sigmas K.'
 flags.DEFINE_integer('steps', 50, 'rmle Adam steps.')
 flags.DEFINE_integer('plain_steps', 10, 'rmle steps for the flax nn.Conv/nn.max_pool line.')
 flags.DEFINE_integer('decoder_steps', 30, 'Inverse-network training steps.')
+flags.DEFINE_integer('decoder_repeats', 2, 'Inverse network: timed runs of each line (the best).')
 flags.DEFINE_string('cardio_dir', '../shared/data/cardio', 'Folder with cardio_train.csv.')
 FLAGS = flags.FLAGS
 PARTS = ('rmle', 'rmle_program', 'decoder', 'population', 'map', 'membership')
@@ -320,14 +321,13 @@ def bench_decoder():
                           defense_key=jax.random.key(0), attack='inverse_network', cfg=cfg,
                           model=model, split=SPLIT, knows_defense=True,
                           attack_key=jax.random.key(1), num_classes=task.num_classes)['fixed']
-  vmapped = seconds(lambda: sharding.map_grid(train_one, sigmas, theta, x_aux))
-  one_at_a_time = seconds(lambda: sharding.map_grid(train_one, sigmas, theta, x_aux, batch_size=1))
+  repeats = FLAGS.decoder_repeats  # Best of: each run is seconds long on a shared machine.
+  vmapped = seconds(lambda: sharding.map_grid(train_one, sigmas, theta, x_aux), repeats=repeats)
+  one_at_a_time = seconds(lambda: sharding.map_grid(train_one, sigmas, theta, x_aux, batch_size=1),
+                          repeats=repeats)
   single = jax.jit(train_one)
-  block(single(sigmas[0], theta, x_aux))
-  start = time.perf_counter()
-  for sigma in sigmas:
-    block(single(sigma, theta, x_aux))
-  sequential = time.perf_counter() - start
+  sequential = seconds(lambda: [block(single(sigma, theta, x_aux)) for sigma in sigmas],
+                       repeats=repeats)
   work = len(sigmas) * steps
   say(f'inverse network, K={len(sigmas)} sigmas x {steps} steps (batch 32, width 64, split '
       f'{SPLIT}): vmapped {work / vmapped:.2f} steps/s, K sequential runs '
