@@ -42,7 +42,7 @@ class ConvTranspose(nn.Module):
                         jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
     if stride == 1:
-      return layers.conv2d(x, kernel) + bias
+      return layers.conv2d(x, kernel, bias)
     n, h, w, _ = x.shape
     # Input pixel (i, j) paints output block (k i .. k i + k - 1, k j .. k j + k - 1).
     blocks = jnp.einsum('nhwc,abcf->nhawbf', x, kernel)

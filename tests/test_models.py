@@ -60,9 +60,14 @@ def test_fast_conv_matches_flax_conv(shape, features):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_fast_conv_gradient_inside_scan():
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+# Wider outputs (the input is shifted), narrower outputs (the cotangent is), a non-square
+# kernel and image, and a 1x1 kernel.
+@pytest.mark.parametrize('x_shape,kernel_shape', [((2, 8, 8, 3), (3, 3, 3, 4)),
+                                                  ((3, 8, 6, 5), (3, 5, 5, 2)),
+                                                  ((2, 4, 4, 3), (1, 1, 3, 3))])
+def test_fast_conv_gradient_inside_scan(x_shape, kernel_shape):
+  x = jax.random.normal(jax.random.key(0), x_shape)
+  kernel = jax.random.normal(jax.random.key(1), kernel_shape)
 
   def grads(k):
     return jax.grad(lambda k, x: jnp.sum(layers.conv2d(x, k) ** 2), argnums=(0, 1))(k, x)
