@@ -4,9 +4,10 @@ Measured on a 2-core CPU (see `./launch.sh benchmark`): inside a while loop, XLA
 convolution's kernel gradient about 150x slower than the same op jitted on its own, and its
 input gradient (a transposed convolution) about 2x slower. `conv2d` keeps the forward
 convolution and supplies its own backward pass: the input gradient is a forward convolution
-of the cotangent with the spatially flipped, in/out-transposed kernel, and the kernel gradient
-is one matmul over every pixel with the kernel offsets side by side (`_weight_grads`). Values equal `lax.conv_general_dilated`; gradients agree to
-float32 rounding. `max_pool_2x2` (reshape-then-max) avoids select-and-scatter, ~14x slower.
+of the cotangent with the spatially flipped, in/out-transposed kernel, and the kernel and bias
+gradients are one matmul over every pixel with the kernel offsets side by side
+(`_weight_grads`). Values equal `lax.conv_general_dilated`; gradients agree to float32
+rounding. `max_pool_2x2` (reshape-then-max) avoids select-and-scatter, ~14x slower.
 
 Grids over weights (sigmas, draws, population members) vmap the convolution over its kernel.
 JAX's own batching rule turns that into one feature-grouped convolution, which XLA:CPU runs
