@@ -208,14 +208,23 @@ def bench_decoder():
   say(f'inverse network vmapped / sequential: {sequential / vmapped:.2f}')
 
 
-def _cardio():
+def load_cardio():
+  """(config, task) of cardio from --cardio_dir, loaded before any timing; None, with a line,
+  when the default folder lacks it (a folder named on the command line must hold it)."""
   config = train_cardio.get_config()
   config.data.manual_dir = FLAGS.cardio_dir
-  return config, data_lib.load_task(config.data)
+  try:
+    return config, data_lib.load_task(config.data)
+  except data_lib.DataError as error:
+    reason = str(error).splitlines()[0].rstrip('.')
+    if FLAGS['cardio_dir'].present:
+      raise data_lib.DataError(f'--cardio_dir={FLAGS.cardio_dir}: {reason}') from error
+    say(f'population and map skipped: cardio is not in --cardio_dir={FLAGS.cardio_dir} '
+        f'({reason}); pass --cardio_dir=<folder with cardio_train.csv>')
+    return None
 
 
-def bench_population():
-  config, task = _cardio()
+def bench_population(config, task):
   config.train.checkpoint_every_epochs = config.train.num_epochs
   grid = population.points(config)
   eight = {k: np.repeat(v, 8) for k, v in grid.items()}
@@ -292,14 +301,17 @@ def main(argv):
     raise ValueError(f'--parts: unknown {", ".join(unknown)}; allowed: {", ".join(PARTS)}')
   logging.set_verbosity(logging.WARNING)
   say(f'devices: {jax.devices()}')
+  cardio = None
+  if 'population' in FLAGS.parts or 'map' in FLAGS.parts:
+    cardio = load_cardio()
   if 'rmle' in FLAGS.parts:
     bench_rmle()
   if 'rmle_program' in FLAGS.parts:
     bench_rmle_program()
   if 'decoder' in FLAGS.parts:
     bench_decoder()
-  if 'population' in FLAGS.parts or 'map' in FLAGS.parts:
-    config, task, params = bench_population()
+  if cardio is not None:
+    config, task, params = bench_population(*cardio)
     if 'map' in FLAGS.parts:
       bench_map(config, task, params)
   if 'membership' in FLAGS.parts:
