@@ -8,8 +8,12 @@ split; within a run every attack's sigma grid is sharded over every device (medi
   ./launch.sh sweep --config configs/sweep_inversion.py:smoke --workdir /tmp/sweep_mia --hosts 2
   ./launch.sh sweep --config configs/sweep_inversion.py --config.attack.grid_chunk=0 \\
       --workdir runs/sweep_inversion_gpu     # accelerators: the whole grid per call
+  ./launch.sh sweep --config configs/sweep_inversion.py:seeds=4 \\
+      --config.sweep.axes.attack.splits="((4,),)" --workdir runs/sweep_inversion_seeds
 
-Args: `smoke` shrinks images, training, steps and the grid (splits 2 and 4).
+Args: `smoke` shrinks images, training, steps and the grid (splits 2 and 4); `seeds=N` trains
+N targets (seeds 0..N-1, a run axis) and writes every row over them to seeds.csv (mean and
+95% t-interval over the seeds, medinv.seeds).
 """
 import ml_collections
 
@@ -18,7 +22,9 @@ from configs import mia_breastmnist
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, smoke=False)
+  args = common.parse_arg(arg, smoke=False, seeds=1)
+  if args.seeds < 1:
+    raise ValueError(f'seeds must be >= 1, got {args.seeds}')
   config = mia_breastmnist.get_config('smoke' if args.smoke else None)
   config.sweep = ml_collections.ConfigDict()
   config.sweep.experiment = 'model_inversion'
@@ -27,6 +33,8 @@ def get_config(arg=None):
   config.sweep.axes.attack.splits = ((2,), (4,), (6,))  # run axis
   config.sweep.axes.defense = ml_collections.ConfigDict()
   config.sweep.axes.defense.sigma = tuple(config.defense.model_perturbation.strengths)  # vmapped
+  if args.seeds > 1:
+    config.sweep.axes.seed = tuple(range(args.seeds))  # run axis: one target per seed
   if args.smoke:
     config.sweep.axes.attack.splits = ((2,), (4,))
   return config

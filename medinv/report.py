@@ -96,7 +96,7 @@ def write_atomic(path: str, text: str | bytes) -> None:
   write_atomic_files({path: text})
 
 
-def _jsonable(value):
+def jsonable(value):
   if hasattr(value, 'item'):
     value = value.item()
   if isinstance(value, float) and not math.isfinite(value):
@@ -133,7 +133,7 @@ def rows_to_csv(rows: list[dict]) -> str:
   writer = csv.DictWriter(out, fieldnames=columns, lineterminator='\n')
   writer.writeheader()
   for row in rows:
-    writer.writerow({k: _jsonable(v) for k, v in row.items()})
+    writer.writerow({k: jsonable(v) for k, v in row.items()})
   return out.getvalue()
 
 
@@ -142,8 +142,8 @@ def write_results(workdir: str, experiment: str, metrics: dict, rows: list[dict]
   """Writes results.json and results.csv (process 0; a barrier for all); returns the dict."""
   results = {
       'schema': SCHEMA, 'experiment': experiment, 'wall_seconds': round(wall_seconds, 3),
-      'metrics': {k: _jsonable(v) for k, v in metrics.items()},
-      'rows': [{k: _jsonable(v) for k, v in row.items()} for row in rows],
+      'metrics': {k: jsonable(v) for k, v in metrics.items()},
+      'rows': [{k: jsonable(v) for k, v in row.items()} for row in rows],
   }
   if distributed.is_writer():
     files = {}

@@ -12,7 +12,8 @@ jitted program sharded over every device (`medinv.axes`, `medinv.sharding`). Eve
 axis (dataset, split, architecture, batch size, step counts, ...) expands into separate runs,
 each in `workdir/<name from its overrides>`; `run_sweep` skips runs whose results.json was
 written for the same config, so a killed sweep rerun with the same command recomputes only
-the unfinished runs, and ends with a summary table.
+the unfinished runs, and ends with a summary table. With `seed` as a run axis it also writes
+seeds.csv / seeds.json: every row as its mean and 95% interval over the seeds (medinv.seeds).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import copy
 import dataclasses
 import functools
 import itertools
+import json
 import os
 import re
 import time
@@ -32,6 +34,7 @@ from medinv import axes as axes_lib
 from medinv import distributed
 from medinv import report
 from medinv import runners
+from medinv import seeds
 
 
 def runner_of(config) -> runners.Runner:
@@ -119,9 +122,11 @@ def check_axis_values(run_config, vmapped: dict[str, tuple]) -> None:
 
 
 def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
-  """Runs every expanded run that is not complete; writes workdir/results.json + summary.
+  """Runs every expanded run that is not complete; writes workdir/results.json + summary, and
+  seeds.csv / seeds.json where `seed` is a run axis.
 
-  Returns the sweep's results dict (rows: every run's rows with 'run' and its overrides).
+  Returns the sweep's results dict (rows: every run's rows with 'run' and its overrides;
+  'seeds': the rows over seeds, `seeds.across_seeds`).
   """
   runner = runner_of(config)
   runs = expand_runs(config)
@@ -133,7 +138,7 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
   log(f'sweep {config.sweep.experiment}: {len(runs)} runs ({int(pending.sum())} to do), '
       f'vmapped axes {list(split_axes(config)[0]) or "none"}, {jax.device_count()} '
       f'{jax.default_backend()} devices in {jax.process_count()} processes')
-  summary, rows, metrics = [], [], {}
+  summary, rows, metrics, per_run = [], [], {}, []
   for i, run in enumerate(runs):
     run_dir = os.path.join(workdir, run.name)
     if pending[i]:
@@ -151,11 +156,27 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
     summary.append({'run': run.name, 'status': status, 'seconds': seconds,
                     **results.get('metrics', {})})
     rows += [{'run': run.name, **run.overrides, **row} for row in results['rows']]
+    per_run.append((run.overrides, results['rows']))
     metrics.update({f'{run.name}.{k}': v for k, v in results.get('metrics', {}).items()})
   results = report.write_results(workdir, 'sweep', metrics, rows, time.time() - start)
   results['summary'] = summary
+  results['seeds'] = _write_seeds(workdir, per_run, log)
   log(summary_table(summary))
   return results
+
+
+def _write_seeds(workdir: str, per_run: list, log: Callable[[str], None]) -> list[dict]:
+  """seeds.csv and seeds.json (every row over the seeds) when `seed` is a run axis."""
+  rows = seeds.across_seeds(per_run)
+  if rows and distributed.is_writer():
+    report.write_atomic_files({
+        os.path.join(workdir, 'seeds.json'): json.dumps(
+            [{k: report.jsonable(v) for k, v in row.items()} for row in rows], indent=2) + '\n',
+        os.path.join(workdir, 'seeds.csv'): report.rows_to_csv(rows)})
+  if rows:
+    log(f'over seeds: {len(rows)} rows with mean and 95% t-interval over '
+        f'{rows[0]["num_seeds"]} seeds in {os.path.join(workdir, "seeds.csv")}')
+  return rows
 
 
 def summary_table(summary: list[dict], max_metrics: int = 6) -> str:

@@ -191,6 +191,27 @@ def _check_run(name, config, workdir, results):
     assert {r['run'] for r in results['rows']} == set(names)
     for run_name in names:
       assert os.path.isfile(os.path.join(workdir, run_name, 'results.json')), run_name
+    seeds = sweep.split_axes(config)[1].get('seed', ())
+    if len(seeds) > 1 and len(names) == len(seeds):  # seeds.json: every row over the seeds
+      _check_over_seeds(workdir, results['rows'], seeds)
+
+
+def _check_over_seeds(workdir, rows, seeds):
+  with open(os.path.join(workdir, 'seeds.json')) as f:
+    over_seeds = json.load(f)
+  per_seed = [[row for row in rows if row['seed'] == seed] for seed in seeds]
+  assert len(over_seeds) == len(per_seed[0])
+  varying = 0
+  for i, summary in enumerate(over_seeds):
+    assert summary['num_seeds'] == len(seeds)
+    for column in [k[:-len('_seed_low')] for k in summary if k.endswith('_seed_low')]:
+      values = [run_rows[i][column] for run_rows in per_seed]
+      assert summary[column] == pytest.approx(sum(values) / len(values))
+      low, high = summary[f'{column}_seed_low'], summary[f'{column}_seed_high']
+      if isinstance(low, float):  # 'nan' (JSON) where a seed's value is not finite
+        assert low <= summary[column] <= high
+      varying += 1
+  assert varying, 'no column varies over the seeds'
 
 
 def _fields(config) -> dict:
