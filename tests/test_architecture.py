@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                      'medinv.sweep_rmle', 'medinv.*_figures', 'medinv.aia_*',
                      'medinv.mia_*', 'medinv.population_*', 'medinv.membership_*')),
     ('orchestration', ('medinv.study', 'medinv.study_workers', 'medinv.study_report', 'medinv.study_dp', 'medinv.study_defenses', 'medinv.runners',
-                       'medinv.sweep', 'medinv.cli')),
+                       'medinv.sweep', 'medinv.seeds', 'medinv.cli')),
 )
 
 # (importer patterns, forbidden target patterns): not even through other modules.
