@@ -2,12 +2,13 @@
 
 Each run attacks the same target SplitCNN (configs/mia_breastmnist.py's settings) at one
 split; within a run every attack's sigma grid is sharded over every device (medinv.mia), fed
-`attack.grid_chunk` sigmas per device per call (defense.model_perturbation.strengths).
+`attack.grid_chunk` sigmas per device per call (defense.model_perturbation.strengths; the
+default 0 vmaps the whole grid in one call).
 
   ./launch.sh sweep --config configs/sweep_inversion.py --workdir runs/sweep_inversion
   ./launch.sh sweep --config configs/sweep_inversion.py:smoke --workdir /tmp/sweep_mia --hosts 2
-  ./launch.sh sweep --config configs/sweep_inversion.py --config.attack.grid_chunk=0 \\
-      --workdir runs/sweep_inversion_gpu     # accelerators: the whole grid per call
+  ./launch.sh sweep --config configs/sweep_inversion.py --config.attack.grid_chunk=1 \\
+      --workdir runs/sweep_inversion_low_memory     # one sigma per device per call
   ./launch.sh sweep --config configs/sweep_inversion.py:seeds=4 \\
       --config.sweep.axes.attack.splits="((4,),)" --workdir runs/sweep_inversion_seeds
 
