@@ -75,8 +75,16 @@ def _narrow_inversion_sweep(config):
   return config
 
 
+def _narrow_membership_sweep(config):
+  """sweep_membership's smoke run undefended (membership_heart's smoke run, in
+  test_membership.py, runs every defense): two seeds, each a target and its shadows."""
+  config.defense.names = ()
+  return config
+
+
 # Changes to the smoke config that keep the default suite short; each says why.
-NARROW = {'paper': _narrow_paper, 'sweep_inversion': _narrow_inversion_sweep}
+NARROW = {'paper': _narrow_paper, 'sweep_inversion': _narrow_inversion_sweep,
+          'sweep_membership': _narrow_membership_sweep}
 
 RUN_INSIDE = {name: 'paper' for name in (
     'aia_cardio', 'train_cardio',  # paper's part aia_cardio and its target
