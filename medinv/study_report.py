@@ -185,9 +185,10 @@ def _draws_note(rows: list[dict]) -> list[str]:
           f'(draws per strength: {per_defense}) and the targets: a t-interval for the crossed '
           'draws x targets design (`medinv.draws.crossed_interval`; with one draw, the '
           'Student-t interval over targets). They hold this trained target fixed: a target '
-          'trained with another seed can move a cell by more than its interval. Model acc. is '
-          'its mean over draws; its interval is in results.csv (model_test_accuracy_low, '
-          '_high).', '']
+          'trained with another seed can move a cell by more than its interval (a sweep with '
+          '`seed` as a run axis writes every cell over the seeds to seeds.csv; README, Sweeps). '
+          'Model acc. is its mean over draws; its interval is in results.csv '
+          '(model_test_accuracy_low, _high).', '']
 
 
 def _noise_ratio_table(m: dict, rows: list[dict]) -> list[str]:
