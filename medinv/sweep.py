@@ -166,16 +166,23 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
 
 
 def _write_seeds(workdir: str, per_run: list, log: Callable[[str], None]) -> list[dict]:
-  """seeds.csv and seeds.json (every row over the seeds) when `seed` is a run axis."""
+  """seeds.csv and seeds.json (every row over the seeds) when `seed` is a run axis; else
+  removes those of an earlier sweep in this workdir."""
   rows = seeds.across_seeds(per_run)
-  if rows and distributed.is_writer():
-    report.write_atomic_files({
-        os.path.join(workdir, 'seeds.json'): json.dumps(
-            [{k: report.jsonable(v) for k, v in row.items()} for row in rows], indent=2) + '\n',
-        os.path.join(workdir, 'seeds.csv'): report.rows_to_csv(rows)})
+  paths = {name: os.path.join(workdir, name) for name in ('seeds.json', 'seeds.csv')}
+  if distributed.is_writer():
+    if rows:
+      report.write_atomic_files({
+          paths['seeds.json']: json.dumps(
+              [{k: report.jsonable(v) for k, v in row.items()} for row in rows], indent=2) + '\n',
+          paths['seeds.csv']: report.rows_to_csv(rows)})
+    else:
+      for path in paths.values():
+        if os.path.exists(path):
+          os.remove(path)
   if rows:
     log(f'over seeds: {len(rows)} rows with mean and 95% t-interval over '
-        f'{rows[0]["num_seeds"]} seeds in {os.path.join(workdir, "seeds.csv")}')
+        f'{rows[0]["num_seeds"]} seeds in {paths["seeds.csv"]}')
   return rows
 
 

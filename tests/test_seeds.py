@@ -1,8 +1,13 @@
-"""Sweep rows over target seeds (medinv.seeds): means, t-intervals, groups, kept columns."""
+"""Sweep rows over target seeds (medinv.seeds): means, t-intervals, groups, kept columns, and
+the files a sweep writes from them."""
+import json
+
 import pytest
 from scipy import stats
 
+from medinv import report
 from medinv import seeds
+from medinv import sweep
 
 
 def _rows(seed_offset: float, split: int = 4) -> list[dict]:
@@ -55,3 +60,19 @@ def test_runs_of_one_group_must_write_the_same_rows():
   runs = [({'seed': 0}, _rows(0.0)), ({'seed': 1}, _rows(0.1)[:1])]
   with pytest.raises(ValueError, match=r'seeds \[0, 1\] have \[1, 2\] rows'):
     seeds.across_seeds(runs)
+
+
+def test_sweep_writes_seed_files_and_removes_a_stale_pair(tmp_path):
+  lines = []
+  rows = sweep._write_seeds(str(tmp_path), [({'seed': 0}, _rows(0.0)), ({'seed': 1}, _rows(0.1))],
+                            lines.append)
+  with open(tmp_path / 'seeds.json') as f:
+    assert json.load(f) == [{k: report.jsonable(v) for k, v in row.items()} for row in rows]
+  with open(tmp_path / 'seeds.csv') as f:
+    assert len(f.read().splitlines()) == len(rows) + 1
+  assert lines == [f'over seeds: 2 rows with mean and 95% t-interval over 2 seeds in '
+                   f'{tmp_path / "seeds.csv"}']
+  # The same workdir swept again without a seed axis: no seed files from the earlier sweep.
+  assert sweep._write_seeds(str(tmp_path), [({'attack.splits': (2,)}, _rows(0.0))],
+                            lines.append) == []
+  assert not (tmp_path / 'seeds.json').exists() and not (tmp_path / 'seeds.csv').exists()
