@@ -16,7 +16,9 @@ Prints, each line prefixed with the backend and device count:
     with XLA:CPU's default YNNPACK convolutions (medinv/__init__.py sends them to Eigen);
   inverse-network training for K sigmas: vmapped versus K sequential runs, and their ratio;
   population training of 8 MLPs on cardio: vmapped versus sequential;
-  the MAP attack on the 70,000 cardio records x every candidate: records per second;
+  the MAP attack on the 70,000 cardio records x every candidate: records per second (both
+    read cardio from --cardio_dir before anything is timed; skipped with a line when the
+    default folder lacks it);
   membership inference on heart_disease: K shadow MLPs (+ the target) trained as one vmapped
     population versus one at a time, in shadow models per second, and the whole LiRA attack
     (every model's outputs, every attack, metrics and the bootstrap) on the K shadows.
