@@ -20,7 +20,7 @@ import ml_collections
 
 from configs import common
 from configs import train_heart
-from medinv.attacks import attribute_attacks
+from medinv.attribute import attacks as attribute_attacks
 
 FLIP_PROBS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 # Every categorical heart_disease attribute with 2-4 values (ca has 5).
@@ -30,10 +30,10 @@ SENSITIVE = ('sex', 'cp', 'fbs', 'restecg', 'exang', 'slope', 'thal')
 def attack_config(sensitive, release: str, **overrides) -> ml_collections.ConfigDict:
   """The attacker: what it targets and which registered attacks it runs, each with its block.
 
-  names: the attacks it runs (medinv.attacks.attribute_attacks.ATTACKS): release attacks
+  names: the attacks it runs (medinv.attribute.attacks.ATTACKS): release attacks
     ('map', 'learned') get rows; no-model baselines ('prior', 'classifier') get columns of
     every row. Each has its block attack.<name>, the registered defaults:
-    map: variants (MAP likelihoods, medinv.attacks.attribute.LIKELIHOODS: 'confusion' the
+    map: variants (MAP likelihoods, medinv.attribute.inference.LIKELIHOODS: 'confusion' the
       release channel's pi(released | predicted), 'model_confusion' Fredrikson et al.'s
       model confusion P(prediction | true label) measured on the auxiliary records;
       'probability' needs a probability release) and eps (the indicator's mismatch

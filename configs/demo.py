@@ -24,7 +24,7 @@ def get_config(arg=None):
   part_arg = 'smoke' if args.smoke else None
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: embedded data (heart_disease, BreastMNIST)'
-  # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
+  # Parts run at once, each in its own process (medinv.study.workers); 0: 2 on a CPU host
   # with two or more cores, else 1. Measured on a 2-core CPU: the demo in 5m19s with one
   # worker and 4m17s with two (model inversion beside the other three parts).
   config.workers = 1 if args.smoke else 0
@@ -32,7 +32,7 @@ def get_config(arg=None):
   config.parts.aia_heart = aia_heart.get_config(part_arg)
   mia = mia_breastmnist.get_config(part_arg)
   if args.smoke:
-    # Every training record is a target, so tests/test_demo.py recomputes MAP over them all.
+    # Every training record is a target, so tests/e2e/test_demo.py recomputes MAP over them all.
     config.parts.aia_heart.attack.member_fraction = 1.0
     mia.attack.splits = (2,)  # One split keeps the end-to-end test short.
   else:

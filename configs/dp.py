@@ -5,7 +5,7 @@
   ./launch.sh dp --config configs/dp.py:epsilons=8/4/1 --workdir runs/dp_841
   ./launch.sh dp --config.parts.aia_heart_eps1.train.dp.clip_norm=0.5
 
-Per target epsilon (`train.dp.target_epsilon`; medinv.dp calibrates the noise multiplier at
+Per target epsilon (`train.dp.target_epsilon`; medinv.training.dp_sgd calibrates the noise multiplier at
 delta = 1/N, N the model's training records, and records the accounted epsilon) four parts:
 attribute inference and membership inference on heart_disease, model inversion at split 4
 and membership inference on BreastMNIST, each attacking a target (and, for membership, the
@@ -68,7 +68,7 @@ def get_config(arg=None):
   epsilons = [float('inf')] + [float(e) for e in args.epsilons.split('/') if e]
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: DP-SGD training against every attack'
-  # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
+  # Parts run at once, each in its own process (medinv.study.workers); 0: 2 on a CPU host
   # with two or more cores, else 1. 1 by default: a second worker pays when the parts are of
   # similar size (the demo: 5m19s -> 4m17s on 2 cores); beside one long model-inversion part
   # it saved 2 s of 13 min (the parts share the cores).

@@ -19,7 +19,7 @@ import ml_collections
 from configs import common
 from configs import train_heart
 from medinv import defenses
-from medinv.attacks import membership
+from medinv.membership import attacks as membership
 
 ATTACKS = ('lira_online', 'lira_offline', 'lira_online_fixed_variance',
            'lira_offline_fixed_variance', 'loss_threshold', 'label_only', 'label_lira')
@@ -39,7 +39,7 @@ def membership_config(num_shadows: int, models_per_step: int = 0) -> ml_collecti
 
 
 def attack_config(queries: str = 'identity', **overrides) -> ml_collections.ConfigDict:
-  """The attacks (medinv.attacks.membership.ATTACKS), each with its block of defaults.
+  """The attacks (medinv.membership.attacks.ATTACKS), each with its block of defaults.
 
   queries: 'identity', or 'flip' (the record and its horizontal mirror; images only).
   lira_*: fixed_variance (one variance per side pooled over records), min_std (floor).

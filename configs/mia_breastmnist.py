@@ -3,7 +3,7 @@
 Hospital A runs SplitCNN conv 1..split and sends the features; the attacker reconstructs the
 image. Grid: split x defense strength x variant x attack (x whether the attacker knows the
 defense). Every attack has its block `config.attack.<name>` and every defense its block
-`config.defense.<name>` (the registered defaults, medinv.attacks.inversion_attacks and
+`config.defense.<name>` (the registered defaults, medinv.inversion.attacks and
 medinv.defenses).
 
   ./launch.sh model_inversion --config configs/mia_breastmnist.py --workdir runs/mia_breastmnist
@@ -20,7 +20,7 @@ Args: `split=k` runs one split (2, 4 or 6) instead of all three; `smoke` shrinks
 epochs, steps and the grid so the whole run takes seconds on a CPU.
 
 Every defense block has `num_draws`, the independent realisations of the defense per strength
-(medinv.draws; rows carry the mean and a 95% interval over draws and targets): 3 for model
+(medinv.defenses.draws; rows carry the mean and a 95% interval over draws and targets): 3 for model
 perturbation (its fixed noise is otherwise one realisation scaled by sigma), 1 for the others;
 `keep_core` (the demo's and the DP study's model inversion) runs 1 draw, and the smoke
 config's feature noise runs 2 so the tests exercise the draw axis.
@@ -30,14 +30,14 @@ import ml_collections
 from configs import common
 from configs import train_breastmnist
 from medinv import defenses
-from medinv.attacks import inversion_attacks
+from medinv.inversion import attacks as inversion_attacks
 
 # The paper's and He et al.'s attacks and MI-FACE (the demo runs these), then the passive
 # feature-alignment attack.
 CORE_ATTACKS = ('inverse_network', 'rmle', 'query_free', 'mi_face')
 ATTACKS = CORE_ATTACKS + ('feature_alignment',)
 # Opt-in (a block, not in `names`): the adaptive attacker against per-query noise, trained
-# with fresh noise per image, averaging `views` resends (medinv.attacks.noise_aware).
+# with fresh noise per image, averaging `views` resends (medinv.inversion.noise_aware).
 OPT_IN_ATTACKS = ('noise_aware_inverse',)
 # Defenses on the transmitted features (std relative to the features' RMS; drop probability;
 # learned noise: the same energy as feature_noise, placed where the cloud looks least).
@@ -70,7 +70,7 @@ def get_config(arg=None):
       figure_targets=8,         # columns of the reconstruction grid PNG
       knows_defense=(True, False),  # attacker's model view: deployed (perturbed) or clean
       # (strength, draw) points per device per program call; 0: the whole grid in one call,
-      # vmapped (on a CPU, medinv.layers runs a point's convolutions as fast as one point at a
+      # vmapped (on a CPU, medinv.models.layers runs a point's convolutions as fast as one point at a
       # time). Each call's result is kept, so a killed run resumes from the last finished call.
       grid_chunk=0,
   ))
@@ -96,5 +96,5 @@ def get_config(arg=None):
     config.defense.model_perturbation.update(strengths=(0.0, 0.05), num_draws=1)
     config.defense.feature_noise.update(strengths=(0.5,), num_draws=2)
     config.defense.learned_noise.update(strengths=(1.0,), steps=5, batch_size=8)
-    del config.defense['feature_dropout']  # Its code runs in tests/test_split_defenses.py.
+    del config.defense['feature_dropout']  # Its code runs in tests/defenses/test_features.py.
   return config

@@ -35,7 +35,7 @@ def get_config(arg=None):
   part_arg = 'smoke' if args.smoke else None
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: paper scale (cardio, heart_disease, MIAS, CBIS-DDSM, MedMNIST)'
-  # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
+  # Parts run at once, each in its own process (medinv.study.workers); 0: 2 on a CPU host
   # with two or more cores, else 1. 1 by default: a second worker pays when the parts are of
   # similar size (the demo: 5m19s -> 4m17s on 2 cores); beside one long model-inversion part
   # it saved 2 s of 13 min (the parts share the cores).

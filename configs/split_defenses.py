@@ -43,7 +43,7 @@ def get_config(arg=None):
   part_arg = 'smoke' if args.smoke else None
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: split-inference defenses (BreastMNIST)'
-  # Parts run at once, each in its own process (medinv.study_workers); 0: 2 on a CPU host
+  # Parts run at once, each in its own process (medinv.study.workers); 0: 2 on a CPU host
   # with two or more cores, else 1. 1 by default: a second worker pays when the parts are of
   # similar size (the demo: 5m19s -> 4m17s on 2 cores); beside one long model-inversion part
   # it saved 2 s of 13 min (the parts share the cores).
@@ -52,7 +52,7 @@ def get_config(arg=None):
   deployed = _base(part_arg, args.smoke)
   deployed.defense.model_perturbation.update(strengths=(0.0, 0.01, 0.02, 0.05),
                                              modes=('fixed',), num_draws=1)
-  if args.smoke:  # Learned noise runs end to end in tests/test_inversion.py's smoke run.
+  if args.smoke:  # Learned noise runs end to end in tests/inversion/test_reconstruct.py's smoke run.
     del deployed.defense['learned_noise']
   config.parts.mia_breastmnist_deployed = deployed
   for weight in (0.5,) if args.smoke else NOPEEK_WEIGHTS:

@@ -2,7 +2,7 @@
 
 Each run trains its target MLP (the seed changes the model, so seeds are separate runs) and
 attacks it with configs/aia_heart.py's (or aia_cardio.py's) settings; the whole flip_prob grid
-and its release draws run in one program sharded over every device (medinv.aia).
+and its release draws run in one program sharded over every device (medinv.attribute.experiment).
 
   ./launch.sh sweep --config configs/sweep_attribute.py --workdir runs/sweep_attribute
   ./launch.sh sweep --config configs/sweep_attribute.py:smoke --workdir /tmp/sweep_aia --hosts 2

@@ -1,7 +1,7 @@
 """Model-inversion sweep: one run per split, the sigma grid vmapped in each.
 
 Each run attacks the same target SplitCNN (configs/mia_breastmnist.py's settings) at one
-split; within a run every attack's sigma grid is sharded over every device (medinv.mia), fed
+split; within a run every attack's sigma grid is sharded over every device (medinv.inversion.experiment), fed
 `attack.grid_chunk` sigmas per device per call (defense.model_perturbation.strengths; the
 default 0 vmaps the whole grid in one call).
 
@@ -14,7 +14,7 @@ default 0 vmaps the whole grid in one call).
 
 Args: `smoke` shrinks images, training, steps and the grid (splits 2 and 4); `seeds=N` trains
 N targets (seeds 0..N-1, a run axis) and writes every row over them to seeds.csv (mean and
-95% t-interval over the seeds, medinv.seeds).
+95% t-interval over the seeds, medinv.study.seeds).
 """
 import ml_collections
 

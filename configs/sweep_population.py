@@ -2,7 +2,7 @@
 
 Every model of a run trains in one program (vmapped over the grid, sharded over the
 devices); the MAP attribute-inference attack of configs/aia_heart.py then runs against each
-model (medinv.attacks.attribute_eval, the evaluation medinv.aia runs), next to its test
+model (medinv.attribute.evaluation, the evaluation medinv.attribute.experiment runs), next to its test
 accuracy and the no-model baselines. Runs: one per batch size.
 
   ./launch.sh sweep --config configs/sweep_population.py --workdir runs/sweep_population

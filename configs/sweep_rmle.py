@@ -2,7 +2,7 @@
 
 Per run (one per split), the target SplitCNNs train as one population and the white-box
 rMLE attack runs over every (model, sigma, learning rate, TV weight) point in one program,
-sharded over every device (medinv.sweep_rmle).
+sharded over every device (medinv.inversion.sweep_rmle).
 
   ./launch.sh sweep --config configs/sweep_rmle.py --workdir runs/sweep_rmle
   ./launch.sh sweep --config configs/sweep_rmle.py:smoke --workdir /tmp/sweep_rmle_smoke

@@ -9,9 +9,9 @@ results.csv and aia.png.
 from absl import flags
 from absl import logging
 
-from medinv import aia
-from medinv import cli
-from medinv import progress
+from medinv.attribute import experiment as attribute_experiment
+from medinv.core import cli
+from medinv.core import progress
 
 cli.define_config_file('config', 'configs/aia_heart.py', 'Attribute-inference config.')
 flags.DEFINE_string('workdir', None, 'Run directory (target model, config.json, results).')
@@ -55,7 +55,7 @@ def main(argv):
   del argv
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/aia_{config.data.dataset}'
-  results = aia.run(config, workdir)
+  results = attribute_experiment.run(config, workdir)
   print(summary(results['rows']))
   print(f'model test accuracy {results["metrics"]["model_test_accuracy"]:.3f}; '
         f'results in {workdir}/results.json')

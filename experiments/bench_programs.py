@@ -1,4 +1,4 @@
-"""The programs experiments/benchmark.py times: the rmle grid program (medinv.layers or flax's
+"""The programs experiments/benchmark.py times: the rmle grid program (medinv.models.layers or flax's
 own layers), the per-target loop of jitted Adam steps, the matmul rate, and the timing helpers."""
 import functools
 import time
@@ -15,10 +15,10 @@ from configs import train_breastmnist
 from medinv import data as data_lib
 from medinv import defenses
 from medinv import models
-from medinv import sharding
-from medinv.attacks import grid
-from medinv.attacks import inversion
-from medinv.attacks import objectives
+from medinv.core import sharding
+from medinv.inversion import grid
+from medinv.inversion import reconstruct
+from medinv.inversion import objectives
 
 SPLIT, OBJECTIVE, LEARNING_RATE = 4, 'feature_l2:1.0,tv:0.02', 0.05
 DEFENSE = defenses.config_block('model_perturbation', modes=('fixed',), scope='edge')
@@ -81,7 +81,7 @@ def plain_rmle_point(sigma, theta, x_targets, x_aux, *, steps: int):
   x0 = jnp.mean(x_aux, axis=0)
   mask = defenses.scope_mask(theta, 'edge', SPLIT)
   deployed = defenses.perturb_params(jax.random.key(0), theta, sigma, mask)
-  return inversion.rmle(plain_edge, deployed, plain_edge(deployed, x_targets), x0,
+  return reconstruct.rmle(plain_edge, deployed, plain_edge(deployed, x_targets), x0,
                         objective=OBJECTIVE, steps=steps, learning_rate=LEARNING_RATE,
                         prior_image=x0)[0]
 

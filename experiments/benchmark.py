@@ -10,7 +10,7 @@ Prints, each line prefixed with the backend and device count:
     versus a per-target Python loop of jitted Adam steps (as He et al.'s and ART's reference
     code run), in target-steps per second, and all vmapped / one at a time; with torch
     installed, the same attack in eager PyTorch (experiments/torch_reference.py); the same
-    program with flax nn.Conv/nn.max_pool layers instead of medinv.layers (JAX's own
+    program with flax nn.Conv/nn.max_pool layers instead of medinv.models.layers (JAX's own
     batching), one sigma and all vmapped; achieved FLOP/s (XLA cost analysis) against the
     matmul FLOP/s measured in the same run; the one-sigma program again in a child process
     with XLA:CPU's default YNNPACK convolutions (medinv/__init__.py sends them to Eigen);
@@ -46,18 +46,18 @@ from experiments.bench_programs import (DEFENSE, LEARNING_RATE, OBJECTIVE, SPLIT
                                         plain_rmle_point, program_run, rmle_inputs, say,
                                         seconds)
 import medinv
-from medinv import cli
+from medinv.core import cli
 from medinv import data as data_lib
 from medinv import defenses
-from medinv import experiment
-from medinv import membership
+from medinv.training import experiment
+from medinv.membership import experiment as membership_experiment
 from medinv import models
-from medinv import population
-from medinv import sharding
-from medinv.attacks import attribute
-from medinv.attacks import grid
-from medinv.attacks import inversion_attacks
-from medinv.attacks import objectives
+from medinv.training import population
+from medinv.core import sharding
+from medinv.attribute import inference as attribute
+from medinv.inversion import grid
+from medinv.inversion import attacks as inversion_attacks
+from medinv.inversion import objectives
 
 flags.DEFINE_list('parts', ['rmle', 'decoder', 'population', 'map', 'membership'],
                   "What to measure (also 'rmle_program': the rmle program alone, one sigma at a "
@@ -158,7 +158,7 @@ def bench_rmle():
     plain[batch_size] = n * len(points) * FLAGS.plain_steps / (time.perf_counter() - start)
   say(f'rmle compiled, flax nn.Conv + nn.max_pool layers ({FLAGS.plain_steps} steps): '
       f'{plain[1]:.1f} target-steps/s one sigma, {plain[0]:.1f} all {k} vmapped '
-      f'(ratio {plain[0] / plain[1]:.2f}); medinv.layers are {rates[1] / plain[1]:.1f}x / '
+      f'(ratio {plain[0] / plain[1]:.2f}); medinv.models.layers are {rates[1] / plain[1]:.1f}x / '
       f'{rates[0] / plain[0]:.1f}x faster')
 
   # XLA's cost analysis counts a loop body once: one step's count x steps, plus the prologue.
@@ -270,8 +270,8 @@ def bench_membership():
   config.defense.names = ()
   config.train.checkpoint_every_epochs = config.train.num_epochs
   task = data_lib.load_task(config.data)
-  members = membership.draw_membership(config, len(membership.candidates(task)[0]))
-  points = membership.model_points(config, members)
+  members = membership_experiment.draw_membership(config, len(membership_experiment.candidates(task)[0]))
+  points = membership_experiment.model_points(config, members)
   size = len(members)
   fit = lambda pts: population.fit(config, task, pts)
   vmapped = seconds(lambda: fit(points)[1].params)
@@ -289,7 +289,7 @@ def bench_membership():
   ctx = experiment.Context(config=config, workdir='', task=task)
   ctx.target = {'model': model, 'state': state, 'size': size, 'points': points,
                 'membership': members}
-  attack = seconds(lambda: membership.grid(ctx)['attacks'][config.attack.names[0]]['scores'],
+  attack = seconds(lambda: membership_experiment.grid(ctx)['attacks'][config.attack.names[0]]['scores'],
                    repeats=3)
   say(f'membership: LiRA on {size - 1} shadows ({len(config.attack.names)} attacks, '
       f'{members.shape[1]} candidates, {config.evaluation.bootstrap_samples} bootstrap '

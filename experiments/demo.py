@@ -11,9 +11,9 @@ from absl import flags
 from absl import logging
 import jax
 
-from medinv import cli
-from medinv import progress
-from medinv import study
+from medinv.core import cli
+from medinv.core import progress
+from medinv.study import study
 
 cli.define_config_file('config', 'configs/demo.py', 'Study config.')
 flags.DEFINE_string('workdir', 'runs/demo', 'Run directory (parts, report.md, results).')

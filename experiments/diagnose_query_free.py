@@ -1,4 +1,4 @@
-"""Why the query-free attack falls short: its shadow edge against hospital A's (medinv.mia_diagnose).
+"""Why the query-free attack falls short: its shadow edge against hospital A's (medinv.inversion.diagnose).
 
   ./launch.sh diagnose_query_free --config configs/mia_breastmnist.py:split=4 \\
       --workdir runs/diagnose_split4
@@ -10,10 +10,10 @@ import os
 from absl import flags
 from absl import logging
 
-from medinv import cli
-from medinv import mia_diagnose
-from medinv import progress
-from medinv import report
+from medinv.core import cli
+from medinv.inversion import diagnose as inversion_diagnose
+from medinv.core import progress
+from medinv.core import report
 
 cli.define_config_file('config', 'configs/mia_breastmnist.py', 'Model-inversion config.')
 flags.DEFINE_string('workdir', None, 'Run directory (target/ is trained or resumed there).')
@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   workdir = FLAGS.workdir or f'runs/diagnose_{FLAGS.config.data.dataset}'
-  rows = mia_diagnose.diagnose(FLAGS.config, workdir)
+  rows = inversion_diagnose.diagnose(FLAGS.config, workdir)
   print(f'{"split":>5} {"edge":36} {"acc via B":>9} {"feat err":>8} {"MMD2":>7} {"rMLE SSIM":>9}')
   for r in rows:
     print(f'{r["split"]:>5} {r["edge"]:36} {r["accuracy_through_cloud"]:9.3f} '

@@ -12,9 +12,9 @@ roc.png.
 from absl import flags
 from absl import logging
 
-from medinv import cli
-from medinv import membership
-from medinv import progress
+from medinv.core import cli
+from medinv.membership import experiment as membership_experiment
+from medinv.core import progress
 
 cli.define_config_file('config', 'configs/membership_heart.py', 'Membership-inference config.')
 flags.DEFINE_string('workdir', None, 'Run directory (shadows, config.json, results, figures).')
@@ -56,7 +56,7 @@ def main(argv):
   del argv
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/mem_{config.data.dataset}'
-  results = membership.run(config, workdir)
+  results = membership_experiment.run(config, workdir)
   fprs = tuple(config.evaluation.fprs)
   print(summary([r for r in results['rows'] if r['subgroup'] == 'all'], fprs))
   print(subgroup_summary(results['rows'], fprs[0]))

@@ -6,9 +6,9 @@
 from absl import flags
 from absl import logging
 
-from medinv import cli
-from medinv import mia
-from medinv import progress
+from medinv.core import cli
+from medinv.inversion import experiment as inversion_experiment
+from medinv.core import progress
 
 cli.define_config_file('config', 'configs/mia_breastmnist.py', 'Attack config.')
 flags.DEFINE_string('workdir', None, 'Run directory (target/, config.json, results, figures).')
@@ -24,7 +24,7 @@ def main(argv):
   del argv
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/mia_{config.data.dataset}'
-  results = mia.run(config, workdir)
+  results = inversion_experiment.run(config, workdir)
   print(f'{"attack":16} {"split":>5} {"defense":>18} {"strength":>8} {"mode":>9} {"knows":>5} '
         f'{"ssim":>13} {"psnr":>6} {"acc":>6}')
   for row in results['rows']:

@@ -19,10 +19,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from medinv import cli
-from medinv import distributed
-from medinv import progress
-from medinv import sweep
+from medinv.core import cli
+from medinv.core import distributed
+from medinv.core import progress
+from medinv.study import sweep
 
 cli.define_config_file('config', 'configs/sweep_population.py', 'Sweep config.')
 flags.DEFINE_string('workdir', None, 'Sweep directory: one subdirectory per run.')

@@ -11,7 +11,7 @@ PyTorch, to compare medinv's compiled program with a plain PyTorch implementatio
     each target's gradient is its own;
   optimiser: Adam on the pixels (torch's defaults are optax.adam's: b1 0.9, b2 0.999, eps
     1e-8 added after the square root), from x0 = the mean auxiliary image, every image
-    clipped to [0, 1] after each step (medinv.attacks.inversion.optimize_image).
+    clipped to [0, 1] after each step (medinv.inversion.reconstruct.optimize_image).
 
 `rmle_batched` optimises all targets as one batch; `rmle_loop` one target at a time (a
 Python loop, as He et al.'s and ART's reference code run). Both return (seconds,

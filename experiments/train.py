@@ -2,9 +2,9 @@
 from absl import flags
 from absl import logging
 
-from medinv import cli
-from medinv import progress
-from medinv import train
+from medinv.core import cli
+from medinv.core import progress
+from medinv.training import trainer
 
 cli.define_config_file('config', 'configs/train_heart.py', 'Training config.')
 flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, config.json, results).')
@@ -15,7 +15,7 @@ def main(argv):
   del argv
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/train_{config.data.dataset}'
-  trained = train.train_and_evaluate(config, workdir)
+  trained = trainer.train_and_evaluate(config, workdir)
   m = trained.metrics
   print(f'{config.data.dataset} {config.model}: test accuracy {m["test_accuracy"]:.3f} '
         f'(majority {m["test_majority_accuracy"]:.3f}), train accuracy {m["train_accuracy"]:.3f};'

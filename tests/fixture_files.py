@@ -1,7 +1,7 @@
 """Dataset files in their published layouts, written for tests (no network, no real data).
 
 The data tests (tests/test_data_*.py) damage these files to check error messages; the config
-tests (tests/test_configs.py) run every config end to end on them. `write_manual_dir` puts
+tests (tests/e2e/test_configs.py) run every config end to end on them. `write_manual_dir` puts
 one small copy of every manual-download dataset into one folder, as `--manual_dir` expects.
 """
 import csv

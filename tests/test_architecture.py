@@ -26,31 +26,29 @@ MAX_FUNCTION_LINES = 60
 
 # Lowest layer first. A pattern is a module name, `pkg.*` (every submodule of pkg, at any
 # depth) or a name with `*` inside one dotted part (`medinv.*_figures`).
+ATTACK_PACKAGES = ('attribute', 'inversion', 'membership')
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ('infrastructure', ('medinv', 'medinv.keys', 'medinv.distributed', 'medinv.report',
-                        'medinv.progress', 'medinv.sharding', 'medinv.axes',
-                        'medinv.checkpoint', 'medinv.stages', 'medinv.metrics',
-                        'medinv.errors', 'medinv.registry', 'medinv.data',
-                        'medinv.data.*')),
-    ('layers', ('medinv.layers',)),
-    ('models', ('medinv.models', 'medinv.decoders')),
-    ('defenses', ('medinv.defenses', 'medinv.defenses.*', 'medinv.feature_defenses', 'medinv.dp',
-                  'medinv.draws')),
-    ('training', ('medinv.train',)),
-    ('attacks', ('medinv.attacks', 'medinv.attacks.*')),
-    ('experiments', ('medinv.experiment', 'medinv.aia', 'medinv.mia', 'medinv.membership',
-                     'medinv.population',
-                     'medinv.sweep_rmle', 'medinv.*_figures', 'medinv.aia_*',
-                     'medinv.mia_*', 'medinv.population_*', 'medinv.membership_*')),
-    ('orchestration', ('medinv.study', 'medinv.study_workers', 'medinv.study_report', 'medinv.study_dp', 'medinv.study_defenses', 'medinv.runners',
-                       'medinv.sweep', 'medinv.seeds', 'medinv.cli')),
+    ('core', ('medinv', 'medinv.core', 'medinv.core.*')),
+    ('data', ('medinv.data', 'medinv.data.*')),
+    ('models', ('medinv.models', 'medinv.models.*')),
+    ('metrics', ('medinv.metrics', 'medinv.metrics.*')),
+    ('defenses', ('medinv.defenses', 'medinv.defenses.*')),
+    ('training', ('medinv.training', 'medinv.training.*')),
+    ('attacks', tuple(f'medinv.{p}{s}' for p in ATTACK_PACKAGES for s in ('', '.*'))),
+    ('api', ('medinv.api',)),
+    ('study', ('medinv.study', 'medinv.study.*')),
 )
 
 # (importer patterns, forbidden target patterns): not even through other modules.
 FORBIDDEN: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (('medinv.train', 'medinv.checkpoint'), ('medinv.sweep', 'medinv.sweep.*')),
-    (('medinv.attacks', 'medinv.attacks.*'), ('medinv.train',)),
-)
+    (('medinv.training.*', 'medinv.core.*'), ('medinv.study.*',)),
+    # The attacks themselves need no trainer: only experiments train targets.
+    (('medinv.inversion.attacks', 'medinv.inversion.reconstruct', 'medinv.membership.attacks',
+      'medinv.attribute.attacks', 'medinv.attribute.inference'), ('medinv.training.trainer',)),
+) + tuple(  # An attack package never reaches into another.
+    ((f'medinv.{p}', f'medinv.{p}.*'),
+     tuple(f'medinv.{q}{s}' for q in ATTACK_PACKAGES if q != p for s in ('', '.*')))
+    for p in ATTACK_PACKAGES)
 
 
 # ------------------------------------------------------------------------------ the checker
@@ -202,12 +200,49 @@ def forbidden_violations(modules: dict[str, Module], rules=FORBIDDEN) -> list[st
   return problems
 
 
+def import_cycles(modules: dict[str, Module]) -> list[list[str]]:
+  """Every group of modules that import each other in a circle (strongly connected
+  components of more than one module, or a module importing itself), each sorted.
+
+  A package's import of its own submodules counts (registering built-ins from an __init__
+  is fine only while the submodules do not import the package back)."""
+  graph = {name: sorted({t for _, t in imports(m, modules)}) for name, m in modules.items()}
+  index, low, stack, on_stack, cycles, counter = {}, {}, [], set(), [], [0]
+
+  def visit(node):  # Tarjan's algorithm.
+    index[node] = low[node] = counter[0]
+    counter[0] += 1
+    stack.append(node)
+    on_stack.add(node)
+    for target in graph[node]:
+      if target not in index:
+        visit(target)
+        low[node] = min(low[node], low[target])
+      elif target in on_stack:
+        low[node] = min(low[node], index[target])
+    if low[node] == index[node]:
+      component = []
+      while True:
+        member = stack.pop()
+        on_stack.discard(member)
+        component.append(member)
+        if member == node:
+          break
+      if len(component) > 1 or node in graph[node]:
+        cycles.append(sorted(component))
+
+  for name in sorted(graph):
+    if name not in index:
+      visit(name)
+  return sorted(cycles)
+
+
 # ---------------------------------------------------------------------------- the checks
 
 @pytest.fixture(scope='module')
 def medinv_modules():
   modules = find_modules(ROOT)
-  assert 'medinv.train' in modules and 'medinv.data.mias' in modules  # Found the package.
+  assert 'medinv.training.trainer' in modules and 'medinv.data.mias' in modules  # Found the package.
   return modules
 
 
@@ -224,6 +259,12 @@ def test_functions_are_at_most_60_lines(medinv_modules):
 def test_every_module_is_placed_and_imports_flow_one_way(medinv_modules):
   problems = layering_violations(medinv_modules)
   assert not problems, '\n'.join(problems)
+
+
+def test_no_import_cycles(medinv_modules):
+  cycles = import_cycles(medinv_modules)
+  assert not cycles, 'modules importing each other in a circle:\n' + '\n'.join(
+      ' <-> '.join(c) for c in cycles)
 
 
 def test_forbidden_imports_not_even_indirectly(medinv_modules):
@@ -281,8 +322,16 @@ def test_checker_finds_planted_layer_violations(planted):
   # 'pkg.h*' and 'pkg.high' are both in 'top': one layer, no ambiguity. Across layers: error.
   with pytest.raises(LookupError, match=r'pkg.base matches several layers .*\(bottom, top\)'):
     layer_of('pkg.base', PLANTED_LAYERS + (('top', ('pkg.b*',)),))
-  assert layer_of('medinv.mia_figures') == layer_of('medinv.aia')
-  assert layer_of('medinv.data.tfds_util') == 0 and layer_of('medinv.attacks.membership') == 5
+  assert layer_of('medinv.inversion.figures') == layer_of('medinv.attribute.experiment')
+  assert layer_of('medinv.data.tfds_util') == 1 and layer_of('medinv.membership.attacks') == 6
+  assert layer_of('medinv.defenses.draws') < layer_of('medinv.training.trainer')
+
+
+def test_checker_finds_planted_cycles(planted):
+  # pkg.high -> pkg.sub.leaf -> pkg.high (importlib), and pkg.low -> pkg.high -> pkg.low.
+  assert import_cycles(planted) == [['pkg.high', 'pkg.low', 'pkg.sub.leaf']]
+  acyclic = {n: m for n, m in planted.items() if n != 'pkg.high'}
+  assert import_cycles(acyclic) == []
 
 
 def test_checker_finds_planted_forbidden_chains(planted):

@@ -26,7 +26,7 @@ from medinv.data import medmnist
 from medinv.data import mias
 from medinv.data import records
 from medinv.data import tfds_util
-from medinv.data.tfds_util import DataError
+from medinv.core.errors import DataError
 
 RECORD_DATASETS = {'heart_disease': heart_disease, 'cardio': cardio}
 IMAGE_DATASETS = {'breastmnist': breastmnist, 'mias': mias, 'cbis_ddsm': cbis_ddsm,

@@ -11,7 +11,7 @@ import importlib.resources
 import numpy as np
 import tensorflow_datasets as tfds
 
-from medinv.data.tfds_util import DataError
+from medinv.core.errors import DataError
 
 CLASS_NAMES = ('malignant', 'normal or benign')
 SPLITS = {'train': 546, 'validation': 78, 'test': 156}

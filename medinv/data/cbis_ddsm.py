@@ -32,7 +32,7 @@ import pydicom
 import tensorflow_datasets as tfds
 
 from medinv.data import mias
-from medinv.data.tfds_util import DataError
+from medinv.core.errors import DataError
 
 CASE_FILES = {  # (abnormality type, split) -> file name as published
     ('mass', 'train'): 'mass_case_description_train_set.csv',

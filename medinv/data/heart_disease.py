@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from medinv.data import records
-from medinv.data.tfds_util import DataError
+from medinv.core.errors import DataError
 
 Column = records.Column
 

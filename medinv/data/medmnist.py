@@ -25,7 +25,7 @@ import zipfile
 import numpy as np
 import tensorflow_datasets as tfds
 
-from medinv.data.tfds_util import DataError
+from medinv.core.errors import DataError
 
 SIZES = (28, 64, 128, 224)
 SPLITS = {'train': 'train', 'validation': 'val', 'test': 'test'}  # split -> npz key prefix

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from medinv.data.tfds_util import DataError
+from medinv.core.errors import DataError
 
 INFO_FILENAME = 'Info.txt'
 SUBFOLDERS = ('', 'all-mias')  # Where the files may be, relative to manual_dir.

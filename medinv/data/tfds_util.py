@@ -13,11 +13,9 @@ import tempfile
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medinv.core.errors import DataError
+
 ENV_DATA_DIR = 'MEDINV_DATA_DIR'
-
-
-class DataError(ValueError):
-  """A dataset file is missing, truncated or malformed, or a data option is invalid."""
 
 
 def default_data_dir() -> str:

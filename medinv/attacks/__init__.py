@@ -1,1 +1,0 @@
-"""Attacks on trained medical models: attribute inference and model inversion."""

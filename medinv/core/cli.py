@@ -1,0 +1,159 @@
+"""absl entry points that end a user error with one clear line instead of a traceback.
+
+Every `experiments/*.py` defines its config flag with `cli.define_config_file` and ends with
+`cli.run(main)` instead of `app.run(main)`:
+- flag parsing errors (a mistyped `--config.defense.sigm=0.1`, a value of the wrong type, a
+  config file that does not load, an unknown flag) print `error: <flag>: <what is wrong>`,
+  with the fields or values allowed, and exit 2;
+- errors raised by the run print as described by `medinv.core.errors.describe`: any ValueError
+  (every `validate(config)`, an incompatible workdir) exits 2, DataError / a diverged run /
+  no space left exit 1;
+- a second line names the debug switch: with MEDINV_DEBUG=1 the traceback is printed too.
+Other exceptions are bugs and keep their traceback.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+import sys
+import traceback
+from typing import Callable, NoReturn
+
+from absl import app
+from absl import flags
+from ml_collections import config_dict
+from ml_collections import config_flags
+from ml_collections.config_flags import config_flags as config_flags_lib
+
+from medinv.core import errors
+
+
+def fail(code: int, message: str) -> NoReturn:
+  """Prints `error: message` and the debug hint to stderr (the traceback too when debugging),
+  then exits with `code`."""
+  sys.stdout.flush()
+  if errors.debug():
+    if sys.exc_info()[0] is not None:
+      traceback.print_exc()
+    print(f'error: {message}', file=sys.stderr, flush=True)
+  else:
+    print(f'error: {message}\n{errors.DEBUG_HINT}', file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def _config_path(argv: list[str], name: str) -> str | None:
+  """The last value given to --name (or -name) in argv, or None."""
+  for i, arg in reversed(list(enumerate(argv))):
+    found = re.match(rf'^--?{re.escape(name)}(=(.*))?$', arg)
+    if found:
+      return found.group(2) if found.group(1) else (argv[i + 1] if i + 1 < len(argv) else None)
+  return None
+
+
+def _overrides(argv: list[str], name: str) -> list[str]:
+  """Dotted field paths of the --name.a.b overrides in argv ('a.b')."""
+  paths = []
+  for arg in argv:
+    found = re.match(rf'^--?(?:no)?{re.escape(name)}\.([^=]+)', arg)
+    if found:
+      paths.append(found.group(1))
+  return paths
+
+
+def unknown_field(config, path: str, name: str = 'config') -> str | None:
+  """Why `path` ('train.sigm') is no field of config, with the fields allowed; None if it is."""
+  node, walked = config, name
+  for part in path.split('.'):
+    if not isinstance(node, (config_dict.ConfigDict, dict)):
+      return (f'--{name}.{path}: {walked} is a value ({type(node).__name__}), not a group '
+              'of fields')
+    if part not in node:
+      keys = sorted(node.keys())
+      close = difflib.get_close_matches(part, keys, n=1)
+      hint = f'did you mean {close[0]!r}? ' if close else ''
+      return (f'--{name}.{path}: {walked} has no field {part!r}; {hint}'
+              f'fields of {walked}: {", ".join(keys)}')
+    node, walked = node[part], f'{walked}.{part}'
+  return None
+
+
+def _unknown_override(argv: list[str], name: str, default: str | None) -> str | None:
+  """The message for the first override in argv that names no field of the config file."""
+  path = _config_path(argv, name) or default
+  if path is None and name in flags.FLAGS:
+    path = str(flags.FLAGS[name].default_as_str).strip("'")
+  try:
+    config = config_flags_lib.ConfigFileFlagParser(name).parse(path)
+  except Exception:  # pylint: disable=broad-except  # Not loadable: the caller says so.
+    return None
+  for override in _overrides(argv, name):
+    message = unknown_field(config, override, name)
+    if message:
+      return message
+  return None
+
+
+def flag_error_message(error: Exception, argv: list[str], config_flag: str | None,
+                       default_config: str | None = None) -> str:
+  """One line for an exception raised while parsing flags (default_config: the config
+  file used when argv names none)."""
+  text = str(error).strip()
+  if config_flag and isinstance(error, (AttributeError, KeyError)):
+    return (_unknown_override(argv, config_flag, default_config) or
+            f'--{config_flag}: {text}')
+  if 'Traceback (most recent call last)' in text:  # config_flags wraps get_config's error.
+    flag, _, _ = text.partition(': Error whilst parsing config file')
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return f'{flag}: {last.partition(": ")[2] or last}'
+  if isinstance(error, OSError) and config_flag:  # A config file that does not load.
+    path = _config_path(argv, config_flag) or default_config
+    reason = [line.strip() for line in text.splitlines() if line.strip()][-1]
+    return f'--{config_flag}={path}: cannot load the config file ({reason})'
+  if isinstance(error, flags.Error):
+    return f'{text} (--helpfull lists every flag)'
+  return f'{type(error).__name__}: {text}'
+
+
+def define_config_file(name: str, default: str, help_string: str) -> None:
+  """`config_flags.DEFINE_config_file(name, default, help_string, lock_config=True)`.
+
+  Without --name on the command line, config_flags loads the default config and applies
+  the --name.* overrides right here, at import: a mistyped override fails with one line too.
+  """
+  try:
+    config_flags.DEFINE_config_file(name, default, help_string, lock_config=True)
+  except Exception as error:  # pylint: disable=broad-except
+    fail(errors.EXIT_USAGE, flag_error_message(error, sys.argv, name, default))
+
+
+def parse_flags(argv: list[str], config_flag: str | None = 'config') -> list[str]:
+  """absl flag parsing (`app.run`'s flags_parser) that fails with one line and exit code 2."""
+  try:
+    args = flags.FLAGS(argv)
+    if config_flag and config_flag in flags.FLAGS:
+      config = flags.FLAGS[config_flag].value
+      if config is not None:
+        getattr(config, 'keys', None)  # A config file that failed to load raises here.
+    return args
+  except Exception as error:  # pylint: disable=broad-except
+    fail(errors.EXIT_USAGE, flag_error_message(error, argv, config_flag))
+
+
+def guarded(main: Callable[[list[str]], None], argv: list[str]) -> None:
+  """Runs main(argv); a user error ends in `fail` (see medinv.core.errors.describe)."""
+  try:
+    main(argv)
+  except (Exception, KeyboardInterrupt) as error:  # pylint: disable=broad-except
+    if isinstance(error, app.UsageError):
+      fail(errors.EXIT_USAGE, str(error))
+    described = errors.describe(error)
+    if described is None:
+      raise
+    fail(*described)
+
+
+def run(main: Callable[[list[str]], None], config_flag: str | None = 'config') -> None:
+  """`app.run(main)` with one-line user errors; config_flag names the config-file flag."""
+  app.run(functools.partial(guarded, main),
+          flags_parser=functools.partial(parse_flags, config_flag=config_flag))

@@ -1,0 +1,106 @@
+"""Every experiment medinv runs, by name: one registry for the study, the sweep and the CLI.
+
+A runner is `run(config, workdir) -> results dict` (medinv.training.experiment's skeleton), its
+`validate(config)` (run on the config and on every sweep-axis value), plus what
+the sweep and the study need to know about it: which config paths it takes as a vmapped grid
+(`vmap_axes`, fnmatch patterns), which tuple fields of its config hold that grid
+(`grid_fields`: (axis, field) pairs), the prefix of its part names in a study ('aia_heart'),
+and its rough relative cost for the study's time-left estimate.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from medinv.attribute import experiment as attribute_experiment
+from medinv import data as data_lib
+from medinv.membership import experiment as membership_experiment
+from medinv.membership import validate as membership_validate
+from medinv.inversion import experiment as inversion_experiment
+from medinv.attribute import population as population_experiment
+from medinv.training import population
+from medinv.inversion import sweep_rmle
+from medinv.inversion import attacks as inversion_attacks
+
+
+@dataclasses.dataclass(frozen=True)
+class Runner:
+  run: Callable[..., dict]
+  validate: Callable[..., None]
+  vmap_axes: tuple[str, ...] = ()
+  grid_fields: tuple[tuple[str, str], ...] = ()
+  study_prefix: str = ''
+  # A study part's expected seconds on a 2-core CPU (the time-left estimate's weight): a
+  # number, or config -> number.
+  weight: float | Callable[..., float] = 1.0
+
+  def weight_of(self, config) -> float:
+    return self.weight(config) if callable(self.weight) else self.weight
+
+
+# Study-part weights: expected seconds on a 2-core CPU, from the demo's parts measured on
+# 2026-11-30 (attribute inference 51 s for 7 attributes; membership inference 42 s on
+# heart_disease MLPs, 98 s on 5 SplitCNNs at 16x16 for 10 epochs; model inversion: 64 s of
+# target training, then per split and attack ~20 s of compilation plus its steps x points;
+# a second attacker view adds half a view's steps: the paper's view trains one decoder, or
+# takes the clean model's class images, for every strength; measured 2026-12-03 within 20% at
+# split 4 with both views, 166 s at 16x16 and 307 s at 32x32).
+_STEP_SECONDS = {'inverse_network': 0.11, 'rmle': 0.08, 'query_free': 0.1, 'mi_face': 0.03}
+
+
+def _attribute_weight(config) -> float:
+  return 7.0 * len(config.attack.sensitive)
+
+
+def _membership_weight(config) -> float:
+  if data_lib.is_records(config.data.dataset):
+    return 42.0
+  models = config.membership.num_shadows + 1
+  size = config.data.image_size / 16
+  return 20.0 + 78.0 * models / 5 * size ** 2 * config.train.num_epochs / 10
+
+
+def _inversion_weight(config) -> float:
+  size = (config.data.image_size / 32) ** 2
+  points = sum(len(block.strengths) * block.get('num_draws', 1) * len(block.get('modes', ('',)))
+               for block in config.defense.values())
+  views = 1.0 + 0.5 * (len(config.attack.knows_defense) - 1)
+  attacks = 0.0
+  for name in config.attack.names:
+    cfg = config.attack[name]
+    steps = cfg.get('steps', cfg.get('max_steps', 100))
+    per_view = views if inversion_attacks.get(name).uses_view else 1.0
+    attacks += 20.0 + _STEP_SECONDS.get(name, 0.1) * steps * points * size * per_view
+  return 6.4 * config.train.num_epochs * size + len(config.attack.splits) * attacks
+
+
+RUNNERS: dict[str, Runner] = {
+    'attribute_inference': Runner(attribute_experiment.run, attribute_experiment.validate, ('defense.flip_prob',),
+                                  (('defense.flip_prob', 'defense.flip_probs'),), 'aia',
+                                  _attribute_weight),
+    'model_inversion': Runner(inversion_experiment.run, inversion_experiment.validate, ('defense.sigma',),
+                              (('defense.sigma', 'defense.model_perturbation.strengths'),), 'mia',
+                              _inversion_weight),
+    'membership_inference': Runner(membership_experiment.run, membership_validate.validate,
+                                   study_prefix='mem', weight=_membership_weight),
+    'population': Runner(population_experiment.run, population_experiment.validate,
+                         population.TRAIN_AXES),
+    'rmle': Runner(sweep_rmle.run, sweep_rmle.validate,
+                   population.TRAIN_AXES + sweep_rmle.ATTACK_AXES),
+}
+
+
+def get(name: str) -> Runner:
+  if name not in RUNNERS:
+    raise ValueError(f'unknown experiment {name!r}; known: {sorted(RUNNERS)}')
+  return RUNNERS[name]
+
+
+def for_part(part_name: str) -> Runner:
+  """The runner of a study part, by the prefix of its name ('aia_heart' -> aia)."""
+  prefix = part_name.split('_', 1)[0]
+  for runner in RUNNERS.values():
+    if runner.study_prefix and runner.study_prefix == prefix:
+      return runner
+  prefixes = sorted(r.study_prefix + '_' for r in RUNNERS.values() if r.study_prefix)
+  raise ValueError(f'study part {part_name!r} must start with one of {prefixes}')

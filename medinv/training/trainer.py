@@ -1,0 +1,388 @@
+"""Target-model training: pure steps, one `lax.scan` per epoch, orbax checkpoints, resume.
+
+Keys (see medinv.core.keys): `init` initialises the parameters; epoch e shuffles and augments with
+fold_in(data, e), so a run resumed from an epoch-e checkpoint ends with the same parameters
+as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from medinv.core import checkpoint
+from medinv import data as data_lib
+from medinv.data import images as image_lib
+from medinv.core import distributed
+from medinv.training import dp_sgd
+from medinv.core import errors
+from medinv.core import keys as keys_lib
+from medinv import metrics
+from medinv import models
+from medinv.core import report
+from medinv.core import sharding
+
+# Config fields a checkpoint depends on; changing one of them makes a workdir incompatible.
+CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
+                     'data.split_seed', 'data.clean', 'data.variant', 'data.medmnist_name',
+                     'data.medmnist_size', 'data.medmnist_task', 'train.batch_size', 'train.learning_rate',
+                     'train.weight_decay', 'train.augment_flip', 'train.label_flip_prob',
+                     'train.dp.target_epsilon', 'train.dp.delta', 'train.dp.clip_norm',
+                     'train.nopeek_weight', 'train.nopeek_split')
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything that changes during training (a pure pytree: checkpointable, vmappable)."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def make_optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
+  if weight_decay:
+    return optax.adamw(learning_rate, weight_decay=weight_decay)
+  return optax.adam(learning_rate)
+
+
+def init_state(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
+               sample_x: jax.Array) -> TrainState:
+  # One compiled program: flax's initializers op by op took 5 s of compilation per model.
+  params = jax.jit(model.init)(key, sample_x[:1])['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def loss_and_logits(params, x, y, mask, *, apply_fn, penalty_fn=None):
+  """Mean cross-entropy over the examples where mask is 1 (+ penalty_fn(params, x))."""
+  logits = apply_fn({'params': params}, x)
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  loss = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return (loss if penalty_fn is None else loss + penalty_fn(params, x)), logits
+
+
+def nopeek_penalty(config, model: nn.Module):
+  """NoPeek (Vepakomma et al. 2020): train.nopeek_weight x the distance correlation between
+  the batch's images and the features hospital A sends at train.nopeek_split; None at 0."""
+  weight = float(config.train.nopeek_weight)
+  if not weight:
+    return None
+  edge = models.edge_fn(model, int(config.train.nopeek_split))
+  return lambda params, x: weight * metrics.distance_correlation(x, edge(params, x))
+
+
+def train_step(state: TrainState, batch, *, apply_fn, tx, penalty_fn=None
+               ) -> tuple[TrainState, jax.Array]:
+  """One Adam step on batch = (x, y, mask); returns (new state, loss)."""
+  x, y, mask = batch
+  grad_fn = jax.value_and_grad(functools.partial(loss_and_logits, apply_fn=apply_fn,
+                                                 penalty_fn=penalty_fn), has_aux=True)
+  (loss, _), grads = grad_fn(state.params, x, y, mask)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
+
+
+def private_step(state: TrainState, batch, key, *, apply_fn, tx, noise_multiplier, clip_norm,
+                 expected_batch) -> tuple[TrainState, jax.Array]:
+  """One DP-SGD step (medinv.training.dp_sgd) on batch = (x, y, mask), noise from `key`."""
+  x, y, mask = batch
+
+  def example_loss(params, x1, y1):
+    logits = apply_fn({'params': params}, x1[None])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y1[None])[0]
+
+  grads, loss = dp_sgd.private_grads(key, state.params, x, y, mask, example_loss=example_loss,
+                                 noise_multiplier=noise_multiplier, clip_norm=clip_norm,
+                                 expected_batch=expected_batch)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
+
+
+def batch_indices(key: jax.Array | None, n: int, batch_size: int):
+  """(steps, batch_size) indices and a 0/1 mask; the last batch is padded and masked."""
+  steps = math.ceil(n / batch_size)
+  order = jnp.arange(n) if key is None else jax.random.permutation(key, n)
+  index = order[jnp.arange(steps * batch_size) % n].reshape(steps, batch_size)
+  mask = (jnp.arange(steps * batch_size) < n).astype(jnp.float32).reshape(steps, batch_size)
+  return index, mask
+
+
+def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
+                batch_size: int, augment_flip: bool, dp_batch: int = 0,
+                dp_params=None, penalty_fn=None) -> tuple[TrainState, jax.Array]:
+  """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`.
+
+  With dp_batch > 0 (DP-SGD, medinv.training.dp_sgd): ceil(N / batch_size) Poisson-sampled batches padded
+  to dp_batch rows, and dp_params {'noise_multiplier', 'clip_norm', 'key'} (traced; step s
+  draws its noise from fold_in(key, s)).
+  """
+  perm_key, aug_key = jax.random.split(epoch_key)
+  n = x.shape[0]
+  if dp_batch:
+    index, mask = dp_sgd.poisson_batches(perm_key, n, min(1.0, batch_size / n),
+                                     math.ceil(n / batch_size), dp_batch)
+  else:
+    index, mask = batch_indices(perm_key, n, batch_size)
+
+  def body(state, step_input):
+    step, (batch_index, batch_mask) = step_input
+    batch_x = x[batch_index]
+    if augment_flip:
+      batch_x = image_lib.random_flip(jax.random.fold_in(aug_key, step), batch_x)
+    batch = (batch_x, y[batch_index], batch_mask)
+    if dp_batch:
+      return private_step(state, batch, jax.random.fold_in(dp_params['key'], step),
+                          apply_fn=apply_fn, tx=tx, expected_batch=min(batch_size, n),
+                          noise_multiplier=dp_params['noise_multiplier'],
+                          clip_norm=dp_params['clip_norm'])
+    return train_step(state, batch, apply_fn=apply_fn, tx=tx, penalty_fn=penalty_fn)
+
+  state, losses = jax.lax.scan(body, state, (jnp.arange(index.shape[0]), (index, mask)))
+  return state, jnp.mean(losses)
+
+
+def run_epochs(state: TrainState, data_key: jax.Array, first_epoch: jax.Array, x, y, *,
+               num_epochs: int, dp_params=None, **epoch_kwargs) -> tuple[TrainState, jax.Array]:
+  """Epochs first_epoch .. first_epoch + num_epochs - 1, as a `lax.scan` of `train_epoch`.
+
+  DP-SGD's noise key for epoch e is fold_in(dp_params['key'], e).
+  """
+  def body(state, epoch):
+    epoch_dp = None if dp_params is None else {
+        **dp_params, 'key': jax.random.fold_in(dp_params['key'], epoch)}
+    return train_epoch(state, jax.random.fold_in(data_key, epoch), x, y, dp_params=epoch_dp,
+                       **epoch_kwargs)
+  return jax.lax.scan(body, state, first_epoch + jnp.arange(num_epochs))
+
+
+def evaluate(params, x, y, *, apply_fn, batch_size: int = 256) -> dict[str, jax.Array]:
+  """Mean loss and accuracy over (x, y), batched with a `lax.scan`."""
+  index, mask = batch_indices(None, x.shape[0], batch_size)
+
+  def body(totals, step_input):
+    batch_index, batch_mask = step_input
+    loss, logits = loss_and_logits(params, x[batch_index], y[batch_index], batch_mask,
+                                   apply_fn=apply_fn)
+    correct = jnp.sum((jnp.argmax(logits, -1) == y[batch_index]) * batch_mask)
+    return (totals[0] + loss * jnp.sum(batch_mask), totals[1] + correct), None
+
+  (loss_sum, correct), _ = jax.lax.scan(body, (0.0, 0.0), (index, mask))
+  return {'loss': loss_sum / x.shape[0], 'accuracy': correct / x.shape[0]}
+
+
+@dataclasses.dataclass
+class Trained:
+  """A trained target model with the data it was trained on."""
+  model: nn.Module
+  params: Any
+  task: data_lib.Task
+  metrics: dict[str, float]
+  apply_fn: Callable = dataclasses.field(init=False)
+
+  def __post_init__(self):
+    self.apply_fn = self.model.apply
+
+
+def validate(config) -> None:
+  """Checks names and sizes before any data is touched or compute spent."""
+  data_lib.check_name(config.data.dataset)
+  model_needs_images = config.model == 'split_cnn'
+  if config.model not in ('mlp', 'split_cnn'):
+    models.build(config.model, 2)  # Raises with the known names.
+  if model_needs_images == data_lib.is_records(config.data.dataset):
+    raise ValueError(f'model {config.model!r} does not fit dataset {config.data.dataset!r}: '
+                     "use 'mlp' for record datasets and 'split_cnn' for image datasets")
+  if model_needs_images:
+    data_lib.images.check_image_size(config.data.image_size)
+  for field in ('num_epochs', 'batch_size', 'checkpoint_every_epochs'):
+    if config.train[field] <= 0:
+      raise ValueError(f'train.{field} must be positive, got {config.train[field]}')
+  if not config.train.learning_rate > 0:  # Also rejects nan.
+    raise ValueError(f'train.learning_rate must be positive, got {config.train.learning_rate}')
+  if not config.train.weight_decay >= 0:
+    raise ValueError(f'train.weight_decay must be >= 0, got {config.train.weight_decay}')
+  check_label_flip_prob(config, _fixed_num_classes(config.data.dataset))
+  dp_sgd.check_config(config.train.dp)
+  check_nopeek(config)
+
+
+def check_nopeek(config) -> None:
+  """train.nopeek_weight >= 0; a positive one needs the SplitCNN and a split of 2, 4 or 6."""
+  weight = config.train.nopeek_weight
+  if not weight >= 0:
+    raise ValueError(f'train.nopeek_weight must be >= 0 (0 = no NoPeek), got {weight}')
+  if weight and config.model != 'split_cnn':
+    raise ValueError(f"train.nopeek_weight needs model 'split_cnn' (the penalty acts on the "
+                     f'features at a split), got model {config.model!r}')
+  if weight and config.train.nopeek_split not in models.SPLITS:
+    raise ValueError(f'train.nopeek_split must be one of {models.SPLITS}, got '
+                     f'{config.train.nopeek_split}')
+
+
+def _fixed_num_classes(dataset: str) -> int | None:
+  """The class count of a dataset whose classes no data option changes (None otherwise)."""
+  module = data_lib.RECORD_DATASETS.get(dataset) or data_lib.IMAGE_DATASETS[dataset]
+  options = set(getattr(module, 'OPTIONS', ())) - {'clean'}  # cardio's 'clean' keeps classes.
+  names = getattr(module, 'CLASS_NAMES', ())
+  return len(names) if names and not options else None
+
+
+def check_label_flip_prob(config, num_classes: int | None) -> None:
+  """train.label_flip_prob in [0, (k - 1) / k] for k classes ([0, 1) while k is unknown).
+
+  At (k - 1) / k the flipped labels are independent of the true ones; above it they
+  anti-correlate, which no label-DP setting asks for.
+  """
+  flip_prob = config.train.label_flip_prob
+  if num_classes is None:
+    if not 0 <= flip_prob < 1:
+      raise ValueError(f'train.label_flip_prob must be in [0, 1), got {flip_prob}')
+    return
+  limit = (num_classes - 1) / num_classes
+  if not 0 <= flip_prob <= limit:
+    raise ValueError(f'train.label_flip_prob must be in [0, {limit:g}] for the '
+                     f'{num_classes} classes of {config.data.dataset}, got {flip_prob}')
+
+
+def _all_finite(tree) -> bool:
+  return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree)
+             if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact))
+
+
+def check_finite(losses, state: TrainState, first_epoch: int, config, workdir: str) -> None:
+  """errors.DivergedError naming the epoch and learning rate when training diverged."""
+  losses = np.asarray(losses)
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if not bad.size and _all_finite(state.params):
+    return
+  epoch = first_epoch + (int(bad[0]) if bad.size else losses.size - 1) + 1
+  what = f'loss {losses[bad[0]]}' if bad.size else 'non-finite parameters'
+  kept = (f'; {workdir} keeps the checkpoints up to epoch {first_epoch}, trained with this '
+          'learning rate: delete them or use another --workdir' if first_epoch else '')
+  raise errors.DivergedError(
+      f'training diverged at epoch {epoch} ({what}) with train.learning_rate='
+      f'{config.train.learning_rate}: lower --config.train.learning_rate{kept}. No results '
+      'were written.')
+
+
+def _checkpointable(state):
+  """The state as orbax saves it. In a multi-process run: global arrays replicated over every
+  device of every process, so orbax writes each array once; otherwise the state itself."""
+  if jax.process_count() == 1:
+    return state
+  return sharding.replicate(jax.device_get(state))
+
+
+def _local(state):
+  """A restored state on this process's device (undoes `_checkpointable`)."""
+  if jax.process_count() == 1:
+    return state
+  return jax.tree.map(lambda leaf: jnp.asarray(leaf.addressable_data(0)), state)
+
+
+def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, y_train, *,
+         apply_fn, tx, private: dict) -> TrainState:
+  """Resumes from workdir/checkpoints and trains to config.train.num_epochs, saving every
+  checkpoint_every_epochs; errors.DivergedError (before saving) on a non-finite loss.
+  private: `dp.training_arguments`' DP arguments ({} without DP)."""
+  mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
+  epoch, restored = checkpoint.restore_latest(mngr, _checkpointable(state))
+  if restored is not None:
+    state = _local(restored)
+    check_finite(np.zeros(0), state, epoch, config, workdir)
+    logging.info('resumed %s from epoch %d', workdir, epoch)
+  epochs = jax.jit(functools.partial(
+      run_epochs, apply_fn=apply_fn, tx=tx, batch_size=config.train.batch_size,
+      augment_flip=config.train.augment_flip, dp_batch=private.get('dp_batch', 0),
+      penalty_fn=nopeek_penalty(config, models.build(config.model, 2))),
+      static_argnames='num_epochs', donate_argnums=0)
+  total = config.train.num_epochs
+  loop_start = time.time()
+  first_epoch = epoch
+  while epoch < total:
+    chunk = min(config.train.checkpoint_every_epochs, total - epoch)
+    state, losses = epochs(state, data_key, epoch, x_train, y_train, num_epochs=chunk,
+                           dp_params=private.get('dp_params'))
+    check_finite(losses, state, epoch, config, workdir)  # Before saving: resume stays sound.
+    epoch += chunk
+    checkpoint.save(mngr, epoch, _checkpointable(state))
+    elapsed = time.time() - loop_start
+    eta = elapsed / (epoch - first_epoch) * (total - epoch)
+    logging.info('%s epoch %d/%d  loss %.4f  elapsed %.1fs  eta %.1fs', config.data.dataset,
+                 epoch, total, float(losses[-1]), elapsed, eta)
+  mngr.wait_until_finished()
+  mngr.close()
+  return state
+
+
+def _evaluate_trained(config, state: TrainState, task: data_lib.Task, *,
+                      apply_fn) -> dict[str, float]:
+  """Train / test loss and accuracy (true labels); DivergedError if a loss is not finite."""
+  evaluate_fn = jax.jit(functools.partial(evaluate, apply_fn=apply_fn))
+  train_eval = evaluate_fn(state.params, jnp.asarray(task.x_train), jnp.asarray(task.y_train))
+  test_eval = evaluate_fn(state.params, jnp.asarray(task.x_test), jnp.asarray(task.y_test))
+  majority = float(np.max(np.bincount(task.y_test)) / len(task.y_test))
+  metrics = {
+      'train_accuracy': float(train_eval['accuracy']), 'train_loss': float(train_eval['loss']),
+      'test_accuracy': float(test_eval['accuracy']), 'test_loss': float(test_eval['loss']),
+      'test_majority_accuracy': majority, 'epochs': config.train.num_epochs,
+      'steps': int(state.step),
+  }
+  for split in ('train', 'test'):
+    if not math.isfinite(metrics[f'{split}_loss']):
+      raise errors.DivergedError(
+          f'the trained model\'s {split} loss is {metrics[f"{split}_loss"]} (train.learning_rate'
+          f'={config.train.learning_rate}): lower --config.train.learning_rate. No results were '
+          'written.')
+  return metrics
+
+
+def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) -> Trained:
+  """Trains config.model on config.data (resuming from workdir's checkpoints) and evaluates.
+
+  `task` is config.data already loaded (an experiment loads its data once); None loads it.
+
+  Writes workdir/config.json, workdir/checkpoints/ and workdir/results.json + results.csv.
+  In a multi-process run every process trains the same model (same keys, same data) and
+  orbax writes each checkpointed array once (`_checkpointable`); process 0 writes the rest.
+  """
+  validate(config)
+  start_time = time.time()
+  checkpoint.check_compatible(os.path.join(workdir, 'config.json'), config.to_dict(),
+                              CHECKPOINT_FIELDS)
+  report.write_config(workdir, config)
+  if task is None:
+    task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+  check_label_flip_prob(config, task.num_classes)
+  model = models.build(config.model, task.num_classes)
+  streams = keys_lib.named_keys(config.seed)
+  y_train = task.y_train
+  if config.train.label_flip_prob:
+    from medinv import defenses  # Training-time label perturbation (label-DP variant).
+    y_train = np.asarray(defenses.randomized_response(
+        jax.random.fold_in(streams['defense'], 0), jnp.asarray(y_train),
+        config.train.label_flip_prob, task.num_classes))
+  tx = make_optimizer(config.train.learning_rate, config.train.weight_decay)
+  state = init_state(streams['init'], model, tx, jnp.asarray(task.x_train))
+  setting, private = dp_sgd.training_arguments(config, len(y_train), streams['defense'])
+  state = _fit(config, workdir, state, streams['data'], jnp.asarray(task.x_train),
+               jnp.asarray(y_train), apply_fn=model.apply, tx=tx, private=private)
+  metrics = {**_evaluate_trained(config, state, task, apply_fn=model.apply),
+             **dp_sgd.model_metrics(setting)}
+  rows = [{'dataset': config.data.dataset, 'model': config.model, 'split': split,
+           'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss'],
+           'dp_epsilon': metrics['dp_epsilon']}
+          for split in ('train', 'test')]
+  report.write_results(workdir, 'train', metrics, rows, time.time() - start_time)
+  return Trained(model=model, params=state.params, task=task, metrics=metrics)

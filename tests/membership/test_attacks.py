@@ -1,0 +1,237 @@
+"""Membership-inference attacks and metrics: the LiRA and label-only statistics against scipy /
+numpy, what a model answers under each defense, and the ROC metrics against brute force."""
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from scipy import stats
+
+from configs import membership_heart
+from medinv import metrics
+from medinv.membership import attacks
+
+
+def _obs(seed=0, k=6, n=5, a=2):
+  rng = np.random.default_rng(seed)
+  shadow_in = np.zeros((k, n), np.int32)
+  shadow_in[: k // 2] = 1
+  shadow_in = rng.permuted(shadow_in, axis=0)
+  return attacks.Observation(target_phi=rng.normal(size=(n, a)).astype(np.float32),
+                             target_loss=rng.uniform(size=n).astype(np.float32),
+                             shadow_phi=rng.normal(1.0, 2.0, size=(k, n, a)).astype(np.float32),
+                             shadow_in=shadow_in)
+
+
+def _cfg(name):
+  return attacks.attack_cfg(ml_collections.ConfigDict({}), name)
+
+
+def test_logit_confidence_is_log_odds_of_the_true_label():
+  logits = jnp.asarray([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0], [30.0, -30.0, 0.0]])
+  labels = jnp.asarray([0, 2, 0])
+  p = np.asarray(jax.nn.softmax(logits[:2]))[np.arange(2), labels[:2]]
+  phi = np.asarray(attacks.logit_confidence(logits, labels))
+  np.testing.assert_allclose(phi[:2], np.log(p / (1 - p)), rtol=1e-5)
+  assert phi[2] == pytest.approx(30.0 - np.log(np.exp(-60.0) + 1.0), abs=1e-4)  # p rounds to 1
+
+
+def test_lira_online_likelihood_ratio_matches_scipy():
+  obs = _obs()
+  phi, shadow_in = np.asarray(obs.shadow_phi), np.asarray(obs.shadow_in).astype(bool)
+  want = []
+  for n in range(phi.shape[1]):
+    inside, outside = phi[shadow_in[:, n], n], phi[~shadow_in[:, n], n]
+    ratio = (stats.norm.logpdf(obs.target_phi[n], inside.mean(0), inside.std(0))
+             - stats.norm.logpdf(obs.target_phi[n], outside.mean(0), outside.std(0)))
+    want.append(ratio.mean())
+  got = attacks.lira_online_score(None, obs, _cfg('lira_online'))
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_lira_offline_is_the_one_sided_out_tail_of_scipy():
+  obs = _obs(seed=1)
+  phi, shadow_in = np.asarray(obs.shadow_phi), np.asarray(obs.shadow_in).astype(bool)
+  pooled_var = np.mean([phi[~shadow_in[:, n], n].var(0) for n in range(phi.shape[1])], axis=0)
+  for name, fixed in (('lira_offline', False), ('lira_offline_fixed_variance', True)):
+    want = []
+    for n in range(phi.shape[1]):
+      outside = phi[~shadow_in[:, n], n]
+      std = np.sqrt(pooled_var) if fixed else outside.std(0)
+      want.append(-stats.norm.logsf(obs.target_phi[n], outside.mean(0), std).mean())
+    got = attacks.ATTACKS[name].score(None, obs, _cfg(name))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fixed_variance_pools_and_single_shadow_falls_back_to_pooled():
+  phi = jnp.asarray([[[0.0]], [[2.0]], [[5.0]]]).repeat(2, axis=1)  # (3, 2, 1)
+  weight = jnp.asarray([[1, 1], [1, 0], [0, 1]])  # record 0: two models, record 1: two.
+  mean, std = attacks.masked_moments(phi, weight, fixed_variance=False, min_std=1e-3)
+  np.testing.assert_allclose(mean[:, 0], [1.0, 2.5])
+  np.testing.assert_allclose(std[:, 0], [1.0, 2.5])
+  _, fixed = attacks.masked_moments(phi, weight, fixed_variance=True, min_std=1e-3)
+  np.testing.assert_allclose(fixed[:, 0], [math.sqrt((1 + 6.25) / 2)] * 2, rtol=1e-6)
+  _, single = attacks.masked_moments(phi, jnp.asarray([[1, 1], [0, 1], [0, 0]]),
+                                     fixed_variance=False, min_std=1e-3)
+  np.testing.assert_allclose(single[:, 0], [1.0, 1.0])  # record 0 has one model: pooled.
+
+
+def test_bad_attack_config_names_the_field():
+  with pytest.raises(ValueError, match='attack.names: unknown membership attack .nope.'):
+    attacks.get('nope')
+  config = ml_collections.ConfigDict({'names': ('lira_online',), 'queries': 'identity',
+                                      'lira_online': {'typo': 1}})
+  with pytest.raises(ValueError, match=r'attack.lira_online: unknown fields \[.typo.\]'):
+    attacks.check_config(config)
+  config = ml_collections.ConfigDict({'names': ('lira_online',), 'queries': 'mirror'})
+  with pytest.raises(ValueError, match='attack.queries'):
+    attacks.check_config(config)
+
+
+def test_flip_queries_mirror_images():
+  x = jnp.arange(2 * 3 * 4 * 1, dtype=jnp.float32).reshape(2, 3, 4, 1)
+  views = attacks.query_views(x, 'flip')
+  np.testing.assert_array_equal(views[1], np.asarray(x)[:, :, ::-1])
+  with pytest.raises(ValueError, match='flip'):
+    attacks.query_views(jnp.zeros((2, 5)), 'flip')
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def _brute_tpr_at_fpr(scores, labels, fpr):
+  best = 0.0
+  for threshold in np.concatenate([[np.inf], scores]):
+    predicted = scores >= threshold
+    if predicted[~labels].sum() <= fpr * (~labels).sum() + 1e-9:
+      best = max(best, predicted[labels].mean())
+  return best
+
+
+def test_roc_metrics_match_brute_force_and_mann_whitney():
+  rng = np.random.default_rng(3)
+  labels = rng.uniform(size=400) < 0.5
+  scores = np.round(rng.normal(size=400) + 0.8 * labels, 1).astype(np.float32)  # with ties
+  u = stats.mannwhitneyu(scores[labels], scores[~labels]).statistic
+  assert float(metrics.auc(scores, labels)) == pytest.approx(
+      u / (labels.sum() * (~labels).sum()), abs=1e-5)
+  fprs = (0.0, 0.01, 0.1, 0.5)
+  np.testing.assert_allclose(metrics.tpr_at_fpr(scores, labels, fprs),
+                             [_brute_tpr_at_fpr(scores, labels, f) for f in fprs], atol=1e-6)
+  thresholds = np.concatenate([[np.inf], scores])
+  want = max((np.mean(scores[labels] >= t) + np.mean(scores[~labels] < t)) / 2
+             for t in thresholds)
+  assert float(metrics.balanced_accuracy(scores, labels)) == pytest.approx(want, abs=1e-6)
+  fpr, tpr = metrics.roc_points(scores, labels)
+  assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
+  assert np.trapezoid(tpr, fpr) == pytest.approx(float(metrics.auc(scores, labels)), abs=1e-5)
+
+
+def test_masked_metrics_equal_metrics_of_the_subset():
+  rng = np.random.default_rng(5)
+  labels = rng.uniform(size=200) < 0.5
+  scores = np.round(rng.normal(size=200) + labels, 1).astype(np.float32)
+  mask = rng.uniform(size=200) < 0.4
+  fprs = (0.05, 0.2)
+  summary = jax.jit(functools.partial(metrics.membership_summary, fprs=fprs))
+  masked = summary(scores, labels, mask=mask)
+  subset = summary(scores[mask], labels[mask])
+  for name in masked:
+    np.testing.assert_allclose(masked[name], subset[name], atol=1e-6)
+  garbage = np.where(mask, scores, 1e6 * rng.normal(size=200)).astype(np.float32)
+  flipped = np.where(mask, labels, ~labels)
+  key = jax.random.key(1)
+  resample = jax.jit(functools.partial(metrics.bootstrap, fprs=fprs, num_samples=30))
+  first = resample(key, scores, labels, mask=mask)
+  other = resample(key, garbage, flipped, mask=mask)  # never drawn or counted
+  for name in first:
+    np.testing.assert_array_equal(first[name], other[name])
+
+
+def test_bootstrap_is_keyed_and_covers_the_estimate():
+  rng = np.random.default_rng(4)
+  labels = rng.uniform(size=300) < 0.5
+  scores = rng.normal(size=300) + labels
+  key = jax.random.key(0)
+  resample = jax.jit(functools.partial(metrics.bootstrap, fprs=(0.01, 0.1), num_samples=200))
+  first = resample(key, scores, labels)
+  again = resample(key, scores, labels)
+  np.testing.assert_array_equal(first['auc'], again['auc'])
+  assert first['tpr_at_fpr'].shape == (200, 2)
+  low, high = metrics.percentile_interval(first['auc'])
+  assert low < float(metrics.auc(scores, labels)) < high
+  assert 0.02 < high - low < 0.2  # ~ 4 * sqrt(AUC(1 - AUC) / 150)
+  assert metrics.fpr_records((0.01, 0.001), 150) == pytest.approx([1.5, 0.15])
+
+
+def test_label_attacks_match_numpy():
+  rng = np.random.default_rng(7)
+  k, n, q = 8, 6, 3
+  obs = _obs(seed=2, k=k, n=n).replace(
+      target_correct=rng.uniform(size=(n, q)) < 0.6, shadow_correct=rng.uniform(size=(k, n, q)) < 0.6)
+  np.testing.assert_allclose(attacks.label_only_score(None, obs, None),
+                             obs.target_correct.mean(-1), rtol=1e-6)
+  shadow_in = np.asarray(obs.shadow_in).astype(bool)
+  want = []
+  for record in range(n):
+    right = obs.shadow_correct[:, record]  # (k, q)
+    p_in = (right[shadow_in[:, record]].sum() + 1) / (right[shadow_in[:, record]].size + 2)
+    p_out = (right[~shadow_in[:, record]].sum() + 1) / (right[~shadow_in[:, record]].size + 2)
+    hit = obs.target_correct[record].mean()
+    want.append(stats.bernoulli.logpmf(1, p_in) * hit + stats.bernoulli.logpmf(0, p_in) * (1 - hit)
+                - stats.bernoulli.logpmf(1, p_out) * hit - stats.bernoulli.logpmf(0, p_out) * (1 - hit))
+  np.testing.assert_allclose(attacks.label_lira_score(None, obs, None), want, rtol=1e-5)
+
+
+def test_defended_outputs_follow_the_deployment():
+  """Strength 0 answers as the undefended model; per-query noise answers two identical
+  records differently and a fixed draw identically; randomized response flips about p of the
+  labels (binomial bound) and hides phi and loss."""
+  w_key, x_key = jax.random.split(jax.random.key(3))
+  params = {'w': jax.random.normal(w_key, (4, 2))}
+  apply_fn = lambda variables, x: x @ variables['params']['w']
+  x = jnp.tile(jax.random.normal(x_key, (1, 4)), (2000, 1))  # one record asked 2000 times
+  y = jnp.zeros(2000, jnp.int32)
+  clean = attacks.model_outputs(params, x, y, apply_fn=apply_fn, queries='identity')
+  config = membership_heart.defense_config()
+  key = jax.random.key(4)
+
+  def defended(defense, mode, strength):
+    return attacks.defended_outputs(key, params, x, y, apply_fn=apply_fn, queries='identity',
+                                    defense=defense, variant=mode, strength=strength,
+                                    cfg=config[defense])
+  for name, mode in (('model_perturbation', 'per_query'), ('randomized_response', '')):
+    np.testing.assert_array_equal(defended(name, mode, 0.0)['correct'], clean['correct'])
+  per_query = defended('model_perturbation', 'per_query', 0.5)['phi'][:, 0]
+  fixed = defended('model_perturbation', 'fixed', 0.5)['phi'][:, 0]
+  assert len(np.unique(np.asarray(per_query))) == 2000 and len(np.unique(np.asarray(fixed))) == 1
+  assert float(fixed[0]) != pytest.approx(float(clean['phi'][0, 0]))
+  flipped = defended('randomized_response', '', 0.3)
+  assert np.all(np.isnan(flipped['phi'])) and np.all(np.isnan(flipped['loss']))
+  changed = np.mean(np.asarray(flipped['correct'][:, 0]) != np.asarray(clean['correct'][:, 0]))
+  assert abs(changed - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 2000)
+
+
+def test_flip_queries_give_one_phi_column_per_view():
+  """model_outputs with 'flip': column 0 queries the image, column 1 its mirror (a toy model
+  whose logit is a left-weighted sum of pixels; a SplitCNN takes the same path in
+  configs/membership_breastmnist.py)."""
+  weight = np.linspace(1.0, 0.0, 4, dtype=np.float32)[None, None, :, None]  # left-heavy
+
+  def apply_fn(variables, x):
+    del variables
+    score = jnp.sum(x * weight, axis=(1, 2, 3))
+    return jnp.stack([jnp.zeros_like(score), score], axis=-1)
+
+  x = np.asarray(jax.random.uniform(jax.random.key(1), (5, 3, 4, 1)))
+  labels = np.asarray([1, 1, 0, 1, 0], np.int32)
+  out = jax.jit(functools.partial(attacks.model_outputs, apply_fn=apply_fn, queries='flip'))(
+      {}, x, labels)
+  plain = np.sum(x * weight, axis=(1, 2, 3))
+  mirrored = np.sum(x[:, :, ::-1] * weight, axis=(1, 2, 3))
+  sign = np.where(labels == 1, 1.0, -1.0)  # phi of 2 classes = +-(logit_1 - logit_0)
+  np.testing.assert_allclose(out['phi'], np.stack([sign * plain, sign * mirrored], 1), rtol=1e-5)
+  np.testing.assert_array_equal(out['correct'], np.stack([plain > 0, mirrored > 0], 1)
+                                == (labels == 1)[:, None])
