@@ -1,5 +1,6 @@
-"""Shared fixtures: one TFDS data dir per test session (datasets build once, into tmp), and
-one folder of small manual-download dataset files in their published layouts.
+"""Shared fixtures: one TFDS data dir per test module (each module builds the datasets it
+uses), one read-only folder of small manual-download dataset files in their published
+layouts per worker, and the e2e marker for tests/e2e.
 
 Compilation is over half of the suite's time (hundreds of small programs, each compiled once),
 so the suite (and every process it starts, through the environment) compiles with XLA's
@@ -28,11 +29,21 @@ if FAST_COMPILE_FLAGS not in os.environ.get('XLA_FLAGS', ''):
                                                    FAST_COMPILE_FLAGS]))
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module', autouse=True)
 def data_dir(tmp_path_factory):
+  """The test module's own TFDS data dir, also $MEDINV_DATA_DIR while the module runs.
+
+  Every test module builds the datasets it uses into a folder of its own, so no module sees
+  a dataset another one built (the suite's outcome does not depend on which files share a
+  worker, or in which order they run)."""
   path = str(tmp_path_factory.mktemp('tfds'))
+  before = os.environ.get('MEDINV_DATA_DIR')
   os.environ['MEDINV_DATA_DIR'] = path
-  return path
+  yield path
+  if before is None:
+    os.environ.pop('MEDINV_DATA_DIR', None)
+  else:
+    os.environ['MEDINV_DATA_DIR'] = before
 
 
 @pytest.fixture(scope='session')
@@ -59,3 +70,13 @@ def assert_nothing_built():
       assert not any('.array_record' in f for f in files), (root, files)
 
   return check
+
+
+@pytest.hookimpl(tryfirst=True)  # Before -m deselects by marker.
+def pytest_collection_modifyitems(config, items):
+  """Marks every test under tests/e2e as `e2e` (the end-to-end tier)."""
+  del config
+  e2e_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'e2e') + os.sep
+  for item in items:
+    if str(item.path).startswith(e2e_dir):
+      item.add_marker(pytest.mark.e2e)
