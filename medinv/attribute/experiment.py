@@ -36,7 +36,6 @@ Key tree (streams from medinv.core.keys):
 from __future__ import annotations
 
 import functools
-import io
 import os
 import time
 
@@ -49,7 +48,7 @@ from medinv import data as data_lib
 from medinv import defenses
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
-from medinv.core import report
+from medinv.core import plots
 from medinv.core import sharding
 from medinv.attribute import evaluation as attribute_eval
 
@@ -220,12 +219,9 @@ def run(config, workdir: str) -> dict:
 def plot(rows: list[dict], path: str, variant: str) -> None:
   """Member-target accuracy of the MAP attack (solid) and its best baseline (dashed) per
   attribute, and the released labels' test accuracy (black), against flip_prob."""
-  import matplotlib  # Imported here: only runs that write figures need it.
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
   rows = [r for r in rows if r['targets'] == 'members']
-  fig, ax = plt.subplots(figsize=(8.4, 4.4))
-  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  fig, ax = plots.plt.subplots(figsize=(8.4, 4.4))
+  colors = plots.plt.rcParams['axes.prop_cycle'].by_key()['color']
   for i, name in enumerate(dict.fromkeys(r['attribute'] for r in rows)):
     mine = [r for r in rows if r['attribute'] == name and r['attack'] == 'map'
             and r['variant'] == variant]
@@ -244,7 +240,4 @@ def plot(rows: list[dict], path: str, variant: str) -> None:
                fontsize=10)
   ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.02, 1.0))
   fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format='png', dpi=120)
-  plt.close(fig)
-  report.write_atomic(path, buffer.getvalue())
+  plots.save_png(fig, path, dpi=120, tight=False)

@@ -31,20 +31,25 @@ def format_seconds(seconds: float) -> str:
   return f'{seconds // 60}m{seconds % 60:02d}s' if seconds >= 60 else f'{seconds}s'
 
 
+UNMEASURED = 'time left: after the first part'  # no pace measured yet in this run
+
+
 class Stages:
   """Prints '[k/n] name ... elapsed, ~eta left' as a run moves through weighted stages.
 
-  Weights are each stage's expected seconds on a 2-core CPU (`runners.Runner.weight`): the
-  first estimate reads them as seconds, later ones scale them by the pace measured so far
-  (seconds per unit of weight over the stages finished, each timed from its own begin).
-  With `workers` > 1, stages run side by side: the time left is the makespan of the running
-  stages' expected rest and the stages not begun, each begun on the first free worker in
-  `order` (the longest first). `first_pace` is the pace before any stage has finished (e.g.
-  how much slower stages run when side by side workers share the cores).
+  Weights are each stage's units of work, relative to one another (`runners.Runner.weight`,
+  computed from each part's config); they are not seconds. The time left is the work left x
+  the pace measured in this run: the seconds per unit of work over the stages finished so
+  far, each timed from its own begin (reused or skipped stages did no work and stay out).
+  Until a stage with work has finished, no figure is given (`UNMEASURED`): a pace from
+  another machine would only mislead. With `workers` > 1, stages run side by side (and the
+  measured pace includes how much they slow each other): the time left is the makespan of
+  the running stages' expected rest and the stages not begun, each begun on the first free
+  worker in `order` (the heaviest first).
   """
 
   def __init__(self, names: list[str], weights: list[float] | None = None, stream=None,
-               workers: int = 1, first_pace: float = 1.0):
+               workers: int = 1):
     self.names = list(names)
     self.weights = list(weights or [1.0] * len(names))
     self.workers = max(1, int(workers))
@@ -52,7 +57,6 @@ class Stages:
     self.began: dict[int, float] = {}  # running stages: index -> begin time
     self.finished: set[int] = set()
     self.paced_seconds = self.paced_weight = 0.0
-    self.first_pace = float(first_pace)
     self.stream = stream or sys.stdout
 
   @property
@@ -64,14 +68,15 @@ class Stages:
   def _print(self, text: str) -> None:
     print(text, file=self.stream, flush=True)
 
-  def pace(self) -> float:
-    """Seconds per unit of weight so far (`first_pace` before any stage with weight has
-    finished)."""
-    return self.paced_seconds / self.paced_weight if self.paced_weight > 0 else self.first_pace
+  def pace(self) -> float | None:
+    """Seconds per unit of work measured so far; None before a stage with work has finished."""
+    return self.paced_seconds / self.paced_weight if self.paced_weight > 0 else None
 
-  def remaining(self) -> float:
-    """Expected seconds until every stage has finished."""
+  def remaining(self) -> float | None:
+    """Expected seconds until every stage has finished (None while the pace is unmeasured)."""
     now, pace = time.time(), self.pace()
+    if pace is None:
+      return None
     free_at = sorted(max(self.weights[i] * pace - (now - began), 0.0)
                      for i, began in self.began.items())
     free_at = (free_at + [0.0] * self.workers)[:max(self.workers, len(free_at))]
@@ -80,19 +85,24 @@ class Stages:
         free_at[free_at.index(min(free_at))] += self.weights[i] * pace
     return max(free_at)
 
+  def time_left(self) -> str:
+    """'~1m05s left', or `UNMEASURED` before the pace is known."""
+    remaining = self.remaining()
+    return UNMEASURED if remaining is None else f'~{format_seconds(remaining)} left'
+
   def begin(self, index: int, detail: str = '') -> None:
     elapsed = time.time() - self.start
     count = len(self.began) + len(self.finished) + 1
     line = f'[{count}/{len(self.names)}] {self.names[index]}'
     if detail:
       line += f': {detail}'
-    line += f'  (elapsed {format_seconds(elapsed)}, ~{format_seconds(self.remaining())} left)'
+    line += f'  (elapsed {format_seconds(elapsed)}, {self.time_left()})'
     self._print(line)
     self.began[index] = time.time()
 
   def end(self, index: int, detail: str = '', *, reused: bool = False) -> None:
-    """Ends stage `index`; a reused (or skipped) stage took no compute: its time and weight
-    stay out of the pace."""
+    """Ends stage `index`; a reused (or skipped) stage did no work: its time and weight stay
+    out of the pace."""
     began = self.began.pop(index)
     self.finished.add(index)
     if reused:

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from medinv import data as data_lib
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
-from medinv import metrics
+from medinv.metrics import features as feature_metrics
+from medinv.metrics import image as image_metrics
 from medinv.inversion import experiment as inversion_experiment
 from medinv import models
 from medinv.inversion import reconstruct
@@ -36,8 +37,8 @@ def edge_report(name: str, params, *, theta, edge, cloud, x_aux, y_aux, targets,
           'accuracy_through_cloud': float(jnp.mean(
               jnp.argmax(cloud(theta, features), -1) == y_aux)),
           'feature_error': float(jnp.linalg.norm(features - real) / jnp.linalg.norm(real)),
-          'mmd2_to_real': float(metrics.mmd2(features[:256], real[:256])),
-          'rmle_ssim': float(jnp.mean(metrics.ssim(recon, targets)))}
+          'mmd2_to_real': float(feature_metrics.mmd2(features[:256], real[:256])),
+          'rmle_ssim': float(jnp.mean(image_metrics.ssim(recon, targets)))}
 
 
 def diagnose(config, workdir: str) -> list[dict]:

@@ -10,9 +10,10 @@ strength, `medinv.defenses.draws`), sharded over every device by `sharding.map_g
 per attack, split, defense, strength, variant and attacker view) and figures.
 
 Every quality column (mse, psnr, ssim) is the mean over draws and targets (`<metric>_mean`,
-`_std`) with the 95% interval of that mean (`<metric>_low`, `_high`: `draws.crossed_interval`,
-a t-interval over the crossed draws x targets; at one draw the Student-t interval over
-targets), and `num_draws`; figures show draw 0's reconstructions.
+`_std`) with the 95% interval of that mean (`<metric>_low`, `_high`:
+`medinv.metrics.intervals.crossed_interval`, a t-interval over the crossed draws x targets; at
+one draw the Student-t interval over targets), and `num_draws`; figures show draw 0's
+reconstructions.
 
 Every attack row carries the deployed model's test accuracy under the same defense
 (`model_test_accuracy`, its mean over draws and test images, with `model_test_accuracy_low` /

@@ -1,4 +1,5 @@
-"""Figures of the model-inversion experiment (matplotlib, Agg; every PNG written atomically).
+"""Figures of the model-inversion experiment (drawn with medinv.core.plots; every PNG written
+atomically).
 
 recon_<attack>.png: rows = the originals, then one row per (split, defense variant,
   strength) for the attacker that knows the defense (or the only view run), then the
@@ -8,53 +9,17 @@ ssim_vs_sigma.png (model perturbation) / ssim_vs_<defense>.png: one panel per sp
   against the strength per attack and variant (solid: first variant, e.g. fixed; dashed: the
   next, e.g. per_query), the model's test accuracy on a second axis (grey). Every curve is the
   mean over the defense's draws and the targets (test images) with its 95% interval as a
-  band (the rows' <metric>_low / _high, `medinv.defenses.draws.crossed_interval`).
+  band (the rows' <metric>_low / _high, `medinv.metrics.intervals.crossed_interval`).
 privacy_utility_split<k>.png: accuracy x the strongest attack's SSIM per defense, both with
   their intervals as error bars.
 """
 from __future__ import annotations
 
-import io
 import os
 
-import matplotlib
-
-matplotlib.use('Agg')
-from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from medinv.core import report
-
-
-def save_png(fig, path: str) -> None:
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format='png', dpi=100, bbox_inches='tight')
-  plt.close(fig)
-  report.write_atomic(path, buffer.getvalue())
-
-
-def image_grid(rows: list[tuple[str, np.ndarray]], path: str) -> None:
-  """Writes a grid of grey images: rows of (label, images (k, h, w, c)).
-
-  The grid is one canvas (images on a white background, one imshow): a subplot per image
-  took 1.5 s per figure.
-  """
-  columns = max(len(images) for _, images in rows)
-  h, w = np.asarray(rows[0][1]).shape[1:3]
-  pad = max(1, h // 16)
-  canvas = np.ones((len(rows) * (h + pad) - pad, columns * (w + pad) - pad), np.float32)
-  for r, (_, images) in enumerate(rows):
-    for c, image in enumerate(np.asarray(images)):
-      canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = image[..., 0]
-  fig, ax = plt.subplots(figsize=(0.9 * columns + 1.6, 0.9 * len(rows)))
-  ax.imshow(canvas, cmap='gray', vmin=0.0, vmax=1.0, interpolation='nearest')
-  ax.set_xticks([])
-  ax.set_yticks([r * (h + pad) + h / 2 for r in range(len(rows))],
-                [label for label, _ in rows], fontsize=7)
-  ax.tick_params(length=0)
-  for spine in ax.spines.values():
-    spine.set_visible(False)
-  save_png(fig, path)
+from medinv.core import plots
 
 
 def _preferred_view(keys) -> object:
@@ -79,7 +44,7 @@ def reconstruction_grids(workdir: str, recon: dict, originals: np.ndarray,
       rows.append((f'split {split} {mode}\n{symbol} {sigma:g}', images))
     rows.append(('mean aux image', baseline[:len(reference)]))
     path = os.path.join(workdir, f'recon_{attack}.png')
-    image_grid(rows, path)
+    plots.image_grid(rows, path)
     paths.append(path)
   return paths
 
@@ -95,17 +60,6 @@ def figure_name(defense: str) -> str:
   return 'ssim_vs_sigma.png' if defense == 'model_perturbation' else f'ssim_vs_{defense}.png'
 
 
-def band(ax, rows: list[dict], metric: str, **style) -> None:
-  """A shaded band between rows' <metric>_low and _high against strength (skipped where a
-  row has no finite interval)."""
-  points = sorted((r['strength'], r.get(f'{metric}_low'), r.get(f'{metric}_high'))
-                  for r in rows)
-  points = [p for p in points if p[1] is not None and p[2] is not None
-            and np.isfinite(p[1]) and np.isfinite(p[2])]
-  if points:
-    ax.fill_between(*zip(*points), alpha=0.15, linewidth=0, **style)
-
-
 def _panel(ax, twin, rows: list[dict], attacks: list[str], colors: dict) -> None:
   """One split: SSIM per (attack, variant, attacker view) and accuracy per variant against
   strength; line styles tell the (variant, view) pairs apart."""
@@ -119,13 +73,13 @@ def _panel(ax, twin, rows: list[dict], attacks: list[str], colors: dict) -> None
       if line:
         ax.plot(*zip(*line), style, marker='o', ms=3, color=colors[attack],
                 label=f'{attack} ({suffix})')
-        band(ax, [r for r in mine if r['attack'] == attack], 'ssim', color=colors[attack])
+        plots.band(ax, [r for r in mine if r['attack'] == attack], 'ssim', color=colors[attack])
   for variant, style in zip(variants, ('-', '--', ':', '-.') * len(variants)):
     at = {r['strength']: r for r in rows if r['mode'] == variant}  # one per strength
     accuracy = sorted((s, r['model_test_accuracy']) for s, r in at.items())
     twin.plot(*zip(*accuracy), style, color='grey', alpha=0.6,
               label=f'accuracy ({variant})' if variant else 'accuracy')
-    band(twin, list(at.values()), 'model_test_accuracy', color='grey')
+    plots.band(twin, list(at.values()), 'model_test_accuracy', color='grey')
 
 
 def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None:
@@ -134,9 +88,9 @@ def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None
   splits = sorted({r['split'] for r in attack_rows})
   if not splits:
     return None
-  fig, axes = plt.subplots(1, len(splits), squeeze=False, figsize=(4.2 * len(splits), 3.4))
+  fig, axes = plots.plt.subplots(1, len(splits), squeeze=False, figsize=(4.2 * len(splits), 3.4))
   attacks = sorted({r['attack'] for r in attack_rows})
-  colors = dict(zip(attacks, plt.rcParams['axes.prop_cycle'].by_key()['color'] * 4))
+  colors = dict(zip(attacks, plots.plt.rcParams['axes.prop_cycle'].by_key()['color'] * 4))
   for ax, split in zip(axes[0], splits):
     twin = ax.twinx()
     _panel(ax, twin, [r for r in attack_rows if r['split'] == split], attacks, colors)
@@ -151,7 +105,7 @@ def ssim_vs_strength(workdir: str, rows: list[dict], defense: str) -> str | None
   fig.legend(handles, labels, loc='upper center', ncol=min(3, len(labels)), fontsize=6,
              bbox_to_anchor=(0.5, 1.0 + 0.04 * -(-len(labels) // 3)))
   path = os.path.join(workdir, figure_name(defense))
-  save_png(fig, path)
+  plots.save_png(fig, path)
   return path
 
 
@@ -176,34 +130,13 @@ def strongest_points(rows: list[dict], split) -> dict[str, list[dict]]:
   return {label: sorted(points, key=lambda r: r['strength']) for label, points in curves.items()}
 
 
-def _error(points: list[dict], stat: str) -> list[list[float]]:
-  """[below, above] errorbar lengths from points' <stat>_low / _high (0 where absent)."""
-  mean = [p.get(f'{stat}_mean', p.get(stat)) for p in points]
-  low = [p.get(f'{stat}_low') for p in points]
-  high = [p.get(f'{stat}_high') for p in points]
-  return [[m - lo if lo is not None and np.isfinite(lo) else 0.0 for m, lo in zip(mean, low)],
-          [hi - m if hi is not None and np.isfinite(hi) else 0.0 for m, hi in zip(mean, high)]]
-
-
-def plot_curve(ax, label: str, points: list[dict], annotate: str) -> None:
-  """One defense's privacy-utility curve: accuracy x strongest SSIM with its interval, each
-  point annotated with its `annotate` field (the strength)."""
-  x = [p['model_test_accuracy'] for p in points]
-  y = [p['ssim_mean'] for p in points]
-  ax.errorbar(x, y, xerr=_error(points, 'model_test_accuracy'), yerr=_error(points, 'ssim'),
-              marker='o', capsize=2, label=label)
-  for point, xi, yi in zip(points, x, y):
-    ax.annotate(f'{point[annotate]:g}', (xi, yi), fontsize=6, xytext=(2, 2),
-                textcoords='offset points')
-
-
 def privacy_utility(workdir: str, rows: list[dict], split) -> str:
   """privacy_utility_split<k>.png: every defense at one split, x the deployed model's test
   accuracy, y the strongest attack's SSIM (each point one strength), and the attacker's mean
   image as the floor; the best trade-off is the point furthest right and lowest."""
-  fig, ax = plt.subplots(figsize=(5.5, 4.2))
+  fig, ax = plots.plt.subplots(figsize=(5.5, 4.2))
   for label, points in strongest_points(rows, split).items():
-    plot_curve(ax, label, points, 'strength')
+    plots.plot_curve(ax, label, points, 'strength', x='model_test_accuracy', y='ssim')
   floor = [r['ssim_mean'] for r in rows if r['attack'] == 'mean_aux_image'
            and r['reference'] == 'target']
   if floor:
@@ -212,7 +145,7 @@ def privacy_utility(workdir: str, rows: list[dict], split) -> str:
          title=f'split {split}: every defense')
   ax.legend(fontsize=7)
   path = os.path.join(workdir, f'privacy_utility_split{split}.png')
-  save_png(fig, path)
+  plots.save_png(fig, path)
   return path
 
 

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from medinv import metrics
+from medinv.metrics import features as feature_metrics
 from medinv import models
 from medinv.data import images as image_lib
 from medinv.inversion import objectives
@@ -239,7 +239,7 @@ def train_shadow_edge(key: jax.Array, aux_images: jax.Array, aux_labels: jax.Arr
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
     if observed is None:
       return loss
-    return loss + mmd_weight * metrics.mmd2(features, observed)
+    return loss + mmd_weight * feature_metrics.mmd2(features, observed)
 
   def step(carry, t):
     params, opt_state = carry

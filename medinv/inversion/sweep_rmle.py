@@ -29,7 +29,7 @@ from medinv import data as data_lib
 from medinv import defenses
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
-from medinv import metrics
+from medinv.metrics import image as image_metrics
 from medinv import models
 from medinv.training import population
 from medinv.core import sharding
@@ -98,7 +98,7 @@ def attack_point(point, population_params, x_targets, x_test, y_test, *, model, 
       defense_cfg=defense_cfg, defense_key=defense_key, attack='rmle', cfg=cfg, model=model,
       split=split, knows_defense=True, attack_key=defense_key, num_classes=0)['fixed']
   quality = {name: jnp.mean(values) for name, values in
-             metrics.image_quality(reconstructions, x_targets).items()}
+             image_metrics.image_quality(reconstructions, x_targets).items()}
   accuracy = grid.accuracy_at(point['defense.sigma'], {'theta': params, 'x_test': x_test,
                                                        'y_test': y_test},
                               model=model, split=split, defense='model_perturbation',
@@ -160,11 +160,11 @@ def _rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
            'train_learning_rate': float(str(models_points['train.learning_rate'][k]))}
     row.update({path.split('.', 1)[1]: float(str(flat[path][i])) for path in flat
                 if path.startswith(('defense.', 'attack.'))})
-    row.update({f'{name}_mean': float(out[name][i]) for name in metrics.QUALITY_METRICS})
+    row.update({f'{name}_mean': float(out[name][i]) for name in image_metrics.QUALITY_METRICS})
     row.update(model_test_accuracy=float(out['model_test_accuracy'][i]),
                n_targets=len(x_targets))
     rows.append(row)
-  baseline = metrics.quality_summary(
+  baseline = image_metrics.quality_summary(
       reconstruct.mean_image_baseline(jnp.asarray(x_aux), len(x_targets)), jnp.asarray(x_targets))
   results_metrics = {'models': ctx.target['size'], 'points': len(rows),
                      'ssim_max': max(r['ssim_mean'] for r in rows),

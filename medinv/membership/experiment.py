@@ -56,8 +56,10 @@ from medinv.training import dp_sgd
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
 from medinv.membership import figures as membership_figures
+from medinv.membership import subgroups
 from medinv.membership import validate as membership_validate
-from medinv import metrics
+from medinv.metrics import intervals
+from medinv.metrics import roc
 from medinv.training import population
 from medinv.core import report
 from medinv.core import sharding
@@ -142,7 +144,7 @@ def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
   (models/: the population's orbax checkpoints; membership/: the membership matrix)."""
   x, _ = candidates(task)
   membership_validate.check_record_count(config, len(x))
-  membership_validate.subgroups(config, task, len(x))  # Names checked before training.
+  subgroups.masks(config, task, len(x))  # Names checked before training.
   membership = stages.load_or_compute(os.path.join(workdir, 'checkpoints'), 'membership',
                                       lambda: {'membership': draw_membership(config, len(x))})
   membership = np.asarray(membership['membership']).astype(bool)
@@ -232,8 +234,8 @@ def evaluation_program(fprs: tuple[float, ...], num_samples: int):
   """(scores, labels, mask, key) -> (summary, bootstrap samples) of the records in mask,
   jitted once per setting (every subgroup is a mask at the same shape)."""
   def evaluate(scores, labels, mask, key):
-    return (metrics.membership_summary(scores, labels, fprs, mask),
-            metrics.bootstrap(key, scores, labels, fprs, num_samples, mask))
+    return (roc.membership_summary(scores, labels, fprs, mask),
+            roc.bootstrap(key, scores, labels, fprs, num_samples, mask))
   return jax.jit(evaluate)
 
 
@@ -291,7 +293,7 @@ def grid(ctx: experiment.Context) -> dict:
                               ctx.task.x_test, ctx.task.y_test,
                               batch_size=config.membership.models_per_step)
   membership = target['membership']
-  groups = membership_validate.subgroups(config, ctx.task, len(x))
+  groups = subgroups.masks(config, ctx.task, len(x))
   done = []
   for (defense, mode, strength, _), out in zip(deployments, outputs):
     labels_only = defense == 'randomized_response'
@@ -303,7 +305,7 @@ def grid(ctx: experiment.Context) -> dict:
 
 
 def _interval_columns(name: str, value, samples, level: float) -> dict:
-  low, high = metrics.percentile_interval(samples, level)
+  low, high = intervals.percentile_interval(samples, level)
   return {name: float(value), f'{name}_low': float(low), f'{name}_high': float(high)}
 
 
@@ -320,7 +322,7 @@ def attack_row(config, name: str, result: dict, num_nonmembers: int, labels=None
   for stat in ('auc', 'balanced_accuracy'):
     row.update(_interval_columns(stat, summary[stat], samples[stat], level))
   for f, fpr in enumerate(config.evaluation.fprs):
-    records = metrics.fpr_records([fpr], num_nonmembers)[0]
+    records = roc.fpr_records([fpr], num_nonmembers)[0]
     row.update(_interval_columns(f'tpr_at_{fpr:g}', summary['tpr_at_fpr'][f],
                                  samples['tpr_at_fpr'][:, f], level))
     row[f'fpr_{fpr:g}_records'] = records

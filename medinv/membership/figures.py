@@ -12,12 +12,12 @@ defenses.png (when config.defense names defenses): privacy-utility curves, the s
 """
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 
-from medinv import metrics
+from medinv.metrics import roc
+from medinv.core import plots
 from medinv.core import report
 
 
@@ -49,15 +49,12 @@ def write_records(ctx, outputs: dict) -> None:
 
 def plot_roc(ctx, outputs: dict) -> None:
   """roc.png: log-log ROC per attack with its AUC and TPR at the first configured FPR."""
-  import matplotlib  # Imported here: only runs that write figures need it.
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
   labels = outputs['labels']
   floor = 1.0 / max(1, int((~labels).sum()))
   fpr_wanted = float(ctx.config.evaluation.fprs[0])
-  fig, ax = plt.subplots(figsize=(5.2, 4.6))
+  fig, ax = plots.plt.subplots(figsize=(5.2, 4.6))
   for name, result in outputs['attacks'].items():
-    fpr, tpr = metrics.roc_points(result['scores'], labels)
+    fpr, tpr = roc.roc_points(result['scores'], labels)
     summary = result['summary']
     ax.plot(np.maximum(fpr, floor / 2), np.maximum(tpr, floor / 2),
             label=f'{name} (AUC {float(summary["auc"]):.3f}, TPR@{fpr_wanted:g} '
@@ -73,10 +70,7 @@ def plot_roc(ctx, outputs: dict) -> None:
                f'{ctx.config.membership.num_shadows} shadows', fontsize=10)
   ax.legend(fontsize=7, loc='upper left')
   fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format='png', dpi=120)
-  plt.close(fig)
-  report.write_atomic(os.path.join(ctx.workdir, 'roc.png'), buffer.getvalue())
+  plots.save_png(fig, os.path.join(ctx.workdir, 'roc.png'), dpi=120, tight=False)
 
 
 def strongest(result_rows: list[dict]) -> dict[tuple, dict]:
@@ -104,11 +98,8 @@ def plot_defenses(ctx, result_rows: list[dict]) -> None:
   curves = defense_curves(result_rows)
   if not curves:
     return
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
   fpr = float(ctx.config.evaluation.fprs[0])
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+  fig, axes = plots.plt.subplots(1, 2, figsize=(10, 4.2))
   for (defense, mode), points in curves.items():
     x = [r['defended_test_accuracy'] for r in points]
     auc = np.asarray([r['auc'] for r in points])
@@ -129,7 +120,4 @@ def plot_defenses(ctx, result_rows: list[dict]) -> None:
   fig.suptitle(f'{ctx.config.data.dataset}: membership inference against defenses '
                '(labels: strength)', fontsize=10)
   fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format='png', dpi=110)
-  plt.close(fig)
-  report.write_atomic(os.path.join(ctx.workdir, 'defenses.png'), buffer.getvalue())
+  plots.save_png(fig, os.path.join(ctx.workdir, 'defenses.png'), dpi=110, tight=False)

@@ -8,11 +8,9 @@ is loaded, whether the candidate records resolve every requested FPR.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from medinv import data as data_lib
 from medinv import defenses
-from medinv import metrics
+from medinv.metrics import roc
 from medinv.training import trainer
 from medinv.membership import attacks
 
@@ -86,7 +84,7 @@ def check_record_count(config, num_records: int) -> None:
                      f'{num_records} (data.dataset {config.data.dataset})')
   nonmembers = num_records // 2
   below = [fpr for fpr, count in zip(config.evaluation.fprs,
-                                     metrics.fpr_records(config.evaluation.fprs, nonmembers))
+                                     roc.fpr_records(config.evaluation.fprs, nonmembers))
            if count < 1]
   if below and config.evaluation.below_one_record == 'error':
     raise ValueError(f'evaluation.fprs {below} are below one record: the target has '
@@ -94,22 +92,3 @@ def check_record_count(config, num_records: int) -> None:
                      f'{1 / nonmembers:.3g} (drop them, or set evaluation.below_one_record='
                      "'flag' to report the TPR at zero false positives)")
 
-
-def subgroups(config, task: data_lib.Task, num_records: int) -> list[tuple[str, str, np.ndarray]]:
-  """(subgroup, value, mask (N,)) per value of each of evaluation.subgroups: 'label' (the
-  class) or a raw column of a record dataset (e.g. 'sex'); ValueError naming the field."""
-  groups = []
-  raw = task.records_train
-  columns = [c.name for c in raw.columns] if raw is not None else []
-  for name in config.evaluation.subgroups:
-    if name == 'label':
-      values = np.asarray(task.y_train[:num_records])
-      names = {v: task.class_names[v] for v in np.unique(values)}
-    elif name in columns:
-      values = np.asarray(raw.features[:num_records, columns.index(name)])
-      names = {v: f'{v:g}' for v in np.unique(values)}
-    else:
-      raise ValueError(f"evaluation.subgroups: {name!r} is neither 'label' nor a column of "
-                       f'{config.data.dataset} (columns: {columns})')
-    groups += [(name, names[v], values == v) for v in names]
-  return groups

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from medinv.inversion import figures as inversion_figures
+from medinv.core import plots
 from medinv.study import report as study_report
 
 
@@ -101,15 +101,12 @@ def section(parts: dict, configs) -> str:
 
 def figure(parts: dict, configs, path: str) -> None:
   """Accuracy, AIA advantage, MI SSIM and MIA AUC against the target epsilon, per dataset."""
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
   rows = summary_rows(parts, configs)
   epsilons = sorted({r['target_epsilon'] for r in rows})
   position = {e: i for i, e in enumerate(epsilons)}
   panels = (('accuracy', 'target test accuracy'), ('aia_advantage', 'AIA advantage'),
             ('mi_ssim', 'MI SSIM (strongest)'), ('mem_auc_value', 'MIA AUC (strongest)'))
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+  fig, axes = plots.plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
   for ax, (key, label) in zip(axes, panels):
     for dataset in dict.fromkeys(r['dataset'] for r in rows):
       mine = [r for r in rows if r['dataset'] == dataset and key in r]
@@ -130,4 +127,4 @@ def figure(parts: dict, configs, path: str) -> None:
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
   fig.tight_layout()
-  inversion_figures.save_png(fig, path)
+  plots.save_png(fig, path)

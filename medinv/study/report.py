@@ -1,12 +1,12 @@
 """report.md and privacy_utility.png for a study run (see medinv.study.study)."""
 from __future__ import annotations
 
-import io
 import math
 import os
 
 from medinv.membership import figures as membership_figures
 from medinv.inversion import figures as inversion_figures
+from medinv.core import plots
 from medinv.core import report
 
 HOW_TO_READ = """\
@@ -183,7 +183,7 @@ def _draws_note(rows: list[dict]) -> list[str]:
   per_defense = ', '.join(f'{defense} {count}' for defense, count in counts.items())
   return ['Quality cells are *mean [95% interval]* over the independent draws of the defense '
           f'(draws per strength: {per_defense}) and the targets: a t-interval for the crossed '
-          'draws x targets design (`medinv.defenses.draws.crossed_interval`; with one draw, the '
+          'draws x targets design (`medinv.metrics.intervals.crossed_interval`; with one draw, the '
           'Student-t interval over targets). They hold this trained target fixed: a target '
           'trained with another seed can move a cell by more than its interval (a sweep with '
           '`seed` as a run axis writes every cell over the seeds to seeds.csv; README, Sweeps). '
@@ -323,23 +323,17 @@ PANELS = {'aia': _aia_curves, 'mia': _mia_curves, 'mem': _mem_curves}
 
 def privacy_utility_figure(parts: dict, path: str) -> bool:
   """Attack success against model utility, one panel per kind of part; False when none."""
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
   kinds = {kind: {n: r for n, r in parts.items() if n.split('_')[0] == kind} for kind in PANELS}
   kinds = {kind: mine for kind, mine in kinds.items() if mine}
   if not kinds:
     return False
-  fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.2), squeeze=False)
+  fig, axes = plots.plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.2), squeeze=False)
   for ax, (kind, mine) in zip(axes[0], kinds.items()):
     PANELS[kind](ax, mine)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
   fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format='png', dpi=110)
-  plt.close(fig)
-  report.write_atomic(path, buffer.getvalue())
+  plots.save_png(fig, path, dpi=110, tight=False)
   return True
 
 

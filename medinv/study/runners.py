@@ -5,7 +5,8 @@ A runner is `run(config, workdir) -> results dict` (medinv.training.experiment's
 the sweep and the study need to know about it: which config paths it takes as a vmapped grid
 (`vmap_axes`, fnmatch patterns), which tuple fields of its config hold that grid
 (`grid_fields`: (axis, field) pairs), the prefix of its part names in a study ('aia_heart'),
-and its rough relative cost for the study's time-left estimate.
+and the units of work a part asks for (relative, computed from its config): the study's
+time left is the work left x the seconds per unit measured in the run (medinv.core.progress).
 """
 from __future__ import annotations
 
@@ -30,22 +31,24 @@ class Runner:
   vmap_axes: tuple[str, ...] = ()
   grid_fields: tuple[tuple[str, str], ...] = ()
   study_prefix: str = ''
-  # A study part's expected seconds on a 2-core CPU (the time-left estimate's weight): a
-  # number, or config -> number.
+  # A study part's units of work (the time-left estimate's weight, relative to the other
+  # parts; not seconds): a number, or config -> number.
   weight: float | Callable[..., float] = 1.0
 
   def weight_of(self, config) -> float:
     return self.weight(config) if callable(self.weight) else self.weight
 
 
-# Study-part weights: expected seconds on a 2-core CPU, from the demo's parts measured on
-# 2026-11-30 (attribute inference 51 s for 7 attributes; membership inference 42 s on
-# heart_disease MLPs, 98 s on 5 SplitCNNs at 16x16 for 10 epochs; model inversion: 64 s of
-# target training, then per split and attack ~20 s of compilation plus its steps x points;
-# a second attacker view adds half a view's steps: the paper's view trains one decoder, or
-# takes the clean model's class images, for every strength; measured 2026-12-03 within 20% at
-# split 4 with both views, 166 s at 16x16 and 307 s at 32x32).
-_STEP_SECONDS = {'inverse_network': 0.11, 'rmle': 0.08, 'query_free': 0.1, 'mi_face': 0.03}
+# Study-part weights: units of work that grow with what each config asks for (attributes;
+# models x pixels x epochs; epochs x pixels, and per split and attack a fixed part (its
+# compilation) plus its steps x defense points x pixels, a second attacker view adding half a
+# view's steps: the paper's view trains one decoder, or takes the clean model's class images,
+# for every strength). Only their ratios matter: the coefficients put the kinds of part on one
+# scale, from the relative times of the demo's parts (attribute inference 7 units per
+# attribute; membership inference 42 units on heart_disease, 98 on 5 SplitCNNs at 16x16 for 10
+# epochs; model inversion 64 units of target training at 32x32 for 10 epochs, 20 per split and
+# attack, then per step as below). What a unit costs in seconds is measured in each run.
+_STEP_WORK = {'inverse_network': 0.11, 'rmle': 0.08, 'query_free': 0.1, 'mi_face': 0.03}
 
 
 def _attribute_weight(config) -> float:
@@ -70,7 +73,7 @@ def _inversion_weight(config) -> float:
     cfg = config.attack[name]
     steps = cfg.get('steps', cfg.get('max_steps', 100))
     per_view = views if inversion_attacks.get(name).uses_view else 1.0
-    attacks += 20.0 + _STEP_SECONDS.get(name, 0.1) * steps * points * size * per_view
+    attacks += 20.0 + _STEP_WORK.get(name, 0.1) * steps * points * size * per_view
   return 6.4 * config.train.num_epochs * size + len(config.attack.splits) * attacks
 
 

@@ -10,17 +10,15 @@ Runs with the same config but the seed write the same rows in the same order, so
 every seed is one cell. In the summary row a column that every seed gives the same value
 (attack, split, strength, ...) is kept as it is; a numeric column that varies becomes its mean
 over the seeds with `<column>_seed_low` / `_seed_high`, the Student-t 95% interval of that mean
-(`metrics.mean_interval`, the seeds as independent draws); a text column that varies (the
-strongest attack, a stopping rule) lists its distinct values joined by '|'. Within-run interval
-columns (`_low`, `_high`, `_std`) are left out: they belong to one target.
+(`medinv.metrics.intervals.mean_and_interval`, the seeds as independent draws); a text column
+that varies (the strongest attack, a stopping rule) lists its distinct values joined by '|'.
+Within-run interval columns (`_low`, `_high`, `_std`) are left out: they belong to one target.
 """
 from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
-from medinv import metrics
+from medinv.metrics import intervals
 
 SEED = 'seed'
 WITHIN_RUN = ('_low', '_high', '_std')
@@ -45,8 +43,8 @@ def _cell(rows: list[dict]) -> dict:
     if all(v == values[0] for v in values):
       out[column] = values[0]
     elif None not in as_numbers:
-      out[column] = float(np.mean(as_numbers))
-      out[f'{column}_seed_low'], out[f'{column}_seed_high'] = metrics.mean_interval(as_numbers)
+      out[column], out[f'{column}_seed_low'], out[f'{column}_seed_high'] = (
+          intervals.mean_and_interval(as_numbers))
     else:
       out[column] = '|'.join(dict.fromkeys(str(v) for v in values))
   return out

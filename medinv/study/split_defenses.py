@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from medinv.core import plots
 from medinv.inversion import figures as inversion_figures
 from medinv.study import report as study_report
 
@@ -68,15 +69,12 @@ def section(parts: dict, configs) -> str:
 
 def figures(parts: dict, configs, workdir: str) -> list[str]:
   """privacy_utility_split<k>.png in workdir, one per split, every defense of every part."""
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
   paths = []
   for split in _splits(parts):
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plots.plt.subplots(figsize=(6, 4.5))
     for label, rows in curves(parts, configs, split).items():
-      inversion_figures.plot_curve(ax, label, rows, 'nopeek_weight' if label == 'nopeek'
-                             else 'strength')
+      plots.plot_curve(ax, label, rows, 'nopeek_weight' if label == 'nopeek' else 'strength',
+                       x='model_test_accuracy', y='ssim')
     floor = [r['ssim_mean'] for results in _mia_parts(parts).values() for r in results['rows']
              if r['attack'] == 'mean_aux_image' and r['reference'] == 'target']
     if floor:
@@ -85,5 +83,5 @@ def figures(parts: dict, configs, workdir: str) -> list[str]:
            title=f'split {split}: every defense')
     ax.legend(fontsize=7)
     paths.append(os.path.join(workdir, f'privacy_utility_split{split}.png'))
-    inversion_figures.save_png(fig, paths[-1])
+    plots.save_png(fig, paths[-1])
   return paths

@@ -46,17 +46,6 @@ def _cpu_cores() -> int:
   return (os.cpu_count() or 1) if jax.default_backend() == 'cpu' else 0
 
 
-def shared_core_pace(workers: int) -> float:
-  """How much slower parts run beside others on a CPU host with fewer than 2 cores per
-  worker, 1 otherwise. Measured on the demo with 2 workers on 2 cores (2026-12-03): its parts
-  took 1.6x their one-worker time in all, but the last part runs alone, and the study took
-  1.23-1.33x the makespan of its weights (232-251 s against 189 s); 1.4 puts the first
-  estimate within 15% of those runs."""
-  if workers > 1 and 0 < _cpu_cores() < 2 * workers:
-    return 1.4
-  return 1.0
-
-
 def run(config, workdir: str) -> dict:
   """Runs every part and writes the report; returns the combined results dict."""
   names = list(config.parts.keys())
@@ -65,9 +54,10 @@ def run(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   report.write_config(workdir, config)
   workers = num_workers(config)
+  # Time left: each part's units of work x the seconds per unit measured in this run.
   stages = progress.Stages(names, [runner.weight_of(config.parts[name])
                                   for name, runner in zip(names, part_runners)],
-                           workers=workers, first_pace=shared_core_pace(workers))
+                           workers=workers)
   parts, skipped = {}, {}
 
   def finish(i: int, results: dict | None, error: DataError | None) -> None:

@@ -28,7 +28,7 @@ from medinv.core import distributed
 from medinv.training import dp_sgd
 from medinv.core import errors
 from medinv.core import keys as keys_lib
-from medinv import metrics
+from medinv.metrics import features as feature_metrics
 from medinv import models
 from medinv.core import report
 from medinv.core import sharding
@@ -77,7 +77,7 @@ def nopeek_penalty(config, model: nn.Module):
   if not weight:
     return None
   edge = models.edge_fn(model, int(config.train.nopeek_split))
-  return lambda params, x: weight * metrics.distance_correlation(x, edge(params, x))
+  return lambda params, x: weight * feature_metrics.distance_correlation(x, edge(params, x))
 
 
 def train_step(state: TrainState, batch, *, apply_fn, tx, penalty_fn=None

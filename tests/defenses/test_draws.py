@@ -1,7 +1,7 @@
 """Repeated draws of a defense (medinv.defenses.draws): draws differ and each is reproducible from the
-seed, the (strength, draw) grid of medinv.inversion.grid, the interval's coverage of a known mean
-(a fixed-seed statistical test), the quality/accuracy columns, the config check, and the
-report cells and figure bands built from them."""
+seed, the (strength, draw) grid of medinv.inversion.grid, the quality/accuracy columns, the
+config check, and the report cells and figure bands built from them (the interval itself:
+tests/metrics/test_intervals.py)."""
 import math
 
 import jax
@@ -9,13 +9,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from matplotlib import pyplot as plt
 
 from configs import mia_breastmnist
 from medinv import defenses
 from medinv.defenses import draws
 from medinv.core import keys as keys_lib
-from medinv import metrics
+from medinv.core import plots
+from medinv.metrics import image as image_metrics
+from medinv.metrics import intervals
 from medinv.inversion import experiment as inversion_experiment
 from medinv.inversion import figures as inversion_figures
 from medinv import models
@@ -125,63 +126,19 @@ def test_strength_zero_runs_once_and_fills_every_draw():
   np.testing.assert_array_equal(single['strength'], strengths)
 
 
-def _coverage(rng, num_draws, targets, sd_draw, sd_target, sd_noise, interval, reps=1000):
-  """Fraction of `reps` crossed samples y = 0.5 + a_r + b_t + e_rt whose interval holds 0.5."""
-  hits = 0
-  for _ in range(reps):
-    values = (0.5 + sd_draw * rng.standard_normal((num_draws, 1))
-              + sd_target * rng.standard_normal((1, targets))
-              + sd_noise * rng.standard_normal((num_draws, targets)))
-    low, high = interval(values)
-    hits += low <= 0.5 <= high
-  return hits / reps
-
-
-@pytest.mark.parametrize('num_draws,targets,sd_draw,sd_target,sd_noise', [
-    (1, 8, 0.0, 0.2, 0.0),     # one draw: the t-interval over targets
-    (3, 8, 0.2, 0.05, 0.02),   # the draws dominate
-    (3, 8, 0.02, 0.2, 0.02),   # the targets dominate
-    (2, 4, 0.1, 0.1, 0.05),    # both, the smoke config's size
-])
-def test_interval_covers_a_known_mean_about_95_percent(num_draws, targets, sd_draw, sd_target,
-                                                       sd_noise):
-  rng = np.random.default_rng(12)
-  coverage = _coverage(rng, num_draws, targets, sd_draw, sd_target, sd_noise,
-                       draws.crossed_interval)
-  assert 0.925 <= coverage <= 0.985, coverage  # 1000 repetitions: sd of the rate ~0.007
-
-
-def test_coverage_test_catches_an_interval_that_ignores_the_draws():
-  """Treating the draws x targets values as independent images (the old per-target interval
-  over every value) misses the draw-to-draw spread: far below 95%, so the test can fail."""
-  rng = np.random.default_rng(12)
-  pooled = lambda values: metrics.mean_interval(values.ravel())
-  assert _coverage(rng, 3, 8, 0.2, 0.05, 0.02, pooled, reps=400) < 0.8
-
-
-def test_crossed_interval_edge_cases():
-  values = np.random.default_rng(0).normal(size=9)
-  np.testing.assert_allclose(draws.crossed_interval(values[None]), metrics.mean_interval(values))
-  np.testing.assert_allclose(draws.crossed_interval(values[:, None]),
-                             metrics.mean_interval(values))  # one target, nine draws
-  assert draws.crossed_interval(np.full((2, 3), 0.4)) == (pytest.approx(0.4),) * 2
-  assert all(math.isnan(v) for v in draws.crossed_interval([[0.3]]))
-  assert all(math.isnan(v) for v in draws.crossed_interval([[0.3, np.inf]]))
-
-
 def test_quality_and_accuracy_columns_pool_draws_and_targets():
   rng = np.random.default_rng(1)
   references = rng.uniform(size=(4, 16, 16, 1)).astype(np.float32)
   recon = np.clip(references + rng.normal(0, 0.2, (2, 4, 16, 16, 1)), 0, 1).astype(np.float32)
   row = draws.quality_summary(recon, references)
-  per_draw = [metrics.ssim(jnp.asarray(recon[r]), jnp.asarray(references)) for r in range(2)]
+  per_draw = [image_metrics.ssim(jnp.asarray(recon[r]), jnp.asarray(references)) for r in range(2)]
   assert row['ssim_mean'] == pytest.approx(float(np.mean(per_draw)), abs=1e-6)
   assert row['ssim_low'] < row['ssim_mean'] < row['ssim_high']
   assert (row['ssim_low'], row['ssim_high']) == pytest.approx(
-      draws.crossed_interval(np.asarray(per_draw)))
+      intervals.crossed_interval(np.asarray(per_draw)))
   one = draws.quality_summary(recon[:1], references)  # one draw: the pre-draw columns
-  for name, value in metrics.quality_summary(jnp.asarray(recon[0]),
-                                             jnp.asarray(references)).items():
+  for name, value in image_metrics.quality_summary(jnp.asarray(recon[0]),
+                                                   jnp.asarray(references)).items():
     assert one[name] == pytest.approx(value, rel=1e-5), name
   correct = np.array([[True, False, True, True], [True, True, False, True]])
   accuracy = draws.accuracy_summary(correct)
@@ -228,13 +185,13 @@ def test_report_cells_and_figure_bands_show_the_interval(tmp_path):
   every = '\n'.join(study_report._every_attack_table(rows, 'model_perturbation', 'σ'))
   assert '0.400 [0.300, 0.500]' in every
   assert 'model_perturbation 3' in '\n'.join(study_report._draws_note(rows))
-  fig, ax = plt.subplots()
-  inversion_figures.band(ax, rows, 'ssim')
+  fig, ax = plots.plt.subplots()
+  plots.band(ax, rows, 'ssim')
   (polygon,) = ax.collections
   ys = polygon.get_paths()[0].vertices[:, 1]
   assert ys.min() == pytest.approx(0.3) and ys.max() == pytest.approx(0.95)
-  plt.close(fig)
-  assert inversion_figures._error(rows, 'ssim') == [[pytest.approx(0.05), pytest.approx(0.1)],
-                                              [pytest.approx(0.05), pytest.approx(0.1)]]
+  plots.plt.close(fig)
+  assert plots.error_bars(rows, 'ssim') == [[pytest.approx(0.05), pytest.approx(0.1)],
+                                            [pytest.approx(0.05), pytest.approx(0.1)]]
   path = inversion_figures.ssim_vs_strength(str(tmp_path), rows, 'model_perturbation')
   assert path.endswith('ssim_vs_sigma.png')

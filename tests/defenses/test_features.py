@@ -1,5 +1,5 @@
-"""Split-inference defenses on the transmitted features, the statistics behind NoPeek and the
-feature-alignment attack (distance correlation, MMD), and the alignment itself."""
+"""Split-inference defenses on the transmitted features, NoPeek and the feature-alignment attack
+(their statistics, distance correlation and MMD: tests/metrics/test_features.py)."""
 import json
 
 import jax
@@ -14,55 +14,13 @@ from configs import train_breastmnist
 from configs import train_heart
 from medinv import defenses
 from medinv.defenses import features as feature_defenses
-from medinv import metrics
+from medinv.metrics import features as feature_metrics
 from medinv.inversion import diagnose as inversion_diagnose
 from medinv import models
 from medinv.study import study
 from medinv.study import split_defenses as study_defenses
 from medinv.training import trainer
 from medinv.inversion import reconstruct
-
-
-def _numpy_dcor(x, y):
-  """Székely and Rizzo's bias-corrected squared distance correlation, in numpy loops' terms:
-  U-centred distance matrices, then their inner product over i != j."""
-  n = len(x)
-
-  def u_centred(z):
-    z = z.reshape(n, -1).astype(np.float64)
-    d = np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1))
-    u = (d - d.sum(0)[None] / (n - 2) - d.sum(1)[:, None] / (n - 2)
-         + d.sum() / ((n - 1) * (n - 2)))
-    np.fill_diagonal(u, 0.0)
-    return u
-  a, b = u_centred(x), u_centred(y)
-  return (a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())
-
-
-def test_distance_correlation_matches_numpy_and_its_extremes():
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(300, 5)).astype(np.float32)
-  independent = rng.normal(size=(300, 3)).astype(np.float32)
-  dependent = np.stack([x[:, 0] ** 2, np.sin(x[:, 1]), x[:, 2]], 1)
-  for y in (independent, dependent, x):
-    np.testing.assert_allclose(metrics.distance_correlation(x, y), _numpy_dcor(x, y),
-                               rtol=1e-3, atol=1e-4)
-  assert abs(float(metrics.distance_correlation(x, independent))) < 0.02
-  assert float(metrics.distance_correlation(x, dependent)) > 0.2
-  assert float(metrics.distance_correlation(x, x)) == pytest.approx(1.0, abs=1e-4)
-  assert float(metrics.distance_correlation(x, 3.0 * x + 1.0)) == pytest.approx(1.0, abs=1e-4)
-  images = rng.normal(size=(16, 4, 4, 2)).astype(np.float32)  # Any trailing shape.
-  assert float(metrics.distance_correlation(images, images)) == pytest.approx(1.0, abs=1e-4)
-
-
-def test_mmd_is_zero_for_a_sample_with_itself_and_grows_with_a_mean_shift():
-  rng = np.random.default_rng(1)
-  x = rng.normal(size=(200, 8)).astype(np.float32)
-  other = rng.normal(size=(200, 8)).astype(np.float32)
-  assert float(metrics.mmd2(x, x)) == pytest.approx(0.0, abs=1e-6)
-  shifted = [float(metrics.mmd2(x, other + shift)) for shift in (0.0, 0.25, 0.5, 1.0, 2.0)]
-  assert all(a < b for a, b in zip(shifted, shifted[1:])), shifted
-  assert shifted[0] < 0.1 * shifted[-1]
 
 
 def _deployment(name, key, strength, log_scale=None):
@@ -160,7 +118,7 @@ def test_alignment_pulls_the_substitute_towards_the_observed_features():
         keys[2], images[:32], labels[:32], model=model, split=2, cloud_params=theta, steps=60,
         batch_size=16, learning_rate=3e-3, augment_flip=False, observed=observed,
         mmd_weight=weight)
-    return float(metrics.mmd2(edge(substitute, images[:32]), observed))
+    return float(feature_metrics.mmd2(edge(substitute, images[:32]), observed))
   assert substitute_mmd(10.0) < 0.5 * substitute_mmd(0.0)
 
 
@@ -172,7 +130,7 @@ def test_nopeek_training_lowers_the_distance_correlation_of_the_features(data_di
     trained = trainer.train_and_evaluate(config, str(tmp_path / f'w{weight}'))
     images = jnp.asarray(trained.task.x_test[:128])
     features = models.edge_fn(trained.model, 2)(trained.params, images)
-    return float(metrics.distance_correlation(images, features))
+    return float(feature_metrics.distance_correlation(images, features))
   plain, nopeek = dcor_after(0.0), dcor_after(5.0)
   assert nopeek < plain - 0.05, (plain, nopeek)
 

@@ -1,6 +1,5 @@
 """The study end to end (smoke): report.md's numbers against independent computations; a
-rerun reuses finished parts; a changed part runs again; its time-left estimate."""
-import io
+rerun reuses finished parts; a changed part runs again; parts side by side in workers."""
 import os
 import re
 import shutil
@@ -12,7 +11,6 @@ from scipy import stats
 from configs import aia_cardio
 from configs import demo
 from configs import membership_breastmnist
-from medinv.core import progress
 from medinv.study import runners
 from medinv.study import study
 from medinv.training import trainer
@@ -203,63 +201,6 @@ def test_unknown_part_kind():
     runners.for_part('attack_heart')
 
 
-def test_time_left_reads_weights_as_seconds_then_scales_them_by_the_pace(monkeypatch):
-  clock = [100.0]
-  monkeypatch.setattr(progress.time, 'time', lambda: clock[0])
-  lines = io.StringIO()
-  stages = progress.Stages(['a', 'b', 'c'], [10.0, 30.0, 20.0], stream=lines)
-  assert stages.order == [0, 1, 2]
-  assert stages.remaining() == 60.0  # nothing run yet: the weights are the estimate
-  stages.begin(0)
-  clock[0] += 5.0  # 'a' ran twice as fast as expected
-  stages.end(0)
-  assert stages.remaining() == 25.0
-  stages.begin(1)
-  clock[0] += 1.0  # 'b' was reused: neither its second nor its weight sets the pace
-  stages.end(1, reused=True)
-  assert stages.remaining() == 10.0
-  stages.begin(2)
-  assert '~1m00s left' in lines.getvalue().splitlines()[0]
-  assert lines.getvalue().splitlines()[-1].endswith('~10s left)')
-
-
-def test_time_left_with_two_workers_is_the_makespan_heaviest_first(monkeypatch):
-  clock = [0.0]
-  monkeypatch.setattr(progress.time, 'time', lambda: clock[0])
-  lines = io.StringIO()
-  stages = progress.Stages(['a', 'b', 'c', 'd'], [10.0, 40.0, 20.0, 15.0], stream=lines,
-                           workers=2)
-  assert stages.order == [1, 2, 3, 0]
-  # b (40) on one worker; c (20), d (15) and a (10) on the other: max(40, 45).
-  assert stages.remaining() == 45.0
-  shared = progress.Stages(['a', 'b', 'c', 'd'], [10.0, 40.0, 20.0, 15.0], workers=2,
-                           first_pace=1.4)
-  assert shared.remaining() == pytest.approx(63.0)  # side by side on shared cores: 1.4x
-  stages.begin(1)
-  stages.begin(2)
-  clock[0] += 10.0  # c finished in half its weight: the pace is 0.5
-  stages.end(2)
-  # b has 40 * 0.5 - 10 = 10 s left; d (7.5) then a (5) on the free worker.
-  assert stages.remaining() == 12.5
-  stages.begin(3)
-  assert lines.getvalue().splitlines()[-1].startswith('[3/4] d')
-  clock[0] += 20.0  # b and d overran: nothing negative is left
-  assert stages.remaining() == 5.0
-  stages.end(1)
-  stages.end(3)
-  stages.begin(0)
-  # c, b and d took 10, 30 and 20 s for weights 20, 40 and 15: a (10) takes 8 s.
-  assert stages.remaining() == pytest.approx(8.0)
-
-
-def test_shared_cores_slow_the_first_pace_only_when_workers_outnumber_core_pairs(monkeypatch):
-  monkeypatch.setattr(study.os, 'cpu_count', lambda: 2)
-  assert study.shared_core_pace(2) == 1.4
-  assert study.shared_core_pace(1) == 1.0
-  monkeypatch.setattr(study.os, 'cpu_count', lambda: 16)
-  assert study.shared_core_pace(2) == 1.0
-
-
 def test_two_workers_give_the_rows_of_one(tmp_path, data_dir):
   """The study's parts side by side in worker processes (study_workers) write the results a
   run in this process writes; a part whose dataset is missing is skipped either way."""
@@ -285,22 +226,3 @@ def test_two_workers_give_the_rows_of_one(tmp_path, data_dir):
   assert runs[2]['metrics']['aia_cardio.skipped'] == runs[1]['metrics']['aia_cardio.skipped']
   assert 'is empty' in runs[2]['metrics']['aia_cardio.skipped']
 
-
-def test_study_weights_are_seconds_that_grow_with_the_work():
-  parts = demo.get_config().parts
-  weight = lambda name, part: runners.for_part(name).weight_of(part)
-  base = {name: weight(name, part) for name, part in parts.items()}
-  assert all(10 < seconds < 3600 for seconds in base.values())
-  mia = parts.mia_breastmnist
-  mia.attack.knows_defense = (True,)
-  one_view = weight('mia_breastmnist', mia)
-  assert one_view < base['mia_breastmnist']
-  mia.attack.splits = (2, 4, 6)
-  three_splits = weight('mia_breastmnist', mia)
-  assert one_view < three_splits
-  mia.defense.model_perturbation.num_draws = 3
-  three_draws = weight('mia_breastmnist', mia)
-  mia.attack.rmle.steps *= 10
-  assert three_splits < three_draws < weight('mia_breastmnist', mia)
-  parts.aia_heart.attack.sensitive = ('sex',)
-  assert weight('aia_heart', parts.aia_heart) < base['aia_heart']

@@ -1,5 +1,5 @@
-"""Membership-inference attacks and metrics: the LiRA and label-only statistics against scipy /
-numpy, what a model answers under each defense, and the ROC metrics against brute force."""
+"""Membership-inference attacks: the LiRA and label-only statistics against scipy / numpy,
+and what a model answers under each defense (the ROC metrics: tests/metrics/test_roc.py)."""
 import functools
 import math
 
@@ -11,7 +11,6 @@ import pytest
 from scipy import stats
 
 from configs import membership_heart
-from medinv import metrics
 from medinv.membership import attacks
 
 
@@ -97,73 +96,6 @@ def test_flip_queries_mirror_images():
   np.testing.assert_array_equal(views[1], np.asarray(x)[:, :, ::-1])
   with pytest.raises(ValueError, match='flip'):
     attacks.query_views(jnp.zeros((2, 5)), 'flip')
-
-
-# ----------------------------------------------------------------------------- metrics
-
-def _brute_tpr_at_fpr(scores, labels, fpr):
-  best = 0.0
-  for threshold in np.concatenate([[np.inf], scores]):
-    predicted = scores >= threshold
-    if predicted[~labels].sum() <= fpr * (~labels).sum() + 1e-9:
-      best = max(best, predicted[labels].mean())
-  return best
-
-
-def test_roc_metrics_match_brute_force_and_mann_whitney():
-  rng = np.random.default_rng(3)
-  labels = rng.uniform(size=400) < 0.5
-  scores = np.round(rng.normal(size=400) + 0.8 * labels, 1).astype(np.float32)  # with ties
-  u = stats.mannwhitneyu(scores[labels], scores[~labels]).statistic
-  assert float(metrics.auc(scores, labels)) == pytest.approx(
-      u / (labels.sum() * (~labels).sum()), abs=1e-5)
-  fprs = (0.0, 0.01, 0.1, 0.5)
-  np.testing.assert_allclose(metrics.tpr_at_fpr(scores, labels, fprs),
-                             [_brute_tpr_at_fpr(scores, labels, f) for f in fprs], atol=1e-6)
-  thresholds = np.concatenate([[np.inf], scores])
-  want = max((np.mean(scores[labels] >= t) + np.mean(scores[~labels] < t)) / 2
-             for t in thresholds)
-  assert float(metrics.balanced_accuracy(scores, labels)) == pytest.approx(want, abs=1e-6)
-  fpr, tpr = metrics.roc_points(scores, labels)
-  assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
-  assert np.trapezoid(tpr, fpr) == pytest.approx(float(metrics.auc(scores, labels)), abs=1e-5)
-
-
-def test_masked_metrics_equal_metrics_of_the_subset():
-  rng = np.random.default_rng(5)
-  labels = rng.uniform(size=200) < 0.5
-  scores = np.round(rng.normal(size=200) + labels, 1).astype(np.float32)
-  mask = rng.uniform(size=200) < 0.4
-  fprs = (0.05, 0.2)
-  summary = jax.jit(functools.partial(metrics.membership_summary, fprs=fprs))
-  masked = summary(scores, labels, mask=mask)
-  subset = summary(scores[mask], labels[mask])
-  for name in masked:
-    np.testing.assert_allclose(masked[name], subset[name], atol=1e-6)
-  garbage = np.where(mask, scores, 1e6 * rng.normal(size=200)).astype(np.float32)
-  flipped = np.where(mask, labels, ~labels)
-  key = jax.random.key(1)
-  resample = jax.jit(functools.partial(metrics.bootstrap, fprs=fprs, num_samples=30))
-  first = resample(key, scores, labels, mask=mask)
-  other = resample(key, garbage, flipped, mask=mask)  # never drawn or counted
-  for name in first:
-    np.testing.assert_array_equal(first[name], other[name])
-
-
-def test_bootstrap_is_keyed_and_covers_the_estimate():
-  rng = np.random.default_rng(4)
-  labels = rng.uniform(size=300) < 0.5
-  scores = rng.normal(size=300) + labels
-  key = jax.random.key(0)
-  resample = jax.jit(functools.partial(metrics.bootstrap, fprs=(0.01, 0.1), num_samples=200))
-  first = resample(key, scores, labels)
-  again = resample(key, scores, labels)
-  np.testing.assert_array_equal(first['auc'], again['auc'])
-  assert first['tpr_at_fpr'].shape == (200, 2)
-  low, high = metrics.percentile_interval(first['auc'])
-  assert low < float(metrics.auc(scores, labels)) < high
-  assert 0.02 < high - low < 0.2  # ~ 4 * sqrt(AUC(1 - AUC) / 150)
-  assert metrics.fpr_records((0.01, 0.001), 150) == pytest.approx([1.5, 0.15])
 
 
 def test_label_attacks_match_numpy():

@@ -13,6 +13,7 @@ from medinv import data as data_lib
 from medinv.core import errors
 from medinv.training import experiment
 from medinv.membership import experiment as membership_experiment
+from medinv.membership import subgroups as membership_subgroups
 from medinv.membership import validate as membership_validate
 from medinv.training import population
 from medinv.study import runners
@@ -206,4 +207,4 @@ def test_bad_input_names_the_field():
   config.evaluation.subgroups = ('gender',)
   task = _synthetic_task(jax.random.key(0), 8)
   with pytest.raises(ValueError, match="evaluation.subgroups: 'gender' is neither 'label'"):
-    membership_validate.subgroups(config, task, 8)
+    membership_subgroups.masks(config, task, 8)
