@@ -1,4 +1,5 @@
-"""Defenses on the features hospital A transmits, each fresh per query (fold_in(key, query)).
+"""Defenses on the features hospital A transmits (they act on 'features'), each fresh per query
+(fold_in(key, query)).
 
 `feature_noise`: Gaussian noise of std strength x the features' RMS. `feature_dropout`:
 inference-time dropout with probability strength. `learned_noise`, below.
@@ -16,7 +17,8 @@ cross-entropy under noise of energy `fit_strength`. At strength s, query q recei
 
 So at equal strength the learned and the isotropic defense inject the same energy; the
 privacy-utility plot shows which spends it better. The fit is the defense's `fit` stage
-(`defenses.Defense.fit`), computed once per split and kept in the run's partial stages.
+(`medinv.defenses.base.Defense.fit`), computed once per split and kept in the run's partial
+stages.
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from medinv import defenses
 from medinv import models
+from medinv.defenses import base
 
 # The fit's key: fold_in(defense key, FIT_FOLD + split), apart from every query number.
 FIT_FOLD = 1 << 26
@@ -77,7 +79,7 @@ def fit(key: jax.Array, theta, x_train: jax.Array, y_train: jax.Array, cfg, *,
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureNoise(defenses.Deployment):
+class FeatureNoise(base.Deployment):
   """Gaussian noise of std strength x (the features' RMS over the query) on the transmitted
   features, fresh per query from fold_in(key, query number)."""
 
@@ -89,7 +91,7 @@ class FeatureNoise(defenses.Deployment):
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureDropout(defenses.Deployment):
+class FeatureDropout(base.Deployment):
   """Dropout at inference on the transmitted features: each value is zeroed with probability
   strength (per query, from fold_in(key, query number)) and the rest scaled by
   1 / (1 - strength), so the cloud sees the same expected features."""
@@ -106,16 +108,17 @@ def _check_dropout(cfg) -> None:
                      'in [0, 1) (the probability of dropping a feature value)')
 
 
-defenses.register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
-         FeatureNoise(key, theta, strength, cfg),
-         defaults={'strengths': (0.0, 0.25, 0.5, 1.0)})
-defenses.register('feature_dropout', lambda key, theta, strength, cfg, *, split, variant:
-         FeatureDropout(key, theta, strength, cfg),
-         defaults={'strengths': (0.0, 0.3, 0.6, 0.9)}, check=_check_dropout)
+base.register('feature_noise', lambda key, theta, strength, cfg, *, split, variant:
+              FeatureNoise(key, theta, strength, cfg),
+              acts_on='features', defaults={'strengths': (0.0, 0.25, 0.5, 1.0)})
+base.register('feature_dropout', lambda key, theta, strength, cfg, *, split, variant:
+              FeatureDropout(key, theta, strength, cfg),
+              acts_on='features', defaults={'strengths': (0.0, 0.3, 0.6, 0.9)},
+              check=_check_dropout)
 
 
 @dataclasses.dataclass(frozen=True)
-class LearnedNoise(defenses.Deployment):
+class LearnedNoise(base.Deployment):
   """Gaussian noise of std strength x RMS x the learned allocation, fresh per query."""
   log_scale: Any = None
 
@@ -141,6 +144,6 @@ def _fit(key, theta, x_train, y_train, cfg, *, model, split):
              model=model, split=split)
 
 
-defenses.register('learned_noise', _deploy, fit=_fit, check=_check,
-                  defaults={'strengths': (0.0, 0.5, 1.0, 2.0), 'fit_strength': 1.0,
-                            'steps': 300, 'batch_size': 64, 'learning_rate': 0.05})
+base.register('learned_noise', _deploy, acts_on='features', fit=_fit, check=_check,
+              defaults={'strengths': (0.0, 0.5, 1.0, 2.0), 'fit_strength': 1.0,
+                        'steps': 300, 'batch_size': 64, 'learning_rate': 0.05})

@@ -2,7 +2,8 @@
 
 `run(config, workdir)` follows medinv.training.experiment's skeleton: it trains (or reuses) the target
 SplitCNN in workdir/target, then for every split, registered defense in `config.defense`
-(one block per defense: its `strengths` grid and settings), attack in `attack.names` and
+(one block per defense that acts on 'weights' or 'features': its `strengths` grid and
+settings), attack in `attack.names` and
 attacker view runs one compiled program over the grid of (strength, draw) points
 (`medinv.inversion.grid`; the block's `num_draws` independent realisations of the defense per
 strength, `medinv.defenses.draws`), sharded over every device by `sharding.map_grid`, fed

@@ -3,9 +3,10 @@
 config.attack: `names` (registered attacks, `medinv.inversion.attacks`), `splits`,
 `num_targets`, `figure_targets`, `knows_defense`, `grid_chunk`, and one block per named attack
 (`config.attack.<name>`, checked by the attack's registration). config.defense: one block per
-registered defense (`medinv.defenses`), each with a non-empty `strengths` grid of values >= 0
-and, optionally, `num_draws` (independent realisations per strength, `medinv.defenses.draws`; an int
->= 1, default 1), a field every defense block may carry beside its registered ones.
+registered defense that acts on 'weights' or 'features' (`medinv.defenses`, `ACTS_ON`), each
+with a non-empty `strengths` grid of values >= 0 (`defenses.check_block`) and, optionally,
+`num_draws` (independent realisations per strength, `medinv.defenses.draws`; an int >= 1,
+default 1), a field every defense block may carry beside its registered ones.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from medinv.inversion import attacks as inversion_attacks
 COMMON_ATTACK_FIELDS = ('names', 'splits', 'num_targets', 'figure_targets', 'knows_defense',
                         'grid_chunk')
 COMMON_DEFENSE_FIELDS = ('num_draws',)
+ACTS_ON = ('weights', 'features')  # the registered defenses model inversion runs
 
 
 def _check_attacks(attack) -> None:
@@ -44,20 +46,9 @@ def _check_defenses(defense) -> None:
     raise ValueError('config.defense has no defense block; e.g. defense.model_perturbation '
                      '(strengths (0.0,) for no defense)')
   for name in defense.keys():
-    component = defenses.get(name)
-    block = defense[name]
-    known = set(component.defaults) | set(COMMON_DEFENSE_FIELDS)
-    unknown = sorted(set(block.keys()) - known)
-    if unknown:
-      raise ValueError(f'defense.{name}: unknown fields {unknown}; known: {sorted(known)}')
-    draws.check(name, block)
-    strengths = tuple(block.strengths)
-    if not strengths:
-      raise ValueError(f'defense.{name}.strengths is empty (use (0.0,) for no defense)')
-    negative = [s for s in strengths if not s >= 0]
-    if negative:
-      raise ValueError(f'defense.{name}.strengths must be >= 0, got {negative}')
-    component.check(block)
+    defenses.applicable(name, ACTS_ON, f'defense.{name}', 'model inversion')
+    defenses.check_block(name, defense[name], COMMON_DEFENSE_FIELDS)
+    draws.check(name, defense[name])
 
 
 def validate(config) -> None:

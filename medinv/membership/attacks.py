@@ -9,19 +9,21 @@ when the model answers under a defense):
   phi      the logit-scaled confidence of the true label, log(p_y / (1 - p_y)), computed
            from the logits as logit_y - logsumexp(logits without y) (finite where p_y rounds
            to 1), one column per query view (`QUERIES`: 'identity', or 'flip' = the record
-           and its horizontal mirror, for images);
+           and its horizontal mirror, for images; x repeated answer where an output defense
+           releases a probability vector);
   loss     the cross-entropy of the true label on the plain record;
   correct  whether each released label equals the true one, one column per answer (query
            view x repeated query): all a label-only attacker sees.
 
-Defenses (`DEFENSES`, the deployment answers every query of the target, and the attacker,
-who knows the defense, runs its shadows through it too):
-  model_perturbation   medinv.defenses' registered model perturbation on every weight
-                       (scope 'all'): fresh noise per query ('per_query') or one draw per
-                       model ('fixed'); the attacker sees the perturbed model's outputs;
-  randomized_response  the deployment releases only a label, flipped with probability p
-                       (medinv.defenses.randomized_response) afresh at every query; phi and
-                       loss are hidden, so only the attacks that read labels run.
+Defenses: every defense registered in medinv.defenses that acts on 'weights' or 'output'
+(`ACTS_ON`; the deployment answers every query of the target, and the attacker, who knows the
+defense, runs its shadows through it too; `defended_outputs`):
+  weights  the deployment's parameters answer each query, e.g. model perturbation on every
+           weight (scope 'all'), fresh noise per query ('per_query') or one draw per model
+           ('fixed'); the attacker sees the deployed model's outputs;
+  output   the deployment's `release` of the model's answers, e.g. randomized response: only
+           a label, flipped with probability p afresh at every answer (phi and loss are
+           hidden, so only the attacks that read labels run; `Defense.label_only`).
 
 Registered here (Carlini et al. 2022, "Membership Inference Attacks From First Principles";
 Yeom et al. 2018):
@@ -64,9 +66,9 @@ from medinv import defenses
 from medinv.core import registry
 
 QUERIES = ('identity', 'flip')
-DEFENSES = ('model_perturbation', 'randomized_response')
-READS = ('phi', 'label')
-RECORD_QUERY_BATCH = 256  # per-query deployments of a record model answered at once (vmap)  # what an attack needs: the confidence vector, or labels alone
+ACTS_ON = ('weights', 'output')  # the registered defenses membership inference runs
+READS = ('phi', 'label')  # what an attack needs: the confidence vector, or labels alone
+RECORD_QUERY_BATCH = 256  # per-query deployments of a record model answered at once (vmap)
 
 
 class Observation(flax.struct.PyTreeNode):
@@ -183,43 +185,49 @@ def model_outputs(params, x: jax.Array, y: jax.Array, *, apply_fn, queries: str)
   return measurements(view_logits(params, x, apply_fn=apply_fn, queries=queries), y)
 
 
-def released_labels(key: jax.Array, logits: jax.Array, y: jax.Array, flip_prob,
-                    queries: int) -> dict:
-  """`measurements` of a label-only release under randomized response: each view (logits
-  (A, N, C)) asked `queries` times, each answer the top-1 label flipped with probability
-  flip_prob; phi and loss are nan (not released)."""
-  predicted = jnp.broadcast_to(jnp.argmax(logits, -1), (queries,) + logits.shape[:2])
-  released = defenses.randomized_response(key, predicted, flip_prob, logits.shape[-1])
-  correct = jnp.moveaxis(released == y, -1, 0).reshape(len(y), -1)  # (N, queries * A)
-  hidden = jnp.full((len(y), logits.shape[0]), jnp.nan)
-  return {'phi': hidden, 'loss': hidden[:, 0], 'correct': correct}
+def released_outputs(deployment: defenses.Deployment, logits: jax.Array, y: jax.Array, *,
+                     answers: int, label_only: bool) -> dict:
+  """`measurements` of what an 'output' deployment releases when each view (logits
+  (A, N, C)) is asked `answers` times: the released labels' correctness (N, answers * A),
+  and, unless label_only, phi and loss of the released probability vectors (phi (N, answers
+  * A); loss of the first answer of the plain view); label_only: phi and loss are nan (not
+  released)."""
+  repeated = jnp.broadcast_to(logits, (answers,) + logits.shape)  # (answers, A, N, C)
+  vector, label = deployment.release(jax.nn.softmax(repeated, -1), jnp.argmax(repeated, -1))
+  correct = jnp.moveaxis(label == y, -1, 0).reshape(len(y), -1)  # (N, answers * A)
+  if label_only:
+    hidden = jnp.full((len(y), logits.shape[0]), jnp.nan)
+    return {'phi': hidden, 'loss': hidden[:, 0], 'correct': correct}
+  log_vector = jnp.log(jnp.maximum(vector, jnp.finfo(vector.dtype).tiny))
+  return {**measurements(log_vector.reshape((-1,) + logits.shape[1:]), y), 'correct': correct}
 
 
 def defended_outputs(key: jax.Array, params, x: jax.Array, y: jax.Array, *, apply_fn,
                      queries: str, defense: str, variant: str, strength: float, cfg,
                      first_query: int = 0, logits: jax.Array | None = None) -> dict:
-  """`measurements` of one model answering records (x, y) under `defense` at `strength`.
+  """`measurements` of one model answering records (x, y) under the registered `defense`
+  (ACTS_ON) at `strength`, deployed with `key` (cfg: its block).
 
-  model_perturbation: query q (view a of record n is q = first_query + a * N + n) is answered
-  by defenses' deployment (fixed or per-query noise from `key`; record models answer
-  RECORD_QUERY_BATCH per-query deployments at once, image models one at a time). randomized_response:
-  `released_labels` with cfg.queries answers per view, from the undefended `logits` (A, N, C)
-  when given (computed otherwise).
+  'weights': query q (view a of record n is q = first_query + a * N + n) is answered by the
+  deployment's parameters (record models answer RECORD_QUERY_BATCH per-query deployments at
+  once, image models one at a time). 'output': the undefended `logits` (A, N, C) (computed
+  when not given) go through the deployment's release, each view asked cfg.queries times
+  (1 when the block has none; `released_outputs`).
   """
-  if defense == 'model_perturbation':
-    deployment = defenses.get(defense).deploy(key, params, strength, cfg, split=None,
-                                              variant=variant)
+  component = defenses.applicable(defense, ACTS_ON, 'defense.names', 'membership inference')
+  deployment = defenses.deploy(defense, key, params, strength, cfg, split=None,
+                               variant=variant)
+  if component.acts_on == 'weights':
     forward = lambda p, images: apply_fn({'params': p}, images)
     batch = RECORD_QUERY_BATCH if x.ndim == 2 else 1
     answers = jnp.stack([defenses.query_each(deployment, forward, view, first_query + a * len(y),
                                              batch_size=batch)
                          for a, view in enumerate(query_views(x, queries))])
     return measurements(answers, y)
-  if defense != 'randomized_response':
-    raise ValueError(f'unknown membership defense {defense!r}; allowed: {DEFENSES}')
   if logits is None:
     logits = view_logits(params, x, apply_fn=apply_fn, queries=queries)
-  return released_labels(key, logits, y, strength, cfg.queries)
+  return released_outputs(deployment, logits, y, answers=cfg.get('queries', 1),
+                          label_only=component.label_only(cfg))
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -52,6 +52,7 @@ import numpy as np
 
 from medinv.core import checkpoint
 from medinv import data as data_lib
+from medinv import defenses
 from medinv.training import dp_sgd
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
@@ -123,11 +124,12 @@ def model_points(config, membership: np.ndarray) -> dict[str, np.ndarray]:
 
 def settings(config) -> tuple[tuple[str, str, float], ...]:
   """(defense, mode, strength) of every deployment attacked: ('none', '', 0.0) first, then
-  every strength of every configured defense (model perturbation: of every mode)."""
+  every strength of every defense in config.defense.names, in each of its variants (model
+  perturbation: its modes; medinv.defenses' `Defense.variants`)."""
   out = [('none', '', 0.0)]
   block = config.get('defense') or {}
   for name in (block.get('names') or ()):
-    modes = block[name].modes if name == 'model_perturbation' else ('',)
+    modes = defenses.get(name).variants(block[name])
     out += [(name, mode, float(s)) for mode in modes for s in block[name].strengths]
   return tuple(out)
 
@@ -168,9 +170,10 @@ def score_one(state_point, x, y, x_test, y_test, *, apply_fn, queries: str, depl
               ) -> list[dict]:
   """One model's phi / loss / correct on the candidates and its test accuracy, per deployment
   ((defense, mode, strength, cfg) of `settings`; the first undefended), each defense's
-  randomness from fold_in(the model's defense key, deployment index). Under a defense that
-  draws per query, the test accuracy is the mean over UTILITY_DRAWS answers per test record
-  (query numbers after the candidates')."""
+  randomness from fold_in(the model's defense key, deployment index). Under a defense whose
+  answers may differ from query to query (not `Deployment.same_for_every_query`), the test
+  accuracy is the mean over UTILITY_DRAWS answers per test record (query numbers after the
+  candidates')."""
   state, _, key = state_point
   logits = attacks.view_logits(state.params, x, apply_fn=apply_fn, queries=queries)
   test_logits = attacks.view_logits(state.params, x_test, apply_fn=apply_fn,
@@ -184,7 +187,8 @@ def score_one(state_point, x, y, x_test, y_test, *, apply_fn, queries: str, depl
     else:
       groups.setdefault((defense, mode, cfg), []).append((i, strength))
   for (defense, mode, cfg), members in groups.items():
-    draws = 1 if mode == 'fixed' else UTILITY_DRAWS
+    deployed = defenses.deploy(defense, key, state.params, 0.0, cfg, split=None, variant=mode)
+    draws = 1 if deployed.same_for_every_query else UTILITY_DRAWS
     tiled = lambda a: jnp.tile(a, (draws,) + (1,) * (a.ndim - 1))
     x_answers, y_answers = tiled(x_test), tiled(y_test)
     test_answer_logits = jnp.tile(test_logits, (1, draws, 1))
@@ -295,8 +299,8 @@ def grid(ctx: experiment.Context) -> dict:
   membership = target['membership']
   groups = subgroups.masks(config, ctx.task, len(x))
   done = []
-  for (defense, mode, strength, _), out in zip(deployments, outputs):
-    labels_only = defense == 'randomized_response'
+  for (defense, mode, strength, block), out in zip(deployments, outputs):
+    labels_only = defense != 'none' and defenses.get(defense).label_only(block)
     done.append({'defense': defense, 'mode': mode, 'strength': strength, 'outputs': out,
                  'attacks': run_attacks(config, observation(out, membership), membership[0],
                                         groups if defense == 'none' else (), labels_only)})

@@ -2,7 +2,8 @@
 
 config.membership (num_shadows >= 2, models_per_step >= 0), config.attack (registered
 attacks, `medinv.membership.attacks`, and their blocks; queries), config.defense (optional:
-`names` from attacks.membership.DEFENSES, a block per name with its `strengths`),
+`names`, registered defenses of medinv.defenses that act on 'weights' or 'output', and a
+block per name, checked by `defenses.check_block`),
 config.evaluation (fprs, below_one_record, bootstrap_samples, interval), and, once the data
 is loaded, whether the candidate records resolve every requested FPR.
 """
@@ -45,36 +46,30 @@ def validate(config) -> None:
 
 
 def validate_defense(config) -> None:
-  """config.defense (optional): names from attacks.DEFENSES, each block with its strengths."""
+  """config.defense (optional): `names`, each a registered defense that acts on what
+  membership inference attacks (attacks.ACTS_ON) and has no fit stage, with its block."""
   if 'defense' not in config:
     return
   names = tuple(config.defense.names)
-  unknown = [n for n in names if n not in attacks.DEFENSES]
-  if unknown or len(set(names)) != len(names):
-    raise ValueError(f'defense.names {names}: each at most once, from {attacks.DEFENSES}')
+  if len(set(names)) != len(names):
+    raise ValueError(f'defense.names {names}: each name at most once')
   for name in names:
+    component = defenses.applicable(name, attacks.ACTS_ON, 'defense.names',
+                                    'membership inference')
+    if component.fit is not None:
+      raise ValueError(f'defense.names: {name!r} learns from training data (a fit stage), '
+                       'which membership inference does not run')
     if name not in config.defense:
       raise ValueError(f'defense.names lists {name!r} but config.defense.{name} is missing')
-    block = config.defense[name]
-    if not block.strengths or min(block.strengths) < 0:
-      raise ValueError(f'defense.{name}.strengths must be non-empty and >= 0, got '
-                       f'{tuple(block.strengths)}')
-  if 'randomized_response' in names:
-    block = config.defense.randomized_response
-    if max(block.strengths) > 1 or block.queries < 1:
-      raise ValueError('defense.randomized_response: strengths are flip probabilities in '
-                       f'[0, 1] and queries >= 1, got {tuple(block.strengths)}, {block.queries}')
-  if 'model_perturbation' in names:
-    block = config.defense.model_perturbation
-    defenses.get('model_perturbation').check(block)
-    if block.scope != 'all':
-      raise ValueError("defense.model_perturbation.scope must be 'all' for membership "
-                       f"inference (the attacker sees the whole model's output), got "
-                       f'{block.scope!r}')
-  if not any(attacks.get(n).reads == 'label' for n in config.attack.names) and (
-      'randomized_response' in names):
-    raise ValueError('defense.names has randomized_response (labels only) but attack.names '
-                     'has no attack that reads labels (e.g. label_only, label_lira)')
+    defenses.check_block(name, config.defense[name])
+  if 'model_perturbation' in names and config.defense.model_perturbation.scope != 'all':
+    raise ValueError("defense.model_perturbation.scope must be 'all' for membership "
+                     f"inference (the attacker sees the whole model's output), got "
+                     f'{config.defense.model_perturbation.scope!r}')
+  label_only = [n for n in names if defenses.get(n).label_only(config.defense[n])]
+  if label_only and not any(attacks.get(n).reads == 'label' for n in config.attack.names):
+    raise ValueError(f'defense.names has {label_only} (labels only) but attack.names has no '
+                     'attack that reads labels (e.g. label_only, label_lira)')
 
 
 def check_record_count(config, num_records: int) -> None:

@@ -40,7 +40,7 @@ def registered():
   defenses.register('feature_rounding',
                     lambda key, theta, strength, cfg, *, split, variant:
                     FeatureRounding(key, theta, strength, cfg),
-                    defaults={'strengths': (0.0, 0.5)}, replace=True)
+                    acts_on='features', defaults={'strengths': (0.0, 0.5)}, replace=True)
   yield
   del inversion_attacks.ATTACKS['nearest_aux'], defenses.DEFENSES['feature_rounding']
 

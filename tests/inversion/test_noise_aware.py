@@ -85,7 +85,7 @@ def test_the_decoder_is_trained_on_per_image_perturbations(monkeypatch):
   def fake_train_decoder(key, query_fn, aux_images, **kwargs):
     captured.update(query_fn=query_fn, batch_size=kwargs['batch_size'])
     return {}, jnp.zeros((kwargs['steps'],))
-  monkeypatch.setattr(noise_aware.inversion, 'train_decoder', fake_train_decoder)
+  monkeypatch.setattr(noise_aware.reconstruct, 'train_decoder', fake_train_decoder)
   ctx = _context()
   held = defenses.ModelPerturbation(jax.random.key(7), ctx.theta, 0.05, mode='per_query')
   noise_aware.train(ctx, held)

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from configs import membership_heart
+from medinv import defenses
 from medinv.membership import attacks
 
 
@@ -167,3 +168,29 @@ def test_flip_queries_give_one_phi_column_per_view():
   np.testing.assert_allclose(out['phi'], np.stack([sign * plain, sign * mirrored], 1), rtol=1e-5)
   np.testing.assert_array_equal(out['correct'], np.stack([plain > 0, mirrored > 0], 1)
                                 == (labels == 1)[:, None])
+
+
+def test_membership_measures_the_released_vector_or_only_the_label():
+  """A vector release gives phi and loss of the released probabilities (at 'probs' those of
+  the model); a one-hot release hides them and keeps the labels' correctness."""
+  params = {'w': jnp.asarray([[1.0, -0.5], [0.2, 0.8], [-0.3, 0.4]])}
+  x = jax.random.normal(jax.random.key(1), (50, 3))
+  y = jnp.asarray(np.arange(50) % 2, jnp.int32)
+  apply_fn = lambda variables, records: records @ variables['params']['w']
+  clean = attacks.model_outputs(params, x, y, apply_fn=apply_fn, queries='identity')
+
+  def released(**overrides):
+    return attacks.defended_outputs(
+        jax.random.key(3), params, x, y, apply_fn=apply_fn, queries='identity',
+        defense='output_postprocessing', variant='', strength=0.0,
+        cfg=ml_collections.ConfigDict(defenses.config_block('output_postprocessing',
+                                                            **overrides)))
+  same = released(release='probs')
+  np.testing.assert_allclose(same['phi'], clean['phi'], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(same['loss'], clean['loss'], rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(same['correct'], clean['correct'])
+  coarse = released(release='rounded', decimals=1)
+  assert np.all(np.isfinite(coarse['phi'])) and not np.allclose(coarse['phi'], clean['phi'])
+  label_only = released(release='label')
+  assert np.all(np.isnan(label_only['phi'])) and np.all(np.isnan(label_only['loss']))
+  np.testing.assert_array_equal(label_only['correct'], clean['correct'])
