@@ -17,15 +17,14 @@
      each defense in config.defense; one sharded program); every configured attack
      (config.attack.names, in medinv.membership.attacks.ATTACKS; under a label-only release
      those that read labels) scores the target's candidates; metrics and a bootstrap over
-     records (`medinv.metrics`); with DP-SGD training (train.dp, medinv.training.dp_sgd) target and
-     shadows train privately and each row has the accounted epsilon beside the empirical
-     lower bound from the attack's scores (`dp.empirical_epsilon`);
+     records (`medinv.metrics.roc`); with DP-SGD (train.dp, medinv.training.dp_sgd) target
+     and shadows train privately, each row with the accounted epsilon beside the empirical
+     lower bound from the attack's scores (`dp_sgd.empirical_epsilon`);
   4. rows: one per deployment and attack (AUC, best balanced accuracy, TPR at each of
      evaluation.fprs, each with its percentile-bootstrap interval, next to the target's test
      accuracy under that deployment), on all candidates (subgroup 'all'), and undefended per
      value of each of evaluation.subgroups; figures (medinv.membership.figures): roc.png
-     (log-log ROC, undefended), records.csv (per-record scores) and defenses.png
-     (privacy-utility curves).
+     (log-log, undefended), records.csv (per-record scores), defenses.png (privacy-utility).
 
 TPR at an FPR below one non-member record (fpr * non-members < 1) is the TPR at zero false
 positives: rows flag it (`fpr_<f>_below_one_record`), or, with evaluation.below_one_record
@@ -392,8 +391,8 @@ def figures(ctx: experiment.Context, outputs: dict, result_rows: list[dict]) -> 
   membership_figures.plot_defenses(ctx, result_rows)
 
 
-SPEC = experiment.Spec(name='membership_inference', validate=membership_validate.validate, grid=grid, rows=rows,
-                       target=fit_target, start=start, figures=figures)
+SPEC = experiment.Spec(name='membership_inference', validate=membership_validate.validate,
+                       grid=grid, rows=rows, target=fit_target, start=start, figures=figures)
 
 
 def run(config, workdir: str) -> dict:
