@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# medinv launcher: sets up .venv from requirements.txt (re-installs when it changes), then runs.
+# medinv launcher: sets up .venv (requirements.txt, then medinv itself with `pip install -e .`;
+# both again when requirements.txt or pyproject.toml change), then runs from the repository
+# root, where experiments/ and configs/ are imported from.
 #   ./launch.sh demo                 the main study on the embedded data
 #   ./launch.sh test [pytest args]   the test suite
 #   ./launch.sh paper --manual_dir DIR   the same study at paper scale on downloaded data
@@ -11,16 +13,16 @@ cd "$(dirname "$0")"
 
 VENV=.venv
 STAMP="$VENV/.requirements.sha256"
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-  echo "[launch] installing requirements into $VENV" >&2
+  echo "[launch] installing requirements and medinv into $VENV" >&2
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e .
   echo "$want" > "$STAMP"
 fi
 PY="$VENV/bin/python"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # TFDS without TensorFlow: keep its logging quiet and never reach for GCS.
 export TF_CPP_MIN_LOG_LEVEL=3 NO_GCE_CHECK=true
 

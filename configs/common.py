@@ -1,7 +1,7 @@
 """Shared config pieces and the `get_config(arg)` argument parser.
 
 `arg` is a small `key=value,...` string after the config path, e.g.
-`--config=configs/train_breastmnist.py:smoke` or `configs/mia_breastmnist.py:split=4,smoke`.
+`--config=configs/train_breastmnist.py:smoke` or `configs/inversion_breastmnist.py:split=4,smoke`.
 A bare key is a boolean flag set to True. Each config declares the keys it accepts, with
 defaults whose types the values are parsed to; an unknown key is an error that lists them.
 """

@@ -2,21 +2,24 @@
 BreastMNIST and membership inference on both, with their defenses, written up in report.md.
 
   ./launch.sh demo                                   # workdir runs/demo
-  ./launch.sh demo --workdir runs/demo2 --config.parts.aia_heart.defense.flip_probs="(0.0,0.5)"
+  ./launch.sh demo --workdir runs/demo2 \\
+      --config.parts.attribute_heart.defense.flip_probs="(0.0,0.5)"
   ./launch.sh demo --config configs/demo.py:smoke --workdir /tmp/demo_smoke
-  ./launch.sh demo --config.parts.mia_breastmnist.defense.model_perturbation.strengths="(0.0,0.01,0.02,0.05)"
+  ./launch.sh demo \\
+      --config.parts.inversion_breastmnist.defense.model_perturbation.strengths="(0.0,0.01,0.02,0.05)"
 
-Each part is a full experiment config (configs/aia_heart.py, configs/mia_breastmnist.py,
-configs/membership_heart.py, configs/membership_breastmnist.py); override any field under
-config.parts.<part>.
+Each part is a full experiment config: attribute_heart (configs/attribute_heart.py),
+inversion_breastmnist (configs/inversion_breastmnist.py), membership_heart and
+membership_breastmnist (configs/membership_heart.py, configs/membership_breastmnist.py);
+override any field under config.parts.<part>.
 """
 import ml_collections
 
-from configs import aia_heart
+from configs import attribute_heart
 from configs import common
+from configs import inversion_breastmnist
 from configs import membership_breastmnist
 from configs import membership_heart
-from configs import mia_breastmnist
 
 
 def get_config(arg=None):
@@ -29,37 +32,37 @@ def get_config(arg=None):
   # worker and 4m17s with two (model inversion beside the other three parts).
   config.workers = 1 if args.smoke else 0
   config.parts = ml_collections.ConfigDict()
-  config.parts.aia_heart = aia_heart.get_config(part_arg)
-  mia = mia_breastmnist.get_config(part_arg)
+  config.parts.attribute_heart = attribute_heart.get_config(part_arg)
+  inversion = inversion_breastmnist.get_config(part_arg)
   if args.smoke:
     # Every training record is a target, so tests/e2e/test_demo.py recomputes MAP over them all.
-    config.parts.aia_heart.attack.member_fraction = 1.0
-    mia.attack.splits = (2,)  # One split keeps the end-to-end test short.
+    config.parts.attribute_heart.attack.member_fraction = 1.0
+    inversion.attack.splits = (2,)  # One split keeps the end-to-end test short.
   else:
     # Sized so the whole demo finishes in under 5 minutes on a 2-core CPU: the paper's split
     # (4) and sigmas on 16x16 images, both attacker views (the paper's, trained before the
     # defense, and the one that queries the deployed model), 8 targets, shorter attack
-    # optimisations. configs/mia_breastmnist.py runs splits 2, 4 and 6 at 32x32, the full
+    # optimisations. configs/inversion_breastmnist.py runs splits 2, 4 and 6 at 32x32, the full
     # sigma grid, 3 draws and the feature defenses.
-    mia.data.image_size = 16
-    mia.defense.model_perturbation.strengths = (0.0, 0.02, 0.05)
-    mia.attack.update(splits=(4,), num_targets=8, figure_targets=8,
-                      knows_defense=(False, True))
-    mia.attack.inverse_network.update(steps=120, width=32)
-    mia.attack.rmle.steps = 60
-    mia.attack.query_free.update(steps=60, shadow_steps=80)
-    mia.attack.mi_face.update(max_steps=100, patience=20)
+    inversion.data.image_size = 16
+    inversion.defense.model_perturbation.strengths = (0.0, 0.02, 0.05)
+    inversion.attack.update(splits=(4,), num_targets=8, figure_targets=8,
+                            knows_defense=(False, True))
+    inversion.attack.inverse_network.update(steps=120, width=32)
+    inversion.attack.rmle.steps = 60
+    inversion.attack.query_free.update(steps=60, shadow_steps=80)
+    inversion.attack.mi_face.update(max_steps=100, patience=20)
   # The demo keeps its time: the core attacks under model perturbation (the feature defenses
-  # and the feature-alignment attack run in configs/mia_breastmnist.py).
-  mia_breastmnist.keep_core(mia)
-  config.parts.mia_breastmnist = mia
+  # and the feature-alignment attack run in configs/inversion_breastmnist.py).
+  inversion_breastmnist.keep_core(inversion)
+  config.parts.inversion_breastmnist = inversion
   # Shadow populations sized for a 2-core CPU (a GPU run: 64-256 shadows, see the configs).
-  config.parts.mem_heart = membership_heart.get_config(part_arg)
-  mem_images = membership_breastmnist.get_config(part_arg)
+  config.parts.membership_heart = membership_heart.get_config(part_arg)
+  membership_images = membership_breastmnist.get_config(part_arg)
   if not args.smoke:
     # 4 shadows on 16x16 images keep this part near a minute on a 2-core CPU (the config's
     # 8 shadows at 32x32 take ~6 minutes; a GPU run: 64-256 shadows).
-    mem_images.membership.num_shadows = 4
-    mem_images.data.image_size = 16
-  config.parts.mem_breastmnist = mem_images
+    membership_images.membership.num_shadows = 4
+    membership_images.data.image_size = 16
+  config.parts.membership_breastmnist = membership_images
   return config

@@ -3,14 +3,16 @@
   ./launch.sh dp                                          # workdir runs/dp
   ./launch.sh dp --config configs/dp.py:smoke --workdir /tmp/dp_smoke
   ./launch.sh dp --config configs/dp.py:epsilons=8/4/1 --workdir runs/dp_841
-  ./launch.sh dp --config.parts.aia_heart_eps1.train.dp.clip_norm=0.5
+  ./launch.sh dp --config.parts.attribute_heart_eps1.train.dp.clip_norm=0.5
 
-Per target epsilon (`train.dp.target_epsilon`; medinv.training.dp_sgd calibrates the noise multiplier at
-delta = 1/N, N the model's training records, and records the accounted epsilon) four parts:
-attribute inference and membership inference on heart_disease, model inversion at split 4
-and membership inference on BreastMNIST, each attacking a target (and, for membership, the
-attacker's shadows) trained with DP-SGD (learning rate DP_LEARNING_RATE). No other defense runs: DP training is the one under
-study. report.md opens with one table and privacy_utility_dp.png (epsilon on the x axis).
+Per target epsilon (`train.dp.target_epsilon`; medinv.training.dp_sgd calibrates the noise
+multiplier at delta = 1/N, N the model's training records, and records the accounted epsilon)
+four parts: attribute inference and membership inference on heart_disease, model inversion at
+split 4 and membership inference on BreastMNIST (attribute_heart_<tag>, membership_heart_<tag>,
+inversion_breastmnist_<tag>, membership_breastmnist_<tag>; tag 'inf', 'eps8', 'eps1', ...),
+each attacking a target (and, for membership, the attacker's shadows) trained with DP-SGD
+(learning rate DP_LEARNING_RATE). No other defense runs: DP training is the one under study.
+report.md opens with one table and privacy_utility_dp.png (epsilon on the x axis).
 BreastMNIST runs at 16x16 and the attacks at the demo's lengths, so the study fits a 2-core
 CPU; override any field under config.parts.<part>.
 
@@ -18,11 +20,11 @@ Args: `epsilons` (finite target epsilons separated by '/', inf always runs too),
 """
 import ml_collections
 
-from configs import aia_heart
+from configs import attribute_heart
 from configs import common
+from configs import inversion_breastmnist
 from configs import membership_breastmnist
 from configs import membership_heart
-from configs import mia_breastmnist
 
 
 # DP-SGD's clipped, noised gradients move the weights less than plain Adam's: at the
@@ -36,26 +38,26 @@ def tag(epsilon: float) -> str:
 
 
 def _parts_at(epsilon: float, part_arg, smoke: bool) -> dict:
-  aia = aia_heart.get_config(part_arg)
-  aia.defense.flip_probs = (0.0,)
-  mem_heart = membership_heart.get_config(part_arg)
-  mia = mia_breastmnist.get_config(part_arg)
-  mia.attack.update(splits=(2,) if smoke else (4,), knows_defense=(True,))
-  mia_breastmnist.keep_core(mia)
-  mia.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
-  mem_images = membership_breastmnist.get_config(part_arg)
+  attribute = attribute_heart.get_config(part_arg)
+  attribute.defense.flip_probs = (0.0,)
+  membership_records = membership_heart.get_config(part_arg)
+  inversion = inversion_breastmnist.get_config(part_arg)
+  inversion.attack.update(splits=(2,) if smoke else (4,), knows_defense=(True,))
+  inversion_breastmnist.keep_core(inversion)
+  inversion.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
+  membership_images = membership_breastmnist.get_config(part_arg)
   if not smoke:
-    mia.data.image_size = mem_images.data.image_size = 16
-    mia.attack.update(num_targets=8)
-    mia.attack.inverse_network.update(steps=120, width=32)
-    mia.attack.rmle.steps = 60
-    mia.attack.query_free.update(steps=60, shadow_steps=80)
-    mia.attack.mi_face.update(max_steps=100, patience=20)
-    mem_images.membership.num_shadows = 4
-  for config in (mem_heart, mem_images):
+    inversion.data.image_size = membership_images.data.image_size = 16
+    inversion.attack.update(num_targets=8)
+    inversion.attack.inverse_network.update(steps=120, width=32)
+    inversion.attack.rmle.steps = 60
+    inversion.attack.query_free.update(steps=60, shadow_steps=80)
+    inversion.attack.mi_face.update(max_steps=100, patience=20)
+    membership_images.membership.num_shadows = 4
+  for config in (membership_records, membership_images):
     config.defense.names = ()
-  parts = {'aia_heart': aia, 'mem_heart': mem_heart, 'mia_breastmnist': mia,
-           'mem_breastmnist': mem_images}
+  parts = {'attribute_heart': attribute, 'membership_heart': membership_records,
+           'inversion_breastmnist': inversion, 'membership_breastmnist': membership_images}
   for config in parts.values():
     config.train.dp.target_epsilon = epsilon
     if epsilon != float('inf'):

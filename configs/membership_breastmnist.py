@@ -6,9 +6,9 @@ model with each image and its mirror (attack.queries 'flip') and tells the targe
 members from its 273 non-members.
 
   ./launch.sh membership_inference --config configs/membership_breastmnist.py \\
-      --workdir runs/mem_breastmnist
+      --workdir runs/membership_breastmnist
   ./launch.sh membership_inference --config configs/membership_breastmnist.py:smoke \\
-      --workdir /tmp/mem_bm_smoke
+      --workdir /tmp/membership_bm_smoke
 
 Args: `smoke` (4 shadows, 16x16 images, 2 epochs, 50 bootstrap resamples).
 """

@@ -6,20 +6,20 @@ target's members from its non-members (121 each) with every registered attack, u
 and under each defense (randomized response on a label-only release, per-query model
 perturbation), whose rows give the privacy-utility curves of defenses.png.
 
-  ./launch.sh membership_inference --config configs/membership_heart.py --workdir runs/mem_heart
-  ./launch.sh membership_inference --config configs/membership_heart.py:smoke \\
-      --workdir /tmp/mem_smoke
   ./launch.sh membership_inference --config configs/membership_heart.py \\
-      --config.membership.num_shadows=128 --workdir runs/mem_heart_128
+      --workdir runs/membership_heart
+  ./launch.sh membership_inference --config configs/membership_heart.py:smoke \\
+      --workdir /tmp/membership_smoke
+  ./launch.sh membership_inference --config configs/membership_heart.py \\
+      --config.membership.num_shadows=128 --workdir runs/membership_heart_128
 
 Args: `smoke` (4 shadows, 3 epochs, one strength per defense, 50 bootstrap resamples).
 """
 import ml_collections
 
 from configs import common
+from configs import components
 from configs import train_heart
-from medinv import defenses
-from medinv.membership import attacks as membership
 
 ATTACKS = ('lira_online', 'lira_offline', 'lira_online_fixed_variance',
            'lira_offline_fixed_variance', 'loss_threshold', 'label_only', 'label_lira')
@@ -39,14 +39,15 @@ def membership_config(num_shadows: int, models_per_step: int = 0) -> ml_collecti
 
 
 def attack_config(queries: str = 'identity', **overrides) -> ml_collections.ConfigDict:
-  """The attacks (medinv.membership.attacks.ATTACKS), each with its block of defaults.
+  """The attacks (medinv.membership.attacks.ATTACKS), each with its block of defaults
+  (configs/components.py).
 
   queries: 'identity', or 'flip' (the record and its horizontal mirror; images only).
   lira_*: fixed_variance (one variance per side pooled over records), min_std (floor).
   """
   config = ml_collections.ConfigDict(dict(names=ATTACKS, queries=queries))
   for name in ATTACKS:
-    config[name] = membership.config_block(name)
+    config[name] = components.block(components.MEMBERSHIP_ATTACKS, name)
   config.update(overrides)
   return config
 
@@ -67,8 +68,9 @@ def defense_config(flip_probs=(0.1, 0.3), sigmas=(0.05, 0.1, 0.2), modes=('per_q
   return ml_collections.ConfigDict(dict(
       names=('randomized_response', 'model_perturbation'),
       randomized_response=dict(strengths=tuple(flip_probs), queries=queries),
-      model_perturbation=defenses.config_block('model_perturbation', strengths=tuple(sigmas),
-                                               modes=tuple(modes), scope='all')))
+      model_perturbation=components.block(components.DEFENSES, 'model_perturbation',
+                                          strengths=tuple(sigmas), modes=tuple(modes),
+                                          scope='all')))
 
 
 def evaluation_config(subgroups=('sex',), **overrides) -> ml_collections.ConfigDict:

@@ -12,18 +12,18 @@ DIR is skipped, with a line in report.md saying which files were missing.
 """
 import ml_collections
 
-from configs import aia_cardio
-from configs import aia_heart
+from configs import attribute_cardio
+from configs import attribute_heart
 from configs import common
-from configs import mia_breastmnist
+from configs import inversion_breastmnist
 from configs import train_cbis_ddsm
 from configs import train_medmnist
 from configs import train_mias
 
 
-def mia_config(train_module, part_arg, **data_overrides):
-  """The model-inversion attack and defense of mia_breastmnist on another image dataset."""
-  config = mia_breastmnist.get_config(part_arg)
+def inversion_config(train_module, part_arg, **data_overrides):
+  """The model-inversion attack and defense of inversion_breastmnist on another image dataset."""
+  config = inversion_breastmnist.get_config(part_arg)
   target = train_module.get_config(part_arg)
   config.data, config.train = target.data, target.train
   config.data.update(data_overrides)
@@ -41,9 +41,10 @@ def get_config(arg=None):
   # it saved 2 s of 13 min (the parts share the cores).
   config.workers = 1
   config.parts = ml_collections.ConfigDict()
-  config.parts.aia_cardio = aia_cardio.get_config(part_arg)
-  config.parts.aia_heart = aia_heart.get_config(part_arg)
-  config.parts.mia_mias = mia_config(train_mias, part_arg)
-  config.parts.mia_cbis_ddsm = mia_config(train_cbis_ddsm, part_arg)
-  config.parts.mia_medmnist = mia_config(train_medmnist, part_arg, medmnist_name=args.medmnist)
+  config.parts.attribute_cardio = attribute_cardio.get_config(part_arg)
+  config.parts.attribute_heart = attribute_heart.get_config(part_arg)
+  config.parts.inversion_mias = inversion_config(train_mias, part_arg)
+  config.parts.inversion_cbis_ddsm = inversion_config(train_cbis_ddsm, part_arg)
+  config.parts.inversion_medmnist = inversion_config(train_medmnist, part_arg,
+                                                     medmnist_name=args.medmnist)
   return config

@@ -3,11 +3,11 @@
   ./launch.sh demo --config configs/split_defenses.py --workdir runs/split_defenses
   ./launch.sh demo --config configs/split_defenses.py:smoke --workdir /tmp/split_smoke
 
-Part `mia_breastmnist_deployed`: one target, deployed under model perturbation (fixed noise
+Part `inversion_breastmnist_deployed`: one target, deployed under model perturbation (fixed noise
 on hospital A's weights), Gaussian noise on the transmitted features, inference-time
 feature dropout and learned feature noise (Shredder-style), each at four strengths, attacked
-by every model-inversion attack of configs/mia_breastmnist.py (the feature-alignment attack
-included). Parts `mia_breastmnist_nopeek<w>`: targets trained
+by every model-inversion attack of configs/inversion_breastmnist.py (the feature-alignment
+attack included). Parts `inversion_breastmnist_nopeek<w>`: targets trained
 with NoPeek's distance-correlation penalty at weight w (train.nopeek_weight), each attacked
 undefended by the attacks that reconstruct the targets. report.md gets one table and
 privacy_utility_split4.png with every defense (x: accuracy, y: the strongest attack's SSIM).
@@ -19,13 +19,13 @@ Args: `smoke`.
 import ml_collections
 
 from configs import common
-from configs import mia_breastmnist
+from configs import inversion_breastmnist
 
 NOPEEK_WEIGHTS = (0.05, 0.2, 0.5, 2.0, 8.0)
 
 
 def _base(part_arg, smoke: bool):
-  config = mia_breastmnist.get_config(part_arg)
+  config = inversion_breastmnist.get_config(part_arg)
   config.attack.update(splits=(2,) if smoke else (4,), knows_defense=(True,))
   config.train.nopeek_split = config.attack.splits[0]
   if not smoke:
@@ -54,16 +54,16 @@ def get_config(arg=None):
                                              modes=('fixed',), num_draws=1)
   if args.smoke:  # Learned noise runs end to end in tests/inversion/test_reconstruct.py's smoke run.
     del deployed.defense['learned_noise']
-  config.parts.mia_breastmnist_deployed = deployed
+  config.parts.inversion_breastmnist_deployed = deployed
   for weight in (0.5,) if args.smoke else NOPEEK_WEIGHTS:
     part = _base(part_arg, args.smoke)
     part.train.nopeek_weight = weight
     part.attack.names = ('inverse_network', 'rmle', 'feature_alignment')
     for name in ('query_free', 'mi_face'):
       del part.attack[name]
-    for name in mia_breastmnist.FEATURE_DEFENSES:
+    for name in inversion_breastmnist.FEATURE_DEFENSES:
       if name in part.defense:
         del part.defense[name]
     part.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',), num_draws=1)
-    config.parts[f'mia_breastmnist_nopeek{weight:g}'.replace('.', 'p')] = part
+    config.parts[f'inversion_breastmnist_nopeek{weight:g}'.replace('.', 'p')] = part
   return config

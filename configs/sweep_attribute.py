@@ -1,11 +1,13 @@
 """Attribute-inference sweep: target seeds as runs, the flip_prob grid vmapped in each.
 
 Each run trains its target MLP (the seed changes the model, so seeds are separate runs) and
-attacks it with configs/aia_heart.py's (or aia_cardio.py's) settings; the whole flip_prob grid
-and its release draws run in one program sharded over every device (medinv.attribute.experiment).
+attacks it with configs/attribute_heart.py's (or attribute_cardio.py's) settings; the whole
+flip_prob grid and its release draws run in one program sharded over every device
+(medinv.attribute.experiment).
 
   ./launch.sh sweep --config configs/sweep_attribute.py --workdir runs/sweep_attribute
-  ./launch.sh sweep --config configs/sweep_attribute.py:smoke --workdir /tmp/sweep_aia --hosts 2
+  ./launch.sh sweep --config configs/sweep_attribute.py:smoke --workdir /tmp/sweep_attribute \\
+      --hosts 2
   ./launch.sh sweep --config configs/sweep_attribute.py:dataset=cardio \\
       --config.data.manual_dir=../shared/data/cardio --workdir runs/sweep_attribute_cardio
 
@@ -13,8 +15,8 @@ Args: `dataset=heart_disease|cardio`; `release=label|probs|...`; `smoke` shrinks
 """
 import ml_collections
 
-from configs import aia_cardio
-from configs import aia_heart
+from configs import attribute_cardio
+from configs import attribute_heart
 from configs import common
 
 
@@ -22,7 +24,7 @@ def get_config(arg=None):
   args = common.parse_arg(arg, smoke=False, dataset='heart_disease', release='label')
   if args.dataset not in ('heart_disease', 'cardio'):
     raise ValueError(f"dataset must be 'heart_disease' or 'cardio', got {args.dataset!r}")
-  base = aia_heart if args.dataset == 'heart_disease' else aia_cardio
+  base = attribute_heart if args.dataset == 'heart_disease' else attribute_cardio
   parts = [f'release={args.release}'] + (['smoke'] if args.smoke else [])
   config = base.get_config(','.join(parts))
   config.sweep = ml_collections.ConfigDict()

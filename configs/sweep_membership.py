@@ -10,7 +10,7 @@ records.
   ./launch.sh sweep --config configs/sweep_membership.py --workdir runs/sweep_membership
   ./launch.sh sweep --config configs/sweep_membership.py:dataset=breastmnist \\
       --workdir runs/sweep_membership_breastmnist
-  ./launch.sh sweep --config configs/sweep_membership.py:smoke --workdir /tmp/sweep_mem
+  ./launch.sh sweep --config configs/sweep_membership.py:smoke --workdir /tmp/sweep_membership
 
 Args: `dataset=heart_disease|breastmnist`; `seeds=N` (default 4); `smoke` (two seeds, the
 smoke config's shadows and epochs).

@@ -1,8 +1,8 @@
 """Population sweep: target MLPs over seeds x training-time label flip_prob, each attacked.
 
 Every model of a run trains in one program (vmapped over the grid, sharded over the
-devices); the MAP attribute-inference attack of configs/aia_heart.py then runs against each
-model (medinv.attribute.evaluation, the evaluation medinv.attribute.experiment runs), next to its test
+devices); the MAP attribute-inference attack of configs/attribute_heart.py then runs against
+each model (medinv.attribute.evaluation, the evaluation medinv.attribute.experiment runs), next to its test
 accuracy and the no-model baselines. Runs: one per batch size.
 
   ./launch.sh sweep --config configs/sweep_population.py --workdir runs/sweep_population
@@ -17,8 +17,8 @@ Args: `dataset=heart_disease|cardio`; `smoke` shrinks the grid and training.
 """
 import ml_collections
 
-from configs import aia_cardio
-from configs import aia_heart
+from configs import attribute_cardio
+from configs import attribute_heart
 from configs import common
 
 
@@ -26,7 +26,7 @@ def get_config(arg=None):
   args = common.parse_arg(arg, smoke=False, dataset='heart_disease')
   if args.dataset not in ('heart_disease', 'cardio'):
     raise ValueError(f"dataset must be 'heart_disease' or 'cardio', got {args.dataset!r}")
-  base = aia_heart if args.dataset == 'heart_disease' else aia_cardio
+  base = attribute_heart if args.dataset == 'heart_disease' else attribute_cardio
   config = base.get_config('smoke' if args.smoke else None)
   # Every training record of every model is a target (the paper's setting), attacked with
   # the release-channel MAP likelihoods.

@@ -1,10 +1,10 @@
 """Attribute inference under label perturbation.
 
-  ./launch.sh attribute_inference --config configs/aia_heart.py --workdir runs/aia_heart
+  ./launch.sh attribute_inference --config configs/attribute_heart.py --workdir runs/attribute_heart
 
 Trains (or reuses, from WORKDIR/target) the target model, runs every attack on every
 sensitive attribute over the whole flip_prob grid, and writes WORKDIR/results.json,
-results.csv and aia.png.
+results.csv and attribute.png.
 """
 from absl import flags
 from absl import logging
@@ -13,7 +13,7 @@ from medinv.attribute import experiment as attribute_experiment
 from medinv.core import cli
 from medinv.core import progress
 
-cli.define_config_file('config', 'configs/aia_heart.py', 'Attribute-inference config.')
+cli.define_config_file('config', 'configs/attribute_heart.py', 'Attribute-inference config.')
 flags.DEFINE_string('workdir', None, 'Run directory (target model, config.json, results).')
 FLAGS = flags.FLAGS
 
@@ -54,7 +54,7 @@ def _group(rows):
 def main(argv):
   del argv
   config = FLAGS.config
-  workdir = FLAGS.workdir or f'runs/aia_{config.data.dataset}'
+  workdir = FLAGS.workdir or f'runs/attribute_{config.data.dataset}'
   results = attribute_experiment.run(config, workdir)
   print(summary(results['rows']))
   print(f'model test accuracy {results["metrics"]["model_test_accuracy"]:.3f}; '

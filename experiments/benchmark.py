@@ -13,7 +13,8 @@ Prints, each line prefixed with the backend and device count:
     program with flax nn.Conv/nn.max_pool layers instead of medinv.models.layers (JAX's own
     batching), one sigma and all vmapped; achieved FLOP/s (XLA cost analysis) against the
     matmul FLOP/s measured in the same run; the one-sigma program again in a child process
-    with XLA:CPU's default YNNPACK convolutions (medinv/__init__.py sends them to Eigen);
+    with XLA:CPU's default YNNPACK convolutions (this process runs them on Eigen, as every
+    experiment does: medinv.core.xla.use_eigen_cpu_convolutions, set by cli.run);
   inverse-network training for K sigmas: vmapped versus K sequential runs, and their ratio;
   population training of 8 MLPs on cardio: vmapped versus sequential;
   the MAP attack on the 70,000 cardio records x every candidate: records per second (both
@@ -45,8 +46,8 @@ from experiments.bench_programs import (DEFENSE, LEARNING_RATE, OBJECTIVE, SPLIT
                                         compiled_rmle, loop_rmle, matmul_flops,
                                         plain_rmle_point, program_run, rmle_inputs, say,
                                         seconds)
-import medinv
 from medinv.core import cli
+from medinv.core import xla
 from medinv import data as data_lib
 from medinv import defenses
 from medinv.training import experiment
@@ -85,15 +86,16 @@ def bench_rmle_program():
 
 def xla_default_convolution_rate() -> float | None:
   """The rmle_program rate in a child process whose convolutions run as XLA:CPU's default
-  YNNPACK fusions (medinv sends them to XLA's Eigen convolution: medinv/__init__.py), or
-  None when medinv's setting is not in force (another jaxlib, or XLA_FLAGS set it)."""
-  ours = f'{medinv.YNN_FLAG}={medinv.YNN_SETTING}'
+  YNNPACK fusions (this process sends them to XLA's Eigen convolution: cli.run calls
+  medinv.core.xla.use_eigen_cpu_convolutions), or None when medinv's setting is not in force
+  (another jaxlib, or XLA_FLAGS set the flag otherwise)."""
+  ours = f'{xla.YNN_FLAG}={xla.YNN_SETTING}'
   flags_now = os.environ.get('XLA_FLAGS', '')
   if ours not in flags_now.split():
     return None
   # '+' adds to XLA's default list of YNNPACK fusions, which holds the convolutions already.
   env = dict(os.environ, XLA_FLAGS=flags_now.replace(
-      ours, f'{medinv.YNN_FLAG}=+individual_convolution'))
+      ours, f'{xla.YNN_FLAG}=+individual_convolution'))
   child = subprocess.run(
       [sys.executable, '-m', 'experiments.benchmark', '--parts=rmle_program',
        f'--targets={FLAGS.targets}', f'--steps={FLAGS.steps}', f'--sigmas={FLAGS.sigmas[0]}'],
@@ -121,12 +123,12 @@ def bench_rmle():
       say(f'matmul (float32, jit), measured again: {peaks[1] / 1e9:.1f} GFLOP/s')
   default_rate = xla_default_convolution_rate()
   if default_rate is None:
-    say(f'rmle with XLA\'s default convolutions: not measured (XLA_FLAGS sets {medinv.YNN_FLAG}'
+    say(f'rmle with XLA\'s default convolutions: not measured (XLA_FLAGS sets {xla.YNN_FLAG}'
         ' already, or this jaxlib is not one medinv sets it for)')
   else:
     say(f'rmle one sigma at a time with XLA:CPU\'s default (YNNPACK) convolutions, in a child '
-        f'process: {default_rate:.1f} target-steps/s; medinv\'s {medinv.YNN_FLAG}='
-        f'{medinv.YNN_SETTING} (Eigen convolutions) is {rates[1] / default_rate:.2f}x faster')
+        f'process: {default_rate:.1f} target-steps/s; medinv\'s {xla.YNN_FLAG}='
+        f'{xla.YNN_SETTING} (Eigen convolutions) is {rates[1] / default_rate:.2f}x faster')
   peak = max(peaks)
   loop_seconds, loop_out = loop_rmle(edge, sigmas, theta, x_targets, x0, steps)
   loop_rate = work / loop_seconds

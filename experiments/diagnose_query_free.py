@@ -1,8 +1,9 @@
 """Why the query-free attack falls short: its shadow edge against hospital A's (medinv.inversion.diagnose).
 
-  ./launch.sh diagnose_query_free --config configs/mia_breastmnist.py:split=4 \\
+  ./launch.sh diagnose_query_free --config configs/inversion_breastmnist.py:split=4 \\
       --workdir runs/diagnose_split4
-  ./launch.sh diagnose_query_free --config configs/mia_breastmnist.py:smoke --workdir /tmp/diag
+  ./launch.sh diagnose_query_free --config configs/inversion_breastmnist.py:smoke \\
+      --workdir /tmp/diag
 """
 import json
 import os
@@ -15,7 +16,7 @@ from medinv.inversion import diagnose as inversion_diagnose
 from medinv.core import progress
 from medinv.core import report
 
-cli.define_config_file('config', 'configs/mia_breastmnist.py', 'Model-inversion config.')
+cli.define_config_file('config', 'configs/inversion_breastmnist.py', 'Model-inversion config.')
 flags.DEFINE_string('workdir', None, 'Run directory (target/ is trained or resumed there).')
 FLAGS = flags.FLAGS
 

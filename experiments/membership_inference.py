@@ -1,8 +1,9 @@
 """Membership inference (LiRA and the loss threshold) with a shadow population in one program.
 
-  ./launch.sh membership_inference --config configs/membership_heart.py --workdir runs/mem_heart
+  ./launch.sh membership_inference --config configs/membership_heart.py \\
+      --workdir runs/membership_heart
   ./launch.sh membership_inference --config configs/membership_heart.py:smoke \\
-      --workdir /tmp/mem_smoke
+      --workdir /tmp/membership_smoke
 
 Trains (or resumes, from WORKDIR/checkpoints) the target and config.membership.num_shadows shadow
 models as one population, runs every attack of config.attack.names, and writes
@@ -55,7 +56,7 @@ def subgroup_summary(rows: list[dict], fpr: float) -> str:
 def main(argv):
   del argv
   config = FLAGS.config
-  workdir = FLAGS.workdir or f'runs/mem_{config.data.dataset}'
+  workdir = FLAGS.workdir or f'runs/membership_{config.data.dataset}'
   results = membership_experiment.run(config, workdir)
   fprs = tuple(config.evaluation.fprs)
   print(summary([r for r in results['rows'] if r['subgroup'] == 'all'], fprs))

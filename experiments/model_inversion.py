@@ -1,7 +1,9 @@
 """Model inversion in collaborative inference under model perturbation.
 
-  ./launch.sh model_inversion --config configs/mia_breastmnist.py --workdir runs/mia_breastmnist
-  ./launch.sh model_inversion --config configs/mia_breastmnist.py:smoke --workdir /tmp/mia_smoke
+  ./launch.sh model_inversion --config configs/inversion_breastmnist.py \\
+      --workdir runs/inversion_breastmnist
+  ./launch.sh model_inversion --config configs/inversion_breastmnist.py:smoke \\
+      --workdir /tmp/inversion_smoke
 """
 from absl import flags
 from absl import logging
@@ -10,7 +12,7 @@ from medinv.core import cli
 from medinv.inversion import experiment as inversion_experiment
 from medinv.core import progress
 
-cli.define_config_file('config', 'configs/mia_breastmnist.py', 'Attack config.')
+cli.define_config_file('config', 'configs/inversion_breastmnist.py', 'Attack config.')
 flags.DEFINE_string('workdir', None, 'Run directory (target/, config.json, results, figures).')
 FLAGS = flags.FLAGS
 
@@ -23,7 +25,7 @@ def _format(value, spec='.3f'):
 def main(argv):
   del argv
   config = FLAGS.config
-  workdir = FLAGS.workdir or f'runs/mia_{config.data.dataset}'
+  workdir = FLAGS.workdir or f'runs/inversion_{config.data.dataset}'
   results = inversion_experiment.run(config, workdir)
   print(f'{"attack":16} {"split":>5} {"defense":>18} {"strength":>8} {"mode":>9} {"knows":>5} '
         f'{"ssim":>13} {"psnr":>6} {"acc":>6}')

@@ -16,6 +16,7 @@ import tempfile
 import pytest
 
 import fixture_files
+from medinv.core import xla
 
 FAST_COMPILE_FLAGS = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # A pytest started by a test shares it.
@@ -27,6 +28,8 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # A pytest started by a test 
 if FAST_COMPILE_FLAGS not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = ' '.join(filter(None, [os.environ.get('XLA_FLAGS'),
                                                    FAST_COMPILE_FLAGS]))
+# The CPU convolutions every experiment runs with (medinv.core.cli.run sets the same flag).
+xla.use_eigen_cpu_convolutions()
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -14,7 +14,7 @@
      release and target group): accuracy, balanced accuracy and MCC of the attack, the same
      of each baseline, and the attack's advantage in each over the imputation baseline (a
      classifier from the other attributes trained on the attacker's auxiliary records);
-     figures: aia.png (a privacy-utility plot).
+     figures: attribute.png (a privacy-utility plot).
 
 Targets are a member_fraction share of the model's training records ('members') and, when
 nonmember_fraction > 0, part of the held-out records ('non-members'); the attacker's
@@ -200,7 +200,7 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
 
 def figures(ctx: experiment.Context, outputs: dict, result_rows: list[dict]) -> None:
   del outputs
-  plot(result_rows, os.path.join(ctx.workdir, 'aia.png'), ctx.config.attack.plot_variant)
+  plot(result_rows, os.path.join(ctx.workdir, 'attribute.png'), ctx.config.attack.plot_variant)
 
 
 SPEC = experiment.Spec(name='attribute_inference', validate=validate, grid=grid, rows=rows,

@@ -1,7 +1,7 @@
 """The population experiment: K target models trained in one program (a sweep run), each
 evaluated and, for record datasets, attacked by attribute inference.
 
-For record datasets, when the config has an `attack` section (configs/aia_*.py), the
+For record datasets, when the config has an `attack` section (configs/attribute_*.py), the
 attribute-inference MAP attack runs against every model of the population in the same
 program as its evaluation, through `attribute_eval.evaluate`, the evaluation medinv.attribute.experiment runs
 per release draw: the released label is the model's prediction (release flip_prob 0: the
@@ -59,7 +59,7 @@ def prepare_attack(config, task: data_lib.Task):
 
   Targets, auxiliary records and priors are medinv.attribute.experiment's (the attack stream of config.seed
   picks the non-member targets), the same for every model of the population; baselines use
-  the key aia uses for attribute a: fold_in(fold_in(attack, 1 + a), 0).
+  the key the experiment uses for attribute a: fold_in(fold_in(attack, 1 + a), 0).
 
   Returns:
     (arrays {'scaler', 'records', 'attributes': {name: ...}}, group sizes,
@@ -91,7 +91,7 @@ def attack_accuracy(params, seed, arrays, *, apply_fn, sensitive, attacks, relea
   Each attribute is `attribute_eval.evaluate` with the keys medinv.attribute.experiment draws for model seed
   `seed` at its first grid point, first draw: the release key fold_in(fold_in(fold_in(
   defense, 1), 0), 0) and the attack key fold_in(fold_in(fold_in(fold_in(attack, 1 + a), 1),
-  0), 0), a the attribute's index in `sensitive`. So a model equals aia's target of
+  0), 0), a the attribute's index in `sensitive`. So a model equals the experiment's target of
   config.seed = seed when both see the same targets and release rule.
   """
   streams = keys_lib.named_keys(seed)

@@ -10,6 +10,8 @@ Every `experiments/*.py` defines its config flag with `cli.define_config_file` a
   no space left exit 1;
 - a second line names the debug switch: with MEDINV_DEBUG=1 the traceback is printed too.
 Other exceptions are bugs and keep their traceback.
+`run` also sets the XLA:CPU flag every experiment runs with (medinv.core.xla), before JAX
+starts its backend.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
 from medinv.core import errors
+from medinv.core import xla
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -154,6 +157,12 @@ def guarded(main: Callable[[list[str]], None], argv: list[str]) -> None:
 
 
 def run(main: Callable[[list[str]], None], config_flag: str | None = 'config') -> None:
-  """`app.run(main)` with one-line user errors; config_flag names the config-file flag."""
+  """`app.run(main)` with one-line user errors; config_flag names the config-file flag.
+
+  XLA:CPU's convolutions run on Eigen (`xla.use_eigen_cpu_convolutions`): set here, before
+  main makes the first jax array, so every experiment and the processes it starts (study
+  workers, sweep hosts) compute with the setting its numbers were measured with.
+  """
+  xla.use_eigen_cpu_convolutions()
   app.run(functools.partial(guarded, main),
           flags_parser=functools.partial(parse_flags, config_flag=config_flag))

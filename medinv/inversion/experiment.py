@@ -90,7 +90,7 @@ def _start(workdir: str, config) -> None:
       shutil.rmtree(partial)
     os.makedirs(partial, exist_ok=True)
   report.write_config(workdir, config)
-  distributed.sync('mia_workdir')
+  distributed.sync('inversion_workdir')
 
 
 def targets(config, task: data_lib.Task) -> np.ndarray:

@@ -17,7 +17,7 @@ into the output channels (one wider convolution), and a batch of both into K con
 one program on a CPU (`lax.map` beyond `UNROLL` points) or feature groups elsewhere.
 
 The forward convolutions run as XLA's Eigen convolution on a CPU, not YNNPACK (1.5x faster
-here): medinv/__init__.py sets the XLA flag.
+here), where the XLA flag of medinv.core.xla is set (every experiment sets it).
 """
 from __future__ import annotations
 

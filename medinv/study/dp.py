@@ -25,40 +25,43 @@ def is_dp_study(configs) -> bool:
   return len(epsilons) > 1 or any(math.isfinite(e) for e in epsilons)
 
 
-def _aia(results: dict) -> dict:
+def _attribute(results: dict) -> dict:
   rows = [r for r in results['rows'] if r['targets'] == 'members' and r['flip_prob'] == 0.0]
   best = max(rows, key=lambda r: r['attack_accuracy'] - r['best_baseline_accuracy'])
   return {'accuracy': results['metrics']['model_test_accuracy'],
           'dp_epsilon': float(results['metrics']['dp_epsilon']),  # results.json: 'inf'
-          'aia_advantage': best['attack_accuracy'] - best['best_baseline_accuracy'],
-          'aia_attack': f'{best["attack"]} {best["variant"]} on {best["attribute"]}'}
+          'attribute_advantage': best['attack_accuracy'] - best['best_baseline_accuracy'],
+          'attribute_attack': f'{best["attack"]} {best["variant"]} on {best["attribute"]}'}
 
 
-def _mia(results: dict) -> dict:
+def _inversion(results: dict) -> dict:
   rows = [r for r in results['rows'] if r['reference'] == 'target']
   attacked = [r for r in rows if r['attack'] != 'mean_aux_image' and not r['strength']]
   best = max(attacked, key=lambda r: r['ssim_mean'])
   baseline = next(r for r in rows if r['attack'] == 'mean_aux_image')
   return {'accuracy': results['metrics']['target_test_accuracy'],
-          'dp_epsilon': float(results['metrics']['dp_epsilon']), 'mi_split': best['split'],
-          'mi_ssim': best['ssim_mean'], 'mi_attack': best['attack'],
-          'mi_baseline_ssim': baseline['ssim_mean']}
+          'dp_epsilon': float(results['metrics']['dp_epsilon']),
+          'inversion_split': best['split'], 'inversion_ssim': best['ssim_mean'],
+          'inversion_attack': best['attack'], 'inversion_baseline_ssim': baseline['ssim_mean']}
 
 
-def _mem(results: dict) -> dict:
+def _membership(results: dict) -> dict:
   rows = [r for r in results['rows'] if r['subgroup'] == 'all' and r['defense'] == 'none']
   best = max(rows, key=lambda r: r['auc'])
   fprs = [k for k in best if k.startswith('tpr_at_') and not k.endswith(('_low', '_high'))]
   fpr = min(fprs, key=lambda k: abs(float(k[len('tpr_at_'):]) - 0.01))  # 1% where reported
-  return {'mem_accuracy': results['metrics']['target_test_accuracy'],
-          'mem_dp_epsilon': float(results['metrics']['dp_epsilon']), 'mem_attack': best['attack'],
-          'mem_auc': study_report.interval(best, 'auc'), 'mem_auc_value': best['auc'],
-          'mem_auc_low': best['auc_low'], 'mem_auc_high': best['auc_high'],
-          'mem_tpr': study_report.interval(best, fpr), 'mem_fpr': fpr[len('tpr_at_'):],
+  return {'membership_accuracy': results['metrics']['target_test_accuracy'],
+          'membership_dp_epsilon': float(results['metrics']['dp_epsilon']),
+          'membership_attack': best['attack'],
+          'membership_auc': study_report.interval(best, 'auc'),
+          'membership_auc_value': best['auc'],
+          'membership_auc_low': best['auc_low'], 'membership_auc_high': best['auc_high'],
+          'membership_tpr': study_report.interval(best, fpr),
+          'membership_fpr': fpr[len('tpr_at_'):],
           'epsilon_lower_bound': max(r['epsilon_lower_bound'] for r in rows)}
 
 
-SUMMARIES = {'aia': _aia, 'mia': _mia, 'mem': _mem}
+SUMMARIES = {'attribute': _attribute, 'inversion': _inversion, 'membership': _membership}
 
 
 def summary_rows(parts: dict, configs) -> list[dict]:
@@ -74,38 +77,43 @@ def summary_rows(parts: dict, configs) -> list[dict]:
 
 def section(parts: dict, configs) -> str:
   rows = summary_rows(parts, configs)
-  fpr = next((r['mem_fpr'] for r in rows if 'mem_fpr' in r), '')
-  header = ['dataset', 'target ε', 'accounted ε (attack / MIA target)', 'test acc.',
-            'AIA advantage', 'MI SSIM (strongest / mean image)', 'MIA AUC',
+  fpr = next((r['membership_fpr'] for r in rows if 'membership_fpr' in r), '')
+  header = ['dataset', 'target ε', 'accounted ε (attack / membership target)', 'test acc.',
+            'attribute advantage', 'inversion SSIM (strongest / mean image)', 'membership AUC',
             f'TPR @ FPR {fpr}', 'empirical ε ≥']
   body = []
   for r in rows:
-    accounted = ' / '.join(study_report.fmt(r[k], 2) for k in ('dp_epsilon', 'mem_dp_epsilon')
-                           if k in r)
-    accuracy = ' / '.join(study_report.fmt(r[k]) for k in ('accuracy', 'mem_accuracy') if k in r)
-    mi = (f'{r["mi_ssim"]:.3f} ({r["mi_attack"]}, split {r["mi_split"]}) / '
-          f'{r["mi_baseline_ssim"]:.3f}' if 'mi_ssim' in r else None)
-    body.append([r['dataset'], f"{r['target_epsilon']:g}", accounted, accuracy, r.get('aia_advantage'),
-                 mi, r.get('mem_auc'), r.get('mem_tpr'), r.get('epsilon_lower_bound')])
+    accounted = ' / '.join(study_report.fmt(r[k], 2)
+                           for k in ('dp_epsilon', 'membership_dp_epsilon') if k in r)
+    accuracy = ' / '.join(study_report.fmt(r[k]) for k in ('accuracy', 'membership_accuracy')
+                          if k in r)
+    inversion = (f'{r["inversion_ssim"]:.3f} ({r["inversion_attack"]}, split '
+                 f'{r["inversion_split"]}) / {r["inversion_baseline_ssim"]:.3f}'
+                 if 'inversion_ssim' in r else None)
+    body.append([r['dataset'], f"{r['target_epsilon']:g}", accounted, accuracy,
+                 r.get('attribute_advantage'), inversion, r.get('membership_auc'),
+                 r.get('membership_tpr'), r.get('epsilon_lower_bound')])
   return '\n'.join([
       '## DP-SGD training against every attack', '',
       'Each target (and, for membership inference, each of the attacker\'s shadows) trained '
       'with DP-SGD (per-example clipping, Gaussian noise, Poisson-sampled batches); ε is '
       'accounted with an RDP accountant at δ = 1/N. *Test acc.*: the attacked target\'s and '
-      'the membership target\'s. *AIA advantage*: the best attack\'s accuracy over the better '
-      'no-model baseline, on training records. *Empirical ε ≥*: a 95% Clopper-Pearson lower '
-      'bound on ε from the membership scores; it can never exceed the accounted ε of a '
+      'the membership target\'s. *Attribute advantage*: the best attack\'s accuracy over the '
+      'better no-model baseline, on training records. *Empirical ε ≥*: a 95% Clopper-Pearson '
+      'lower bound on ε from the membership scores; it can never exceed the accounted ε of a '
       'correct DP-SGD.', '', study_report.table(header, body), '',
       '![privacy-utility against epsilon](privacy_utility_dp.png)', ''])
 
 
 def figure(parts: dict, configs, path: str) -> None:
-  """Accuracy, AIA advantage, MI SSIM and MIA AUC against the target epsilon, per dataset."""
+  """Accuracy, attribute advantage, inversion SSIM and membership AUC against the target
+  epsilon, per dataset."""
   rows = summary_rows(parts, configs)
   epsilons = sorted({r['target_epsilon'] for r in rows})
   position = {e: i for i, e in enumerate(epsilons)}
-  panels = (('accuracy', 'target test accuracy'), ('aia_advantage', 'AIA advantage'),
-            ('mi_ssim', 'MI SSIM (strongest)'), ('mem_auc_value', 'MIA AUC (strongest)'))
+  panels = (('accuracy', 'target test accuracy'), ('attribute_advantage', 'attribute advantage'),
+            ('inversion_ssim', 'inversion SSIM (strongest)'),
+            ('membership_auc_value', 'membership AUC (strongest)'))
   fig, axes = plots.plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
   for ax, (key, label) in zip(axes, panels):
     for dataset in dict.fromkeys(r['dataset'] for r in rows):
@@ -114,11 +122,11 @@ def figure(parts: dict, configs, path: str) -> None:
         continue
       x = [position[r['target_epsilon']] for r in mine]
       ax.plot(x, [r[key] for r in mine], marker='o', label=dataset)
-      if key == 'mem_auc_value':
-        ax.fill_between(x, [r['mem_auc_low'] for r in mine], [r['mem_auc_high'] for r in mine],
-                        alpha=0.2)
-      if key == 'mi_ssim':
-        ax.plot(x, [r['mi_baseline_ssim'] for r in mine], ls='--', color='gray',
+      if key == 'membership_auc_value':
+        ax.fill_between(x, [r['membership_auc_low'] for r in mine],
+                        [r['membership_auc_high'] for r in mine], alpha=0.2)
+      if key == 'inversion_ssim':
+        ax.plot(x, [r['inversion_baseline_ssim'] for r in mine], ls='--', color='gray',
                 label=f'{dataset} mean image')
     ax.set_xticks(range(len(epsilons)), [study_report.fmt(e, 0) if math.isinf(e) else f'{e:g}'
                                          for e in epsilons])

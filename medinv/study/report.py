@@ -67,7 +67,7 @@ def trained_with(metrics: dict) -> str:
           f' (DP-SGD, accounted ε = {epsilon:.2f})')
 
 
-def aia_section(name: str, results: dict) -> str:
+def attribute_section(name: str, results: dict) -> str:
   rows = [r for r in results['rows'] if r['targets'] == 'members']
   m = results['metrics']
   out = [f'## Attribute inference: {rows[0]["dataset"]} (`{name}`)', '',
@@ -99,7 +99,7 @@ def aia_section(name: str, results: dict) -> str:
                    first['baseline_classifier_accuracy'], best, best_mcc,
                    first.get('imputation_mcc', math.nan)])
     out += [f'**{attribute}** ({mine[0]["num_candidates"]} values)', '', table(header, body), '']
-  out += [f'![attribute inference vs flip probability]({name}/aia.png)', '']
+  out += [f'![attribute inference vs flip probability]({name}/attribute.png)', '']
   return '\n'.join(out)
 
 
@@ -206,7 +206,7 @@ def _noise_ratio_table(m: dict, rows: list[dict]) -> list[str]:
           table(['split'] + layers, body), '']
 
 
-def mia_section(name: str, results: dict) -> str:
+def inversion_section(name: str, results: dict) -> str:
   rows = results['rows']
   m = results['metrics']
   out = [f'## Model inversion: {name.split("_", 1)[1]} (`{name}`)', '',
@@ -244,7 +244,7 @@ def interval(row: dict, stat: str) -> str:
   return f'{row[stat]:.3f} [{row[stat + "_low"]:.3f}, {row[stat + "_high"]:.3f}]'
 
 
-def mem_section(name: str, results: dict) -> str:
+def membership_section(name: str, results: dict) -> str:
   rows, m = results['rows'], results['metrics']
   fpr = next(k for k in rows[0] if k.startswith('tpr_at_') and not k.endswith(('_low', '_high')))
   out = [f'## Membership inference: {rows[0]["dataset"]} (`{name}`)', '',
@@ -282,7 +282,7 @@ def mem_section(name: str, results: dict) -> str:
   return '\n'.join(out)
 
 
-def _aia_curves(ax, parts: dict) -> None:
+def _attribute_curves(ax, parts: dict) -> None:
   for name, results in parts.items():
     rows = [r for r in results['rows'] if r['targets'] == 'members' and r['attack'] == 'map'
             and r['variant'] == 'confusion']
@@ -295,7 +295,7 @@ def _aia_curves(ax, parts: dict) -> None:
          ylabel='MAP advantage over best baseline', title='label perturbation')
 
 
-def _mia_curves(ax, parts: dict) -> None:
+def _inversion_curves(ax, parts: dict) -> None:
   for name, results in parts.items():
     rows = [r for r in results['rows'] if r['attack'] == 'inverse_network'
             and r['knows_defense'] and r['defense'] == 'model_perturbation'
@@ -308,7 +308,7 @@ def _mia_curves(ax, parts: dict) -> None:
          ylabel='inverse-network SSIM', title='model perturbation (per query)')
 
 
-def _mem_curves(ax, parts: dict) -> None:
+def _membership_curves(ax, parts: dict) -> None:
   for name, results in parts.items():
     for (defense, mode), mine in membership_figures.defense_curves(results['rows']).items():
       ax.plot([r['defended_test_accuracy'] for r in mine], [r['auc'] for r in mine], 'o-',
@@ -318,7 +318,8 @@ def _mem_curves(ax, parts: dict) -> None:
          ylabel='membership AUC (strongest attack)', title='membership inference')
 
 
-PANELS = {'aia': _aia_curves, 'mia': _mia_curves, 'mem': _mem_curves}
+PANELS = {'attribute': _attribute_curves, 'inversion': _inversion_curves,
+          'membership': _membership_curves}
 
 
 def privacy_utility_figure(parts: dict, path: str) -> bool:
@@ -350,9 +351,9 @@ def write(workdir: str, parts: dict, skipped: dict, title: str,
   if privacy_utility_figure(parts, os.path.join(workdir, 'privacy_utility.png')):
     out += ['![privacy-utility curves](privacy_utility.png)', '']
   out += list(extra_sections)
-  sections = {'aia': aia_section, 'mem': mem_section}
+  sections = {'attribute': attribute_section, 'membership': membership_section}
   for name, results in parts.items():
-    out.append(sections.get(name.split('_')[0], mia_section)(name, results))
+    out.append(sections.get(name.split('_')[0], inversion_section)(name, results))
   out += ['Machine-readable: `results.json` (all rows, with a `part` column) and '
           '`results.csv`; each part\'s own files are in its folder.', '']
   path = os.path.join(workdir, 'report.md')

@@ -4,7 +4,7 @@ A runner is `run(config, workdir) -> results dict` (medinv.training.experiment's
 `validate(config)` (run on the config and on every sweep-axis value), plus what
 the sweep and the study need to know about it: which config paths it takes as a vmapped grid
 (`vmap_axes`, fnmatch patterns), which tuple fields of its config hold that grid
-(`grid_fields`: (axis, field) pairs), the prefix of its part names in a study ('aia_heart'),
+(`grid_fields`: (axis, field) pairs), the prefix of its part names in a study ('attribute_heart'),
 and the units of work a part asks for (relative, computed from its config): the study's
 time left is the work left x the seconds per unit measured in the run (medinv.core.progress).
 """
@@ -79,13 +79,13 @@ def _inversion_weight(config) -> float:
 
 RUNNERS: dict[str, Runner] = {
     'attribute_inference': Runner(attribute_experiment.run, attribute_experiment.validate, ('defense.flip_prob',),
-                                  (('defense.flip_prob', 'defense.flip_probs'),), 'aia',
+                                  (('defense.flip_prob', 'defense.flip_probs'),), 'attribute',
                                   _attribute_weight),
     'model_inversion': Runner(inversion_experiment.run, inversion_experiment.validate, ('defense.sigma',),
-                              (('defense.sigma', 'defense.model_perturbation.strengths'),), 'mia',
+                              (('defense.sigma', 'defense.model_perturbation.strengths'),), 'inversion',
                               _inversion_weight),
     'membership_inference': Runner(membership_experiment.run, membership_validate.validate,
-                                   study_prefix='mem', weight=_membership_weight),
+                                   study_prefix='membership', weight=_membership_weight),
     'population': Runner(population_experiment.run, population_experiment.validate,
                          population.TRAIN_AXES),
     'rmle': Runner(sweep_rmle.run, sweep_rmle.validate,
@@ -100,7 +100,7 @@ def get(name: str) -> Runner:
 
 
 def for_part(part_name: str) -> Runner:
-  """The runner of a study part, by the prefix of its name ('aia_heart' -> aia)."""
+  """The runner of a study part, by the prefix of its name ('attribute_heart' -> attribute)."""
   prefix = part_name.split('_', 1)[0]
   for runner in RUNNERS.values():
     if runner.study_prefix and runner.study_prefix == prefix:

@@ -16,20 +16,21 @@ from medinv.inversion import figures as inversion_figures
 from medinv.study import report as study_report
 
 
-def _mia_parts(parts: dict) -> dict:
-  return {name: results for name, results in parts.items() if name.startswith('mia_')}
+def _inversion_parts(parts: dict) -> dict:
+  return {name: results for name, results in parts.items() if name.startswith('inversion_')}
 
 
 def is_defense_study(configs) -> bool:
   """True when some model-inversion part trains its target with NoPeek."""
-  return any(name.startswith('mia_') and float(config.train.get('nopeek_weight', 0.0)) > 0
+  return any(name.startswith('inversion_')
+             and float(config.train.get('nopeek_weight', 0.0)) > 0
              for name, config in configs.items())
 
 
 def curves(parts: dict, configs, split) -> dict[str, list[dict]]:
   """{defense label: [row of the strongest attack, ...]} over every model-inversion part."""
   out, nopeek = {}, []
-  for name, results in _mia_parts(parts).items():
+  for name, results in _inversion_parts(parts).items():
     weight = float(configs[name].train.nopeek_weight)
     points = inversion_figures.strongest_points(results['rows'], split)
     undefended = [r for rows in points.values() for r in rows if not r['strength']][:1]
@@ -43,7 +44,7 @@ def curves(parts: dict, configs, split) -> dict[str, list[dict]]:
 
 
 def _splits(parts: dict) -> list:
-  return sorted({r['split'] for results in _mia_parts(parts).values()
+  return sorted({r['split'] for results in _inversion_parts(parts).values()
                  for r in results['rows'] if r['split'] is not None})
 
 
@@ -75,7 +76,8 @@ def figures(parts: dict, configs, workdir: str) -> list[str]:
     for label, rows in curves(parts, configs, split).items():
       plots.plot_curve(ax, label, rows, 'nopeek_weight' if label == 'nopeek' else 'strength',
                        x='model_test_accuracy', y='ssim')
-    floor = [r['ssim_mean'] for results in _mia_parts(parts).values() for r in results['rows']
+    floor = [r['ssim_mean'] for results in _inversion_parts(parts).values()
+             for r in results['rows']
              if r['attack'] == 'mean_aux_image' and r['reference'] == 'target']
     if floor:
       ax.axhline(floor[0], ls='--', color='gray', label='mean image')

@@ -1,7 +1,8 @@
 """The whole study in one run: attribute inference and model inversion, with a report.
 
 `run(config, workdir)` runs each part of `config.parts` (an ordered ConfigDict; a part named
-`aia_*` is an attribute-inference config, `mia_*` a model-inversion config) in
+`attribute_*` is an attribute-inference config, `inversion_*` a model-inversion config,
+`membership_*` a membership-inference config) in
 workdir/<part>, then writes workdir/report.md, results.json, results.csv and
 privacy_utility.png. A part whose results.json was written for the same config is reused,
 and target models resume from their orbax checkpoints, so a killed or repeated run redoes

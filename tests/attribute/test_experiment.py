@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import aia_cardio
-from configs import aia_heart
+from configs import attribute_cardio
+from configs import attribute_heart
 from medinv.attribute import experiment as attribute_experiment
 from medinv import data as data_lib
 from medinv import defenses
@@ -32,40 +32,40 @@ def _check(config, match):
 
 
 def test_bad_configs_fail_before_compute(monkeypatch):
-  config = aia_heart.get_config('smoke')
+  config = attribute_heart.get_config('smoke')
   attribute_experiment.validate(config)
   with config.unlocked():
     config.defense.flip_probs = (0.0, 0.6)
   _check(config, r'flip_prob 0.6 is outside \[0, \(k-1\)/k\]')
-  config = aia_heart.get_config('smoke')
+  config = attribute_heart.get_config('smoke')
   config.attack.sensitive = ('sex', 'gender')
   _check(config, "'gender' is not in the heart_disease schema; valid attributes: age, sex")
-  config = aia_heart.get_config('smoke')
+  config = attribute_heart.get_config('smoke')
   config.attack.member_fraction = 0.0
   _check(config, r'attack.member_fraction must be in \(0, 1\]')
   for num_aux in (0, -2):
-    config = aia_heart.get_config('smoke')
+    config = attribute_heart.get_config('smoke')
     config.attack.num_aux = num_aux
     _check(config, 'attack.num_aux must be -1 \\(every record that is not a target\\) or a '
            f'positive number of records, got {num_aux}')
-  config = aia_heart.get_config('smoke,release=noisy_probs')
+  config = attribute_heart.get_config('smoke,release=noisy_probs')
   config.defense.noise_std = -0.1
   _check(config, 'noise_std must be >= 0')
-  config = aia_heart.get_config('smoke')
+  config = attribute_heart.get_config('smoke')
   config.attack.map.variants = ('probability',)
   _check(config, "'probability' needs a probability release")
-  config = aia_heart.get_config('smoke')
+  config = attribute_heart.get_config('smoke')
   config.attack.names = ('map', 'nearest')
   _check(config, "unknown attribute attack 'nearest'; registered: ")
-  config = aia_heart.get_config('smoke')
+  config = attribute_heart.get_config('smoke')
   config.attack.learned.steps = 0
   _check(config, 'attack.learned.steps must be positive')
-  config = aia_heart.get_config('smoke')
+  config = attribute_heart.get_config('smoke')
   config.attack.map.epsilon = 0.1
   _check(config, r"attack.map: unknown fields \['epsilon'\]; known: \['eps', 'variants'\]")
   unbinned = records.Column('age', 'age', False)
   monkeypatch.setattr(heart_disease, 'COLUMNS', (unbinned,) + heart_disease.COLUMNS[1:])
-  config = aia_heart.get_config('smoke')
+  config = attribute_heart.get_config('smoke')
   config.attack.sensitive = ('age',)
   _check(config, "'age' is continuous and has no bins")
   with pytest.raises(ValueError, match='overlaps the targets in 1 records'):
@@ -76,19 +76,19 @@ def _run_smoke(config, workdir):
   results = attribute_experiment.run(config, str(workdir))
   with open(os.path.join(workdir, 'results.json')) as f:
     assert json.load(f) == results
-  assert os.path.getsize(os.path.join(workdir, 'aia.png')) > 1000
+  assert os.path.getsize(os.path.join(workdir, 'attribute.png')) > 1000
   return results
 
 
 @pytest.fixture(scope='module')
 def heart_run(data_dir, tmp_path_factory):
-  """aia_heart:smoke with an extension attack and an extension baseline registered."""
+  """attribute_heart:smoke with an extension attack and an extension baseline registered."""
   attribute_attacks.register('constant', constant_guess, defaults={'index': 1})
   attribute_attacks.register('oracle', oracle_guess, baseline=True)
   try:
-    config = aia_heart.get_config('smoke')
+    config = attribute_heart.get_config('smoke')
     config.attack.names += ('constant', 'oracle')
-    workdir = tmp_path_factory.mktemp('aia_heart')
+    workdir = tmp_path_factory.mktemp('attribute_heart')
     yield config, str(workdir), _run_smoke(config, workdir)
   finally:
     del attribute_attacks.ATTACKS['constant'], attribute_attacks.ATTACKS['oracle']
@@ -171,7 +171,7 @@ def test_experiment_smoke_cardio(shared_data, tmp_path):
   manual_dir = os.path.join(shared_data, 'cardio')
   if not os.path.exists(os.path.join(manual_dir, 'cardio_train.csv')):
     pytest.skip(f'{manual_dir}/cardio_train.csv is absent')
-  config = aia_cardio.get_config('smoke')
+  config = attribute_cardio.get_config('smoke')
   # Its own data dir: the session's may hold cardio built from the small fixture file.
   config.data.update(manual_dir=manual_dir, data_dir=str(tmp_path / 'tfds'))
   results = _run_smoke(config, tmp_path)

@@ -69,9 +69,10 @@ def test_population_equals_sequential_training(population_run, tmp_path):
   assert np.mean(flipped) < np.mean(clean)  # Flipped training labels cost training fit.
 
 
-def _aia_accuracy(config, task, params, apply_fn, seed, flip_prob, name):
+def _attribute_accuracy(config, task, params, apply_fn, seed, flip_prob, name):
   """medinv.attribute.experiment's grid program on `params` at one flip_prob, draw 0 of grid point 0, with
-  the keys aia.run draws for config.seed = seed: {(attack, variant): [members, non-members]}."""
+  the keys that experiment draws for config.seed = seed: {(attack, variant): [members,
+  non-members]}."""
   streams = keys_lib.named_keys(seed)
   targets, member, aux = attribute_eval.attack_sets(
       task, jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 0), config.attack)
@@ -105,25 +106,26 @@ def population_model(population_run):
                                                                       task.num_classes)
 
 
-def test_population_rows_equal_aia_on_the_same_model(population_run, population_model):
+def test_population_rows_equal_attribute_inference_on_the_same_model(population_run,
+                                                                     population_model):
   """results.json of the population == medinv.attribute.experiment's program on model 2, per variant and
-  target group (release p = 0, the keys aia draws for seed 1)."""
+  target group (release p = 0, the keys that experiment draws for seed 1)."""
   config, _, results = population_run
   task, params, model = population_model
-  aia_accuracy = _aia_accuracy(config, task, params, model.apply, seed=1, flip_prob=0.0,
-                               name='sex')
+  attribute_accuracy = _attribute_accuracy(config, task, params, model.apply, seed=1,
+                                           flip_prob=0.0, name='sex')
   for variant in ('indicator', 'confusion'):
     for g, group in enumerate(attribute_eval.GROUPS):
       (row,) = [r for r in results['rows'] if r['seed'] == 1 and r['label_flip_prob'] == 0.0
                 and r['variant'] == variant and r['targets'] == group]
-      assert row['attack_accuracy'] == pytest.approx(aia_accuracy[('map', variant)][g],
+      assert row['attack_accuracy'] == pytest.approx(attribute_accuracy[('map', variant)][g],
                                                      abs=1e-6)
       if group == 'members':
         assert row['n'] == len(task.records_train)
 
 
-def test_population_attack_equals_aia_under_randomized_response(population_run,
-                                                                population_model):
+def test_population_attack_equals_attribute_inference_under_randomized_response(
+    population_run, population_model):
   """The same evaluation with release flip_prob 0.3: the confusion variant reads pi measured
   on the training records in both experiments. (Measured on the auxiliary records, as
   population did before, it gives this model 0.686 instead of 0.678 on the members.)"""
@@ -135,8 +137,8 @@ def test_population_attack_equals_aia_under_randomized_response(population_run,
   attack_accuracy = jax.jit(functools.partial(population_experiment.attack_accuracy, apply_fn=model.apply,
                                               **settings))
   got = jax.device_get(attack_accuracy(params, 1, arrays))
-  want = _aia_accuracy(config, task, params, model.apply, seed=1, flip_prob=flip_prob,
-                       name='sex')
+  want = _attribute_accuracy(config, task, params, model.apply, seed=1, flip_prob=flip_prob,
+                             name='sex')
   assert set(got['sex']) == {('map', 'indicator'), ('map', 'confusion')}
   for attack, accuracy in got['sex'].items():
     np.testing.assert_allclose(accuracy, want[attack], atol=1e-6)

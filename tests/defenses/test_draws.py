@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import mia_breastmnist
+from configs import inversion_breastmnist
 from medinv import defenses
 from medinv.defenses import draws
 from medinv.core import keys as keys_lib
@@ -148,7 +148,7 @@ def test_quality_and_accuracy_columns_pool_draws_and_targets():
 
 @pytest.mark.parametrize('value', [0, -1, 1.5, True, '2'])
 def test_bad_num_draws_names_the_field(value):
-  config = mia_breastmnist.get_config('smoke')
+  config = inversion_breastmnist.get_config('smoke')
   block = dict(config.defense.model_perturbation.items(), num_draws=value)
   config.defense.model_perturbation = ml_collections.ConfigDict(block)  # any type
   with pytest.raises(ValueError, match=r'defense\.model_perturbation\.num_draws'):
@@ -156,12 +156,12 @@ def test_bad_num_draws_names_the_field(value):
 
 
 def test_configs_run_more_than_one_draw_where_cheap():
-  smoke, full = mia_breastmnist.get_config('smoke'), mia_breastmnist.get_config()
+  smoke, full = inversion_breastmnist.get_config('smoke'), inversion_breastmnist.get_config()
   inversion_experiment.validate(smoke)
   inversion_experiment.validate(full)
   assert smoke.defense.feature_noise.num_draws == 2  # the smoke run exercises the draw axis
   assert full.defense.model_perturbation.num_draws == 3
-  mia_breastmnist.keep_core(full)  # the demo and the DP study keep their time
+  inversion_breastmnist.keep_core(full)  # the demo and the DP study keep their time
   assert full.defense.model_perturbation.num_draws == 1
   block = ml_collections.ConfigDict({'strengths': (0.0,)})  # older blocks: one draw
   assert draws.num_draws(block) == 1

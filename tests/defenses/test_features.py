@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import mia_breastmnist
+from configs import inversion_breastmnist
 from configs import split_defenses
 from configs import train_breastmnist
 from configs import train_heart
@@ -154,7 +154,8 @@ def test_split_defenses_study_smoke(data_dir, tmp_path):
   config = split_defenses.get_config('smoke')
   for part in config.parts.values():
     part.data.data_dir = data_dir
-  assert sorted(config.parts) == ['mia_breastmnist_deployed', 'mia_breastmnist_nopeek0p5']
+  assert sorted(config.parts) == ['inversion_breastmnist_deployed',
+                                  'inversion_breastmnist_nopeek0p5']
   study.run(config, str(tmp_path))
   parts = {name: json.loads((tmp_path / name / 'results.json').read_text())
            for name in config.parts}
@@ -167,7 +168,7 @@ def test_split_defenses_study_smoke(data_dir, tmp_path):
                 if o['split'] == 2 and o['reference'] == 'target' and o['defense'] == r['defense']
                 and o['strength'] == r['strength'] and o['mode'] == r['mode']]
       assert r['ssim_mean'] == max(rivals) and r['ssim_low'] <= r['ssim_mean'] <= r['ssim_high']
-  nopeek_target = parts['mia_breastmnist_nopeek0p5']['rows']
+  nopeek_target = parts['inversion_breastmnist_nopeek0p5']['rows']
   assert {r['attack'] for r in nopeek_target} >= {'inverse_network', 'rmle', 'feature_alignment'}
   report = (tmp_path / 'report.md').read_text()
   table = report[report.index('**Split 2**'):].split('\n\n')[1].splitlines()
@@ -182,7 +183,7 @@ def _part_of(row, parts):
 
 
 def test_query_free_diagnosis_measures_edges_against_hospital_as(data_dir, tmp_path):
-  config = mia_breastmnist.get_config('smoke')
+  config = inversion_breastmnist.get_config('smoke')
   config.data.data_dir = data_dir
   config.attack.splits = (2,)
   rows = inversion_diagnose.diagnose(config, str(tmp_path))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import membership_heart
-from configs import mia_breastmnist
+from configs import inversion_breastmnist
 from medinv import defenses
 from medinv.membership import attacks as membership_attacks
 from medinv.membership import validate as membership_validate
@@ -124,7 +124,7 @@ def test_a_weights_defense_from_outside_deploys_like_a_built_in(weight_rounding)
 
 
 def _inversion_config(data_dir, name):
-  config = mia_breastmnist.get_config('split=2,smoke')
+  config = inversion_breastmnist.get_config('split=2,smoke')
   config.data.data_dir = data_dir
   config.attack.update(names=('rmle',), knows_defense=(True,))
   config.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))

@@ -29,15 +29,12 @@ from medinv.training import trainer
 TESTS = os.path.dirname(os.path.abspath(__file__))
 CONFIG_FILES = sorted(glob.glob(os.path.join(TESTS, '..', '..', 'configs', '*.py')))
 CONFIG_NAMES = [os.path.basename(p)[:-3] for p in CONFIG_FILES
-                if os.path.basename(p) not in ('__init__.py', 'common.py')]
+                if os.path.basename(p) not in ('__init__.py', 'common.py', 'components.py')]
 
-# (name prefix, runner, results.json's 'experiment'); the first matching prefix wins. A runner
-# given by name is the experiment of that name in medinv.study.runners.RUNNERS; a config whose prefix
-# is not here goes to the runner whose study prefix its name starts with (runners.for_part).
+# (name prefix, runner, results.json's 'experiment'); the first matching prefix wins. A config
+# whose prefix is not here goes to the runner whose study prefix its name starts with
+# (runners.for_part: attribute_*, inversion_*, membership_*, as study parts are named).
 RUNNER_BY_PREFIX = (
-    ('aia_', 'attribute_inference', 'attribute_inference'),
-    ('mia_', 'model_inversion', 'model_inversion'),
-    ('membership_', 'membership_inference', 'membership_inference'),
     ('train_', trainer.train_and_evaluate, 'train'),
     ('sweep_', lambda config, workdir: sweep.run_sweep(config, workdir, log=lambda line: None),
      'sweep'),
@@ -54,12 +51,12 @@ SMOKE_ARGS = {'paper': 'smoke,medmnist=pneumoniamnist'}
 
 def _narrow_paper(config):
   """paper's smoke run, narrowed for the default suite (test_paper_smoke_exact, marked
-  `paper`, runs it whole): its aia_heart part is run by tests/attribute/test_experiment.py and the
-  demo, and each model-inversion part runs one split, one attacker view and one attack, whose
-  code and grid tests/inversion/test_reconstruct.py and the demo run in full."""
-  del config.parts['aia_heart']
+  `paper`, runs it whole): its attribute_heart part is run by tests/attribute/test_experiment.py
+  and the demo, and each model-inversion part runs one split, one attacker view and one attack,
+  whose code and grid tests/inversion/test_reconstruct.py and the demo run in full."""
+  del config.parts['attribute_heart']
   for name, part in config.parts.items():
-    if name.startswith('mia_'):
+    if name.startswith('inversion_'):
       for field, value in (('splits', (2,)), ('knows_defense', (True,)),
                            ('names', ('inverse_network',))):
         assert field in part.attack, f'paper.{name}.attack has no {field}: update _narrow_paper'
@@ -87,17 +84,19 @@ NARROW = {'paper': _narrow_paper, 'sweep_inversion': _narrow_inversion_sweep,
           'sweep_membership': _narrow_membership_sweep}
 
 RUN_INSIDE = {name: 'paper' for name in (
-    'aia_cardio', 'train_cardio',  # paper's part aia_cardio and its target
-    'train_mias', 'train_cbis_ddsm', 'train_medmnist')}  # the targets of its mia_* parts
+    'attribute_cardio', 'train_cardio',  # paper's part attribute_cardio and its target
+    'train_mias', 'train_cbis_ddsm', 'train_medmnist')}  # the targets of its inversion_* parts
 
 RUN_ELSEWHERE = {
-    'aia_heart': ('attribute/test_experiment.py', 'heart_run'),  # with extensions registered
+    'attribute_heart': ('attribute/test_experiment.py', 'heart_run'),  # with extensions registered
     'demo': ('e2e/test_demo.py', 'smoke_run'),
     'dp': ('training/test_dp_sgd.py', 'test_dp_study_smoke_reports_every_attack_against_epsilon'),
     'split_defenses': ('defenses/test_features.py', 'test_split_defenses_study_smoke'),
     'membership_heart': ('membership/test_experiment.py', 'test_membership_heart_smoke_end_to_end'),
-    'membership_breastmnist': ('e2e/test_demo.py', 'smoke_run'),  # the demo's mem_breastmnist part
-    'mia_breastmnist': ('inversion/test_reconstruct.py', 'test_model_inversion_smoke_end_to_end'),
+    # The demo's membership_breastmnist part.
+    'membership_breastmnist': ('e2e/test_demo.py', 'smoke_run'),
+    'inversion_breastmnist': ('inversion/test_reconstruct.py',
+                              'test_model_inversion_smoke_end_to_end'),
     'train_breastmnist': ('training/test_trainer.py', 'test_breastmnist_smoke_trains_cnn'),
     'train_heart': ('training/test_trainer.py', 'test_results_files'),
     # One process and two processes (--hosts 2), a full smoke sweep but for one run axis.
@@ -110,7 +109,7 @@ def runner_for(name: str):
   """(run(config, workdir), the 'experiment' its results.json names)."""
   for prefix, run, experiment in RUNNER_BY_PREFIX:
     if name.startswith(prefix):
-      return (runners.get(run).run if isinstance(run, str) else run), experiment
+      return run, experiment
   try:
     runner = runners.for_part(name)
   except ValueError as e:

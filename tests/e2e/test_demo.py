@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from configs import aia_cardio
+from configs import attribute_cardio
 from configs import demo
 from configs import membership_breastmnist
 from medinv.study import runners
@@ -18,11 +18,11 @@ from medinv.training import trainer
 
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory, data_dir):
-  """The demo's smoke run; its mem_breastmnist part is configs/membership_breastmnist.py's
+  """The demo's smoke run; its membership_breastmnist part is configs/membership_breastmnist.py's
   smoke config unchanged (so tests/e2e/test_configs.py counts that config as run here)."""
   workdir = str(tmp_path_factory.mktemp('demo'))
   config = demo.get_config('smoke')
-  assert config.parts.mem_breastmnist == membership_breastmnist.get_config('smoke')
+  assert config.parts.membership_breastmnist == membership_breastmnist.get_config('smoke')
   for part in config.parts.values():
     part.data.data_dir = data_dir
   results = study.run(config, workdir)
@@ -67,27 +67,29 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   config, workdir, _ = smoke_run
   report_md = open(os.path.join(workdir, 'report.md')).read()
   tables = _tables(report_md)
-  # Parts in config order (aia_heart, mem_breastmnist, mem_heart, mia_breastmnist). AIA: sex;
-  # per membership part: undefended, against each defense, per subgroup; model inversion:
-  # inverse network, every attack, MI-FACE judged, noise-to-weight ratios.
+  # Parts in config order (attribute_heart, inversion_breastmnist, membership_breastmnist,
+  # membership_heart). Attribute inference: sex; model inversion: inverse network, every
+  # attack, MI-FACE judged, noise-to-weight ratios; per membership part: undefended, against
+  # each defense, per subgroup.
   assert len(tables) == 1 + 4 + 3 * 2
-  assert [len(_part_tables(report_md, part)) for part in config.parts] == [1, 3, 3, 4]
+  assert [len(_part_tables(report_md, part)) for part in config.parts] == [1, 4, 3, 3]
   for table in tables:
     assert all(cell and cell != 'n/a' for row in table for cell in row), table
 
   # Attribute inference on sex: released labels at p = 0 are the model's own predictions.
-  part = config.parts.aia_heart
+  part = config.parts.attribute_heart
   assert tuple(part.attack.sensitive) == ('sex',) and part.attack.max_records == 0
-  (aia_table,) = _part_tables(report_md, 'aia_heart')
-  assert aia_table[0][:5] == ['p', 'ε', 'released acc.', 'MAP (confusion)', 'MAP (indicator)']
-  assert [float(r[0]) for r in aia_table[1:]] == pytest.approx(list(part.defense.flip_probs))
-  trained = _restore_target(part, workdir, 'aia_heart', tmp_path)
+  (attribute_table,) = _part_tables(report_md, 'attribute_heart')
+  assert attribute_table[0][:5] == ['p', 'ε', 'released acc.', 'MAP (confusion)',
+                                    'MAP (indicator)']
+  assert [float(r[0]) for r in attribute_table[1:]] == pytest.approx(list(part.defense.flip_probs))
+  trained = _restore_target(part, workdir, 'attribute_heart', tmp_path)
   members, test = trained.task.records_train, trained.task.records_test
 
   def predict(features):
     logits = trained.model.apply({'params': trained.params}, trained.task.scaler(features))
     return np.argmax(np.asarray(logits), -1)
-  at_zero = _row(aia_table, 0.0)
+  at_zero = _row(attribute_table, 0.0)
   test_accuracy = np.mean(predict(test.features) == test.labels)
   assert float(at_zero['released acc.']) == pytest.approx(test_accuracy, abs=6e-4)
   # MAP with the indicator likelihood (mismatch 1e-3): the one candidate whose query
@@ -110,21 +112,21 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   # release channel, falls back to the prior's guess.
   prior_accuracy = np.mean(members.features[:, column] == candidates[majority])
   for name in ('MAP (confusion)', 'prior guess'):
-    assert float(_row(aia_table, 0.5)[name]) == pytest.approx(prior_accuracy, abs=6e-4), name
+    assert float(_row(attribute_table, 0.5)[name]) == pytest.approx(prior_accuracy, abs=6e-4), name
   # ε = ln((1 - p)(k - 1) / p) for k = 2 classes.
-  assert [r[1] for r in aia_table[1:]] == ['inf', f'{np.log(3):.3f}', '0.000']
+  assert [r[1] for r in attribute_table[1:]] == ['inf', f'{np.log(3):.3f}', '0.000']
 
   # Model inversion: at sigma 0 the deployed model is the target itself.
-  part = config.parts.mia_breastmnist
+  part = config.parts.inversion_breastmnist
   perturbation = part.defense.model_perturbation
-  inverse_table = _part_tables(report_md, 'mia_breastmnist')[0]
+  inverse_table = _part_tables(report_md, 'inversion_breastmnist')[0]
   assert inverse_table[0][:4] == ['split', 'attacker', 'σ',
                                   f'model acc. ({perturbation.modes[0]})']
   views = {line[1] for line in inverse_table[1:]}  # every view that ran, the paper's marked
   assert views == {'queries the deployed model', 'trained before the defense (paper)'}
   assert len(inverse_table) - 1 == (len(part.attack.splits) * len(perturbation.strengths)
                                     * len(part.attack.knows_defense))
-  trained = _restore_target(part, workdir, 'mia_breastmnist', tmp_path)
+  trained = _restore_target(part, workdir, 'inversion_breastmnist', tmp_path)
   logits = trained.model.apply({'params': trained.params}, trained.task.x_test)
   test_accuracy = np.mean(np.argmax(np.asarray(logits), -1) == trained.task.y_test)
   at_zero = [dict(zip(inverse_table[0], line)) for line in inverse_table[1:]
@@ -136,7 +138,7 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
 
   # Membership inference: the loss threshold's AUC is the Mann-Whitney statistic of the
   # target's losses (records.csv), members against non-members (lower loss = member).
-  for name in ('mem_heart', 'mem_breastmnist'):
+  for name in ('membership_heart', 'membership_breastmnist'):
     records = np.genfromtxt(os.path.join(workdir, name, 'records.csv'), delimiter=',',
                             names=True, dtype=None, encoding=None)
     member = records['member'].astype(str) == 'True'
@@ -155,7 +157,7 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
 
 def _mtimes(workdir):
   return {part: os.stat(os.path.join(workdir, part, 'results.json')).st_mtime_ns
-          for part in ('aia_heart', 'mia_breastmnist')}
+          for part in ('attribute_heart', 'inversion_breastmnist')}
 
 
 def test_rerun_reuses_finished_parts(smoke_run, capsys):
@@ -168,32 +170,33 @@ def test_rerun_reuses_finished_parts(smoke_run, capsys):
 
 
 def test_changed_part_config_is_rerun(smoke_run, tmp_path):
-  """A copy of the finished run, rerun with other flip probabilities for aia_heart: that
+  """A copy of the finished run, rerun with other flip probabilities for attribute_heart: that
   part runs again (its target resumed, not retrained), the other part is reused."""
   config, workdir, results = smoke_run
   copy = str(tmp_path / 'demo')
   shutil.copytree(workdir, copy)
   before = _mtimes(copy)
-  checkpoints = sorted(os.listdir(os.path.join(copy, 'aia_heart', 'target', 'checkpoints')))
+  checkpoints = sorted(os.listdir(os.path.join(copy, 'attribute_heart', 'target', 'checkpoints')))
   changed = config.copy_and_resolve_references()
-  changed.parts.aia_heart.defense.flip_probs = (0.0, 0.5)
+  changed.parts.attribute_heart.defense.flip_probs = (0.0, 0.5)
   rerun = study.run(changed, copy)
   after = _mtimes(copy)
-  assert after['mia_breastmnist'] == before['mia_breastmnist']
-  assert after['aia_heart'] != before['aia_heart']
-  assert sorted(os.listdir(os.path.join(copy, 'aia_heart', 'target', 'checkpoints'))) == (
+  assert after['inversion_breastmnist'] == before['inversion_breastmnist']
+  assert after['attribute_heart'] != before['attribute_heart']
+  assert sorted(os.listdir(os.path.join(copy, 'attribute_heart', 'target', 'checkpoints'))) == (
       checkpoints)
-  aia_rows = [r for r in rerun['rows'] if r['part'] == 'aia_heart']
-  assert sorted({r['flip_prob'] for r in aia_rows}) == [0.0, 0.5]
-  assert [r for r in rerun['rows'] if r['part'] == 'mia_breastmnist'] == [
-      r for r in results['rows'] if r['part'] == 'mia_breastmnist']
+  attribute_rows = [r for r in rerun['rows'] if r['part'] == 'attribute_heart']
+  assert sorted({r['flip_prob'] for r in attribute_rows}) == [0.0, 0.5]
+  assert [r for r in rerun['rows'] if r['part'] == 'inversion_breastmnist'] == [
+      r for r in results['rows'] if r['part'] == 'inversion_breastmnist']
   # Same target, same seed: the MAP attack at p = 0 gives what the first run gave.
   def map_at_zero(rows):
     return sorted((r['targets'], r['variant'], r['attack_accuracy']) for r in rows
-                  if r['part'] == 'aia_heart' and r['attack'] == 'map' and r['flip_prob'] == 0)
+                  if r['part'] == 'attribute_heart' and r['attack'] == 'map'
+                  and r['flip_prob'] == 0)
   assert map_at_zero(rerun['rows']) == map_at_zero(results['rows'])
-  aia_table = _tables(open(os.path.join(copy, 'report.md')).read())[0]
-  assert [float(r[0]) for r in aia_table[1:]] == [0.0, 0.5]
+  attribute_table = _tables(open(os.path.join(copy, 'report.md')).read())[0]
+  assert [float(r[0]) for r in attribute_table[1:]] == [0.0, 0.5]
 
 
 def test_unknown_part_kind():
@@ -205,11 +208,11 @@ def test_two_workers_give_the_rows_of_one(tmp_path, data_dir):
   """The study's parts side by side in worker processes (study_workers) write the results a
   run in this process writes; a part whose dataset is missing is skipped either way."""
   config = demo.get_config('smoke')
-  for name in ('mia_breastmnist', 'mem_breastmnist'):
+  for name in ('inversion_breastmnist', 'membership_breastmnist'):
     del config.parts[name]
-  config.parts.aia_cardio = aia_cardio.get_config('smoke')
-  config.parts.aia_cardio.data.manual_dir = str(tmp_path / 'empty')  # no cardio_train.csv
-  os.makedirs(config.parts.aia_cardio.data.manual_dir)
+  config.parts.attribute_cardio = attribute_cardio.get_config('smoke')
+  config.parts.attribute_cardio.data.manual_dir = str(tmp_path / 'empty')  # no cardio_train.csv
+  os.makedirs(config.parts.attribute_cardio.data.manual_dir)
   runs = {}
   for workers in (1, 2):
     changed = config.copy_and_resolve_references()
@@ -217,12 +220,13 @@ def test_two_workers_give_the_rows_of_one(tmp_path, data_dir):
     for part in changed.parts.values():
       part.data.data_dir = data_dir
     # A data_dir of its own: the session's shared one may already hold a built cardio.
-    changed.parts.aia_cardio.data.data_dir = str(tmp_path / 'tfds_no_cardio')
+    changed.parts.attribute_cardio.data.data_dir = str(tmp_path / 'tfds_no_cardio')
     assert study.num_workers(changed) == workers
     runs[workers] = study.run(changed, str(tmp_path / f'w{workers}'))
   drop = lambda rows: [{k: v for k, v in r.items() if 'seconds' not in k} for r in rows]
   assert drop(runs[2]['rows']) == drop(runs[1]['rows'])
-  assert {r['part'] for r in runs[2]['rows']} == {'aia_heart', 'mem_heart'}
-  assert runs[2]['metrics']['aia_cardio.skipped'] == runs[1]['metrics']['aia_cardio.skipped']
-  assert 'is empty' in runs[2]['metrics']['aia_cardio.skipped']
+  assert {r['part'] for r in runs[2]['rows']} == {'attribute_heart', 'membership_heart'}
+  assert (runs[2]['metrics']['attribute_cardio.skipped']
+          == runs[1]['metrics']['attribute_cardio.skipped'])
+  assert 'is empty' in runs[2]['metrics']['attribute_cardio.skipped']
 

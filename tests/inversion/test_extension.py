@@ -52,20 +52,21 @@ def _csv_rows(path):
 
 def test_registered_attack_and_defense_run_in_the_study(registered, tmp_path, data_dir):
   config = demo.get_config('smoke')
-  mia = config.parts.mia_breastmnist
+  inversion = config.parts.inversion_breastmnist
   with config.unlocked():
-    for name in [n for n in config.parts if n != 'mia_breastmnist']:
+    for name in [n for n in config.parts if n != 'inversion_breastmnist']:
       del config.parts[name]
-    mia.data.data_dir = data_dir
-    mia.attack.splits = (2,)
-    mia.attack.names = ('nearest_aux', 'rmle')
-    mia.attack.nearest_aux = inversion_attacks.config_block('nearest_aux')
-    mia.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
-    mia.defense.feature_rounding = defenses.config_block('feature_rounding', strengths=(0.0, 0.5))
+    inversion.data.data_dir = data_dir
+    inversion.attack.splits = (2,)
+    inversion.attack.names = ('nearest_aux', 'rmle')
+    inversion.attack.nearest_aux = inversion_attacks.config_block('nearest_aux')
+    inversion.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
+    inversion.defense.feature_rounding = defenses.config_block('feature_rounding',
+                                                               strengths=(0.0, 0.5))
   workdir = str(tmp_path / 'study')
   study.run(config, workdir)
 
-  rows = _csv_rows(os.path.join(workdir, 'mia_breastmnist', 'results.csv'))
+  rows = _csv_rows(os.path.join(workdir, 'inversion_breastmnist', 'results.csv'))
   nearest = {(r['defense'], float(r['strength']), r['knows_defense']): r for r in rows
              if r['attack'] == 'nearest_aux'}
   assert set(nearest) == {(defense, strength, view) for view in ('True', 'False')
@@ -85,11 +86,12 @@ def test_registered_attack_and_defense_run_in_the_study(registered, tmp_path, da
   assert '**Every attack under feature_rounding' in report
   table = report.split('**Every attack under feature_rounding')[1].split('\n\n')[1]
   assert '| nearest_aux | 2 |' in table and 'SSIM strength=0.5' in table
-  assert os.path.exists(os.path.join(workdir, 'mia_breastmnist', 'ssim_vs_feature_rounding.png'))
+  assert os.path.exists(os.path.join(workdir, 'inversion_breastmnist',
+                                     'ssim_vs_feature_rounding.png'))
 
 
 def test_unregistered_block_names_the_field(registered):
-  config = demo.get_config('smoke').parts.mia_breastmnist
+  config = demo.get_config('smoke').parts.inversion_breastmnist
   with config.unlocked():
     config.attack.names = ('nearest_aux',)
   with pytest.raises(ValueError, match='attack.nearest_aux: the config has no settings block'):

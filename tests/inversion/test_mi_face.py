@@ -201,10 +201,11 @@ def test_grid_stages_keep_dict_outputs(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 def test_mi_face_rows_carry_the_evaluator_and_stopping_columns(tmp_path, data_dir):
-  workdir = str(tmp_path / 'mia')
+  workdir = str(tmp_path / 'inversion')
   env = dict(os.environ, PYTHONPATH=REPO, MEDINV_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
   subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'model_inversion.py'),
-                  f'--config={os.path.join(REPO, "configs", "mia_breastmnist.py")}:split=2,smoke',
+                  f'--config={os.path.join(REPO, "configs", "inversion_breastmnist.py")}'
+                  ':split=2,smoke',
                   "--config.attack.names=('mi_face',)", '--config.attack.mi_face.eval_steps=40',
                   f'--workdir={workdir}'], check=True, env=env, cwd=REPO,
                  capture_output=True, timeout=600)

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import mia_breastmnist
+from configs import inversion_breastmnist
 from medinv import defenses
 from medinv.defenses import features as feature_defenses
 from medinv import models
@@ -171,8 +171,8 @@ def test_registered_with_a_config_block_and_checked():
   attack = inversion_attacks.get('noise_aware_inverse')
   assert attack.uses_view and attack.prepare is not None
   assert attack.fold not in {inversion_attacks.get(name).fold
-                             for name in mia_breastmnist.ATTACKS}
-  config = mia_breastmnist.get_config('smoke')
+                             for name in inversion_breastmnist.ATTACKS}
+  config = inversion_breastmnist.get_config('smoke')
   assert 'noise_aware_inverse' not in config.attack.names  # opt-in
   block = config.attack.noise_aware_inverse
   assert block.views == 1 and block.steps == 10
@@ -182,6 +182,6 @@ def test_registered_with_a_config_block_and_checked():
     attack.check(bad)
   with pytest.raises(ValueError, match='views must be positive'):
     noise_aware.received_views(None, flat_edge, jnp.ones((1, 2)), jnp.ones((1, 2)), 0)
-  core = mia_breastmnist.get_config('smoke')
-  mia_breastmnist.keep_core(core)
+  core = inversion_breastmnist.get_config('smoke')
+  inversion_breastmnist.keep_core(core)
   assert 'noise_aware_inverse' not in core.attack

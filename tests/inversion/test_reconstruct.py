@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from configs import mia_breastmnist
+from configs import inversion_breastmnist
 from medinv.models import decoders
 from medinv import defenses
 from medinv.inversion import experiment as inversion_experiment
@@ -254,7 +254,7 @@ def test_bad_input_is_rejected_before_compute():
            ('attack.names', ('guess',), 'unknown'),
            ('attack.rmle.stepz', 3, 'unknown fields')]
   for field, value, message in cases:
-    config = mia_breastmnist.get_config('smoke')
+    config = inversion_breastmnist.get_config('smoke')
     *parents, key = field.split('.')
     node = config
     for part in parents:
@@ -263,7 +263,7 @@ def test_bad_input_is_rejected_before_compute():
       node[key] = value
     with pytest.raises(ValueError, match=message):
       inversion_experiment.validate(config)
-  config = mia_breastmnist.get_config('smoke')
+  config = inversion_breastmnist.get_config('smoke')
   with config.unlocked():
     config.defense.cloak = ml_collections.ConfigDict({'strengths': (0.0,)})
   with pytest.raises(ValueError, match="unknown defense 'cloak'"):
@@ -277,16 +277,17 @@ ATTACKS = ('inverse_network', 'query_free')  # the two with prepared stages
 
 
 def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
-  workdir = str(tmp_path / 'mia')
+  workdir = str(tmp_path / 'inversion')
   env = dict(os.environ, PYTHONPATH=REPO, MEDINV_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
   subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'model_inversion.py'),
-                  f'--config={os.path.join(REPO, "configs", "mia_breastmnist.py")}:split=2,smoke',
+                  f'--config={os.path.join(REPO, "configs", "inversion_breastmnist.py")}'
+                  ':split=2,smoke',
                   f"--config.attack.names={ATTACKS!r}",  # the demo smoke runs all four
                   f'--workdir={workdir}'], check=True, env=env, cwd=REPO,
                  capture_output=True, timeout=600)
   with open(os.path.join(workdir, 'results.json')) as f:
     results = json.load(f)
-  config = mia_breastmnist.get_config('split=2,smoke')
+  config = inversion_breastmnist.get_config('split=2,smoke')
   config.attack.names = ATTACKS
   rows = results['rows']
   attacks = {r['attack'] for r in rows}

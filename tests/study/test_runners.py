@@ -13,19 +13,19 @@ def test_units_of_work_grow_with_what_the_config_asks_for():
   parts = demo.get_config().parts
   base = {name: _work(name, part) for name, part in parts.items()}
   assert all(work > 0 for work in base.values())
-  mia = parts.mia_breastmnist
-  mia.attack.knows_defense = (True,)
-  one_view = _work('mia_breastmnist', mia)
-  assert one_view < base['mia_breastmnist']
-  mia.attack.splits = (2, 4, 6)
-  three_splits = _work('mia_breastmnist', mia)
+  inversion = parts.inversion_breastmnist
+  inversion.attack.knows_defense = (True,)
+  one_view = _work('inversion_breastmnist', inversion)
+  assert one_view < base['inversion_breastmnist']
+  inversion.attack.splits = (2, 4, 6)
+  three_splits = _work('inversion_breastmnist', inversion)
   assert one_view < three_splits
-  mia.defense.model_perturbation.num_draws = 3
-  three_draws = _work('mia_breastmnist', mia)
-  mia.attack.rmle.steps *= 10
-  assert three_splits < three_draws < _work('mia_breastmnist', mia)
-  parts.aia_heart.attack.sensitive = ('sex',)
-  assert _work('aia_heart', parts.aia_heart) < base['aia_heart']
-  mem = parts.mem_breastmnist
-  mem.membership.num_shadows *= 2
-  assert _work('mem_breastmnist', mem) > base['mem_breastmnist']
+  inversion.defense.model_perturbation.num_draws = 3
+  three_draws = _work('inversion_breastmnist', inversion)
+  inversion.attack.rmle.steps *= 10
+  assert three_splits < three_draws < _work('inversion_breastmnist', inversion)
+  parts.attribute_heart.attack.sensitive = ('sex',)
+  assert _work('attribute_heart', parts.attribute_heart) < base['attribute_heart']
+  membership = parts.membership_breastmnist
+  membership.membership.num_shadows *= 2
+  assert _work('membership_breastmnist', membership) > base['membership_breastmnist']

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import mia_breastmnist
+from configs import inversion_breastmnist
 from configs import sweep_population
 from configs import sweep_rmle
 from medinv.core import distributed
@@ -62,11 +62,11 @@ def test_expand_runs_names_overrides_and_keeps_only_vmapped_axes():
   assert config.train.batch_size == 32  # The sweep's own config is untouched.
   assert sweep.run_name({'a.seed': 1, 'b.seed': 2, 'attack.splits': (2, 4)}) == (
       'a.seed=1,b.seed=2,splits=2-4')
-  mia_config = mia_breastmnist.get_config('smoke')
-  mia_config.defense.model_perturbation.strengths = (0.0,)
-  mia_config.sweep = ml_collections.ConfigDict({'experiment': 'model_inversion', 'axes': {
+  inversion_config = inversion_breastmnist.get_config('smoke')
+  inversion_config.defense.model_perturbation.strengths = (0.0,)
+  inversion_config.sweep = ml_collections.ConfigDict({'experiment': 'model_inversion', 'axes': {
       'defense': {'sigma': (0.0, 0.05)}}})
-  (run,) = sweep.expand_runs(mia_config)  # the vmapped axis becomes the run's strength grid
+  (run,) = sweep.expand_runs(inversion_config)  # the vmapped axis becomes the run's strength grid
   assert run.name == 'run'
   assert run.config.defense.model_perturbation.strengths == (0.0, 0.05)
 

@@ -156,18 +156,18 @@ def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path)
       del config.parts[name]
     else:
       config.parts[name].data.data_dir = data_dir
-  assert sorted(config.parts) == ['aia_heart_eps1', 'aia_heart_inf', 'mem_heart_eps1',
-                                  'mem_heart_inf']
+  assert sorted(config.parts) == ['attribute_heart_eps1', 'attribute_heart_inf',
+                                  'membership_heart_eps1', 'membership_heart_inf']
   assert not study_dp.is_dp_study(demo.get_config('smoke').parts)  # No DP table there.
   study.run(config, str(tmp_path))
   rows = {r['target_epsilon']: r for r in study_dp.summary_rows(
       {n: _results(tmp_path / n) for n in config.parts}, config.parts)}
-  assert rows[math.inf]['dp_epsilon'] == math.inf == rows[math.inf]['mem_dp_epsilon']
-  for key in ('dp_epsilon', 'mem_dp_epsilon'):
+  assert rows[math.inf]['dp_epsilon'] == math.inf == rows[math.inf]['membership_dp_epsilon']
+  for key in ('dp_epsilon', 'membership_dp_epsilon'):
     assert rows[1.0][key] == pytest.approx(1.0, rel=0.01)
   for row in rows.values():
-    assert -1 <= row['aia_advantage'] <= 1 and 0 <= row['mem_auc_value'] <= 1
-    assert 0 <= row['epsilon_lower_bound'] <= row['mem_dp_epsilon']
+    assert -1 <= row['attribute_advantage'] <= 1 and 0 <= row['membership_auc_value'] <= 1
+    assert 0 <= row['epsilon_lower_bound'] <= row['membership_dp_epsilon']
   text = (tmp_path / 'report.md').read_text()
   table = text[text.index('## DP-SGD training'):].split('\n\n')[2].splitlines()
   assert [line.split(' | ')[:3] for line in table[2:]] == [

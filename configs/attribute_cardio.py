@@ -1,17 +1,17 @@
 """Attribute inference on cardio (Kaggle Cardiovascular Disease, 70,000 records).
 
 The target model is configs/train_cardio.py's; the attack and defense settings are
-configs/aia_heart.py's. The data are not shipped: pass the folder that holds
+configs/attribute_heart.py's. The data are not shipped: pass the folder that holds
 cardio_train.csv (a copy is in ../shared/data/cardio).
 
-  ./launch.sh attribute_inference --config configs/aia_cardio.py \\
-      --config.data.manual_dir=../shared/data/cardio --workdir runs/aia_cardio
-  ./launch.sh attribute_inference --config configs/aia_cardio.py:smoke \\
-      --config.data.manual_dir=../shared/data/cardio --workdir /tmp/aia_cardio_smoke
-  ./launch.sh attribute_inference --config configs/aia_cardio.py:clean,release=probs \\
-      --config.data.manual_dir=../shared/data/cardio --workdir runs/aia_cardio_clean_probs
+  ./launch.sh attribute_inference --config configs/attribute_cardio.py \\
+      --config.data.manual_dir=../shared/data/cardio --workdir runs/attribute_cardio
+  ./launch.sh attribute_inference --config configs/attribute_cardio.py:smoke \\
+      --config.data.manual_dir=../shared/data/cardio --workdir /tmp/attribute_cardio_smoke
+  ./launch.sh attribute_inference --config configs/attribute_cardio.py:clean,release=probs \\
+      --config.data.manual_dir=../shared/data/cardio --workdir runs/attribute_cardio_clean_probs
 """
-from configs import aia_heart
+from configs import attribute_heart
 from configs import common
 from configs import train_cardio
 
@@ -24,9 +24,9 @@ def get_config(arg=None):
   config = train_cardio.get_config(f'smoke={args.smoke},clean={args.clean}')
   # 56,000 training records: all are member targets (the paper's setting), and the 7,000
   # held-out records that are not non-member targets are already a large auxiliary set.
-  config.attack = aia_heart.attack_config(SENSITIVE, args.release, member_fraction=1.0)
+  config.attack = attribute_heart.attack_config(SENSITIVE, args.release, member_fraction=1.0)
   # 56,000 member targets: a few release draws already give tight averages.
-  config.defense = aia_heart.defense_config(args.release, num_draws=3)
+  config.defense = attribute_heart.defense_config(args.release, num_draws=3)
   if args.smoke:
     config.attack.update(sensitive=('gender', 'cholesterol'), max_records=1000)
     config.attack.learned.steps = config.attack.classifier.steps = 50

@@ -1,17 +1,19 @@
-"""Attribute inference on heart_disease under label perturbation (the paper's AIA experiment).
+"""Attribute inference on heart_disease under label perturbation (the paper's experiment).
 
 The target model is configs/train_heart.py's; the attacker infers each sensitive attribute of
 training records (and of held-out non-members) from the released label, for every flip
 probability of randomized response on that label.
 
-  ./launch.sh attribute_inference --config configs/aia_heart.py --workdir runs/aia_heart
-  ./launch.sh attribute_inference --config configs/aia_heart.py:smoke --workdir /tmp/aia_smoke
-  ./launch.sh attribute_inference --config configs/aia_heart.py:release=probs \\
-      --workdir runs/aia_heart_probs
-  ./launch.sh attribute_inference --config configs/aia_heart.py \\
+  ./launch.sh attribute_inference --config configs/attribute_heart.py \\
+      --workdir runs/attribute_heart
+  ./launch.sh attribute_inference --config configs/attribute_heart.py:smoke \\
+      --workdir /tmp/attribute_smoke
+  ./launch.sh attribute_inference --config configs/attribute_heart.py:release=probs \\
+      --workdir runs/attribute_heart_probs
+  ./launch.sh attribute_inference --config configs/attribute_heart.py \\
       --config.attack.sensitive="('sex',)" --config.defense.flip_probs="(0.0, 0.25, 0.5)"
-  ./launch.sh attribute_inference --config configs/aia_heart.py --config.attack.num_aux=30 \\
-      --workdir runs/aia_heart_aux30
+  ./launch.sh attribute_inference --config configs/attribute_heart.py \\
+      --config.attack.num_aux=30 --workdir runs/attribute_heart_aux30
 
 The auxiliary-set size is an axis like any config field: a sweep over it is
 config.sweep.axes.attack.num_aux = (30, 60, -1) (configs/sweep_attribute.py).
@@ -19,8 +21,8 @@ config.sweep.axes.attack.num_aux = (30, 60, -1) (configs/sweep_attribute.py).
 import ml_collections
 
 from configs import common
+from configs import components
 from configs import train_heart
-from medinv.attribute import attacks as attribute_attacks
 
 FLIP_PROBS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 # Every categorical heart_disease attribute with 2-4 values (ca has 5).
@@ -32,7 +34,8 @@ def attack_config(sensitive, release: str, **overrides) -> ml_collections.Config
 
   names: the attacks it runs (medinv.attribute.attacks.ATTACKS): release attacks
     ('map', 'learned') get rows; no-model baselines ('prior', 'classifier') get columns of
-    every row. Each has its block attack.<name>, the registered defaults:
+    every row. Each has its block attack.<name>, the registered defaults
+    (configs/components.py):
     map: variants (MAP likelihoods, medinv.attribute.inference.LIKELIHOODS: 'confusion' the
       release channel's pi(released | predicted), 'model_confusion' Fredrikson et al.'s
       model confusion P(prediction | true label) measured on the auxiliary records;
@@ -51,14 +54,14 @@ def attack_config(sensitive, release: str, **overrides) -> ml_collections.Config
     training records so that the other half (121) and 31 held-out records can be the
     auxiliary set: 152 records instead of the 30 held-out records of the paper's split.
   max_records: cap on each of members, non-members and auxiliary records (0 = all).
-  plot_variant: the MAP variant drawn in aia.png.
+  plot_variant: the MAP variant drawn in attribute.png.
   """
   config = ml_collections.ConfigDict(dict(
       sensitive=tuple(sensitive), names=('map', 'learned', 'prior', 'classifier'),
       member_fraction=0.5, nonmember_fraction=0.5, num_aux=-1, max_records=0,
       plot_variant='confusion'))
   for name in config.names:
-    config[name] = attribute_attacks.config_block(name)
+    config[name] = components.block(components.ATTRIBUTE_ATTACKS, name)
   config.map.variants += ('model_confusion',)
   if release != 'label':
     config.map.variants += ('probability',)

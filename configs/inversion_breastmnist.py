@@ -3,17 +3,20 @@
 Hospital A runs SplitCNN conv 1..split and sends the features; the attacker reconstructs the
 image. Grid: split x defense strength x variant x attack (x whether the attacker knows the
 defense). Every attack has its block `config.attack.<name>` and every defense its block
-`config.defense.<name>` (the registered defaults, medinv.inversion.attacks and
-medinv.defenses).
+`config.defense.<name>` (the registered defaults of medinv.inversion.attacks and
+medinv.defenses, written out in configs/components.py).
 
-  ./launch.sh model_inversion --config configs/mia_breastmnist.py --workdir runs/mia_breastmnist
-  ./launch.sh model_inversion --config configs/mia_breastmnist.py:split=4 --workdir runs/mia_s4
-  ./launch.sh model_inversion --config configs/mia_breastmnist.py:smoke --workdir /tmp/mia_smoke
-  ./launch.sh model_inversion --config configs/mia_breastmnist.py \
-      --config.attack.names="('inverse_network',)" \
+  ./launch.sh model_inversion --config configs/inversion_breastmnist.py \\
+      --workdir runs/inversion_breastmnist
+  ./launch.sh model_inversion --config configs/inversion_breastmnist.py:split=4 \\
+      --workdir runs/inversion_s4
+  ./launch.sh model_inversion --config configs/inversion_breastmnist.py:smoke \\
+      --workdir /tmp/inversion_smoke
+  ./launch.sh model_inversion --config configs/inversion_breastmnist.py \\
+      --config.attack.names="('inverse_network',)" \\
       --config.defense.model_perturbation.strengths="(0.0,0.05)"
-  ./launch.sh model_inversion --config configs/mia_breastmnist.py:split=4 \
-      --config.attack.names="('inverse_network','noise_aware_inverse')" \
+  ./launch.sh model_inversion --config configs/inversion_breastmnist.py:split=4 \\
+      --config.attack.names="('inverse_network','noise_aware_inverse')" \\
       --config.attack.noise_aware_inverse.views=4
 
 Args: `split=k` runs one split (2, 4 or 6) instead of all three; `smoke` shrinks images,
@@ -28,9 +31,8 @@ config's feature noise runs 2 so the tests exercise the draw axis.
 import ml_collections
 
 from configs import common
+from configs import components
 from configs import train_breastmnist
-from medinv import defenses
-from medinv.inversion import attacks as inversion_attacks
 
 # The paper's and He et al.'s attacks and MI-FACE (the demo runs these), then the passive
 # feature-alignment attack.
@@ -75,15 +77,16 @@ def get_config(arg=None):
       grid_chunk=0,
   ))
   for name in ATTACKS + OPT_IN_ATTACKS:  # each attack's registered defaults (attack.rmle.steps)
-    config.attack[name] = inversion_attacks.config_block(name)
+    config.attack[name] = components.block(components.INVERSION_ATTACKS, name)
   config.defense = ml_collections.ConfigDict()
   # Gaussian noise of std sigma (= strength) on hospital A's weights ('all': the whole model);
   # sigma_scale 'relative': std sigma x each weight tensor's own std.
-  config.defense.model_perturbation = defenses.config_block(
-      'model_perturbation', strengths=(0.0, 0.01, 0.02, 0.05, 0.1),
+  config.defense.model_perturbation = components.block(
+      components.DEFENSES, 'model_perturbation', strengths=(0.0, 0.01, 0.02, 0.05, 0.1),
       modes=('fixed', 'per_query'), scope='edge', sigma_scale='absolute', num_draws=3)
   for name, strengths in FEATURE_DEFENSES.items():
-    config.defense[name] = defenses.config_block(name, strengths=strengths, num_draws=1)
+    config.defense[name] = components.block(components.DEFENSES, name, strengths=strengths,
+                                            num_draws=1)
   if args.smoke:
     config.attack.update(num_targets=4, figure_targets=4)
     config.attack.rmle.steps = 10
