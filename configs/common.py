@@ -63,8 +63,8 @@ def data_config(dataset: str, **overrides) -> ml_collections.ConfigDict:
 def train_config(**overrides) -> ml_collections.ConfigDict:
   """Target-model training: Adam, mini-batches, orbax checkpoints every N epochs.
 
-  dp: DP-SGD (medinv.training.dp_sgd). target_epsilon inf trains without it; a finite one calibrates the
-    noise multiplier to reach it at delta (0 = 1/N) with per-example gradients clipped to
+  dp: DP-SGD (medinv.training.dp_sgd). target_epsilon inf trains without it; a finite one calibrates
+    the noise multiplier to reach it at delta (0 = 1/N) with per-example gradients clipped to
     clip_norm and Poisson-sampled batches of expected size batch_size.
   nopeek_weight / nopeek_split: NoPeek's distance-correlation penalty between the images and
     the SplitCNN's features at that split (0 = none).

@@ -6,7 +6,7 @@ BreastMNIST and membership inference on both, with their defenses, written up in
       --config.parts.attribute_heart.defense.flip_probs="(0.0,0.5)"
   ./launch.sh demo --config configs/demo.py:smoke --workdir /tmp/demo_smoke
   ./launch.sh demo \\
-      --config.parts.inversion_breastmnist.defense.model_perturbation.strengths="(0.0,0.01,0.02,0.05)"
+    --config.parts.inversion_breastmnist.defense.model_perturbation.strengths="(0.0,0.01,0.02,0.05)"
 
 Each part is a full experiment config: attribute_heart (configs/attribute_heart.py),
 inversion_breastmnist (configs/inversion_breastmnist.py), membership_heart and

@@ -72,8 +72,8 @@ def get_config(arg=None):
       figure_targets=8,         # columns of the reconstruction grid PNG
       knows_defense=(True, False),  # attacker's model view: deployed (perturbed) or clean
       # (strength, draw) points per device per program call; 0: the whole grid in one call,
-      # vmapped (on a CPU, medinv.models.layers runs a point's convolutions as fast as one point at a
-      # time). Each call's result is kept, so a killed run resumes from the last finished call.
+      # vmapped (on a CPU, medinv.models.layers runs a point's convolutions as fast as one point at
+      # a time). Each call's result is kept, so a killed run resumes from the last finished call.
       grid_chunk=0,
   ))
   for name in ATTACKS + OPT_IN_ATTACKS:  # each attack's registered defaults (attack.rmle.steps)

@@ -52,7 +52,8 @@ def get_config(arg=None):
   deployed = _base(part_arg, args.smoke)
   deployed.defense.model_perturbation.update(strengths=(0.0, 0.01, 0.02, 0.05),
                                              modes=('fixed',), num_draws=1)
-  if args.smoke:  # Learned noise runs end to end in tests/inversion/test_reconstruct.py's smoke run.
+  # Learned noise runs end to end in tests/inversion/test_reconstruct.py's smoke run.
+  if args.smoke:
     del deployed.defense['learned_noise']
   config.parts.inversion_breastmnist_deployed = deployed
   for weight in (0.5,) if args.smoke else NOPEEK_WEIGHTS:

@@ -1,9 +1,9 @@
 """Model-inversion sweep: one run per split, the sigma grid vmapped in each.
 
 Each run attacks the same target SplitCNN (configs/inversion_breastmnist.py's settings) at one
-split; within a run every attack's sigma grid is sharded over every device (medinv.inversion.experiment), fed
-`attack.grid_chunk` sigmas per device per call (defense.model_perturbation.strengths; the
-default 0 vmaps the whole grid in one call).
+split; within a run every attack's sigma grid is sharded over every device
+(medinv.inversion.experiment), fed `attack.grid_chunk` sigmas per device per call
+(defense.model_perturbation.strengths; the default 0 vmaps the whole grid in one call).
 
   ./launch.sh sweep --config configs/sweep_inversion.py --workdir runs/sweep_inversion
   ./launch.sh sweep --config configs/sweep_inversion.py:smoke --workdir /tmp/sweep_inversion \\

@@ -2,8 +2,8 @@
 
 Each run draws its own membership split and trains its target and K shadows
 (configs/membership_heart.py's or membership_breastmnist.py's settings) from its seed, then
-runs every attack against every defense (medinv.membership.experiment). The sweep writes every row over
-the seeds to seeds.csv (AUC, TPR at low FPR, accuracy under each defense: mean and 95%
+runs every attack against every defense (medinv.membership.experiment). The sweep writes every row
+over the seeds to seeds.csv (AUC, TPR at low FPR, accuracy under each defense: mean and 95%
 t-interval over the targets, medinv.study.seeds), beside each run's own bootstrap intervals over
 records.
 

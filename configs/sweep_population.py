@@ -2,8 +2,8 @@
 
 Every model of a run trains in one program (vmapped over the grid, sharded over the
 devices); the MAP attribute-inference attack of configs/attribute_heart.py then runs against
-each model (medinv.attribute.evaluation, the evaluation medinv.attribute.experiment runs), next to its test
-accuracy and the no-model baselines. Runs: one per batch size.
+each model (medinv.attribute.evaluation, the evaluation medinv.attribute.experiment runs), next to
+its test accuracy and the no-model baselines. Runs: one per batch size.
 
   ./launch.sh sweep --config configs/sweep_population.py --workdir runs/sweep_population
   ./launch.sh sweep --config configs/sweep_population.py:smoke --workdir /tmp/sweep_smoke

@@ -1,5 +1,6 @@
-"""The programs experiments/benchmark.py times: the rmle grid program (medinv.models.layers or flax's
-own layers), the per-target loop of jitted Adam steps, the matmul rate, and the timing helpers."""
+"""The programs experiments/benchmark.py times: the rmle grid program (medinv.models.layers or
+flax's own layers), the per-target loop of jitted Adam steps, the matmul rate, and the timing
+helpers."""
 import functools
 import time
 

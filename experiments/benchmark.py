@@ -272,7 +272,8 @@ def bench_membership():
   config.defense.names = ()
   config.train.checkpoint_every_epochs = config.train.num_epochs
   task = data_lib.load_task(config.data)
-  members = membership_experiment.draw_membership(config, len(membership_experiment.candidates(task)[0]))
+  members = membership_experiment.draw_membership(
+      config, len(membership_experiment.candidates(task)[0]))
   points = membership_experiment.model_points(config, members)
   size = len(members)
   fit = lambda pts: population.fit(config, task, pts)
@@ -291,8 +292,9 @@ def bench_membership():
   ctx = experiment.Context(config=config, workdir='', task=task)
   ctx.target = {'model': model, 'state': state, 'size': size, 'points': points,
                 'membership': members}
-  attack = seconds(lambda: membership_experiment.grid(ctx)['attacks'][config.attack.names[0]]['scores'],
-                   repeats=3)
+  attack = seconds(
+      lambda: membership_experiment.grid(ctx)['attacks'][config.attack.names[0]]['scores'],
+      repeats=3)
   say(f'membership: LiRA on {size - 1} shadows ({len(config.attack.names)} attacks, '
       f'{members.shape[1]} candidates, {config.evaluation.bootstrap_samples} bootstrap '
       f'resamples): {attack * 1e3:.0f} ms')

@@ -1,4 +1,5 @@
-"""Why the query-free attack falls short: its shadow edge against hospital A's (medinv.inversion.diagnose).
+"""Why the query-free attack falls short: its shadow edge against hospital A's
+(medinv.inversion.diagnose).
 
   ./launch.sh diagnose_query_free --config configs/inversion_breastmnist.py:split=4 \\
       --workdir runs/diagnose_split4

@@ -62,8 +62,9 @@ def main(argv):
   print(summary([r for r in results['rows'] if r['subgroup'] == 'all'], fprs))
   print(subgroup_summary(results['rows'], fprs[0]))
   m = results['metrics']
-  print(f'target test accuracy {m["target_test_accuracy"]:.3f} (train {m["target_train_accuracy"]:.3f}, '
-        f'{m["num_shadows"]} shadows); results in {workdir}/results.json')
+  print(f'target test accuracy {m["target_test_accuracy"]:.3f} '
+        f'(train {m["target_train_accuracy"]:.3f}, {m["num_shadows"]} shadows); '
+        f'results in {workdir}/results.json')
 
 
 if __name__ == '__main__':

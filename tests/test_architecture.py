@@ -242,7 +242,8 @@ def import_cycles(modules: dict[str, Module]) -> list[list[str]]:
 @pytest.fixture(scope='module')
 def medinv_modules():
   modules = find_modules(ROOT)
-  assert 'medinv.training.trainer' in modules and 'medinv.data.mias' in modules  # Found the package.
+  # Found the package.
+  assert 'medinv.training.trainer' in modules and 'medinv.data.mias' in modules
   return modules
 
 

@@ -2,19 +2,19 @@
 evaluated and, for record datasets, attacked by attribute inference.
 
 For record datasets, when the config has an `attack` section (configs/attribute_*.py), the
-attribute-inference MAP attack runs against every model of the population in the same
-program as its evaluation, through `attribute_eval.evaluate`, the evaluation medinv.attribute.experiment runs
-per release draw: the released label is the model's prediction (release flip_prob 0: the
-training-time label flip is the defense under study), and each row carries the model's test
-accuracy and the no-model baselines, so each row is a point on a privacy-utility curve.
+attribute-inference MAP attack runs against every model of the population in the same program as its
+evaluation, through `attribute_eval.evaluate`, the evaluation medinv.attribute.experiment runs per
+release draw: the released label is the model's prediction (release flip_prob 0: the training-time
+label flip is the defense under study), and each row carries the model's test accuracy and the
+no-model baselines, so each row is a point on a privacy-utility curve.
 
 `run(config, workdir)` is `experiment.run(SPEC, ...)`; its target step is the population fit.
 
 Keys (medinv.core.keys), per model: named_keys(seed_k); `init` initialises it, epoch e shuffles
-with fold_in(data, e), fold_in(defense, 0) flips its training labels (as medinv.training.trainer); the
-attack draws its releases as medinv.attribute.experiment's first grid point and draw for seed_k
-(`attack_accuracy`). Targets, auxiliary records and baselines come from config.seed's attack
-stream, shared by every model.
+with fold_in(data, e), fold_in(defense, 0) flips its training labels (as medinv.training.trainer);
+the attack draws its releases as medinv.attribute.experiment's first grid point and draw for seed_k
+(`attack_accuracy`). Targets, auxiliary records and baselines come from config.seed's attack stream,
+shared by every model.
 
 """
 from __future__ import annotations
@@ -57,9 +57,9 @@ def attack_settings(config, flip_prob: float = 0.0) -> tuple:
 def prepare_attack(config, task: data_lib.Task):
   """Host arrays of the attack on every sensitive attribute, and the no-model baselines.
 
-  Targets, auxiliary records and priors are medinv.attribute.experiment's (the attack stream of config.seed
-  picks the non-member targets), the same for every model of the population; baselines use
-  the key the experiment uses for attribute a: fold_in(fold_in(attack, 1 + a), 0).
+  Targets, auxiliary records and priors are medinv.attribute.experiment's (the attack stream of
+  config.seed picks the non-member targets), the same for every model of the population; baselines
+  use the key the experiment uses for attribute a: fold_in(fold_in(attack, 1 + a), 0).
 
   Returns:
     (arrays {'scaler', 'records', 'attributes': {name: ...}}, group sizes,
@@ -88,8 +88,8 @@ def attack_accuracy(params, seed, arrays, *, apply_fn, sensitive, attacks, relea
                     noise_std, flip_prob) -> dict:
   """Accuracy [members, non-members] {attribute: {(attack, variant): ...}} against one model.
 
-  Each attribute is `attribute_eval.evaluate` with the keys medinv.attribute.experiment draws for model seed
-  `seed` at its first grid point, first draw: the release key fold_in(fold_in(fold_in(
+  Each attribute is `attribute_eval.evaluate` with the keys medinv.attribute.experiment draws for
+  model seed `seed` at its first grid point, first draw: the release key fold_in(fold_in(fold_in(
   defense, 1), 0), 0) and the attack key fold_in(fold_in(fold_in(fold_in(attack, 1 + a), 1),
   0), 0), a the attribute's index in `sensitive`. So a model equals the experiment's target of
   config.seed = seed when both see the same targets and release rule.
@@ -150,7 +150,8 @@ def start(workdir: str, config) -> None:
 
 def fit_target(config, task: data_lib.Task, workdir: str) -> dict:
   """The target step: the population's fit (resumed from workdir/checkpoints)."""
-  population, _ = population_lib.with_privacy(config, population_lib.points(config), len(task.y_train))
+  population, _ = population_lib.with_privacy(config, population_lib.points(config),
+                                              len(task.y_train))
   model, state, size = population_lib.fit(config, task, population,
                            checkpoint_dir=os.path.join(workdir, 'checkpoints'))
   return {'model': model, 'state': state, 'size': size, 'points': population}

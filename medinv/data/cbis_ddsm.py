@@ -52,7 +52,8 @@ VARIANTS = ('full', 'roi')
 _ROOTS = ('CBIS-DDSM', '')  # DICOM paths are relative to manual_dir/CBIS-DDSM or manual_dir.
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-cbis_ddsm: from The Cancer Imaging Archive, https://www.cancerimagingarchive.net/collection/cbis-ddsm/
+cbis_ddsm: from The Cancer Imaging Archive, \
+https://www.cancerimagingarchive.net/collection/cbis-ddsm/
 download the four case-description CSVs and the images (NBIA Data Retriever, about 160 GB),
 and arrange manual_dir as
   <manual_dir>/mass_case_description_train_set.csv
@@ -136,7 +137,8 @@ def _pick_crop(paths: list[str]) -> str:
   described = [p for p in paths if 'crop' in str(headers[p].get('SeriesDescription', '')).lower()]
   if len(described) == 1:
     return described[0]
-  return min(paths, key=lambda p: int(headers[p].get('Rows', 0)) * int(headers[p].get('Columns', 0)))
+  return min(paths,
+             key=lambda p: int(headers[p].get('Rows', 0)) * int(headers[p].get('Columns', 0)))
 
 
 def resolve(manual_dir, relative: str, crop: bool, source: str) -> str:

@@ -2,7 +2,8 @@
 
 Source: Yang et al., "MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D
 biomedical image classification", Scientific Data 10:41, 2023 (https://medmnist.com/,
-files on Zenodo); each subset keeps the license of its source (mostly CC BY 4.0). BreastMNIST at 28x28 is also shipped with medinv as `breastmnist`.
+files on Zenodo); each subset keeps the license of its source (mostly CC BY 4.0). BreastMNIST at
+28x28 is also shipped with medinv as `breastmnist`.
 
 Selection (loader options, `config.data.medmnist_*`): `medmnist_name` (e.g. pneumoniamnist)
 and `medmnist_size` (28, 64, 128 or 224) pick `<name>.npz` (size 28; `<name>_28.npz` also

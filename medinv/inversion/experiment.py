@@ -1,14 +1,13 @@
 """The model-inversion experiment: attacks x splits x defenses x strengths, next to utility.
 
-`run(config, workdir)` follows medinv.training.experiment's skeleton: it trains (or reuses) the target
-SplitCNN in workdir/target, then for every split, registered defense in `config.defense`
-(one block per defense that acts on 'weights' or 'features': its `strengths` grid and
-settings), attack in `attack.names` and
-attacker view runs one compiled program over the grid of (strength, draw) points
-(`medinv.inversion.grid`; the block's `num_draws` independent realisations of the defense per
+`run(config, workdir)` follows medinv.training.experiment's skeleton: it trains (or reuses) the
+target SplitCNN in workdir/target, then for every split, registered defense in `config.defense` (one
+block per defense that acts on 'weights' or 'features': its `strengths` grid and settings), attack
+in `attack.names` and attacker view runs one compiled program over the grid of (strength, draw)
+points (`medinv.inversion.grid`; the block's `num_draws` independent realisations of the defense per
 strength, `medinv.defenses.draws`), sharded over every device by `sharding.map_grid`, fed
-`attack.grid_chunk` points per device per call, and writes results.json + results.csv (one row
-per attack, split, defense, strength, variant and attacker view) and figures.
+`attack.grid_chunk` points per device per call, and writes results.json + results.csv (one row per
+attack, split, defense, strength, variant and attacker view) and figures.
 
 Every quality column (mse, psnr, ssim) is the mean over draws and targets (`<metric>_mean`,
 `_std`) with the 95% interval of that mean (`<metric>_low`, `_high`:

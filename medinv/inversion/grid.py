@@ -1,14 +1,15 @@
 """The one grid driver for model inversion: any registered attack x any registered defense.
 
 For one (split, attack, attacker view, defense) the driver builds two pure functions:
-  `prepare_fn`  the attack's strength-independent step (jitted once; a stage of medinv.inversion.experiment),
+  `prepare_fn`  the attack's strength-independent step (jitted once; a stage of
+                medinv.inversion.experiment),
   `attack_fn`   one defense strength -> {variant: reconstructions}: hospital A is deployed
                 under the defense (`defenses.get(name).deploy`), answers the targets' queries
                 (`defenses.query_each`), and the attack reconstructs them from what it holds.
 `accuracy_fn` is whether the deployed model labels each test image right at one strength
 ({variant: (m,) bool}). `attack_fn` and `accuracy_fn` are per-point functions for
-`sharding.map_grid`, whose point is a (strength, draw) pair (`medinv.defenses.draws.points`): it shards
-that grid over every device and vmaps each device's share:
+`sharding.map_grid`, whose point is a (strength, draw) pair (`medinv.defenses.draws.points`): it
+shards that grid over every device and vmaps each device's share:
 `map_grid(fn, draws.points(strengths, num_draws), arrays, prepared)`.
 The variants of a defense (e.g. model perturbation's 'fixed' and 'per_query' modes) are a
 static loop inside the same program.

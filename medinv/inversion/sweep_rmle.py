@@ -5,11 +5,11 @@ training-time label flip_prob and learning rate), then attacks every model at ev
 the attack grid (defense.sigma x attack.learning_rate x attack.weights.<term>) in one
 program: `sharding.map_grid` over the flattened (model, attack point) grid, sharded over the
 devices. Each point perturbs hospital A's layers of its model with sigma (the 'fixed' mode
-of medinv.defenses, drawn from the model's defense stream, as medinv.inversion.experiment), reconstructs the
-targets from the features the deployed edge sends, with He et al.'s regularised
-maximum-likelihood attack (the attacker holds the deployed model), and reports SSIM / PSNR /
-MSE against the targets next to the deployed model's test accuracy. The no-model baseline
-(the attacker's mean image as every reconstruction) is in the run's metrics.
+of medinv.defenses, drawn from the model's defense stream, as medinv.inversion.experiment),
+reconstructs the targets from the features the deployed edge sends, with He et al.'s regularised
+maximum-likelihood attack (the attacker holds the deployed model), and reports SSIM / PSNR / MSE
+against the targets next to the deployed model's test accuracy. The no-model baseline (the
+attacker's mean image as every reconstruction) is in the run's metrics.
 
 Objective weights are traced values, so `attack.weights.tv` etc. vmap like any number; the
 terms come from medinv.inversion.objectives.TERMS.

@@ -78,12 +78,14 @@ def _inversion_weight(config) -> float:
 
 
 RUNNERS: dict[str, Runner] = {
-    'attribute_inference': Runner(attribute_experiment.run, attribute_experiment.validate, ('defense.flip_prob',),
+    'attribute_inference': Runner(attribute_experiment.run, attribute_experiment.validate,
+                                  ('defense.flip_prob',),
                                   (('defense.flip_prob', 'defense.flip_probs'),), 'attribute',
                                   _attribute_weight),
-    'model_inversion': Runner(inversion_experiment.run, inversion_experiment.validate, ('defense.sigma',),
-                              (('defense.sigma', 'defense.model_perturbation.strengths'),), 'inversion',
-                              _inversion_weight),
+    'model_inversion': Runner(inversion_experiment.run, inversion_experiment.validate,
+                              ('defense.sigma',),
+                              (('defense.sigma', 'defense.model_perturbation.strengths'),),
+                              'inversion', _inversion_weight),
     'membership_inference': Runner(membership_experiment.run, membership_validate.validate,
                                    study_prefix='membership', weight=_membership_weight),
     'population': Runner(population_experiment.run, population_experiment.validate,

@@ -120,7 +120,8 @@ def setting(dp_config, num_records: int, batch_size: int, num_epochs: int,
 
 
 def training_arguments(config, num_records: int, defense_key: jax.Array):
-  """(Setting, medinv.training.trainer.train_epoch's DP arguments) of config.train.dp; (None, {}) without DP.
+  """(Setting, medinv.training.trainer.train_epoch's DP arguments) of config.train.dp; (None, {})
+  without DP.
 
   The noise of DP-SGD is drawn from fold_in(defense, 2) (fold_in(defense, 0) flips labels).
   """

@@ -9,10 +9,10 @@ an orbax checkpoint of the whole population after each chunk (each process saves
 shards), so a killed run resumes where it stopped.
 
 Keys (medinv.core.keys), per model: named_keys(seed_k); `init` initialises it, epoch e shuffles
-with fold_in(data, e), fold_in(defense, 0) flips its training labels (as medinv.training.trainer); the
-attack draws its releases as medinv.attribute.experiment's first grid point and draw for seed_k
-(`attack_accuracy`). Targets, auxiliary records and baselines come from config.seed's attack
-stream, shared by every model.
+with fold_in(data, e), fold_in(defense, 0) flips its training labels (as medinv.training.trainer);
+the attack draws its releases as medinv.attribute.experiment's first grid point and draw for seed_k
+(`attack_accuracy`). Targets, auxiliary records and baselines come from config.seed's attack stream,
+shared by every model.
 """
 from __future__ import annotations
 

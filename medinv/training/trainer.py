@@ -36,10 +36,10 @@ from medinv.core import sharding
 # Config fields a checkpoint depends on; changing one of them makes a workdir incompatible.
 CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
                      'data.split_seed', 'data.clean', 'data.variant', 'data.medmnist_name',
-                     'data.medmnist_size', 'data.medmnist_task', 'train.batch_size', 'train.learning_rate',
-                     'train.weight_decay', 'train.augment_flip', 'train.label_flip_prob',
-                     'train.dp.target_epsilon', 'train.dp.delta', 'train.dp.clip_norm',
-                     'train.nopeek_weight', 'train.nopeek_split')
+                     'data.medmnist_size', 'data.medmnist_task', 'train.batch_size',
+                     'train.learning_rate', 'train.weight_decay', 'train.augment_flip',
+                     'train.label_flip_prob', 'train.dp.target_epsilon', 'train.dp.delta',
+                     'train.dp.clip_norm', 'train.nopeek_weight', 'train.nopeek_split')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -123,8 +123,8 @@ def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
                 dp_params=None, penalty_fn=None) -> tuple[TrainState, jax.Array]:
   """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`.
 
-  With dp_batch > 0 (DP-SGD, medinv.training.dp_sgd): ceil(N / batch_size) Poisson-sampled batches padded
-  to dp_batch rows, and dp_params {'noise_multiplier', 'clip_norm', 'key'} (traced; step s
+  With dp_batch > 0 (DP-SGD, medinv.training.dp_sgd): ceil(N / batch_size) Poisson-sampled batches
+  padded to dp_batch rows, and dp_params {'noise_multiplier', 'clip_norm', 'key'} (traced; step s
   draws its noise from fold_in(key, s)).
   """
   perm_key, aug_key = jax.random.split(epoch_key)

@@ -136,8 +136,8 @@ def _planted_records(key, n, deterministic):
 
 
 def _planted_rows(deterministic, n=1_000):
-  """medinv.attribute.experiment's grid program and rows on planted targets (half members) and auxiliary
-  records, release p = 0, 2 draws."""
+  """medinv.attribute.experiment's grid program and rows on planted targets (half members) and
+  auxiliary records, release p = 0, 2 draws."""
   targets, truth = _planted_records(jax.random.key(0), n, deterministic)
   aux, aux_truth = _planted_records(jax.random.key(1), n, deterministic)
   arrays = {'targets': targets, 'target_labels': truth, 'member': (jnp.arange(n) < n // 2) * 1.0,
@@ -158,8 +158,9 @@ def _planted_rows(deterministic, n=1_000):
   view_params = (None, jnp.zeros(4), jnp.ones(4))
   grid_output = sharding.map_grid(point, grid_points, arrays, view_params)
   baseline = jax.device_get(baseline_program(jax.random.key(4), arrays))
-  return attribute_experiment.attribute_rows({}, [0.0], 2, {'members': n // 2, 'non-members': n // 2},
-                            baseline, grid_output, ('prior', 'classifier'))
+  return attribute_experiment.attribute_rows({}, [0.0], 2,
+                                             {'members': n // 2, 'non-members': n // 2},
+                                             baseline, grid_output, ('prior', 'classifier'))
 
 
 def test_imputation_reaches_a_deterministic_attribute_and_map_gains_nothing_over_it():

@@ -1,5 +1,6 @@
 """Population training: equals sequential runs, resumes exactly, compiles once, and its
-attribute-inference attack equals medinv.attribute.experiment's on the same model, key and likelihood."""
+attribute-inference attack equals medinv.attribute.experiment's on the same model, key and
+likelihood."""
 import functools
 import os
 
@@ -70,8 +71,8 @@ def test_population_equals_sequential_training(population_run, tmp_path):
 
 
 def _attribute_accuracy(config, task, params, apply_fn, seed, flip_prob, name):
-  """medinv.attribute.experiment's grid program on `params` at one flip_prob, draw 0 of grid point 0, with
-  the keys that experiment draws for config.seed = seed: {(attack, variant): [members,
+  """medinv.attribute.experiment's grid program on `params` at one flip_prob, draw 0 of grid point
+  0, with the keys that experiment draws for config.seed = seed: {(attack, variant): [members,
   non-members]}."""
   streams = keys_lib.named_keys(seed)
   targets, member, aux = attribute_eval.attack_sets(
@@ -87,8 +88,8 @@ def _attribute_accuracy(config, task, params, apply_fn, seed, flip_prob, name):
   a = list(config.attack.sensitive).index(name)
   attack_root = jax.random.fold_in(jax.random.fold_in(streams['attack'], 1 + a), 1)
   grid_point = {'flip_prob': np.float32(flip_prob),
-                'defense_keys': attribute_experiment.grid_keys(jax.random.fold_in(streams['defense'], 1), 1,
-                                              1)[0],
+                'defense_keys': attribute_experiment.grid_keys(
+                    jax.random.fold_in(streams['defense'], 1), 1, 1)[0],
                 'attack_keys': attribute_experiment.grid_keys(attack_root, 1, 1)[0]}
   view_params = (params, np.asarray(task.scaler.mean), np.asarray(task.scaler.std))
   out = jax.device_get(point(grid_point, arrays, view_params))
@@ -108,8 +109,8 @@ def population_model(population_run):
 
 def test_population_rows_equal_attribute_inference_on_the_same_model(population_run,
                                                                      population_model):
-  """results.json of the population == medinv.attribute.experiment's program on model 2, per variant and
-  target group (release p = 0, the keys that experiment draws for seed 1)."""
+  """results.json of the population == medinv.attribute.experiment's program on model 2, per variant
+  and target group (release p = 0, the keys that experiment draws for seed 1)."""
   config, _, results = population_run
   task, params, model = population_model
   attribute_accuracy = _attribute_accuracy(config, task, params, model.apply, seed=1,
@@ -134,8 +135,8 @@ def test_population_attack_equals_attribute_inference_under_randomized_response(
   task, params, model = population_model
   settings = dict(population_experiment.attack_settings(config, flip_prob=flip_prob))
   arrays, _, _, _ = population_experiment.prepare_attack(config, task)
-  attack_accuracy = jax.jit(functools.partial(population_experiment.attack_accuracy, apply_fn=model.apply,
-                                              **settings))
+  attack_accuracy = jax.jit(functools.partial(population_experiment.attack_accuracy,
+                                              apply_fn=model.apply, **settings))
   got = jax.device_get(attack_accuracy(params, 1, arrays))
   want = _attribute_accuracy(config, task, params, model.apply, seed=1, flip_prob=flip_prob,
                              name='sex')
@@ -146,9 +147,9 @@ def test_population_attack_equals_attribute_inference_under_randomized_response(
 
 def test_population_baselines_and_map_equal_independent_computations(population_run,
                                                                      population_model):
-  """The rows' baselines are the prior's majority guess and a classifier trained here with
-  the key medinv.attribute.experiment uses for attribute 0; MAP (indicator, release p = 0) is map_attack on the
-  model's own predicted labels, computed without the experiment's channel or keys."""
+  """The rows' baselines are the prior's majority guess and a classifier trained here with the key
+  medinv.attribute.experiment uses for attribute 0; MAP (indicator, release p = 0) is map_attack on
+  the model's own predicted labels, computed without the experiment's channel or keys."""
   config, _, results = population_run
   task, params, model = population_model
   targets, member, aux = attribute_eval.attack_sets(

@@ -40,7 +40,8 @@ def test_on_8_devices_map_grid_equals_one_device(size):
   sharded, real = sharding.map_grid_sharded(_fn, grid, table)
   assert real == size and sharded['value'].shape == (sharding.padded_size(size, 8),)
   assert len(sharded['value'].sharding.device_set) == 8
-  _close(sharding.map_grid(_fn, grid, table), sharding.map_grid(_fn, grid, table, mesh=_one_device()))
+  _close(sharding.map_grid(_fn, grid, table),
+         sharding.map_grid(_fn, grid, table, mesh=_one_device()))
   assert sharding.map_grid(_fn, grid, table)['value'].shape == (size,)
 
 

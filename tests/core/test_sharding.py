@@ -2,9 +2,9 @@
 
 The device count is fixed when JAX starts, so the 8-device checks run in their own pytest
 process (XLA_FLAGS=--xla_force_host_platform_device_count=8), started by
-`test_sharded_checks_on_eight_devices` (the checks are in tests/core/multidevice_checks.py); the 2-process checks start `./launch.sh sweep
---hosts 2` (two processes on 127.0.0.1, 2 CPU devices each) for every sweep experiment and
-compare with a run here.
+`test_sharded_checks_on_eight_devices` (the checks are in tests/core/multidevice_checks.py); the
+2-process checks start `./launch.sh sweep --hosts 2` (two processes on 127.0.0.1, 2 CPU devices
+each) for every sweep experiment and compare with a run here.
 """
 import json
 import os
@@ -39,7 +39,8 @@ def test_sharded_checks_on_eight_devices(data_dir):
       env=_env(XLA_FLAGS='--xla_force_host_platform_device_count=8',
                MEDINV_TEST_DATA_DIR=data_dir),
       cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0 and '4 passed' in proc.stdout, proc.stdout[-6000:] + proc.stderr[-3000:]
+  assert proc.returncode == 0 and '4 passed' in proc.stdout, (
+      proc.stdout[-6000:] + proc.stderr[-3000:])
 
 
 # (config, its argument, flag overrides): each 2-process run also trains its target models

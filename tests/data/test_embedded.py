@@ -102,7 +102,8 @@ def test_unwritable_data_dir(tmp_path):
 def test_malformed_heart_csv_names_line(tmp_path):
   path = tmp_path / 'heart.csv'
   header = 'age,sex,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal,target\n'
-  path.write_text(header + '63,1,3,145,233,1,0,150,0,2.3,0,0,1,1\n37,1,x,130,250,0,1,187,0,3.5,0,0,2,1\n')
+  path.write_text(header + '63,1,3,145,233,1,0,150,0,2.3,0,0,1,1\n'
+                  '37,1,x,130,250,0,1,187,0,3.5,0,0,2,1\n')
   with pytest.raises(DataError, match="line 3, column 'cp': 'x' is not a number"):
     heart_disease.read_csv(path)
   path.write_text(header + '63,1,3,145\n')

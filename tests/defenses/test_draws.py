@@ -1,5 +1,5 @@
-"""Repeated draws of a defense (medinv.defenses.draws): draws differ and each is reproducible from the
-seed, the (strength, draw) grid of medinv.inversion.grid, the quality/accuracy columns, the
+"""Repeated draws of a defense (medinv.defenses.draws): draws differ and each is reproducible from
+the seed, the (strength, draw) grid of medinv.inversion.grid, the quality/accuracy columns, the
 config check, and the report cells and figure bands built from them (the interval itself:
 tests/metrics/test_intervals.py)."""
 import math
@@ -108,7 +108,8 @@ def test_over_grid_chunks_a_point_grid_like_one_call(tmp_path):
   points = draws.points([0.0, 1.0, 2.0], 2)
   call = lambda p: {'v': p['strength'] * 10 + p['draw']}
   whole = inversion_experiment._over_grid(str(tmp_path / 'a'), 'toy', points, 0, call)
-  chunked = inversion_experiment._over_grid(str(tmp_path / 'b'), 'toy', points, 4, call)  # padded last chunk
+  # padded last chunk
+  chunked = inversion_experiment._over_grid(str(tmp_path / 'b'), 'toy', points, 4, call)
   np.testing.assert_array_equal(whole['v'], chunked['v'])
   np.testing.assert_array_equal(draws.by_strength(whole, [0.0, 1.0, 2.0], 2)['v'],
                                 [[0, 0], [10, 11], [20, 21]])

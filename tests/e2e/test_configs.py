@@ -74,7 +74,8 @@ def _narrow_inversion_sweep(config):
 
 def _narrow_membership_sweep(config):
   """sweep_membership's smoke run undefended (membership_heart's smoke run, in
-  tests/membership/test_experiment.py, runs every defense): two seeds, each a target and its shadows."""
+  tests/membership/test_experiment.py, runs every defense): two seeds, each a target and its
+  shadows."""
   config.defense.names = ()
   return config
 

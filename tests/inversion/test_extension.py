@@ -71,7 +71,8 @@ def test_registered_attack_and_defense_run_in_the_study(registered, tmp_path, da
              if r['attack'] == 'nearest_aux'}
   assert set(nearest) == {(defense, strength, view) for view in ('True', 'False')
                           for defense, strength in (('model_perturbation', 0.0),
-                                                    ('feature_rounding', 0.0), ('feature_rounding', 0.5))}
+                                                    ('feature_rounding', 0.0),
+                                                    ('feature_rounding', 0.5))}
   # Without noise the new defense deploys the clean model: the same answers, the same accuracy.
   undefended = nearest['model_perturbation', 0.0, 'True']
   for column in ('ssim_mean', 'model_test_accuracy'):

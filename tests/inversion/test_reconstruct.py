@@ -1,5 +1,5 @@
-"""Model-inversion attacks: recovery on invertible edges, vmap == loop, the perturbation
-defense's noise, the objective registry, bad input, end to end (MI-FACE: tests/inversion/test_mi_face.py)."""
+"""Model-inversion attacks: recovery on invertible edges, vmap == loop, the perturbation defense's
+noise, the objective registry, bad input, end to end (MI-FACE: tests/inversion/test_mi_face.py)."""
 import functools
 import json
 import os
@@ -102,7 +102,8 @@ def test_grid_in_chunks_equals_whole_grid_and_resumes(tmp_path):
   for mode in whole:
     np.testing.assert_allclose(chunked[mode], whole[mode], atol=1e-6)
     assert chunked[mode].shape[0] == len(sigmas)
-  again = inversion_experiment._over_grid(str(tmp_path / 'b'), 'toy', sigmas, 2, call)  # all stages kept
+  # all stages kept
+  again = inversion_experiment._over_grid(str(tmp_path / 'b'), 'toy', sigmas, 2, call)
   assert calls == [5, 2, 2, 2] and np.array_equal(again['fixed'], chunked['fixed'])
 
 

@@ -103,7 +103,8 @@ def test_label_attacks_match_numpy():
   rng = np.random.default_rng(7)
   k, n, q = 8, 6, 3
   obs = _obs(seed=2, k=k, n=n).replace(
-      target_correct=rng.uniform(size=(n, q)) < 0.6, shadow_correct=rng.uniform(size=(k, n, q)) < 0.6)
+      target_correct=rng.uniform(size=(n, q)) < 0.6,
+      shadow_correct=rng.uniform(size=(k, n, q)) < 0.6)
   np.testing.assert_allclose(attacks.label_only_score(None, obs, None),
                              obs.target_correct.mean(-1), rtol=1e-6)
   shadow_in = np.asarray(obs.shadow_in).astype(bool)
@@ -113,8 +114,10 @@ def test_label_attacks_match_numpy():
     p_in = (right[shadow_in[:, record]].sum() + 1) / (right[shadow_in[:, record]].size + 2)
     p_out = (right[~shadow_in[:, record]].sum() + 1) / (right[~shadow_in[:, record]].size + 2)
     hit = obs.target_correct[record].mean()
-    want.append(stats.bernoulli.logpmf(1, p_in) * hit + stats.bernoulli.logpmf(0, p_in) * (1 - hit)
-                - stats.bernoulli.logpmf(1, p_out) * hit - stats.bernoulli.logpmf(0, p_out) * (1 - hit))
+    want.append(stats.bernoulli.logpmf(1, p_in) * hit
+                + stats.bernoulli.logpmf(0, p_in) * (1 - hit)
+                - stats.bernoulli.logpmf(1, p_out) * hit
+                - stats.bernoulli.logpmf(0, p_out) * (1 - hit))
   np.testing.assert_allclose(attacks.label_lira_score(None, obs, None), want, rtol=1e-5)
 
 

@@ -31,7 +31,8 @@ def test_every_record_is_in_for_half_the_shadows():
     assert np.all((fraction >= 0.4) & (fraction <= 0.6)), (fraction.min(), fraction.max())
   np.testing.assert_array_equal(membership_experiment.paired_halves(jax.random.key(1), 16, 242)[:2],
                                 shadows[:2])  # keyed
-  assert not np.array_equal(membership_experiment.paired_halves(jax.random.key(2), 16, 242), shadows[:16])
+  assert not np.array_equal(membership_experiment.paired_halves(jax.random.key(2), 16, 242),
+                            shadows[:16])
   assert membership_experiment.member_index(shadows[:3]).shape == (3, 121)
 
 
@@ -92,7 +93,8 @@ def test_memorising_target_is_detected_and_population_equals_one_by_one(tmp_path
   alone = data_lib.Task('synthetic', task.x_train[index], task.y_train[index], task.x_test,
                         task.y_test, task.class_names)
   trained = trainer.train_and_evaluate(single, str(tmp_path / 'alone'), task=alone)
-  shadow = jax.tree.map(lambda leaf: np.asarray(leaf)[1], sharding.gather(ctx.target['state'].params))
+  shadow = jax.tree.map(lambda leaf: np.asarray(leaf)[1],
+                        sharding.gather(ctx.target['state'].params))
   for got, want in zip(jax.tree.leaves(shadow), jax.tree.leaves(trained.params)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
@@ -152,7 +154,8 @@ def _check_defended_rows(config, results):
   clean = results['metrics']['target_test_accuracy']
   label_attacks = [n for n in config.attack.names if attacks.get(n).reads == 'label']
   assert len(label_attacks) == 2
-  answers = 61 * membership_experiment.UTILITY_DRAWS  # heart_disease's test split, answered 16 times
+  # heart_disease's test split, answered 16 times
+  answers = 61 * membership_experiment.UTILITY_DRAWS
   for p in config.defense.randomized_response.strengths:
     mine = [r for r in rows if (r['defense'], r['strength']) == ('randomized_response', p)]
     assert [r['attack'] for r in mine] == label_attacks

@@ -58,7 +58,8 @@ def test_expand_runs_names_overrides_and_keeps_only_vmapped_axes():
       'test_fraction=0.25,batch_size=32', 'test_fraction=0.25,batch_size=64']
   last = runs[-1].config
   assert last.train.batch_size == 64 and last.data.test_fraction == 0.25
-  assert axes_lib.grid_axes(last, population.TRAIN_AXES) == {'seed': (0, 1), 'train.label_flip_prob': (0.0, 0.3, 0.45)}
+  assert axes_lib.grid_axes(last, population.TRAIN_AXES) == {
+      'seed': (0, 1), 'train.label_flip_prob': (0.0, 0.3, 0.45)}
   assert config.train.batch_size == 32  # The sweep's own config is untouched.
   assert sweep.run_name({'a.seed': 1, 'b.seed': 2, 'attack.splits': (2, 4)}) == (
       'a.seed=1,b.seed=2,splits=2-4')

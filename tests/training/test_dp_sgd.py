@@ -1,5 +1,5 @@
-"""DP-SGD (medinv.training.dp_sgd): clipping, noise, Poisson batches, accounting, calibration, populations
-against one-by-one training, the empirical lower bound, and the config errors."""
+"""DP-SGD (medinv.training.dp_sgd): clipping, noise, Poisson batches, accounting, calibration,
+populations against one-by-one training, the empirical lower bound, and the config errors."""
 import json
 import math
 
