@@ -83,8 +83,8 @@ def plain_rmle_point(sigma, theta, x_targets, x_aux, *, steps: int):
   mask = defenses.scope_mask(theta, 'edge', SPLIT)
   deployed = defenses.perturb_params(jax.random.key(0), theta, sigma, mask)
   return reconstruct.rmle(plain_edge, deployed, plain_edge(deployed, x_targets), x0,
-                        objective=OBJECTIVE, steps=steps, learning_rate=LEARNING_RATE,
-                        prior_image=x0)[0]
+                          objective=OBJECTIVE, steps=steps, learning_rate=LEARNING_RATE,
+                          prior_image=x0)[0]
 
 
 def compiled_rmle(fn, sigmas, theta, x_targets, x_aux, batch_size):

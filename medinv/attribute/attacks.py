@@ -7,7 +7,7 @@ release draw) and returns a candidate index per target; its config defaults (the
 block, each a key of attribute.LIKELIHOODS); and whether it is a no-model baseline (reads no
 release; its accuracy is a column of every row). `config.attack.names` says which run;
 medinv.attribute.evaluation runs them, the same way for medinv.attribute.experiment and
-medinv.training.population.
+medinv.attribute.population.
 
 Registered here: 'map' (Fredrikson et al.'s MAP, one variant per likelihood), 'learned'
 (a classifier on (known attributes, release)), and the baselines 'prior' (majority value)

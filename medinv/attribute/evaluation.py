@@ -1,5 +1,5 @@
 """The attribute-inference evaluation that medinv.attribute.experiment and
-medinv.training.population share.
+medinv.attribute.population share.
 
 Who is attacked: a share of the deployment's training records ('members') and, when
 attack.nonmember_fraction > 0, part of its held-out records ('non-members'); the attacker's

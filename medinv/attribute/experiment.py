@@ -9,7 +9,7 @@
      flip_prob grid and `defense.num_draws` independent release draws per grid value, vmapped
      over (grid value, draw keys) and sharded over every device (`sharding.map_grid`); the
      no-model baselines run once beside it; each draw is `attribute_eval.evaluate`, the
-     evaluation medinv.training.population shares;
+     evaluation medinv.attribute.population shares;
   4. rows: results.json / results.csv (one row per attribute, attack, variant, flip_prob,
      release and target group): accuracy, balanced accuracy and MCC of the attack, the same
      of each baseline, and the attack's advantage in each over the imputation baseline (a

@@ -133,7 +133,7 @@ def _train_decoder(ctx: Context, held: defenses.Deployment):
   table = None
   if held.same_for_every_query and _table_bytes(ctx) <= reconstruct.FEATURE_TABLE_BYTES:
     table = reconstruct.feature_table(lambda images: query_fn(0, images), ctx.x_aux,
-                                    cfg.augment_flip)
+                                      cfg.augment_flip)
   params, _ = reconstruct.train_decoder(
       ctx.key, query_fn, ctx.x_aux, decoder=decoder, steps=cfg.steps,
       batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
@@ -170,8 +170,8 @@ register('inverse_network', _inverse_network, prepare=_inverse_network_prepare, 
 def _rmle_with(ctx: Context, edge_params, features):
   prior = jnp.mean(ctx.x_aux, axis=0)
   return reconstruct.rmle(ctx.edge, edge_params, features, prior, objective=ctx.cfg.objective,
-                        steps=ctx.cfg.steps, learning_rate=ctx.cfg.learning_rate,
-                        prior_image=prior)[0]
+                          steps=ctx.cfg.steps, learning_rate=ctx.cfg.learning_rate,
+                          prior_image=prior)[0]
 
 
 def _rmle(ctx: Context, held, features, prepared):

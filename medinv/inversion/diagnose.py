@@ -31,8 +31,8 @@ def edge_report(name: str, params, *, theta, edge, cloud, x_aux, y_aux, targets,
   features, real = edge(params, x_aux), edge(theta, x_aux)
   prior = jnp.mean(x_aux, 0)
   recon = reconstruct.rmle(edge, params, edge(theta, targets), prior, objective=rmle_cfg.objective,
-                         steps=rmle_cfg.steps, learning_rate=rmle_cfg.learning_rate,
-                         prior_image=prior)[0]
+                           steps=rmle_cfg.steps, learning_rate=rmle_cfg.learning_rate,
+                           prior_image=prior)[0]
   return {'edge': name,
           'accuracy_through_cloud': float(jnp.mean(
               jnp.argmax(cloud(theta, features), -1) == y_aux)),

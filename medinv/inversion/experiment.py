@@ -209,7 +209,7 @@ def _grid(ctx: experiment.Context) -> dict:
   return {'accuracy': accuracy, 'recon': recon, 'x_targets': arrays['x_targets'],
           'class_means': class_means(task),
           'baseline': np.asarray(reconstruct.mean_image_baseline(task.x_test,
-                                                               len(arrays['x_targets'])))}
+                                                                 len(arrays['x_targets'])))}
 
 
 def _quality(reconstructions, references) -> dict:
@@ -318,8 +318,8 @@ def _figures(ctx: experiment.Context, out: dict, rows: list[dict]) -> None:
       for i, strength in enumerate(ctx.config.defense[defense].strengths):
         recon[name, split, label, view, strength] = _images(output)[i][0]  # draw 0
   inversion_figures.write_all(ctx.workdir, rows, recon, originals=np.asarray(out['x_targets']),
-                        baseline=out['baseline'], class_means=out['class_means'],
-                        num_columns=ctx.config.attack.figure_targets)
+                              baseline=out['baseline'], class_means=out['class_means'],
+                              num_columns=ctx.config.attack.figure_targets)
 
 
 SPEC = experiment.Spec('model_inversion', validate, _grid, _rows, target=_target,

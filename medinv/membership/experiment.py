@@ -321,7 +321,7 @@ def attack_row(config, name: str, result: dict, num_nonmembers: int, labels=None
   if labels is not None:
     delta = config.train.dp.delta or 1.0 / int(labels.sum())
     row['epsilon_lower_bound'] = dp_sgd.empirical_epsilon(result['scores'][labels],
-                                                    result['scores'][~labels], delta)
+                                                          result['scores'][~labels], delta)
   for stat in ('auc', 'balanced_accuracy'):
     row.update(_interval_columns(stat, summary[stat], samples[stat], level))
   for f, fpr in enumerate(config.evaluation.fprs):

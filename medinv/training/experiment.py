@@ -2,9 +2,9 @@
 model -> grid -> rows -> results -> figures.
 
 An experiment module (medinv.attribute.experiment, medinv.inversion.experiment,
-medinv.training.population, medinv.inversion.sweep_rmle) defines a `Spec` of pure steps and its
-`run(config, workdir)` is `experiment.run(SPEC, config, workdir)`; `medinv.study.runners` names them
-for the study and the sweep.
+medinv.attribute.population, medinv.inversion.sweep_rmle, medinv.membership.experiment)
+defines a `Spec` of pure steps and its `run(config, workdir)` is `experiment.run(SPEC, config,
+workdir)`; `medinv.study.runners` names them for the study and the sweep.
 """
 from __future__ import annotations
 

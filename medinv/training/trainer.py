@@ -102,8 +102,8 @@ def private_step(state: TrainState, batch, key, *, apply_fn, tx, noise_multiplie
     return optax.softmax_cross_entropy_with_integer_labels(logits, y1[None])[0]
 
   grads, loss = dp_sgd.private_grads(key, state.params, x, y, mask, example_loss=example_loss,
-                                 noise_multiplier=noise_multiplier, clip_norm=clip_norm,
-                                 expected_batch=expected_batch)
+                                     noise_multiplier=noise_multiplier, clip_norm=clip_norm,
+                                     expected_batch=expected_batch)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
@@ -131,7 +131,7 @@ def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
   n = x.shape[0]
   if dp_batch:
     index, mask = dp_sgd.poisson_batches(perm_key, n, min(1.0, batch_size / n),
-                                     math.ceil(n / batch_size), dp_batch)
+                                         math.ceil(n / batch_size), dp_batch)
   else:
     index, mask = batch_indices(perm_key, n, batch_size)
 

@@ -81,10 +81,10 @@ def _attribute_accuracy(config, task, params, apply_fn, seed, flip_prob, name):
             **attribute_eval.attribute_arrays(targets, aux, name)}
   attacks, baselines = attribute_eval.split_attacks(config.attack)
   _, point = attribute_experiment.grid_program(apply_fn, release=config.defense.release,
-                              decimals=config.defense.decimals,
-                              noise_std=float(config.defense.noise_std),
-                              attacks=tuple(r for r in attacks if r.name == 'map'),
-                              baselines=baselines)
+                                               decimals=config.defense.decimals,
+                                               noise_std=float(config.defense.noise_std),
+                                               attacks=tuple(r for r in attacks if r.name == 'map'),
+                                               baselines=baselines)
   a = list(config.attack.sensitive).index(name)
   attack_root = jax.random.fold_in(jax.random.fold_in(streams['attack'], 1 + a), 1)
   grid_point = {'flip_prob': np.float32(flip_prob),

@@ -35,7 +35,7 @@ def _env(**extra):
 def test_sharded_checks_on_eight_devices(data_dir):
   proc = subprocess.run(
       [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-       os.path.join(ROOT, 'tests', 'core', 'tests/core/multidevice_checks.py')],
+       os.path.join(ROOT, 'tests', 'core', 'multidevice_checks.py')],
       env=_env(XLA_FLAGS='--xla_force_host_platform_device_count=8',
                MEDINV_TEST_DATA_DIR=data_dir),
       cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -62,7 +62,7 @@ def fredrikson(costs, *, max_steps, patience, threshold):
 
 def run_scripted(costs, **kwargs):
   out = reconstruct.mi_face(scripted(costs), jnp.array([1]), jnp.zeros((SIZE, SIZE, 1)),
-                          learning_rate=0.1, **kwargs)
+                            learning_rate=0.1, **kwargs)
   return (int(out['steps'][0]), RULES[int(out['stopped_by'][0])], float(out['cost'][0]),
           float(out['last_cost'][0]))
 
@@ -94,13 +94,13 @@ def test_each_stopping_condition_fires_in_its_constructed_case():
   # Threshold: the planted model's class confidence passes 1 - gamma within a few steps.
   kwargs = dict(max_steps=500, learning_rate=20.0, patience=10, threshold=0.01)
   out = reconstruct.mi_face(planted(PATTERN), jnp.array([0, 1]), jnp.zeros((SIZE, SIZE, 1)),
-                          **kwargs)
+                            **kwargs)
   assert [RULES[r] for r in out['stopped_by']] == ['threshold', 'threshold']
   assert np.all(out['cost'] <= 0.01) and np.all(out['steps'] < 20)
   # ... and it is the first step under gamma: one step fewer ends at the limit, above gamma.
   steps = int(out['steps'][1])
   shorter = reconstruct.mi_face(planted(PATTERN), jnp.array([1]), jnp.zeros((SIZE, SIZE, 1)),
-                              **dict(kwargs, max_steps=steps - 1))
+                                **dict(kwargs, max_steps=steps - 1))
   assert RULES[int(shorter['stopped_by'][0])] == 'max_steps'
   assert int(shorter['steps'][0]) == steps - 1 and float(shorter['cost'][0]) > 0.01
   # Patience: the cost at step 4 is no lower than the last beta = 2 costs (0.8, 0.7), although
@@ -147,7 +147,7 @@ def test_labels_vectorised_equal_one_at_a_time():
 def test_planted_pattern_is_recovered_and_judged(evaluator):
   model, params, losses, _ = evaluator
   out = reconstruct.mi_face(planted(PATTERN), jnp.array([0, 1]), jnp.zeros((SIZE, SIZE, 1)),
-                          max_steps=500, learning_rate=20.0, patience=10, threshold=0.01)
+                            max_steps=500, learning_rate=20.0, patience=10, threshold=0.01)
   flat = np.asarray(PATTERN).ravel()
   assert np.corrcoef(np.asarray(out['images'][1]).ravel(), flat)[0, 1] > 0.95
   assert np.corrcoef(np.asarray(out['images'][0]).ravel(), flat)[0, 1] < -0.95

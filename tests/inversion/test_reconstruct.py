@@ -70,7 +70,7 @@ def test_tv_prior_helps_when_the_edge_loses_information():
   errors = {}
   for spec in ('feature_l2:1.0', 'feature_l2:1.0,tv:0.002'):
     recon, _ = reconstruct.rmle(linear_edge, weights, features, x0, objective=spec, steps=400,
-                              learning_rate=0.02)
+                                learning_rate=0.02)
     errors[spec] = float(jnp.mean(jnp.square(recon - targets)))
   assert errors['feature_l2:1.0,tv:0.002'] < 0.5 * errors['feature_l2:1.0']
 
@@ -120,9 +120,9 @@ def test_custom_term_registered_here_changes_reconstruction(monkeypatch):
   features, x0 = linear_edge(weights, targets), jnp.full((SIZE, SIZE, 1), 0.5)
   kwargs = dict(steps=100, learning_rate=0.05)
   plain, _ = reconstruct.rmle(linear_edge, weights, features, x0, objective='feature_l2:1.0',
-                            **kwargs)
+                              **kwargs)
   bright, _ = reconstruct.rmle(linear_edge, weights, features, x0,
-                             objective='feature_l2:1.0,brightness:0.1', **kwargs)
+                               objective='feature_l2:1.0,brightness:0.1', **kwargs)
   assert float(jnp.mean(bright)) > float(jnp.mean(plain)) + 0.05
   with pytest.raises(ValueError, match='already registered'):
     objectives.register('brightness', lambda x, ctx: 0.0)
@@ -271,7 +271,7 @@ def test_bad_input_is_rejected_before_compute():
     inversion_experiment.validate(config)
   with pytest.raises(ValueError, match='zero|positive'):
     reconstruct.rmle(linear_edge, random_weights(4), jnp.zeros((1, 4)),
-                   jnp.zeros((SIZE, SIZE, 1)), objective='tv', steps=0, learning_rate=0.1)
+                     jnp.zeros((SIZE, SIZE, 1)), objective='tv', steps=0, learning_rate=0.1)
 
 
 ATTACKS = ('inverse_network', 'query_free')  # the two with prepared stages

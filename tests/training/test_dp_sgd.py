@@ -74,7 +74,7 @@ def test_accounted_epsilon_is_the_librarys_and_falls_with_noise():
   accountant.compose(dp_accounting.PoissonSampledDpEvent(
       q, dp_accounting.GaussianDpEvent(1.1)), steps)
   assert dp_sgd.epsilon(1.1, q, steps, delta) == pytest.approx(accountant.get_epsilon(delta),
-                                                           rel=1e-12)
+                                                               rel=1e-12)
   assert 2.5 < dp_sgd.epsilon(1.1, q, steps, delta) < 3.5  # The DP-SGD MNIST tutorial: ~3.
   values = [dp_sgd.epsilon(s, q, steps, delta) for s in (0.7, 1.0, 1.5, 3.0, 6.0)]
   assert all(a > b for a, b in zip(values, values[1:]))

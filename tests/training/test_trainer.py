@@ -38,7 +38,7 @@ def test_same_seed_bit_identical_and_other_seed_differs(data_dir, tmp_path):
 
 def test_resume_after_checkpoint_equals_uninterrupted(data_dir, tmp_path):
   full = trainer.train_and_evaluate(_heart(data_dir, num_epochs=6, checkpoint_every_epochs=2),
-                                  str(tmp_path / 'full'))
+                                    str(tmp_path / 'full'))
   # "Killed" after epoch 4: a run configured to stop there, then the same workdir resumed.
   stopped = str(tmp_path / 'stopped')
   trainer.train_and_evaluate(_heart(data_dir, num_epochs=4, checkpoint_every_epochs=2), stopped)
