@@ -133,6 +133,7 @@ def test_label_flip_prob_bound_from_loaded_classes():
     trainer.check_label_flip_prob(config, 3)
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_invalid_config_exits_2_before_anything_is_written(tmp_path):
   result = run_train('--config.train.learning_rate=0', f'--workdir={tmp_path / "w"}')
   error_line(result, errors.EXIT_USAGE, 'train.learning_rate', 'positive')
@@ -141,6 +142,7 @@ def test_invalid_config_exits_2_before_anything_is_written(tmp_path):
 
 # ---------------------------------------------------------------------------- workdir
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_workdir_that_is_a_file(tmp_path):
   path = tmp_path / 'file'
   path.write_text('not a directory')
@@ -150,6 +152,7 @@ def test_workdir_that_is_a_file(tmp_path):
   assert path.read_text() == 'not a directory'
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_read_only_workdir(tmp_path):
   workdir = tmp_path / 'w'
   patch = ('import errno, os\n_open = os.open\n'
@@ -163,6 +166,7 @@ def test_read_only_workdir(tmp_path):
   assert os.listdir(workdir) == []
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_checkpoints_of_another_model_without_config_json(tmp_path):
   tx = trainer.make_optimizer(1e-3, 0.0)
   other = trainer.init_state(jax.random.key(0), models.build('mlp', 3), tx, jnp.ones((1, 13)))
@@ -190,6 +194,7 @@ def test_config_json_without_checkpoints_protects_nothing(tmp_path):
 
 # ------------------------------------------------------------------------- divergence
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_diverged_training_exits_1_without_results(tmp_path):
   result = run_train('--config.train.learning_rate=1e30', f'--workdir={tmp_path}')
   error_line(result, errors.EXIT_FAILURE, 'diverged at epoch 1', 'train.learning_rate=1e+30')
@@ -208,6 +213,7 @@ def _previous_pair(workdir) -> dict[str, bytes]:
   return {name: (workdir / name).read_bytes() for name in ('config.json', 'results.json')}
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_disk_full_during_checkpoint_keeps_previous_results(tmp_path):
   before = _previous_pair(tmp_path)
   patch = ('import errno, os, orbax.checkpoint as ocp\n'
@@ -275,6 +281,7 @@ def test_heart_csv_bad_cell_names_file_line_column(tmp_path, cell, problem):
   assert problem in str(raised.value)
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_bad_data_exits_1_and_builds_nothing(tmp_path, assert_nothing_built):
   bad_csv = tmp_path / 'heart.csv'
   rows = [[c.name for c in heart_disease.COLUMNS] + [heart_disease.TARGET],
@@ -351,6 +358,7 @@ def test_disk_full_during_a_stage_leaves_no_stage(tmp_path, monkeypatch):
   assert calls == [1] and np.array_equal(again['w'], first['w'])
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_bad_sweep_axis_value_exits_2_before_any_run(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != errors.DEBUG_ENV}
   env.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3', NO_GCE_CHECK='true')

@@ -32,6 +32,7 @@ def _env(**extra):
   return env
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_sharded_checks_on_eight_devices(data_dir):
   proc = subprocess.run(
       [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
@@ -58,6 +59,7 @@ TWO_PROCESS_SWEEPS = {
 }
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_two_processes_equal_one_process(data_dir, tmp_path):
   """The population sweep, in every suite."""
   two_processes_equal_one_process('population', data_dir, tmp_path)

@@ -74,6 +74,7 @@ def test_learned_noise_spends_the_feature_noise_energy_where_its_allocation_says
   assert float(jnp.mean(allocation ** 2)) == pytest.approx(1.0, rel=1e-5)
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_learned_noise_fit_moves_the_noise_to_features_the_cloud_ignores():
   model = models.SplitCNN(num_classes=2)
   images = jax.random.uniform(jax.random.key(0), (64, 8, 8, 1))
@@ -104,6 +105,7 @@ def test_learned_noise_fit_moves_the_noise_to_features_the_cloud_ignores():
     defenses.get('learned_noise').check({**cfg.to_dict(), 'steps': 0})
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_alignment_pulls_the_substitute_towards_the_observed_features():
   model = models.SplitCNN(num_classes=2)
   keys = jax.random.split(jax.random.key(0), 4)
@@ -122,6 +124,7 @@ def test_alignment_pulls_the_substitute_towards_the_observed_features():
   assert substitute_mmd(10.0) < 0.5 * substitute_mmd(0.0)
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_nopeek_training_lowers_the_distance_correlation_of_the_features(data_dir, tmp_path):
   def dcor_after(weight):
     config = train_breastmnist.get_config('smoke')
@@ -150,6 +153,7 @@ def test_bad_nopeek_config_is_a_clear_error(overrides, message):
     trainer.validate(heart)
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_split_defenses_study_smoke(data_dir, tmp_path):
   config = split_defenses.get_config('smoke')
   for part in config.parts.values():
@@ -182,6 +186,7 @@ def _part_of(row, parts):
                      for r in results['rows']))
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_query_free_diagnosis_measures_edges_against_hospital_as(data_dir, tmp_path):
   config = inversion_breastmnist.get_config('smoke')
   config.data.data_dir = data_dir

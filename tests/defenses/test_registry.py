@@ -143,6 +143,7 @@ def _membership_config(data_dir, name):
   return config
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_a_defense_registered_outside_medinv_runs_in_inversion_and_membership(
     weight_rounding, tmp_path, data_dir):
   inversion = runners.get('model_inversion').run(_inversion_config(data_dir, weight_rounding),

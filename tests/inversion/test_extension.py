@@ -50,6 +50,7 @@ def _csv_rows(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_registered_attack_and_defense_run_in_the_study(registered, tmp_path, data_dir):
   config = demo.get_config('smoke')
   inversion = config.parts.inversion_breastmnist

@@ -200,6 +200,7 @@ def test_grid_stages_keep_dict_outputs(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_mi_face_rows_carry_the_evaluator_and_stopping_columns(tmp_path, data_dir):
   workdir = str(tmp_path / 'inversion')
   env = dict(os.environ, PYTHONPATH=REPO, MEDINV_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')

@@ -277,6 +277,7 @@ def test_bad_input_is_rejected_before_compute():
 ATTACKS = ('inverse_network', 'query_free')  # the two with prepared stages
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
   workdir = str(tmp_path / 'inversion')
   env = dict(os.environ, PYTHONPATH=REPO, MEDINV_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')

@@ -115,6 +115,7 @@ def test_target_independent_of_its_data_gives_chance_auc(tmp_path):
   assert summary['num_members'] == summary['num_nonmembers'] == 500
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_membership_heart_smoke_end_to_end(data_dir, tmp_path):
   config = membership_heart.get_config('smoke')
   config.data.data_dir = data_dir

@@ -98,6 +98,7 @@ def test_map_grid_equals_loop(batch_size):
   np.testing.assert_array_equal(sharding.pad_leading(grid['b'], 8), [0, 1, 2, 3, 4, 0, 0, 0])
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_killed_sweep_resumes_only_unfinished_runs(data_dir, tmp_path, monkeypatch):
   # Runs over the split seed: same shapes, so both runs share their compiled programs.
   config = _population_config(data_dir, seed=(0,), train={'label_flip_prob': (0.0, 0.3)},

@@ -102,6 +102,7 @@ def _dp_config(data_dir, epsilons):
   return run.config
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_dp_population_equals_models_trained_one_by_one(data_dir, tmp_path):
   config = _dp_config(data_dir, (math.inf, 2.0))
   task = data_lib.load_task(config.data)
@@ -130,6 +131,7 @@ def test_dp_population_equals_models_trained_one_by_one(data_dir, tmp_path):
                          np.asarray(params['Dense_0']['kernel'][3]), atol=1e-3)
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_empirical_lower_bound_finds_leakage_and_respects_accounted_epsilon(data_dir, tmp_path):
   rng = np.random.default_rng(0)
   separated = dp_sgd.empirical_epsilon(rng.normal(5, 1, 1000), rng.normal(0, 1, 1000), 1e-5)
@@ -147,6 +149,7 @@ def test_empirical_lower_bound_finds_leakage_and_respects_accounted_epsilon(data
   assert results['metrics']['epsilon_lower_bound_max'] <= results['metrics']['dp_epsilon']
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path):
   # configs/dp.py's smoke study on heart_disease (its BreastMNIST parts' code runs in the
   # demo's smoke run and tests/inversion/test_reconstruct.py), at epsilon inf and 1.

@@ -99,6 +99,7 @@ def test_bad_configs_fail_before_compute(data_dir, tmp_path):
   assert not os.path.exists(tmp_path / 'a')
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_breastmnist_smoke_trains_cnn(data_dir, tmp_path):
   config = train_breastmnist.get_config('smoke')
   config.data.data_dir = data_dir
