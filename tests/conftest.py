@@ -77,9 +77,10 @@ def assert_nothing_built():
 
 @pytest.hookimpl(tryfirst=True)  # Before -m deselects by marker.
 def pytest_collection_modifyitems(config, items):
-  """Marks every test under tests/e2e as `e2e` (the end-to-end tier)."""
+  """Marks every test under tests/e2e as `e2e` (the end-to-end tier), but those marked
+  `paper`: paper-scale checks are a tier of their own (`-m paper`), in neither CI tier."""
   del config
   e2e_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'e2e') + os.sep
   for item in items:
-    if str(item.path).startswith(e2e_dir):
+    if str(item.path).startswith(e2e_dir) and item.get_closest_marker('paper') is None:
       item.add_marker(pytest.mark.e2e)
