@@ -4,19 +4,17 @@ model-inversion run writes for it."""
 import json
 import math
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import experiment_runs
 from medinv.inversion import experiment as inversion_experiment
 from medinv.inversion import evaluation
 from medinv.inversion import reconstruct
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZE = 12
 RULES = reconstruct.STOP_RULES
 PATTERN = jnp.asarray(np.where(np.random.default_rng(0).uniform(size=(SIZE, SIZE, 1)) < 0.5,
@@ -203,13 +201,9 @@ def test_grid_stages_keep_dict_outputs(tmp_path):
 @pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_mi_face_rows_carry_the_evaluator_and_stopping_columns(tmp_path, data_dir):
   workdir = str(tmp_path / 'inversion')
-  env = dict(os.environ, PYTHONPATH=REPO, MEDINV_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
-  subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'model_inversion.py'),
-                  f'--config={os.path.join(REPO, "configs", "inversion_breastmnist.py")}'
-                  ':split=2,smoke',
-                  "--config.attack.names=('mi_face',)", '--config.attack.mi_face.eval_steps=40',
-                  f'--workdir={workdir}'], check=True, env=env, cwd=REPO,
-                 capture_output=True, timeout=600)
+  experiment_runs.model_inversion_smoke(workdir, data_dir,
+                                       "--config.attack.names=('mi_face',)",
+                                       '--config.attack.mi_face.eval_steps=40')
   with open(os.path.join(workdir, 'results.json')) as f:
     results = json.load(f)
   with open(os.path.join(workdir, 'config.json')) as f:

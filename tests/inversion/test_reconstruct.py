@@ -3,8 +3,6 @@ noise, the objective registry, bad input, end to end (MI-FACE: tests/inversion/t
 import functools
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import experiment_runs
 from configs import inversion_breastmnist
 from medinv.models import decoders
 from medinv import defenses
@@ -21,7 +20,6 @@ from medinv import models
 from medinv.inversion import reconstruct
 from medinv.inversion import objectives
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZE = 8  # 8x8 single-channel images for the linear-edge tests
 
 
@@ -280,13 +278,8 @@ ATTACKS = ('inverse_network', 'query_free')  # the two with prepared stages
 @pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_model_inversion_smoke_end_to_end(tmp_path, data_dir):
   workdir = str(tmp_path / 'inversion')
-  env = dict(os.environ, PYTHONPATH=REPO, MEDINV_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
-  subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'model_inversion.py'),
-                  f'--config={os.path.join(REPO, "configs", "inversion_breastmnist.py")}'
-                  ':split=2,smoke',
-                  f"--config.attack.names={ATTACKS!r}",  # the demo smoke runs all four
-                  f'--workdir={workdir}'], check=True, env=env, cwd=REPO,
-                 capture_output=True, timeout=600)
+  # The demo's smoke run runs all four core attacks.
+  experiment_runs.model_inversion_smoke(workdir, data_dir, f'--config.attack.names={ATTACKS!r}')
   with open(os.path.join(workdir, 'results.json')) as f:
     results = json.load(f)
   config = inversion_breastmnist.get_config('split=2,smoke')

@@ -1,0 +1,16 @@
+"""Runs an experiment's command line as a user would, for the end-to-end tests."""
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def model_inversion_smoke(workdir: str, data_dir: str, *overrides: str) -> None:
+  """experiments/model_inversion.py on configs/inversion_breastmnist.py:split=2,smoke with
+  `overrides` (flags), into workdir, building data in data_dir; raises if it fails."""
+  env = dict(os.environ, PYTHONPATH=REPO, MEDINV_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
+  config = os.path.join(REPO, 'configs', 'inversion_breastmnist.py')
+  subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'model_inversion.py'),
+                  f'--config={config}:split=2,smoke', *overrides, f'--workdir={workdir}'],
+                 check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
