@@ -3,7 +3,7 @@
 # both again when requirements.txt or pyproject.toml change), then runs from the repository
 # root, where experiments/ and configs/ are imported from.
 #   ./launch.sh demo                 the main study on the embedded data
-#   ./launch.sh test [pytest args]   the test suite
+#   ./launch.sh test [pytest args]   the fast tests; `test -m e2e` the end-to-end tier (CI: both)
 #   ./launch.sh paper --manual_dir DIR   the same study at paper scale on downloaded data
 #   ./launch.sh dp                   DP-SGD training against every attack (configs/dp.py)
 #   ./launch.sh --list_datasets      every dataset, its options and download instructions
