@@ -10,7 +10,6 @@ from configs import common
 from medinv import data
 from medinv.data import heart_disease
 from medinv.core.errors import DataError
-from medinv.data import tfds_util
 
 
 def test_heart_disease_records(data_dir):
