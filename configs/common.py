@@ -51,11 +51,15 @@ def data_config(dataset: str, **overrides) -> ml_collections.ConfigDict:
     'roi'; '' = the dataset's default.
   medmnist_name / medmnist_size / medmnist_task: which MedMNIST npz (<name>.npz or
     <name>_<size>.npz) and, for multi-label sets, which task (-1 = none).
+  Your own data (datasets csv, image_folder, npz):
+  path: the CSV file, the image folder or the npz file; a relative path is taken from
+    manual_dir when one is given, else from the working directory.
+  schema: the CSV's declared columns (csv only; see configs/schemas/ and `load_schema`).
   """
   config = ml_collections.ConfigDict(dict(
       dataset=dataset, data_dir='', manual_dir='', image_size=32, test_fraction=0.2,
       split_seed=0, clean=False, variant='', medmnist_name='', medmnist_size=28,
-      medmnist_task=-1))
+      medmnist_task=-1, path='', schema=ml_collections.ConfigDict()))
   config.update(overrides)
   return config
 

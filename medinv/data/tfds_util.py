@@ -7,6 +7,7 @@ only when every split is written, so a failed build leaves nothing a later run w
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 
@@ -78,3 +79,33 @@ def read_split(builder: tfds.core.DatasetBuilder, split: str) -> dict[str, np.nd
     raise DataError(f'{builder.name}: split {split!r} is empty')
   join = np.concatenate if getattr(builder, 'EXAMPLES_ARE_CHUNKS', False) else np.stack
   return {key: join([ex[key] for ex in examples]) for key in examples[0]}
+
+
+def resolve_path(path: str, manual_dir: str | None, field: str = 'config.data.path') -> str:
+  """The absolute path of a user's file or folder: relative paths are taken from manual_dir
+  when one is given, else from the working directory. DataError naming `field` when empty."""
+  if not path:
+    raise DataError(f'{field} is empty: name your file or folder (a relative path is taken '
+                    'from config.data.manual_dir)')
+  path = os.path.expanduser(path)
+  if not os.path.isabs(path) and manual_dir:
+    path = os.path.join(os.path.expanduser(manual_dir), path)
+  return os.path.abspath(path)
+
+
+def fingerprint(*parts: str | bytes) -> str:
+  """12 hex digits of SHA-256 over `parts`: the key of a build made from a user's files."""
+  digest = hashlib.sha256()
+  for part in parts:
+    digest.update(part.encode() if isinstance(part, str) else part)
+    digest.update(b'\0')
+  return digest.hexdigest()[:12]
+
+
+def file_digest(path: str) -> str:
+  """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
