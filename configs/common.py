@@ -7,7 +7,12 @@ defaults whose types the values are parsed to; an unknown key is an error that l
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -80,6 +85,33 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
       nopeek_weight=0.0, nopeek_split=4))
   config.update(overrides)
   return config
+
+
+def load_schema(path: str) -> ml_collections.ConfigDict:
+  """The block a schema file's get_config() returns (a CSV's declared columns; see
+  configs/schemas/). A relative path is taken from the working directory, else from the
+  repository root."""
+  if not os.path.isabs(path) and not os.path.isfile(path):
+    path = os.path.join(REPO, path)
+  if not os.path.isfile(path):
+    raise ValueError(f'config argument schema={path!r}: no such file (a schema file is a '
+                     'Python file with get_config(); see configs/schemas/)')
+  spec = importlib.util.spec_from_file_location('medinv_schema', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise ValueError(f'schema file {path} defines no get_config()')
+  return module.get_config()
+
+
+def csv_data(schema_path: str, **overrides) -> ml_collections.ConfigDict:
+  """data_config for dataset 'csv' from a schema file: its `path` names the CSV (relative to
+  manual_dir), the rest is config.data.schema."""
+  schema = load_schema(schema_path)
+  path = schema.get('path', '')
+  if 'path' in schema:
+    del schema['path']
+  return data_config('csv', path=path, schema=schema, **overrides)
 
 
 def base_config(dataset: str, model: str, **data_overrides) -> ml_collections.ConfigDict:

@@ -34,6 +34,7 @@ from medinv import defenses
 from medinv.attribute import inference as attribute
 from medinv.attribute import attacks as attribute_attacks
 from medinv.attribute import metrics as attribute_metrics
+from medinv.data import records as records_lib
 
 if TYPE_CHECKING:
   from medinv import data as data_lib
@@ -88,9 +89,7 @@ def attack_sets(task: data_lib.Task, key: jax.Array, attack_config):
   pool = np.setdiff1d(np.arange(len(train) + len(heldout)), target_ids)
   aux_ids = np.sort(_draw_aux(pool, jax.random.fold_in(key, 2), attack_config)[:cap])
   check_disjoint(target_ids, aux_ids)
-  everything = dataclasses.replace(
-      train, features=np.concatenate([train.features, heldout.features]),
-      labels=np.concatenate([train.labels, heldout.labels]))
+  everything = records_lib.concatenate(train, heldout)
   targets = everything.take(target_ids)
   member = np.concatenate([np.ones(len(member_ids)),
                            np.zeros(len(nonmember_ids))]).astype(np.float32)
@@ -290,7 +289,7 @@ def check_config(config) -> None:
   if config.data.dataset not in data_lib.RECORD_DATASETS:
     raise ValueError(f'attribute inference needs a record dataset, got {config.data.dataset!r};'
                      f' record datasets: {sorted(data_lib.RECORD_DATASETS)}')
-  _check_sensitive(config.attack.sensitive, data_lib.RECORD_DATASETS[config.data.dataset],
+  _check_sensitive(config.attack.sensitive, data_lib.declared_columns(config.data),
                    config.data.dataset)
   if config.defense.release not in defenses.RELEASES:
     raise ValueError(f'unknown release {config.defense.release!r}; allowed: {defenses.RELEASES}')
@@ -316,8 +315,8 @@ def _check_target_split(attack_config) -> None:
                      f'positive number of records, got {num_aux!r}')
 
 
-def _check_sensitive(sensitive, module, dataset: str) -> None:
-  columns = {column.name: column for column in module.COLUMNS}
+def _check_sensitive(sensitive, declared, dataset: str) -> None:
+  columns = {column.name: column for column in declared}
   if not sensitive:
     raise ValueError('attack.sensitive is empty; name at least one of ' + ', '.join(columns))
   for name in sensitive:
@@ -327,5 +326,7 @@ def _check_sensitive(sensitive, module, dataset: str) -> None:
     column = columns[name]
     if not column.categorical and (len(column.midpoints) < 2
                                    or len(column.edges) != len(column.midpoints) + 1):
-      raise ValueError(f'sensitive attribute {name!r} is continuous and has no bins (edges and'
-                       ' midpoints) to enumerate candidates from')
+      hint = (f'; declare config.data.schema.sensitive.{name}=(edges...)' if dataset == 'csv'
+              else '')
+      raise ValueError(f'sensitive attribute {name!r} is numeric and has no bins (edges and '
+                       f'midpoints) to enumerate candidates from{hint}')

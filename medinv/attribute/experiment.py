@@ -47,7 +47,10 @@ import numpy as np
 from medinv import data as data_lib
 from medinv import defenses
 from medinv.training import experiment
+from medinv.core import distributed
 from medinv.core import keys as keys_lib
+from medinv.core import report
+from medinv.data import records as records_lib
 from medinv.core import plots
 from medinv.core import sharding
 from medinv.attribute import evaluation as attribute_eval
@@ -88,8 +91,8 @@ def grid_program(apply_fn, *, release: str, decimals: int, noise_std: float, att
 def validate(config) -> None:
   """Checks the attack and defense config against the dataset's schema, before any compute."""
   attribute_eval.check_config(config)
-  num_classes = len(data_lib.RECORD_DATASETS[config.data.dataset].CLASS_NAMES)
-  limit = (num_classes - 1) / num_classes
+  num_classes = data_lib.declared_num_classes(config.data)
+  limit = (num_classes - 1) / num_classes if num_classes else 1.0
   if not config.defense.flip_probs:
     raise ValueError('defense.flip_probs is empty')
   for flip_prob in config.defense.flip_probs:
@@ -108,12 +111,25 @@ def grid_keys(root: jax.Array, num_points: int, num_draws: int) -> np.ndarray:
       jax.vmap(jax.random.fold_in, in_axes=(None, 0)), in_axes=(0, None))(rows, draws)))
 
 
+def write_attack_records(workdir: str, targets, member: np.ndarray, aux) -> None:
+  """workdir/attack_records.csv: each attacked or auxiliary record's source line and id, and
+  its role (member_target, nonmember_target, auxiliary), for data that keeps its lines."""
+  rows = records_lib.split_rows(member_target=targets.take(np.flatnonzero(member == 1)),
+                                nonmember_target=targets.take(np.flatnonzero(member == 0)),
+                                auxiliary=aux)
+  if rows and distributed.is_writer():
+    report.write_atomic(os.path.join(workdir, 'attack_records.csv'),
+                        report.rows_to_csv([{'line': row['line'], 'id': row['id'], 'role': row['split']}
+                                            for row in rows]))
+
+
 def grid(ctx: experiment.Context) -> dict:
   """Every attribute's baselines and grid outputs, with the target sets' sizes."""
   config, task, trained = ctx.config, ctx.task, ctx.target
   streams = keys_lib.named_keys(config.seed)
   targets, member, aux = attribute_eval.attack_sets(
       task, jax.random.fold_in(streams['attack'], 0), config.attack)
+  write_attack_records(ctx.workdir, targets, member, aux)
   records = attribute_eval.record_arrays(targets, member, aux, task)
   flip_probs = np.asarray([float(p) for p in config.defense.flip_probs], np.float32)
   num_draws = config.defense.num_draws
@@ -182,7 +198,7 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
   flip_probs = [float(p) for p in config.defense.flip_probs]
   all_rows = []
   for name, out in outputs['attributes'].items():
-    common = {'dataset': config.data.dataset, 'attribute': name,
+    common = {'dataset': data_lib.source_name(config.data), 'attribute': name,
               'num_candidates': out['num_candidates'], 'num_aux': outputs['num_aux'],
               'release': config.defense.release,
               'model_test_accuracy': trained.metrics['test_accuracy'],

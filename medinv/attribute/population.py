@@ -208,7 +208,7 @@ def population_rows(config, population, outputs: dict) -> list[dict]:
   evaluated, group_sizes = outputs['evaluated'], outputs['group_sizes']
   rows = []
   for k in range(len(population[population_lib.SEED])):
-    model_row = {'dataset': config.data.dataset, 'model': config.model,
+    model_row = {'dataset': data_lib.source_name(config.data), 'model': config.model,
                  'seed': int(population[population_lib.SEED][k]),
                  'label_flip_prob': _value(population[population_lib.FLIP][k]),
                  'learning_rate': _value(population[population_lib.LR][k]),

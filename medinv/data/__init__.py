@@ -12,6 +12,7 @@ builder config those options select, e.g. cardio `clean`, mias/cbis_ddsm `varian
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from absl import logging
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 from medinv.data import breastmnist
 from medinv.data import cardio
 from medinv.data import cbis_ddsm
+from medinv.data import csv_table
 from medinv.data import heart_disease
 from medinv.data import images
 from medinv.data import medmnist
@@ -28,7 +30,7 @@ from medinv.data import records
 from medinv.data import tfds_util
 from medinv.core.errors import DataError
 
-RECORD_DATASETS = {'heart_disease': heart_disease, 'cardio': cardio}
+RECORD_DATASETS = {'heart_disease': heart_disease, 'cardio': cardio, 'csv': csv_table}
 IMAGE_DATASETS = {'breastmnist': breastmnist, 'mias': mias, 'cbis_ddsm': cbis_ddsm,
                   'medmnist': medmnist}
 
@@ -74,9 +76,12 @@ def load_records(name: str, *, data_dir: str | None = None,
     logging.info('%s/%s: %d implausible records dropped', name, builder.builder_config.name,
                  dropped)
   arrays = tfds_util.read_split(builder, 'train')
-  return records.Records(features=arrays['features'].astype(np.float32),
-                         labels=arrays['label'].astype(np.int32),
-                         columns=module.COLUMNS, class_names=module.CLASS_NAMES)
+  metadata = builder.info.metadata or {}
+  return records.Records(
+      features=arrays['features'].astype(np.float32), labels=arrays['label'].astype(np.int32),
+      columns=module.columns(builder) if hasattr(module, 'columns') else module.COLUMNS,
+      class_names=tuple(metadata.get('class_names') or module.CLASS_NAMES),
+      lines=arrays.get('line'), ids=np.asarray(metadata['ids']) if metadata.get('ids') else None)
 
 
 def load_images(name: str, *, image_size: int, data_dir: str | None = None,
@@ -102,6 +107,35 @@ def load_images(name: str, *, image_size: int, data_dir: str | None = None,
                  or getattr(builder.builder_config, 'class_names', None) or module.CLASS_NAMES)
   return images.Images(train=splits['train'], validation=splits.get('validation'),
                        test=splits['test'], class_names=tuple(class_names))
+
+
+def source_name(config) -> str:
+  """What results name the data by (`config` is config.data): the dataset, and for a user's
+  own file or folder its name too, e.g. 'csv:heart_disease_uci.csv'."""
+  path = config.get('path', '') if 'path' in getattr(
+      RECORD_DATASETS.get(config.dataset) or IMAGE_DATASETS.get(config.dataset), 'OPTIONS',
+      ()) else ''
+  return f'{config.dataset}:{os.path.basename(os.path.normpath(path))}' if path else config.dataset
+
+
+def declared_columns(config) -> tuple[records.Column, ...]:
+  """A record dataset's feature columns before loading it (`config` is config.data); a CSV's
+  come from its schema (categorical values read from the file are not known yet)."""
+  module = RECORD_DATASETS[config.dataset]
+  if hasattr(module, 'declared_columns'):
+    return module.declared_columns(config.schema)
+  return module.COLUMNS
+
+
+def declared_num_classes(config) -> int | None:
+  """The class count `config.data` fixes before loading; None where the data decides it."""
+  check_name(config.dataset)
+  module = RECORD_DATASETS.get(config.dataset) or IMAGE_DATASETS[config.dataset]
+  if hasattr(module, 'declared_num_classes'):
+    return module.declared_num_classes(config.schema)
+  options = set(getattr(module, 'OPTIONS', ())) - {'clean'}  # cardio's 'clean' keeps classes.
+  names = getattr(module, 'CLASS_NAMES', ())
+  return len(names) if names and not options else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,11 +167,15 @@ def load_task(config) -> Task:
   module = RECORD_DATASETS.get(config.dataset) or IMAGE_DATASETS.get(config.dataset)
   kwargs.update({option: config[option] for option in getattr(module, 'OPTIONS', ())
                  if option in config})
+  if 'path' in kwargs:
+    kwargs['path'] = tfds_util.resolve_path(config.path, config.manual_dir)
   if is_records(config.dataset):
     all_records = load_records(config.dataset, **kwargs)
     train, test = records.split(all_records, jax.random.key(config.split_seed),
                                 config.test_fraction)
-    scaler = records.Scaler.fit(train.features)
+    declared = all(column.bounds for column in all_records.columns)
+    scaler = (records.Scaler.from_bounds(all_records.columns) if declared
+              else records.Scaler.fit(train.features))
     return Task(config.dataset, scaler(train.features), train.labels, scaler(test.features),
                 test.labels, all_records.class_names, train, test, scaler)
   loaded = load_images(config.dataset, image_size=config.image_size, **kwargs)

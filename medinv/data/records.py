@@ -25,6 +25,9 @@ class Column:
     edges: bin edges of a continuous column (values below edges[0] go to bin 0, at or above
       edges[-1] to the last bin); used only when the column is the sensitive attribute.
     midpoints: one representative value per bin of a continuous column.
+    bounds: declared (low, high) of the raw value (a user's CSV schema): the model sees
+      (value - low) / (high - low). Empty for built-in datasets, which are z-scored.
+    value_names: what each of a categorical column's `values` (codes) stands for.
   """
   name: str
   description: str
@@ -32,6 +35,8 @@ class Column:
   values: tuple[float, ...] = ()
   edges: tuple[float, ...] = ()
   midpoints: tuple[float, ...] = ()
+  bounds: tuple[float, ...] = ()
+  value_names: tuple[str, ...] = ()
 
   @property
   def candidates(self) -> np.ndarray:
@@ -54,11 +59,17 @@ class Column:
 
 @dataclasses.dataclass(frozen=True)
 class Records:
-  """Raw features (n, d) float32, labels (n,) int32, the column schema and class names."""
+  """Raw features (n, d) float32, labels (n,) int32, the column schema and class names.
+
+  lines / ids: where each record came from (its line in the source file and its id), for
+  datasets that keep them (a user's CSV); None otherwise.
+  """
   features: np.ndarray
   labels: np.ndarray
   columns: tuple[Column, ...]
   class_names: tuple[str, ...]
+  lines: np.ndarray | None = None
+  ids: np.ndarray | None = None
 
   @property
   def num_classes(self) -> int:
@@ -71,10 +82,22 @@ class Records:
     return names.index(name)
 
   def take(self, index: np.ndarray) -> 'Records':
-    return dataclasses.replace(self, features=self.features[index], labels=self.labels[index])
+    def pick(values):
+      return None if values is None else values[index]
+    return dataclasses.replace(self, features=self.features[index], labels=self.labels[index],
+                               lines=pick(self.lines), ids=pick(self.ids))
 
   def __len__(self) -> int:
     return len(self.labels)
+
+
+def concatenate(first: Records, second: Records) -> Records:
+  """The records of `first` then `second` (same schema)."""
+  def join(a, b):
+    return None if a is None or b is None else np.concatenate([a, b])
+  return dataclasses.replace(first, features=join(first.features, second.features),
+                             labels=join(first.labels, second.labels),
+                             lines=join(first.lines, second.lines), ids=join(first.ids, second.ids))
 
 
 def split(records: Records, key: jax.Array, test_fraction: float) -> tuple[Records, Records]:
@@ -86,11 +109,30 @@ def split(records: Records, key: jax.Array, test_fraction: float) -> tuple[Recor
   return records.take(np.sort(order[num_test:])), records.take(np.sort(order[:num_test]))
 
 
+def split_rows(**parts: Records) -> list[dict]:
+  """One row per record of each named part (e.g. train=..., test=...): its source line, id and
+  the part's name as 'split', in line order; [] for records that do not know their lines."""
+  rows = []
+  for name, part in parts.items():
+    if part.lines is None:
+      return []
+    ids = part.ids if part.ids is not None else [''] * len(part)
+    rows += [{'line': int(line), 'id': str(i), 'split': name} for line, i in zip(part.lines, ids)]
+  return sorted(rows, key=lambda row: row['line'])
+
+
 @dataclasses.dataclass(frozen=True)
 class Scaler:
   """Per-column z-scoring fitted on training records; part of the deployed model."""
   mean: np.ndarray
   std: np.ndarray
+
+  @classmethod
+  def from_bounds(cls, columns: tuple[Column, ...]) -> 'Scaler':
+    """(value - low) / (high - low) from declared bounds: no private statistic enters."""
+    low = np.asarray([c.bounds[0] for c in columns], np.float32)
+    high = np.asarray([c.bounds[1] for c in columns], np.float32)
+    return cls(mean=low, std=high - low)
 
   @classmethod
   def fit(cls, features: np.ndarray) -> 'Scaler':

@@ -299,6 +299,7 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
       'dp_epsilon': trained.metrics['dp_epsilon'],
       'n_targets': len(out['x_targets']), 'n_aux': len(ctx.task.x_test),
       'image_size': int(ctx.task.x_test.shape[1]),
+      'dataset': data_lib.source_name(config.data),
   }
   if 'model_perturbation' in config.defense:  # per unit sigma, per perturbed layer
     cfg = config.defense.model_perturbation

@@ -154,7 +154,7 @@ def _rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
   x_targets, x_aux = _targets(config, ctx.task), ctx.task.x_test
   rows = []
   for i, k in enumerate(flat['model']):
-    row = {'dataset': config.data.dataset, 'split': config.attack.split,
+    row = {'dataset': data_lib.source_name(config.data), 'split': config.attack.split,
            'seed': int(flat['seed'][i]),
            'label_flip_prob': float(str(models_points['train.label_flip_prob'][k])),
            'train_learning_rate': float(str(models_points['train.learning_rate'][k]))}

@@ -351,7 +351,7 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
   num_nonmembers = int(labels.size - num_members)
   model_utility = utility(outputs['outputs'], labels, ctx.task.num_classes,
                           np.asarray(ctx.task.y_test))
-  common = {'dataset': config.data.dataset, 'model': config.model,
+  common = {'dataset': data_lib.source_name(config.data), 'model': config.model,
             'num_shadows': config.membership.num_shadows, 'queries': config.attack.queries,
             'num_members': num_members, 'num_nonmembers': num_nonmembers,
             'label_flip_prob': float(config.train.label_flip_prob), **model_utility,

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from medinv import data as data_lib
 from medinv.metrics import roc
 from medinv.core import plots
 from medinv.core import report
@@ -66,7 +67,7 @@ def plot_roc(ctx, outputs: dict) -> None:
   ax.set_yscale('log')
   ax.set_xlabel('false positive rate (grey line: one non-member record)')
   ax.set_ylabel('true positive rate')
-  ax.set_title(f'{ctx.config.data.dataset}: membership inference, '
+  ax.set_title(f'{data_lib.source_name(ctx.config.data)}: membership inference, '
                f'{ctx.config.membership.num_shadows} shadows', fontsize=10)
   ax.legend(fontsize=7, loc='upper left')
   fig.tight_layout()
@@ -117,7 +118,7 @@ def plot_defenses(ctx, result_rows: list[dict]) -> None:
   axes[1].set(xlabel='target test accuracy under the defense',
               ylabel=f'TPR at FPR {fpr:g} (strongest by AUC)')
   axes[0].legend(fontsize=7)
-  fig.suptitle(f'{ctx.config.data.dataset}: membership inference against defenses '
+  fig.suptitle(f'{data_lib.source_name(ctx.config.data)}: membership inference against defenses '
                '(labels: strength)', fontsize=10)
   fig.tight_layout()
   plots.save_png(fig, os.path.join(ctx.workdir, 'defenses.png'), dpi=110, tight=False)

@@ -34,8 +34,10 @@ def masks(config, task: data_lib.Task, num_records: int) -> list[tuple[str, str,
       values = np.asarray(task.y_train[:num_records])
       names = {v: task.class_names[v] for v in np.unique(values)}
     elif name in columns:
+      column = raw.columns[columns.index(name)]
       values = np.asarray(raw.features[:num_records, columns.index(name)])
-      names = {v: f'{v:g}' for v in np.unique(values)}
+      names = {v: (column.value_names[int(v)] if column.value_names else f'{v:g}')
+               for v in np.unique(values)}
     else:
       raise ValueError(f"evaluation.subgroups: {name!r} is neither 'label' nor a column of "
                        f'{config.data.dataset} (columns: {columns})')

@@ -209,7 +209,7 @@ def _noise_ratio_table(m: dict, rows: list[dict]) -> list[str]:
 def inversion_section(name: str, results: dict) -> str:
   rows = results['rows']
   m = results['metrics']
-  out = [f'## Model inversion: {name.split("_", 1)[1]} (`{name}`)', '',
+  out = [f'## Model inversion: {m.get("dataset", name.split("_", 1)[1])} (`{name}`)', '',
          f'Target SplitCNN test accuracy {fmt(m["target_test_accuracy"])}{trained_with(m)}; '
          f'{m["n_targets"]} '
          f'training images reconstructed from hospital A\'s features; the attacker holds '

@@ -78,6 +78,7 @@ def run(spec: Spec, config, workdir: str) -> dict:
   start_time = time.time()
   spec.start(workdir, config)
   task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+  trainer.write_splits(workdir, task)
   ctx = Context(config=config, workdir=workdir, task=task)
   ctx.target = spec.target(config, task, workdir)
   check_finite(ctx.target, workdir)

@@ -24,6 +24,7 @@ import optax
 from medinv.core import checkpoint
 from medinv import data as data_lib
 from medinv.data import images as image_lib
+from medinv.data import records
 from medinv.core import distributed
 from medinv.training import dp_sgd
 from medinv.core import errors
@@ -212,7 +213,7 @@ def validate(config) -> None:
     raise ValueError(f'train.learning_rate must be positive, got {config.train.learning_rate}')
   if not config.train.weight_decay >= 0:
     raise ValueError(f'train.weight_decay must be >= 0, got {config.train.weight_decay}')
-  check_label_flip_prob(config, _fixed_num_classes(config.data.dataset))
+  check_label_flip_prob(config, data_lib.declared_num_classes(config.data))
   dp_sgd.check_config(config.train.dp)
   check_nopeek(config)
 
@@ -228,14 +229,6 @@ def check_nopeek(config) -> None:
   if weight and config.train.nopeek_split not in models.SPLITS:
     raise ValueError(f'train.nopeek_split must be one of {models.SPLITS}, got '
                      f'{config.train.nopeek_split}')
-
-
-def _fixed_num_classes(dataset: str) -> int | None:
-  """The class count of a dataset whose classes no data option changes (None otherwise)."""
-  module = data_lib.RECORD_DATASETS.get(dataset) or data_lib.IMAGE_DATASETS[dataset]
-  options = set(getattr(module, 'OPTIONS', ())) - {'clean'}  # cardio's 'clean' keeps classes.
-  names = getattr(module, 'CLASS_NAMES', ())
-  return len(names) if names and not options else None
 
 
 def check_label_flip_prob(config, num_classes: int | None) -> None:
@@ -348,6 +341,17 @@ def _evaluate_trained(config, state: TrainState, task: data_lib.Task, *,
   return metrics
 
 
+def write_splits(workdir: str, task: data_lib.Task) -> None:
+  """workdir/splits.csv: which source line (and id) went to train and to test, for record
+  datasets that keep their lines (a user's CSV)."""
+  if task.records_train is None or not distributed.is_writer():
+    return
+  rows = records.split_rows(train=task.records_train, test=task.records_test)
+  if rows:
+    os.makedirs(workdir, exist_ok=True)
+    report.write_atomic(os.path.join(workdir, 'splits.csv'), report.rows_to_csv(rows))
+
+
 def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) -> Trained:
   """Trains config.model on config.data (resuming from workdir's checkpoints) and evaluates.
 
@@ -364,6 +368,7 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
   report.write_config(workdir, config)
   if task is None:
     task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+    write_splits(workdir, task)
   check_label_flip_prob(config, task.num_classes)
   model = models.build(config.model, task.num_classes)
   streams = keys_lib.named_keys(config.seed)
@@ -380,7 +385,7 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
                jnp.asarray(y_train), apply_fn=model.apply, tx=tx, private=private)
   metrics = {**_evaluate_trained(config, state, task, apply_fn=model.apply),
              **dp_sgd.model_metrics(setting)}
-  rows = [{'dataset': config.data.dataset, 'model': config.model, 'split': split,
+  rows = [{'dataset': data_lib.source_name(config.data), 'model': config.model, 'split': split,
            'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss'],
            'dp_epsilon': metrics['dp_epsilon']}
           for split in ('train', 'test')]
