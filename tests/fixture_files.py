@@ -182,6 +182,48 @@ def write_cardio(folder, num_records=200, seed=0):
   return folder
 
 
+# ----------------------------------------------------------------------- a user's own CSV
+
+HEART_UCI_HEADER = ('id', 'age', 'sex', 'dataset', 'cp', 'trestbps', 'chol', 'fbs', 'restecg',
+                    'thalch', 'exang', 'oldpeak', 'slope', 'ca', 'thal', 'num')
+
+
+def heart_uci_rows(num_records=160, seed=0):
+  """Synthetic records in the layout of the UCI heart-disease table (heart_disease_uci.csv):
+  text categories, TRUE/FALSE flags, empty cells, num 0-4 related to age, sex and cp."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for i in range(num_records):
+    age, male = int(rng.integers(30, 78)), bool(rng.random() < 0.7)
+    cp = str(rng.choice(['typical angina', 'atypical angina', 'non-anginal', 'asymptomatic']))
+    risk = (age - 30) / 48 + 0.5 * male + (cp == 'asymptomatic') + rng.normal(0, 0.4)
+    num = int(np.clip(np.floor(risk * 1.6), 0, 4))
+    maybe = lambda text, p=0.1: '' if rng.random() < p else text  # noqa: E731
+    rows.append([str(i + 1), str(age), 'Male' if male else 'Female',
+                 str(rng.choice(['Cleveland', 'Hungary', 'Switzerland', 'VA Long Beach'])), cp,
+                 maybe(str(int(rng.integers(100, 180)))), maybe(str(int(rng.integers(150, 400)))),
+                 maybe(str(rng.random() < 0.2).upper()),
+                 str(rng.choice(['normal', 'lv hypertrophy', 'st-t abnormality'])),
+                 maybe(str(int(rng.integers(90, 200)))), maybe(str(rng.random() < 0.4).upper()),
+                 maybe(f'{rng.uniform(0, 4):.1f}'),
+                 maybe(str(rng.choice(['upsloping', 'flat', 'downsloping'])), 0.3),
+                 maybe(str(int(rng.integers(0, 4))), 0.6),
+                 maybe(str(rng.choice(['normal', 'fixed defect', 'reversable defect'])), 0.5),
+                 str(num)])
+  return rows
+
+
+def write_heart_uci(folder, num_records=160, seed=0, name='heart_disease_uci.csv',
+                    delimiter=',', newline='\n', bom=False):
+  """heart_disease_uci.csv (synthetic, see heart_uci_rows); returns its path."""
+  folder.mkdir(parents=True, exist_ok=True)
+  lines = [delimiter.join(HEART_UCI_HEADER)] + [
+      delimiter.join(row) for row in heart_uci_rows(num_records, seed)]
+  path = folder / name
+  path.write_bytes(('\ufeff' if bom else '').encode() + (newline.join(lines) + newline).encode())
+  return path
+
+
 # --------------------------------------------------------------------------------- medmnist
 
 def medmnist_arrays(size=28, channels=1, label_shape=(1,), counts=(12, 4, 6), classes=3,
@@ -207,9 +249,11 @@ def write_medmnist(folder, name, **array_options):
 # ---------------------------------------------------------------------------- all of them
 
 def write_manual_dir(folder, medmnist_names=('pneumoniamnist', 'breastmnist')):
-  """Every manual-download dataset in one folder: cardio_train.csv, MIAS films + Info.txt,
+  """Every manual-download dataset in one folder: cardio_train.csv, heart_disease_uci.csv
+  (in the UCI layout, for configs/schemas/heart_disease_uci.py), MIAS films + Info.txt,
   the CBIS-DDSM CSVs + CBIS-DDSM/ DICOMs, and <name>.npz for each MedMNIST name."""
   write_cardio(folder)
+  write_heart_uci(folder)
   write_mias(folder, size=32)
   write_cbis(folder, rows=cbis_cases())
   for name in medmnist_names:

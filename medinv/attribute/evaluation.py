@@ -22,7 +22,6 @@ baseline (attribute_attacks.IMPUTATION) is the reference of every row's advantag
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import TYPE_CHECKING
 

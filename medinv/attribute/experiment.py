@@ -117,10 +117,9 @@ def write_attack_records(workdir: str, targets, member: np.ndarray, aux) -> None
   rows = records_lib.split_rows(member_target=targets.take(np.flatnonzero(member == 1)),
                                 nonmember_target=targets.take(np.flatnonzero(member == 0)),
                                 auxiliary=aux)
-  if rows and distributed.is_writer():
-    report.write_atomic(os.path.join(workdir, 'attack_records.csv'),
-                        report.rows_to_csv([{'line': row['line'], 'id': row['id'], 'role': row['split']}
-                                            for row in rows]))
+  roles = [{'line': row['line'], 'id': row['id'], 'role': row['split']} for row in rows]
+  if roles and distributed.is_writer():
+    report.write_atomic(os.path.join(workdir, 'attack_records.csv'), report.rows_to_csv(roles))
 
 
 def grid(ctx: experiment.Context) -> dict:
