@@ -16,14 +16,22 @@ report.md opens with one table and privacy_utility_dp.png (epsilon on the x axis
 BreastMNIST runs at 16x16 and the attacks at the demo's lengths, so the study fits a 2-core
 CPU; override any field under config.parts.<part>.
 
-Args: `epsilons` (finite target epsilons separated by '/', inf always runs too), `smoke`.
+Your own CSV: `schema=FILE` replaces the heart_disease parts by attribute_csv_<tag> and
+membership_csv_<tag> on that table (configs/attribute_csv.py, membership_csv.py), e.g.
+  ./launch.sh dp --config configs/dp.py:schema=configs/schemas/heart_disease_uci.py \
+      --manual_dir ../shared/data/heart --workdir runs/dp_heart_uci
+
+Args: `epsilons` (finite target epsilons separated by '/', inf always runs too), `schema`,
+`smoke`.
 """
 import ml_collections
 
+from configs import attribute_csv
 from configs import attribute_heart
 from configs import common
 from configs import inversion_breastmnist
 from configs import membership_breastmnist
+from configs import membership_csv
 from configs import membership_heart
 
 
@@ -37,10 +45,15 @@ def tag(epsilon: float) -> str:
   return 'inf' if epsilon == float('inf') else f'eps{epsilon:g}'.replace('.', 'p')
 
 
-def _parts_at(epsilon: float, part_arg, smoke: bool) -> dict:
-  attribute = attribute_heart.get_config(part_arg)
+def _parts_at(epsilon: float, part_arg, smoke: bool, schema: str = '') -> dict:
+  if schema:
+    record_arg = f'schema={schema}' + (',smoke' if smoke else '')
+    attribute = attribute_csv.get_config(record_arg)
+    membership_records = membership_csv.get_config(record_arg)
+  else:
+    attribute = attribute_heart.get_config(part_arg)
+    membership_records = membership_heart.get_config(part_arg)
   attribute.defense.flip_probs = (0.0,)
-  membership_records = membership_heart.get_config(part_arg)
   inversion = inversion_breastmnist.get_config(part_arg)
   inversion.attack.update(splits=(2,) if smoke else (4,), knows_defense=(True,))
   inversion_breastmnist.keep_core(inversion)
@@ -56,7 +69,8 @@ def _parts_at(epsilon: float, part_arg, smoke: bool) -> dict:
     membership_images.membership.num_shadows = 4
   for config in (membership_records, membership_images):
     config.defense.names = ()
-  parts = {'attribute_heart': attribute, 'membership_heart': membership_records,
+  records = 'csv' if schema else 'heart'
+  parts = {f'attribute_{records}': attribute, f'membership_{records}': membership_records,
            'inversion_breastmnist': inversion, 'membership_breastmnist': membership_images}
   for config in parts.values():
     config.train.dp.target_epsilon = epsilon
@@ -66,7 +80,7 @@ def _parts_at(epsilon: float, part_arg, smoke: bool) -> dict:
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, smoke=False, epsilons='8/1')
+  args = common.parse_arg(arg, smoke=False, epsilons='8/1', schema='')
   epsilons = [float('inf')] + [float(e) for e in args.epsilons.split('/') if e]
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: DP-SGD training against every attack'
@@ -77,6 +91,7 @@ def get_config(arg=None):
   config.workers = 1
   config.parts = ml_collections.ConfigDict()
   for epsilon in epsilons:
-    for name, part in _parts_at(epsilon, 'smoke' if args.smoke else None, args.smoke).items():
+    for name, part in _parts_at(epsilon, 'smoke' if args.smoke else None, args.smoke,
+                                args.schema).items():
       config.parts[name] = part
   return config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from medinv import data as data_lib
 from medinv.core import plots
 from medinv.study import report as study_report
 
@@ -69,7 +70,7 @@ def summary_rows(parts: dict, configs) -> list[dict]:
   merged = {}
   for name, results in parts.items():
     kind = name.split('_')[0]
-    key = (configs[name].data.dataset, target_epsilon(configs[name]))
+    key = (data_lib.source_name(configs[name].data), target_epsilon(configs[name]))
     merged.setdefault(key, {'dataset': key[0], 'target_epsilon': key[1]})
     merged[key].update(SUMMARIES[kind](results))
   return sorted(merged.values(), key=lambda r: (r['dataset'], -r['target_epsilon']))

@@ -178,6 +178,27 @@ def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path)
   assert (tmp_path / 'privacy_utility_dp.png').read_bytes()[:4] == b'\x89PNG'
 
 
+@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
+def test_dp_study_on_a_users_csv(data_dir, manual_dir, tmp_path):
+  # configs/dp.py with schema=: the record parts on a CSV (tests/fixture_files.py's table in
+  # the UCI layout), at epsilon 1: the accounted epsilon reaches it, the table names the file.
+  config = dp_config.get_config('smoke,epsilons=1,schema=configs/schemas/heart_disease_uci.py')
+  for name in list(config.parts.keys()):
+    if name not in ('attribute_csv_eps1', 'membership_csv_eps1'):
+      del config.parts[name]
+    else:
+      config.parts[name].data.update(data_dir=data_dir, manual_dir=manual_dir)
+  assert len(config.parts) == 2
+  study.run(config, str(tmp_path))
+  (row,) = study_dp.summary_rows({n: _results(tmp_path / n) for n in config.parts},
+                                 config.parts)
+  assert row['dataset'] == 'csv:heart_disease_uci.csv'
+  for key in ('dp_epsilon', 'membership_dp_epsilon'):
+    assert row[key] == pytest.approx(1.0, rel=0.01)
+  text = (tmp_path / 'report.md').read_text()
+  assert '| csv:heart_disease_uci.csv | 1 | 1.00 / 1.00 |' in text
+
+
 def _results(path):
   with open(path / 'results.json') as f:
     return json.load(f)
