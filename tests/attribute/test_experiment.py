@@ -67,7 +67,7 @@ def test_bad_configs_fail_before_compute(monkeypatch):
   monkeypatch.setattr(heart_disease, 'COLUMNS', (unbinned,) + heart_disease.COLUMNS[1:])
   config = attribute_heart.get_config('smoke')
   config.attack.sensitive = ('age',)
-  _check(config, "'age' is continuous and has no bins")
+  _check(config, "'age' is numeric and has no bins")
   with pytest.raises(ValueError, match='overlaps the targets in 1 records'):
     attribute_eval.check_disjoint(np.array([1, 2, 3]), np.array([3, 4]))
 
