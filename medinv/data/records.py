@@ -77,13 +77,29 @@ class Records:
     return len(self.labels)
 
 
-def split(records: Records, key: jax.Array, test_fraction: float) -> tuple[Records, Records]:
-  """Shuffles with `key` and splits into (train, test)."""
+def split_indices(key: jax.Array, n: int, test_fraction: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """(train, test) indices into n items: a permutation by `key` holds out `test_fraction`.
+
+  Args:
+    key: the split's key (from `config.data.split_seed`, independent of the run seed).
+    n: how many items.
+    test_fraction: the share held out, in (0, 1).
+
+  Returns:
+    Sorted int arrays (train indices, test indices), so each split keeps source order.
+  """
   if not 0.0 < test_fraction < 1.0:
     raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
-  order = np.asarray(jax.random.permutation(key, len(records)))
-  num_test = int(round(test_fraction * len(records)))
-  return records.take(np.sort(order[num_test:])), records.take(np.sort(order[:num_test]))
+  order = np.asarray(jax.random.permutation(key, n))
+  num_test = int(round(test_fraction * n))
+  return np.sort(order[num_test:]), np.sort(order[:num_test])
+
+
+def split(records: Records, key: jax.Array, test_fraction: float) -> tuple[Records, Records]:
+  """Shuffles with `key` and splits into (train, test)."""
+  train, test = split_indices(key, len(records), test_fraction)
+  return records.take(train), records.take(test)
 
 
 @dataclasses.dataclass(frozen=True)
