@@ -48,8 +48,9 @@ def data_config(dataset: str, **overrides) -> ml_collections.ConfigDict:
   data_dir: where TFDS builds datasets ('' = $MEDINV_DATA_DIR or ~/.cache/medinv/...).
   manual_dir: folder with files a user downloaded (paper-scale datasets).
   image_size: side length images are resized to (a multiple of 8).
-  test_fraction / split_seed: record datasets have no official split; a fixed permutation
-    from `split_seed` (independent of the run seed) holds out `test_fraction` of them.
+  test_fraction / split_seed: record datasets (and image_folder / npz without split folders
+    or keys) have no official split; a fixed permutation from `split_seed` (independent of
+    the run seed) holds out `test_fraction` of them.
   Dataset options (ignored by datasets that do not list them in their module's OPTIONS):
   clean: cardio drops records with implausible measurements.
   variant: mias 'severity' (normal/benign/malignant) or 'abnormal'; cbis_ddsm 'full' or

@@ -29,7 +29,8 @@ RESUMABLE_CHANGES = ('train.num_epochs', 'train.checkpoint_every_epochs', 'data.
                      'data.manual_dir')
 # Fields added after workdirs were written: a saved config without one trained at this value.
 ADDED_FIELDS = {'train.dp.target_epsilon': math.inf, 'train.dp.delta': 0.0,
-                'train.dp.clip_norm': 1.0, 'train.nopeek_weight': 0.0, 'train.nopeek_split': 4}
+                'train.dp.clip_norm': 1.0, 'train.nopeek_weight': 0.0, 'train.nopeek_split': 4,
+                'data.path': ''}
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
 _DELETE_HINT = 'Use another --workdir or delete that one.'
 

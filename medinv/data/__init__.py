@@ -3,6 +3,7 @@
 Embedded (shipped with medinv): heart_disease (records), breastmnist (images).
 Manual (built from files the user downloads into `manual_dir`): cardio (records), mias,
 cbis_ddsm, medmnist (images); `describe()` prints where to get them.
+A user's own images (`config.data.path`): image_folder (one subfolder per class), npz.
 
 Builder options: a dataset module may define `OPTIONS` (names of `config.data` fields) and
 `builder_config(**options)` (image modules also receive `image_size`) returning the TFDS
@@ -23,16 +24,18 @@ from medinv.data import cardio
 from medinv.data import cbis_ddsm
 from medinv.data import csv_table
 from medinv.data import heart_disease
+from medinv.data import image_folder
 from medinv.data import images
 from medinv.data import medmnist
 from medinv.data import mias
+from medinv.data import npz
 from medinv.data import records
 from medinv.data import tfds_util
 from medinv.core.errors import DataError
 
 RECORD_DATASETS = {'heart_disease': heart_disease, 'cardio': cardio, 'csv': csv_table}
 IMAGE_DATASETS = {'breastmnist': breastmnist, 'mias': mias, 'cbis_ddsm': cbis_ddsm,
-                  'medmnist': medmnist}
+                  'medmnist': medmnist, 'image_folder': image_folder, 'npz': npz}
 
 
 def known() -> list[str]:
@@ -85,17 +88,22 @@ def load_records(name: str, *, data_dir: str | None = None,
 
 
 def load_images(name: str, *, image_size: int, data_dir: str | None = None,
-                manual_dir: str | None = None, **options) -> images.Images:
+                manual_dir: str | None = None, split_seed: int = 0, test_fraction: float = 0.2,
+                **options) -> images.Images:
   """Builds (once) and reads an image dataset, resized to image_size (see images.resize).
 
-  `options` are the module's OPTIONS, e.g. `variant='roi'` for cbis_ddsm or
-  `medmnist_name='pneumoniamnist'` for medmnist.
+  `options` are the module's OPTIONS, e.g. `variant='roi'` for cbis_ddsm,
+  `medmnist_name='pneumoniamnist'` for medmnist or `path` (relative to manual_dir when one
+  is given) for image_folder and npz. A dataset without a split layout (images.POOL_SPLIT)
+  is split into train and test here by split_seed and test_fraction, as records are.
   """
   check_name(name)
   if name not in IMAGE_DATASETS:
     raise ValueError(f'{name!r} is a record dataset; image datasets: {sorted(IMAGE_DATASETS)}')
   images.check_image_size(image_size)
   module = IMAGE_DATASETS[name]
+  if 'path' in options:
+    options['path'] = tfds_util.resolve_path(options['path'], manual_dir)
   config = _builder_config(name, module, image_size, **options)
   builder = tfds_util.prepare(module.Builder, data_dir=data_dir, manual_dir=manual_dir,
                               config=config)
@@ -103,6 +111,12 @@ def load_images(name: str, *, image_size: int, data_dir: str | None = None,
   for split in builder.info.splits:
     arrays = tfds_util.read_split(builder, split)
     splits[split] = (images.resize(arrays['image'], image_size), arrays['label'].astype(np.int32))
+  if images.POOL_SPLIT in splits:
+    pool_images, pool_labels = splits.pop(images.POOL_SPLIT)
+    train, test = records.split_indices(jax.random.key(split_seed), len(pool_labels),
+                                        test_fraction)
+    splits.update(train=(pool_images[train], pool_labels[train]),
+                  test=(pool_images[test], pool_labels[test]))
   class_names = ((builder.info.metadata or {}).get('class_names')
                  or getattr(builder.builder_config, 'class_names', None) or module.CLASS_NAMES)
   return images.Images(train=splits['train'], validation=splits.get('validation'),
@@ -178,7 +192,9 @@ def load_task(config) -> Task:
               else records.Scaler.fit(train.features))
     return Task(config.dataset, scaler(train.features), train.labels, scaler(test.features),
                 test.labels, all_records.class_names, train, test, scaler)
-  loaded = load_images(config.dataset, image_size=config.image_size, **kwargs)
+  loaded = load_images(config.dataset, image_size=config.image_size,
+                       split_seed=config.split_seed, test_fraction=config.test_fraction,
+                       **kwargs)
   return Task(config.dataset, *loaded.train, *loaded.test, loaded.class_names)
 
 
@@ -188,8 +204,10 @@ def describe() -> str:
   for name in known():
     module = RECORD_DATASETS.get(name) or IMAGE_DATASETS[name]
     kind = 'records' if name in RECORD_DATASETS else 'images'
-    instructions = getattr(module.Builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
-    where = 'manual download (manual_dir)' if instructions else 'shipped with medinv'
+    layout = getattr(module, 'LAYOUT', None)  # a user's own files (config.data.path)
+    instructions = layout or getattr(module.Builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
+    where = ('your own files' if layout else
+             'manual download (manual_dir)' if instructions else 'shipped with medinv')
     options = ', '.join(f'config.data.{o}' for o in getattr(module, 'OPTIONS', ())) or 'none'
     summary = (module.__doc__ or '').strip().splitlines()[0]
     lines += [f'{name} ({kind}; {where}; options: {options})', f'  {summary}']

@@ -13,6 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# The one split of a user's images without a split layout (image_folder, npz):
+# `medinv.data.load_images` holds out config.data.test_fraction of it by split_seed.
+POOL_SPLIT = 'pool'
+
 
 @dataclasses.dataclass(frozen=True)
 class Images:

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from medinv.core.errors import DataError
+from medinv.data import npz as npz_lib
 
 SIZES = (28, 64, 128, 224)
 SPLITS = {'train': 'train', 'validation': 'val', 'test': 'test'}  # split -> npz key prefix
@@ -57,16 +58,6 @@ def find_file(manual_dir, name: str, size: int) -> str:
                   f'there: {present or "none"}).\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
 
 
-def _header(npz: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
-  """Shape and dtype of an npz member, read from its .npy header without loading it."""
-  with npz.zip.open(f'{key}.npy') as f:
-    version = np.lib.format.read_magic(f)
-    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-            else np.lib.format.read_array_header_2_0)
-    shape, _, dtype = read(f)
-  return shape, dtype
-
-
 @dataclasses.dataclass(frozen=True)
 class Summary:
   """What the checks found in a MedMNIST file."""
@@ -83,18 +74,14 @@ def inspect(path, name: str, size: int, task: int = -1) -> Summary:
     DataError: naming the file and what is wrong (unreadable file, missing keys, image
       shape or dtype, mismatched lengths, multi-label without a task, bad label values).
   """
-  try:
-    npz = np.load(path)
-  except (OSError, ValueError, zipfile.BadZipFile) as e:
-    raise DataError(f'{path}: not a readable npz file ({e})') from e
-  with npz:
+  with npz_lib.open_npz(path) as npz:
     wanted = [f'{p}_{kind}' for p in SPLITS.values() for kind in ('images', 'labels')]
     missing = [k for k in wanted if k not in npz.files]
     if missing:
       raise DataError(f'{path}: missing keys {missing}; found {sorted(npz.files)}')
     labels, channels = {}, None
     for split, prefix in SPLITS.items():
-      shape, dtype = _header(npz, f'{prefix}_images')
+      shape, dtype = npz_lib.array_header(npz, f'{prefix}_images')
       if len(shape) == 3:
         shape = shape + (1,)
       if len(shape) != 4 or shape[1:3] != (size, size) or shape[3] not in (1, 3):
@@ -108,9 +95,8 @@ def inspect(path, name: str, size: int, task: int = -1) -> Summary:
                         f'{channels}')
       channels = shape[3]
       split_labels = np.asarray(npz[f'{prefix}_labels'])
-      if len(split_labels) != shape[0]:
-        raise DataError(f'{path}: {prefix}_images has {shape[0]} entries but '
-                        f'{prefix}_labels has {len(split_labels)}')
+      npz_lib.check_lengths(path, f'{prefix}_images', shape[0], f'{prefix}_labels',
+                            len(split_labels))
       labels[split] = _select_task(path, f'{prefix}_labels', split_labels, task)
   if task >= 0:
     class_names = (f'{name} task {task} negative', f'{name} task {task} positive')
@@ -132,13 +118,10 @@ def _select_task(path, key: str, labels: np.ndarray, task: int) -> np.ndarray:
                     f'{labels.shape[1] - 1}> to train a binary classifier on it')
   if task >= labels.shape[1]:
     raise DataError(f'{path}: medmnist_task={task} but {key} has {labels.shape[1]} task(s)')
-  column = labels[:, max(task, 0)]
-  if not np.all(np.isfinite(column)) or np.any(column < 0) or np.any(column % 1):
-    raise DataError(f'{path}: {key} holds values that are not class indices '
-                    f'({np.unique(column)[:10]})')
+  column = npz_lib.class_indices(path, key, labels[:, max(task, 0)])
   if task >= 0 and np.any(column > 1):
     raise DataError(f'{path}: {key} task {task} is not binary ({np.unique(column)[:10]})')
-  return column.astype(np.int64)
+  return column
 
 
 @dataclasses.dataclass(eq=False)

@@ -95,18 +95,35 @@ def concatenate(first: Records, second: Records) -> Records:
   """The records of `first` then `second` (same schema)."""
   def join(a, b):
     return None if a is None or b is None else np.concatenate([a, b])
-  return dataclasses.replace(first, features=join(first.features, second.features),
-                             labels=join(first.labels, second.labels),
-                             lines=join(first.lines, second.lines), ids=join(first.ids, second.ids))
+  return dataclasses.replace(
+      first, features=join(first.features, second.features),
+      labels=join(first.labels, second.labels), lines=join(first.lines, second.lines),
+      ids=join(first.ids, second.ids))
+
+
+def split_indices(key: jax.Array, n: int, test_fraction: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """(train, test) indices into n items: a permutation by `key` holds out `test_fraction`.
+
+  Args:
+    key: the split's key (from `config.data.split_seed`, independent of the run seed).
+    n: how many items.
+    test_fraction: the share held out, in (0, 1).
+
+  Returns:
+    Sorted int arrays (train indices, test indices), so each split keeps source order.
+  """
+  if not 0.0 < test_fraction < 1.0:
+    raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
+  order = np.asarray(jax.random.permutation(key, n))
+  num_test = int(round(test_fraction * n))
+  return np.sort(order[num_test:]), np.sort(order[:num_test])
 
 
 def split(records: Records, key: jax.Array, test_fraction: float) -> tuple[Records, Records]:
   """Shuffles with `key` and splits into (train, test)."""
-  if not 0.0 < test_fraction < 1.0:
-    raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
-  order = np.asarray(jax.random.permutation(key, len(records)))
-  num_test = int(round(test_fraction * len(records)))
-  return records.take(np.sort(order[num_test:])), records.take(np.sort(order[:num_test]))
+  train, test = split_indices(key, len(records), test_fraction)
+  return records.take(train), records.take(test)
 
 
 def split_rows(**parts: Records) -> list[dict]:
