@@ -160,8 +160,12 @@ def check_compatible(saved_config_path: str, config: dict, fields: tuple[str, ..
     return
   with open(saved_config_path) as f:
     saved = axes_lib.flatten(json.load(f))
-  current = axes_lib.flatten(config)
-  for field in fields:
+  current = axes_lib.flatten(json.loads(json.dumps(config)))  # tuples as the saved lists
+  # A field may be a block (data.schema): each of its leaves is compared.
+  leaves = [key for field in fields
+            for key in sorted({k for k in (*saved, *current) if k.startswith(field + '.')})
+            or [field]]
+  for field in leaves:
     if field in RESUMABLE_CHANGES:
       continue
     was = saved.get(field, ADDED_FIELDS.get(field))

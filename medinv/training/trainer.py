@@ -37,7 +37,8 @@ from medinv.core import sharding
 # Config fields a checkpoint depends on; changing one of them makes a workdir incompatible.
 CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
                      'data.split_seed', 'data.clean', 'data.variant', 'data.medmnist_name',
-                     'data.medmnist_size', 'data.medmnist_task', 'data.path', 'train.batch_size',
+                     'data.medmnist_size', 'data.medmnist_task', 'data.path', 'data.schema',
+                     'train.batch_size',
                      'train.learning_rate', 'train.weight_decay', 'train.augment_flip',
                      'train.label_flip_prob', 'train.dp.target_epsilon', 'train.dp.delta',
                      'train.dp.clip_norm', 'train.nopeek_weight', 'train.nopeek_split')

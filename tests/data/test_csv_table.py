@@ -4,17 +4,22 @@ The tables are synthetic, in the layout of the UCI heart-disease file (tests/fix
 every expected value is computed here from the cells the test wrote, with csv and numpy.
 """
 import csv
+import json
 import os
 
 import numpy as np
 import pytest
 
 from configs import common
+from configs import train_csv
 from medinv import data
 from medinv.attribute import evaluation as attribute_eval
+from medinv.core import checkpoint
+from medinv.core import errors
 from medinv.core.errors import DataError
 from medinv.data import csv_table
 from medinv.data import schema as schema_lib
+from medinv.training import trainer
 
 import fixture_files
 
@@ -202,3 +207,17 @@ def test_attribute_inference_refuses_a_numeric_attribute_without_bins():
   with pytest.raises(ValueError, match="'chol' is numeric and has no bins.*"
                      r'config\.data\.schema\.sensitive\.chol'):
     attribute_eval._check_sensitive(('chol',), data.declared_columns(config.data), 'csv')
+
+
+def test_a_workdir_trained_under_another_schema_is_not_resumed(tmp_path):
+  config = train_csv.get_config()
+  saved = config.to_dict()
+  saved['data']['schema']['positive'] = '> 1'
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  (tmp_path / 'checkpoints' / '1').mkdir(parents=True)
+  with pytest.raises(errors.WorkdirError, match="data.schema.positive was '> 1', now '> 0'"):
+    checkpoint.check_compatible(str(tmp_path / 'config.json'), config.to_dict(),
+                                trainer.CHECKPOINT_FIELDS)
+  (tmp_path / 'config.json').write_text(json.dumps(config.to_dict()))
+  checkpoint.check_compatible(str(tmp_path / 'config.json'), config.to_dict(),
+                              trainer.CHECKPOINT_FIELDS)
