@@ -9,7 +9,7 @@ results.csv and attribute.png.
 from absl import flags
 from absl import logging
 
-from medinv.attribute import experiment as attribute_experiment
+from medinv import api
 from medinv.core import cli
 from medinv.core import progress
 
@@ -55,9 +55,9 @@ def main(argv):
   del argv
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/attribute_{config.data.dataset}'
-  results = attribute_experiment.run(config, workdir)
-  print(summary(results['rows']))
-  print(f'model test accuracy {results["metrics"]["model_test_accuracy"]:.3f}; '
+  result = api.attribute_inference(config, workdir)
+  print(summary(result.rows))
+  print(f'model test accuracy {result.metrics["model_test_accuracy"]:.3f}; '
         f'results in {workdir}/results.json')
 
 

@@ -13,8 +13,8 @@ roc.png.
 from absl import flags
 from absl import logging
 
+from medinv import api
 from medinv.core import cli
-from medinv.membership import experiment as membership_experiment
 from medinv.core import progress
 
 cli.define_config_file('config', 'configs/membership_heart.py', 'Membership-inference config.')
@@ -57,11 +57,11 @@ def main(argv):
   del argv
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/membership_{config.data.dataset}'
-  results = membership_experiment.run(config, workdir)
+  result = api.membership_inference(config, workdir)
   fprs = tuple(config.evaluation.fprs)
-  print(summary([r for r in results['rows'] if r['subgroup'] == 'all'], fprs))
-  print(subgroup_summary(results['rows'], fprs[0]))
-  m = results['metrics']
+  print(summary([r for r in result.rows if r['subgroup'] == 'all'], fprs))
+  print(subgroup_summary(result.rows, fprs[0]))
+  m = result.metrics
   print(f'target test accuracy {m["target_test_accuracy"]:.3f} '
         f'(train {m["target_train_accuracy"]:.3f}, {m["num_shadows"]} shadows); '
         f'results in {workdir}/results.json')

@@ -8,8 +8,8 @@
 from absl import flags
 from absl import logging
 
+from medinv import api
 from medinv.core import cli
-from medinv.inversion import experiment as inversion_experiment
 from medinv.core import progress
 
 cli.define_config_file('config', 'configs/inversion_breastmnist.py', 'Attack config.')
@@ -26,10 +26,10 @@ def main(argv):
   del argv
   config = FLAGS.config
   workdir = FLAGS.workdir or f'runs/inversion_{config.data.dataset}'
-  results = inversion_experiment.run(config, workdir)
+  result = api.model_inversion(config, workdir)
   print(f'{"attack":16} {"split":>5} {"defense":>18} {"strength":>8} {"mode":>9} {"knows":>5} '
         f'{"ssim":>13} {"psnr":>6} {"acc":>6}')
-  for row in results['rows']:
+  for row in result.rows:
     print(f'{row["attack"]:16} {_format(row["split"]):>5} {_format(row["defense"]):>18} '
           f'{_format(row["strength"], "g"):>8} '
           f'{_format(row["mode"]):>9} {_format(row["knows_defense"]):>5} '
