@@ -110,7 +110,10 @@ def test_experiments_give_the_same_numbers(own_paths, data_dir, tmp_path, make_c
     run(make_config(dataset, own_paths[dataset], data_dir), workdir)
     results[dataset] = _rows(workdir)
   for dataset, rows in results.items():
-    assert all(row.get('dataset', dataset) == dataset for row in rows)
+    # source_name: the dataset, and the file or folder a user's own data came from.
+    expected = {'breastmnist': 'breastmnist', 'image_folder': 'image_folder:breastmnist_png',
+                'npz': 'npz:exported arrays.npz'}[dataset]
+    assert all(row.get('dataset', expected) == expected for row in rows)
   builtin = _without_dataset(results['breastmnist'])
   numeric = _numeric_columns(builtin)
   assert len(numeric) > 10 and len(builtin) > 2
