@@ -23,15 +23,18 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from medinv import data as data_lib
 from medinv.attribute import experiment as attribute_experiment
+from medinv.attribute import predict as attribute_predict
+from medinv.data import records as records_lib
 from medinv.inversion import experiment as inversion_experiment
+from medinv.membership import arrays
 from medinv.membership import attacks as membership_attacks
 from medinv.membership import experiment as membership_experiment
 
@@ -132,71 +135,42 @@ def model_inversion(config, workdir: str) -> Result:
   return _result(inversion_experiment.run(config, workdir), workdir)
 
 
-def _check_finite(name: str, array: np.ndarray) -> None:
-  if not np.all(np.isfinite(array)):
-    bad = np.argwhere(~np.isfinite(array))[0]
-    raise ValueError(f'{name} holds NaN or inf (first at index {tuple(int(i) for i in bad)})')
+def load_records(path: str, schema) -> records_lib.Records:
+  """Every record of a CSV under a declared schema (medinv.data.schema), in file order."""
+  return data_lib.load_records('csv', path=os.path.abspath(path), schema=schema)
 
 
-def _phi_from_loss(loss: np.ndarray) -> np.ndarray:
-  """phi = log(p / (1 - p)) of the true label from the cross-entropy loss = -log p."""
-  loss = np.maximum(loss.astype(np.float64), 1e-12)
-  return (-loss - np.log(-np.expm1(-loss))).astype(np.float32)
+def split_records(records: records_lib.Records, seed: int = 0, test_fraction: float = 0.2
+                  ) -> tuple[records_lib.Records, records_lib.Records]:
+  """(train, test): `test_fraction` held out by a permutation from `seed`."""
+  return records_lib.split(records, jax.random.key(seed), test_fraction)
 
 
-def _measurements(labels, logits=None, loss=None) -> dict:
-  """{'phi' (M, N, 1), 'loss' (M, N), 'correct' (M, N, 1) or None} for M models."""
-  if logits is not None:
-    out = jax.vmap(lambda one: membership_attacks.measurements(one[None], jnp.asarray(labels)))(
-        jnp.asarray(logits, jnp.float32))
-    return jax.device_get(out)
-  return {'phi': _phi_from_loss(loss)[..., None], 'loss': loss.astype(np.float32),
-          'correct': None}
+def audit_attribute(predict: Callable, train: records_lib.Records, test: records_lib.Records,
+                    sensitive: Sequence[str], workdir: str, *, flip_probs=(0.0,),
+                    release: str = 'label', outputs: str = 'logits', jax_traceable: bool = True,
+                    seed: int = 0, config=None) -> Result:
+  """Attribute inference against a model of your own, given as a predict function.
 
+  Args:
+    predict: raw records (n, d) float32 -> (n, classes) logits (or probabilities with
+      outputs='probs'); a NumPy function needs jax_traceable=False.
+    train: the records the model trained on (its members: medinv.data.records.Records, e.g.
+      from `load_records` and `split_records`); test: records it never saw.
+    sensitive: the attributes to infer (columns of the records; numeric ones need bins).
+    workdir: where results.json, results.csv and attribute.png go.
+    flip_probs, release: the deployment's randomized response on its released label.
+    seed: the attack's and the release's keys.
+    config: an attribute config to take attack, defense and seed from instead (e.g.
+      configs/attribute_heart.py's): the defaults above are then not used.
 
-def check_scores(labels, membership, target_logits=None, shadow_logits=None,
-                 target_loss=None, shadow_loss=None) -> tuple[int, int]:
-  """Checks the arrays of `score_membership`; returns (num_shadows, num_records).
-
-  Raises:
-    ValueError: one line naming the argument: lengths that differ, NaN or inf, logits that
-      are not (records, classes), a label outside the classes, a membership matrix that is not
-      0/1 of shape (1 + shadows, records), or a record IN (or OUT) for every shadow.
+  Returns:
+    The Result (rows: one per attribute and flip probability, results.csv's columns).
   """
-  labels = np.asarray(labels)
-  membership = np.asarray(membership)
-  if (target_logits is None) == (target_loss is None):
-    raise ValueError('pass either target_logits (records, classes) or target_loss (records,)')
-  n = len(labels)
-  target = np.asarray(target_logits if target_logits is not None else target_loss)
-  shadows = shadow_logits if target_logits is not None else shadow_loss
-  shadows = None if shadows is None else np.asarray(shadows)
-  name = 'target_logits' if target_logits is not None else 'target_loss'
-  shadow_name = name.replace('target', 'shadow')
-  if target_logits is not None and target.ndim != 2:
-    raise ValueError(f'target_logits must be (records, classes), got shape {target.shape}')
-  for arg, array in ((name, target), (shadow_name, shadows)):
-    if array is None:
-      continue
-    if array.shape[-2 if arg.endswith('logits') else -1] != n:
-      raise ValueError(f'{arg} has {array.shape[-2 if arg.endswith("logits") else -1]} '
-                       f'records (shape {array.shape}) but labels has {n}')
-    _check_finite(arg, array)
-  if target_logits is not None and not np.all((labels >= 0) & (labels < target.shape[-1])):
-    raise ValueError(f'labels must be class indices in [0, {target.shape[-1]}), got values '
-                     f'{np.unique(labels)[:10]}')
-  num_shadows = 0 if shadows is None else shadows.shape[0]
-  if membership.shape != (1 + num_shadows, n) or not np.isin(membership, (0, 1)).all():
-    raise ValueError(f'membership must be 0/1 of shape (1 + shadows, records) = '
-                     f'({1 + num_shadows}, {n}) (row 0: the target), got shape '
-                     f'{membership.shape}')
-  if num_shadows:
-    always = np.flatnonzero(membership[1:].all(axis=0) | ~membership[1:].any(axis=0))
-    if always.size:
-      raise ValueError(f'membership: record {int(always[0])} is IN for every shadow or OUT '
-                       f'for every shadow ({always.size} records); LiRA needs shadows both '
-                       'with and without each record')
-  return num_shadows, n
+  config = config or attribute_predict.default_config(sensitive, flip_probs=flip_probs,
+                                                      release=release, seed=seed)
+  return _result(attribute_predict.run(predict, train, test, config, workdir, outputs=outputs,
+                                       jax_traceable=jax_traceable), workdir)
 
 
 def score_membership(labels, membership, *, target_logits=None, shadow_logits=None,
@@ -224,7 +198,7 @@ def score_membership(labels, membership, *, target_logits=None, shadow_logits=No
   Returns:
     The Result; its rows have the train-shadows path's attack columns (auc, tpr_at_<f>, ...).
   """
-  num_shadows, _ = check_scores(labels, membership, target_logits, shadow_logits, target_loss,
+  num_shadows, _ = arrays.check_scores(labels, membership, target_logits, shadow_logits, target_loss,
                                 shadow_loss)
   labels = np.asarray(labels, np.int32)
   membership = np.asarray(membership).astype(bool)
@@ -232,7 +206,7 @@ def score_membership(labels, membership, *, target_logits=None, shadow_logits=No
       [np.asarray(target_logits)[None]] + ([np.asarray(shadow_logits)] if num_shadows else []))
   loss = None if target_loss is None else np.concatenate(
       [np.asarray(target_loss)[None]] + ([np.asarray(shadow_loss)] if num_shadows else []))
-  outputs = _measurements(labels, logits, loss)
+  outputs = arrays.measurements(labels, logits, loss)
   usable = [name for name in (attacks or MEMBERSHIP_ATTACKS)
             if (num_shadows or not membership_attacks.get(name).uses_shadows)
             and (logits is not None or membership_attacks.get(name).reads != 'label')]

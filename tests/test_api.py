@@ -18,6 +18,7 @@ from configs import membership_heart
 from medinv import api
 from medinv import data as data_lib
 from medinv.membership import experiment as membership_experiment
+from medinv.training import trainer
 
 
 def _cli(experiment: str, config_arg: str, overrides: list[str], workdir, data_dir) -> dict:
@@ -59,15 +60,51 @@ def test_membership_cli_equals_api(membership_run, tmp_path, data_dir):
   assert result.table().splitlines()[0].startswith('| attack | defense |')
 
 
-@pytest.mark.e2e
-def test_attribute_cli_equals_api(tmp_path, data_dir):
+@pytest.fixture(scope='module')
+def attribute_run(tmp_path_factory, data_dir):
   config = attribute_heart.get_config('smoke')
   config.data.data_dir = data_dir
-  result = api.attribute_inference(config, str(tmp_path / 'api'))
-  cli = _cli('attribute_inference', 'configs/attribute_heart.py:smoke', [], tmp_path / 'cli',
-             data_dir)
+  workdir = str(tmp_path_factory.mktemp('attribute_api'))
+  return config, workdir, api.attribute_inference(config, workdir)
+
+
+@pytest.mark.e2e
+def test_attribute_cli_equals_api(attribute_run, tmp_path, data_dir):
+  _, _, result = attribute_run
+  cli = _cli('attribute_inference', 'configs/attribute_heart.py:smoke', [], tmp_path, data_dir)
   _same(result.rows, cli['rows'])
   assert 'attribute' in result.figures
+
+
+def _close(rows, other_rows):
+  assert len(rows) == len(other_rows) > 0
+  for row, other in zip(rows, other_rows):
+    for key, value in row.items():
+      if isinstance(value, float) and not math.isnan(value):
+        assert value == pytest.approx(other[key], abs=1e-6), key
+      elif not isinstance(value, float):
+        assert value == other[key], key
+
+
+@pytest.mark.e2e
+def test_attribute_audit_of_a_predict_function_equals_the_trained_path(attribute_run, tmp_path):
+  config, workdir, result = attribute_run
+  task = data_lib.load_task(config.data)
+  trained = trainer.train_and_evaluate(config, os.path.join(workdir, 'target'), task=task)
+
+  def predict(raw):  # the deployed model on raw records, as a user would wrap theirs
+    return trained.apply_fn({'params': trained.params}, task.scaler(raw))
+  jax_run = api.audit_attribute(predict, task.records_train, task.records_test,
+                                config.attack.sensitive, str(tmp_path / 'jax'), config=config)
+  _close(jax_run.rows, result.rows)
+  numpy_run = api.audit_attribute(lambda raw: np.asarray(predict(raw)), task.records_train,
+                                  task.records_test, config.attack.sensitive,
+                                  str(tmp_path / 'numpy'), config=config, jax_traceable=False)
+  _close(numpy_run.rows, result.rows)
+  with pytest.raises(ValueError, match=r'predict returned shape \(2,\) for 2 records; '
+                     r'expected \(batch, classes\) = \(2, 2\)'):
+    api.audit_attribute(lambda raw: predict(raw)[:, 0], task.records_train, task.records_test,
+                        ('sex',), str(tmp_path / 'bad'), config=config)
 
 
 @pytest.mark.e2e

@@ -288,7 +288,7 @@ def check_config(config) -> None:
   if config.data.dataset not in data_lib.RECORD_DATASETS:
     raise ValueError(f'attribute inference needs a record dataset, got {config.data.dataset!r};'
                      f' record datasets: {sorted(data_lib.RECORD_DATASETS)}')
-  _check_sensitive(config.attack.sensitive, data_lib.declared_columns(config.data),
+  check_sensitive(config.attack.sensitive, data_lib.declared_columns(config.data),
                    config.data.dataset)
   if config.defense.release not in defenses.RELEASES:
     raise ValueError(f'unknown release {config.defense.release!r}; allowed: {defenses.RELEASES}')
@@ -314,7 +314,7 @@ def _check_target_split(attack_config) -> None:
                      f'positive number of records, got {num_aux!r}')
 
 
-def _check_sensitive(sensitive, declared, dataset: str) -> None:
+def check_sensitive(sensitive, declared, dataset: str) -> None:
   columns = {column.name: column for column in declared}
   if not sensitive:
     raise ValueError('attack.sensitive is empty; name at least one of ' + ', '.join(columns))

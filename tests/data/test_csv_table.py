@@ -206,7 +206,7 @@ def test_attribute_inference_refuses_a_numeric_attribute_without_bins():
   config.attack = {'sensitive': ('chol',)}
   with pytest.raises(ValueError, match="'chol' is numeric and has no bins.*"
                      r'config\.data\.schema\.sensitive\.chol'):
-    attribute_eval._check_sensitive(('chol',), data.declared_columns(config.data), 'csv')
+    attribute_eval.check_sensitive(('chol',), data.declared_columns(config.data), 'csv')
 
 
 def test_a_workdir_trained_under_another_schema_is_not_resumed(tmp_path):
