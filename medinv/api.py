@@ -42,10 +42,11 @@ MEMBERSHIP_ATTACKS = ('lira_online', 'lira_offline', 'lira_online_fixed_variance
                       'lira_offline_fixed_variance', 'loss_threshold', 'label_only',
                       'label_lira')
 # The columns Result.table() shows first, where a result has them.
-TABLE_COLUMNS = ('attribute', 'flip_prob', 'attack', 'defense', 'mode', 'strength', 'split',
-                 'knows_defense', 'subgroup', 'subgroup_value', 'auc', 'auc_low', 'auc_high',
-                 'balanced_accuracy', 'tpr_at_0.01', 'tpr_at_0.001', 'ssim_mean', 'psnr_mean',
-                 'defended_test_accuracy')
+TABLE_COLUMNS = ('attribute', 'flip_prob', 'attack', 'variant', 'targets', 'defense', 'mode',
+                 'strength', 'split', 'knows_defense', 'subgroup', 'subgroup_value',
+                 'attack_accuracy', 'prior_accuracy', 'imputation_accuracy', 'advantage', 'auc',
+                 'auc_low', 'auc_high', 'balanced_accuracy', 'tpr_at_0.01', 'tpr_at_0.001',
+                 'ssim_mean', 'psnr_mean', 'release_test_accuracy', 'defended_test_accuracy')
 
 
 @dataclasses.dataclass(frozen=True)
