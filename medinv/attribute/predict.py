@@ -123,9 +123,4 @@ def run(predict: Callable, train: records_lib.Records, test: records_lib.Records
   os.makedirs(workdir, exist_ok=True)
   report.write_config(workdir, config)
   ctx = experiment.Context(config=config, workdir=workdir, task=task, target=target)
-  outputs_ = attribute_experiment.grid(ctx)
-  metrics, rows = attribute_experiment.rows(ctx, outputs_)
-  results = report.write_results(workdir, 'attribute_inference', metrics, rows,
-                                 time.time() - start)
-  attribute_experiment.figures(ctx, outputs_, results['rows'])
-  return results
+  return experiment.attack(attribute_experiment.SPEC, ctx, start)

@@ -79,8 +79,16 @@ def run(spec: Spec, config, workdir: str) -> dict:
   spec.start(workdir, config)
   task = distributed.writer_first(lambda: data_lib.load_task(config.data))
   trainer.write_splits(workdir, task)
-  ctx = Context(config=config, workdir=workdir, task=task)
-  ctx.target = spec.target(config, task, workdir)
+  return attack(spec, Context(config=config, workdir=workdir, task=task,
+                              target=spec.target(config, task, workdir)), start_time)
+
+
+def attack(spec: Spec, ctx: Context, start_time: float | None = None) -> dict:
+  """The steps after the target exists: grid, rows, results, figures. `run` calls it on the
+  target it trained; medinv.api on a target a user brings (ctx.target: what the spec's grid
+  and rows read of it, e.g. params, apply_fn and metrics)."""
+  start_time = time.time() if start_time is None else start_time
+  workdir = ctx.workdir
   check_finite(ctx.target, workdir)
   outputs = spec.grid(ctx)
   metrics, rows = spec.rows(ctx, outputs)
