@@ -1,6 +1,7 @@
 """The model registry: the generic split checked against SplitCNN's own, models registered from
-outside medinv (a small CNN with named blocks, a record MLP of another width) in the
-experiments that apply to them, and every registration and config error.
+outside medinv (a small CNN with named blocks: model inversion, NoPeek; a record MLP of another
+width: membership and attribute inference) in the experiments that apply to them, and every
+registration and config error.
 
 The outside models are registered under names of this module's own by the `registered`
 fixture, which removes them again, so no other test sees them.
@@ -13,11 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import attribute_heart
 from configs import inversion_breastmnist
 from configs import membership_heart
 from configs import train_breastmnist
 from configs import train_heart
 from medinv import models
+from medinv.attribute import experiment as attribute
 from medinv.inversion import experiment as inversion
 from medinv.membership import experiment as membership
 from medinv.metrics import features as feature_metrics
@@ -157,6 +160,16 @@ def test_outside_record_model_runs_membership_inference(registered, data_dir, tm
   assert {r['model'] for r in results['rows']} == {RECORDS}
   assert all(r['auc_low'] <= r['auc'] <= r['auc_high'] for r in overall)
   assert 0.5 < results['metrics']['target_test_accuracy'] <= 1.0
+
+
+def test_outside_record_model_runs_attribute_inference(registered, data_dir, tmp_path):
+  config = attribute_heart.get_config('smoke')
+  config.data.data_dir = data_dir
+  config.model = RECORDS
+  results = attribute.run(config, str(tmp_path))
+  assert BUILT and set(BUILT) == {2}
+  assert {r['attack'] for r in results['rows']} == {'map', 'learned'}  # baselines: columns of each row
+  assert 0.5 < results['metrics']['model_test_accuracy'] <= 1.0
 
 
 def test_nopeek_on_an_outside_model_penalises_its_split_layer(registered):
