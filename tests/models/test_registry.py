@@ -168,7 +168,7 @@ def test_outside_record_model_runs_attribute_inference(registered, data_dir, tmp
   config.model = RECORDS
   results = attribute.run(config, str(tmp_path))
   assert BUILT and set(BUILT) == {2}
-  assert {r['attack'] for r in results['rows']} == {'map', 'learned'}  # baselines: columns of each row
+  assert {r['attack'] for r in results['rows']} == {'map', 'learned'}  # baselines: columns
   assert 0.5 < results['metrics']['model_test_accuracy'] <= 1.0
 
 
