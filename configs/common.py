@@ -76,8 +76,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
   dp: DP-SGD (medinv.training.dp_sgd). target_epsilon inf trains without it; a finite one calibrates
     the noise multiplier to reach it at delta (0 = 1/N) with per-example gradients clipped to
     clip_norm and Poisson-sampled batches of expected size batch_size.
-  nopeek_weight / nopeek_split: NoPeek's distance-correlation penalty between the images and
-    the SplitCNN's features at that split (0 = none).
+  nopeek_weight / nopeek_split: NoPeek's distance-correlation penalty between the inputs and
+    the features hospital A sends at split point nopeek_split of config.model (0 = none; an
+    int field: SplitCNN's 2, 4, 6, or a model registered with int split points).
   """
   config = ml_collections.ConfigDict(dict(
       num_epochs=100, batch_size=32, learning_rate=1e-3, weight_decay=0.0,
@@ -116,7 +117,8 @@ def csv_data(schema_path: str, **overrides) -> ml_collections.ConfigDict:
 
 
 def base_config(dataset: str, model: str, **data_overrides) -> ml_collections.ConfigDict:
-  """seed + data + model + train: everything needed to produce a target model."""
+  """seed + data + model + train: everything needed to produce a target model (model: a
+  registered model, medinv.models: 'mlp', 'split_cnn' or one of your own)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.data = data_config(dataset, **data_overrides)

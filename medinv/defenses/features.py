@@ -32,7 +32,8 @@ import optax
 from medinv import models
 from medinv.defenses import base
 
-# The fit's key: fold_in(defense key, FIT_FOLD + split), apart from every query number.
+# The fit's key: fold_in(defense key, FIT_FOLD + the split's number, `models.split_number`:
+# SplitCNN's 2, 4, 6), apart from every query number.
 FIT_FOLD = 1 << 26
 
 
@@ -49,10 +50,11 @@ def _rms(features: jax.Array) -> jax.Array:
 
 
 def fit(key: jax.Array, theta, x_train: jax.Array, y_train: jax.Array, cfg, *,
-        model: models.SplitCNN, split: int) -> dict:
+        model, split) -> dict:
   """The allocation's parameters {'log_scale': feature-map shape}, by Adam on the cloud's
   cross-entropy (theta frozen) with noise of energy cfg.fit_strength, cfg.steps steps of
-  cfg.batch_size training images. Jittable."""
+  cfg.batch_size training images. model / split: the target's module and split (a
+  `models.Split`, or SplitCNN's 2, 4, 6). Jittable."""
   edge, cloud = models.edge_fn(model, split), models.cloud_fn(model, split)
   features = edge(theta, x_train)  # theta is frozen: the features are computed once
   rms = _rms(features)
@@ -140,8 +142,8 @@ def _deploy(key, theta, strength, cfg, *, split, variant, state):
 
 
 def _fit(key, theta, x_train, y_train, cfg, *, model, split):
-  return fit(jax.random.fold_in(key, FIT_FOLD + split), theta, x_train, y_train, cfg,
-             model=model, split=split)
+  fit_key = jax.random.fold_in(key, FIT_FOLD + models.split_number(split))
+  return fit(fit_key, theta, x_train, y_train, cfg, model=model, split=split)
 
 
 base.register('learned_noise', _deploy, acts_on='features', fit=_fit, check=_check,

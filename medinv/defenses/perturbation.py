@@ -21,11 +21,12 @@ SCOPES = ('edge', 'all')
 SIGMA_SCALES = ('absolute', 'relative')
 
 
-def scope_mask(params: dict, scope: str, split: int | None = None) -> dict:
+def scope_mask(params: dict, scope: str, split=None) -> dict:
   """A bool pytree shaped like params: True where `perturb_params` adds noise.
 
-  scope 'all' selects every weight and bias; 'edge' selects the SplitCNN layers that hospital
-  A runs at `split` (conv1..conv{split}).
+  scope 'all' selects every weight and bias; 'edge' selects the layers that hospital A runs
+  at `split` (`models.edge_param_names`: a `models.Split`, or SplitCNN's 2, 4, 6, whose edge
+  is conv1..conv{split}).
   """
   if scope == 'all':
     return jax.tree.map(lambda _: True, params)

@@ -30,6 +30,7 @@ import dataclasses
 import zlib
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,11 +48,13 @@ from medinv.inversion import objectives
 class Context:
   """What an attack may read (arrays may be traced; the rest is static).
 
+  model: the target's flax module; split: where hospital A hands over (a `models.Split`, or
+  SplitCNN's 2, 4, 6); `edge` / `cloud` are its two parts.
   knows_defense: the attacker's view of hospital A's model (True: the deployed model, False:
   the clean one; None for attacks that never see the model).
   """
-  model: models.SplitCNN
-  split: int
+  model: nn.Module
+  split: Any
   cfg: Any
   key: jax.Array
   theta: Any

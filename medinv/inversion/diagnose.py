@@ -50,11 +50,12 @@ def diagnose(config, workdir: str) -> list[dict]:
   qf, fa = config.attack.query_free, config.attack.feature_alignment
   rows = []
   for split in config.attack.splits:
-    edge, cloud = models.edge_fn(trained.model, split), models.cloud_fn(trained.model, split)
+    resolved = models.split_at(config.model, trained.model, split, task.x_train[:1])
+    edge, cloud = models.edge_fn(trained.model, resolved), models.cloud_fn(trained.model, resolved)
 
     def substitute(steps, observed=None, weight=0.0, lr=qf.shadow_learning_rate):
       return reconstruct.train_shadow_edge(
-          key, x_aux, y_aux, model=trained.model, split=split, cloud_params=trained.params,
+          key, x_aux, y_aux, model=trained.model, split=resolved, cloud_params=trained.params,
           steps=steps, batch_size=qf.shadow_batch_size, learning_rate=lr,
           augment_flip=qf.augment_flip, observed=observed, mmd_weight=weight)[0]
     edges = [('real edge (white box)', trained.params),

@@ -1,7 +1,9 @@
 """The model-inversion experiment: attacks x splits x defenses x strengths, next to utility.
 
 `run(config, workdir)` follows medinv.training.experiment's skeleton: it trains (or reuses) the
-target SplitCNN in workdir/target, then for every split, registered defense in `config.defense` (one
+target (config.model, any registered model with split points: SplitCNN in the configs) in
+workdir/target, then for every split point of attack.splits (`models.split_at`: hospital A
+runs the layers up to it), registered defense in `config.defense` (one
 block per defense that acts on 'weights' or 'features': its `strengths` grid and settings), attack
 in `attack.names` and attacker view runs one compiled program over the grid of (strength, draw)
 points (`medinv.inversion.grid`; the block's `num_draws` independent realisations of the defense per
@@ -52,6 +54,7 @@ from medinv.core import distributed
 from medinv.defenses import draws
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
+from medinv import models
 from medinv.inversion import figures as inversion_figures
 from medinv.inversion import validate as inversion_validate
 from medinv.core import progress
@@ -148,7 +151,16 @@ def _views(name: str, config) -> tuple:
   return tuple(config.attack.knows_defense) if uses_view else (None,)
 
 
-def _run_attack(ctx, split, defense, name, view, partial, arrays, streams) -> dict:
+def split_points(ctx: experiment.Context) -> dict:
+  """{point: its `models.Split`} for each split point of config.attack.splits (config
+  values of config.model's registered split points)."""
+  model, sample = ctx.target.model, ctx.task.x_train[:1]
+  return {point: models.split_at(ctx.config.model, model, point, sample)
+          for point in ctx.config.attack.splits}
+
+
+def _run_attack(ctx, split: models.Split, defense, name, view, partial, arrays, streams
+                ) -> dict:
   """{variant: reconstructions (n_strengths, num_draws, ...)} for one program; prepare is a
   stage."""
   config, model = ctx.config, ctx.target.model
@@ -156,15 +168,15 @@ def _run_attack(ctx, split, defense, name, view, partial, arrays, streams) -> di
                 num_classes=ctx.task.num_classes)
   cfg = config.attack[name]
   prepared = stages.load_or_compute(
-      partial, f'split{split}_{name}_{view}_prepared',
+      partial, f'split{split.point}_{name}_{view}_prepared',
       lambda: grid.prepare_fn(name, cfg, **common)(arrays))
   fn = grid.attack_fn(name, cfg, defense, config.defense[defense],
                       defense_key=streams['defense'], **common)
-  return _over_points(partial, f'split{split}_{defense}_{name}_{view}', config, defense,
+  return _over_points(partial, f'split{split.point}_{defense}_{name}_{view}', config, defense,
                       lambda p: sharding.map_grid(fn, p, arrays, prepared))
 
 
-def _fit_defense(ctx: experiment.Context, split: int, defense: str, partial: str,
+def _fit_defense(ctx: experiment.Context, split: models.Split, defense: str, partial: str,
                  defense_key: jax.Array):
   """The fit stage of a defense that learns from hospital A's training images (None for the
   others): once per split, kept in workdir/partial."""
@@ -172,11 +184,12 @@ def _fit_defense(ctx: experiment.Context, split: int, defense: str, partial: str
   if fit is None:
     return None
   start = time.time()
-  state = stages.load_or_compute(partial, f'split{split}_{defense}_fit', lambda: jax.jit(
-      functools.partial(fit, cfg=ctx.config.defense[defense], model=ctx.target.model,
-                        split=split))(defense_key, ctx.target.params, ctx.task.x_train,
-                                      ctx.task.y_train))
-  logging.info('split %d %s: fitted in %.1fs', split, defense, time.time() - start)
+  fit_fn = jax.jit(functools.partial(fit, cfg=ctx.config.defense[defense],
+                                     model=ctx.target.model, split=split))
+  state = stages.load_or_compute(
+      partial, f'split{split.point}_{defense}_fit',
+      lambda: fit_fn(defense_key, ctx.target.params, ctx.task.x_train, ctx.task.y_train))
+  logging.info('split %s %s: fitted in %.1fs', split.point, defense, time.time() - start)
   return state
 
 
@@ -190,11 +203,11 @@ def _grid(ctx: experiment.Context) -> dict:
   arrays = {'theta': theta, 'x_targets': targets(config, task), 'x_aux': task.x_test,
             'y_aux': task.y_test}
   accuracy, recon = {}, {}
-  for split in config.attack.splits:
+  for split, resolved in split_points(ctx).items():
     for defense in config.defense:
-      arrays['defense_state'] = _fit_defense(ctx, split, defense, partial, streams['defense'])
+      arrays['defense_state'] = _fit_defense(ctx, resolved, defense, partial, streams['defense'])
       fn = grid.accuracy_fn(defense, config.defense[defense], model=ctx.target.model,
-                            split=split, defense_key=streams['defense'])
+                            split=resolved, defense_key=streams['defense'])
       test = {'theta': theta, 'x_test': task.x_test, 'y_test': task.y_test,
               'defense_state': arrays['defense_state']}
       accuracy[split, defense] = _over_points(
@@ -203,9 +216,9 @@ def _grid(ctx: experiment.Context) -> dict:
       for name in config.attack.names:
         attack_start = time.time()
         for view in _views(name, config):
-          recon[split, defense, name, view] = _run_attack(ctx, split, defense, name, view,
+          recon[split, defense, name, view] = _run_attack(ctx, resolved, defense, name, view,
                                                           partial, arrays, streams)
-        logging.info('split %d %s %s: %.1fs', split, defense, name, time.time() - attack_start)
+        logging.info('split %s %s %s: %.1fs', split, defense, name, time.time() - attack_start)
   return {'accuracy': accuracy, 'recon': recon, 'x_targets': arrays['x_targets'],
           'class_means': class_means(task),
           'baseline': np.asarray(reconstruct.mean_image_baseline(task.x_test,
@@ -304,9 +317,9 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
   if 'model_perturbation' in config.defense:  # per unit sigma, per perturbed layer
     cfg = config.defense.model_perturbation
     results_metrics['noise_to_weight'] = {
-        f'split{split}': defenses.noise_to_weight(
+        f'split{point}': defenses.noise_to_weight(
             trained.params, defenses.scope_mask(trained.params, cfg.scope, split),
-            cfg.sigma_scale == 'relative') for split in config.attack.splits}
+            cfg.sigma_scale == 'relative') for point, split in split_points(ctx).items()}
   results_metrics.update(evaluator_metrics)
   return results_metrics, rows
 

@@ -1,6 +1,7 @@
 """The one grid driver for model inversion: any registered attack x any registered defense.
 
-For one (split, attack, attacker view, defense) the driver builds two pure functions:
+For one (split, attack, attacker view, defense) the driver builds two pure functions (model:
+the target's flax module, split: a `models.Split`, or SplitCNN's 2, 4, 6):
   `prepare_fn`  the attack's strength-independent step (jitted once; a stage of
                 medinv.inversion.experiment),
   `attack_fn`   one defense strength -> {variant: reconstructions}: hospital A is deployed
@@ -81,7 +82,7 @@ def accuracy_at(strength, arrays, **kwargs) -> dict:
           for variant, correct in correct_at(strength, arrays, **kwargs).items()}
 
 
-def correct_at(strength, arrays, *, model, split: int, defense: str, defense_cfg,
+def correct_at(strength, arrays, *, model, split, defense: str, defense_cfg,
                defense_key) -> dict:
   """One strength of `defense`: {variant: (m,) whether the deployed model labels each test
   image right}."""
@@ -102,7 +103,7 @@ def correct_at_draw(point, arrays, *, defense_key, **kwargs) -> dict:
                     defense_key=draws.draw_key(defense_key, point['draw']), **kwargs)
 
 
-def prepare_fn(name: str, cfg, *, model, split: int, knows_defense, attack_key,
+def prepare_fn(name: str, cfg, *, model, split, knows_defense, attack_key,
                num_classes: int):
   """arrays -> the attack's prepared pytree (jitted; {} when it prepares nothing)."""
   return jax.jit(functools.partial(
@@ -110,7 +111,7 @@ def prepare_fn(name: str, cfg, *, model, split: int, knows_defense, attack_key,
       knows_defense=knows_defense, attack_key=attack_key, num_classes=num_classes))
 
 
-def attack_fn(name: str, cfg, defense_name: str, defense_cfg, *, model, split: int,
+def attack_fn(name: str, cfg, defense_name: str, defense_cfg, *, model, split,
               knows_defense, defense_key, attack_key, num_classes: int):
   """(point, arrays, prepared) -> {variant: reconstructions}, for `sharding.map_grid` over
   `draws.points` ({'strength', 'draw'}).
@@ -124,7 +125,7 @@ def attack_fn(name: str, cfg, defense_name: str, defense_cfg, *, model, split: i
       num_classes=num_classes)
 
 
-def accuracy_fn(defense_name: str, defense_cfg, *, model, split: int, defense_key):
+def accuracy_fn(defense_name: str, defense_cfg, *, model, split, defense_key):
   """(point, arrays) -> {variant: (m,) correct labels of the deployed model}, over
   `draws.points`."""
   return functools.partial(correct_at_draw, model=model, split=split, defense=defense_name,

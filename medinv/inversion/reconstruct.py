@@ -1,6 +1,7 @@
 """Model-inversion attacks on collaborative inference (He et al. 2019) and MI-FACE.
 
-Hospital A runs the SplitCNN edge and sends v = edge(x). The attacks reconstruct x:
+Hospital A runs the target's edge (the layers up to the split point, `models.edge_fn`) and
+sends v = edge(x). The attacks reconstruct x:
 
   `inverse_network` (black box, the paper's): query the deployed edge with the attacker's
       own images, train a decoder g on (edge(x_aux), x_aux) by pixel MSE, return g(v).
@@ -208,25 +209,26 @@ def inverse_network(key: jax.Array, query_fn, aux_images: jax.Array,
 
 
 def train_shadow_edge(key: jax.Array, aux_images: jax.Array, aux_labels: jax.Array, *,
-                      model: models.SplitCNN, split: int, cloud_params=None, steps: int,
+                      model: nn.Module, split, cloud_params=None, steps: int,
                       batch_size: int, learning_rate: float, augment_flip: bool = True,
                       observed=None, mmd_weight: float = 0.0) -> tuple[dict, jax.Array]:
   """Query-free attack, step 1: a shadow edge trained for classification on the aux images.
 
   With `cloud_params` (hospital B's layers, which a cloud-side attacker holds), only the
   shadow edge is trained, through those fixed layers, so its features become compatible
-  with the real edge's (He et al.). Without them, a whole shadow SplitCNN is trained.
+  with the real edge's (He et al.). Without them, a whole shadow model is trained.
   With `observed` features (what hospital B received from the real edge), the loss adds
   mmd_weight x the squared MMD between the shadow's features of each batch and them
   (feature-space alignment, as FORA).
 
+  model / split: the target's module and split (a `models.Split`, or SplitCNN's 2, 4, 6).
   Returns the shadow's params (edge subtree usable with `models.edge_fn`) and losses.
   """
   check_positive('shadow steps', steps)
   init_key, data_key = jax.random.split(key)
   shadow = model.init(init_key, aux_images[:1])['params']
   edge_names = models.edge_param_names(split)
-  trainable = shadow if cloud_params is None else {n: shadow[n] for n in edge_names}
+  trainable = shadow if cloud_params is None else models.edge_params(shadow, split)
   frozen = {} if cloud_params is None else {n: v for n, v in cloud_params.items()
                                             if n not in edge_names}
   edge, cloud = models.edge_fn(model, split), models.cloud_fn(model, split)
@@ -251,7 +253,7 @@ def train_shadow_edge(key: jax.Array, aux_images: jax.Array, aux_labels: jax.Arr
 
   (trainable, _), losses = jax.lax.scan(step, (trainable, tx.init(trainable)),
                                         jnp.arange(steps))
-  return {n: trainable[n] for n in edge_names}, losses
+  return models.edge_params(trainable, split), losses
 
 
 # ----------------------------------------------------------------------------- MI-FACE

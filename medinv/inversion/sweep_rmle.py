@@ -1,7 +1,8 @@
 """White-box rMLE sweep: target population x defense sigma x attack hyperparameters, one program.
 
-A run trains a population of SplitCNN targets (`medinv.training.population`: vmapped over seeds,
-training-time label flip_prob and learning rate), then attacks every model at every point of
+A run trains a population of targets (config.model, any registered model with split points;
+`medinv.training.population`: vmapped over seeds, training-time label flip_prob and learning
+rate), split at attack.split (`medinv.models.split_at`), then attacks every model at every point of
 the attack grid (defense.sigma x attack.learning_rate x attack.weights.<term>) in one
 program: `sharding.map_grid` over the flattened (model, attack point) grid, sharded over the
 devices. Each point perturbs hospital A's layers of its model with sigma (the 'fixed' mode
@@ -43,9 +44,8 @@ ATTACK_AXES = ('defense.sigma', 'attack.learning_rate', 'attack.weights.*')
 
 def validate(config) -> None:
   trainer.validate(config)
-  if config.model != 'split_cnn':
-    raise ValueError(f'the rmle sweep attacks the SplitCNN; got model {config.model!r}')
-  models.check_split(config.attack.split)
+  models.require_split_points(config.model, 'config.model', 'the rmle sweep')
+  models.split_layer(config.model, config.attack.split, 'attack.split')
   for name, weight in config.attack.weights.items():
     if name not in objectives.TERMS:
       raise ValueError(f'attack.weights.{name}: unknown objective term; registered: '
@@ -107,7 +107,7 @@ def attack_point(point, population_params, x_targets, x_test, y_test, *, model, 
 
 
 @functools.lru_cache(maxsize=None)
-def point_fn(model, split: int, scope: str, steps: int):
+def point_fn(model, split: models.Split, scope: str, steps: int):
   return functools.partial(attack_point, model=model, split=split, scope=scope, steps=steps)
 
 
@@ -142,7 +142,9 @@ def _grid(ctx: experiment.Context) -> dict:
   """Every (model, attack point) in one program sharded over the devices."""
   config, task, target = ctx.config, ctx.task, ctx.target
   flat = flat_grid(target['points'], attack_points(config))
-  fn = point_fn(target['model'], config.attack.split, config.defense.scope, config.attack.steps)
+  split = models.split_at(config.model, target['model'], config.attack.split, task.x_train[:1],
+                          'attack.split')
+  fn = point_fn(target['model'], split, config.defense.scope, config.attack.steps)
   out = sharding.map_grid(fn, flat, target['state'].params, _targets(config, task), task.x_test,
                           task.y_test, batch_size=config.attack.grid_batch_size)
   return {'flat': flat, 'out': out}

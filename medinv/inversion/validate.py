@@ -1,6 +1,7 @@
 """Every config error of the model-inversion experiment, found before any data or compute.
 
-config.attack: `names` (registered attacks, `medinv.inversion.attacks`), `splits`,
+config.model: a registered model with split points (`medinv.models`). config.attack: `names`
+(registered attacks, `medinv.inversion.attacks`), `splits` (split points of config.model),
 `num_targets`, `figure_targets`, `knows_defense`, `grid_chunk`, and one block per named attack
 (`config.attack.<name>`, checked by the attack's registration). config.defense: one block per
 registered defense that acts on 'weights' or 'features' (`medinv.defenses`, `ACTS_ON`), each
@@ -54,15 +55,14 @@ def _check_defenses(defense) -> None:
 def validate(config) -> None:
   """Raises ValueError naming the field for every config error."""
   trainer.validate(config)
-  if config.model != 'split_cnn':
-    raise ValueError(f'model inversion attacks the SplitCNN; got model {config.model!r}')
+  models.require_split_points(config.model, 'config.model', 'model inversion')
   attack = config.attack
   _check_attacks(attack)
   _check_defenses(config.defense)
   if not attack.splits:
     raise ValueError('attack.splits is empty')
   for split in attack.splits:
-    models.check_split(split)
+    models.split_layer(config.model, split, 'attack.splits: split')
   if not attack.knows_defense or any(not isinstance(k, bool) for k in attack.knows_defense):
     raise ValueError(f'attack.knows_defense must be a non-empty tuple of bools, got '
                      f'{attack.knows_defense}')

@@ -1,108 +1,50 @@
-"""The paper's target models.
+"""Target models: a registry of named flax modules, with their split points.
 
-`MLP`: the clinical-record model, 2 hidden layers of 100 units with ReLU.
-`SplitCNN`: He et al.'s collaborative-inference CNN: six 3x3 convs (64, 64, 128, 128, 128,
-128 channels, ReLU), 2x2 max-pool after conv 2, 4 and 6, then FC 512 and FC num_classes.
-Hospital A runs `edge(x, split)` (conv 1..split, ending at the ReLU of conv `split`, before
-its pool); hospital B runs `cloud(h, split)` (the rest). cloud(edge(x, k), k) is exactly the
-full forward pass. Parameters are named conv1..conv6, fc1, fc2, so the edge part of a split
-is its own subtree (`edge_params`). Convs and pools come from medinv.models.layers, which keeps
-their gradients fast inside compiled loops (training epochs, inversion attacks).
+`config.model` names a registered model (`medinv.models.registry`): a constructor
+`(num_classes) -> flax.linen.Module` returning logits, what it takes ('records' or
+'images', checked against config.data.dataset), and optionally its split points, the layers
+after which hospital A hands over to hospital B in collaborative inference (model inversion,
+NoPeek). This module is the one place that registers the built-ins:
+  mlp        `networks.MLP`, records; no split points;
+  split_cnn  `networks.SplitCNN`, images; split points 2, 4, 6 (config values) -> layers
+             conv2, conv4, conv6, split by SplitCNN's own edge / cloud methods.
+A model of your own is one `register` call before the experiment runs, e.g.
+
+    class SmallCNN(nn.Module):
+      num_classes: int
+
+      @nn.compact
+      def __call__(self, x):
+        x = nn.relu(nn.Conv(16, (3, 3), name='block1')(x))
+        x = nn.relu(nn.Conv(32, (3, 3), name='block2')(nn.max_pool(x, (2, 2), (2, 2))))
+        return nn.Dense(self.num_classes, name='head')(x.reshape(x.shape[0], -1))
+
+    models.register('small_cnn', SmallCNN, takes='images', split_points=('block1', 'block2'))
+    config.model = 'small_cnn'; config.attack.splits = ('block2',)
+
+and medinv.models.splitting splits it generically at the named layer. `build` makes the
+module; `split_at` resolves a split point; `edge_fn` / `cloud_fn` / `edge_params` split any
+model at a `Split` (or SplitCNN at its bare 2, 4, 6).
 """
-from __future__ import annotations
+from medinv.models import networks
+from medinv.models import registry
+from medinv.models import splitting
+from medinv.models.networks import CONV_CHANNELS, MLP, SPLITS, SplitCNN, check_split
+from medinv.models.registry import (MODELS, TAKES, Entry, build, check_fits, check_output, get,
+                                    register, require_split_points, split_layer, unregister)
+from medinv.models.splitting import (Split, call_order, cloud_fn, edge_fn, edge_param_names,
+                                     edge_params, split_at, split_number)
 
-from typing import Sequence
+__all__ = [
+    'networks', 'registry', 'splitting',
+    'CONV_CHANNELS', 'MLP', 'SPLITS', 'SplitCNN', 'check_split',
+    'MODELS', 'TAKES', 'Entry', 'build', 'check_fits', 'check_output', 'get', 'register',
+    'require_split_points', 'split_layer', 'unregister',
+    'Split', 'call_order', 'cloud_fn', 'edge_fn', 'edge_param_names', 'edge_params', 'split_at',
+    'split_number',
+]
 
-import flax.linen as nn
-import jax
-
-from medinv.models import layers
-
-SPLITS = (2, 4, 6)
-CONV_CHANNELS = (64, 64, 128, 128, 128, 128)
-
-
-def check_split(split: int) -> None:
-  if split not in SPLITS:
-    raise ValueError(f'split must be one of {SPLITS} (the SplitCNN conv layer after which '
-                     f'hospital A hands over), got {split}')
-
-
-class MLP(nn.Module):
-  """Multilayer perceptron returning logits."""
-  num_classes: int
-  hidden: Sequence[int] = (100, 100)
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
-    return nn.Dense(self.num_classes)(x)
-
-
-class SplitCNN(nn.Module):
-  """Six-conv CNN that splits into edge and cloud parts after conv 2, 4 or 6."""
-  num_classes: int
-
-  def setup(self):
-    self.convs = [layers.Conv(c, (3, 3), name=f'conv{i + 1}') for i, c in enumerate(CONV_CHANNELS)]
-    self.fc1 = nn.Dense(512)
-    self.fc2 = nn.Dense(self.num_classes)
-
-  def edge(self, x: jax.Array, split: int) -> jax.Array:
-    """Conv 1..split on images (n, s, s, c); returns features (n, s', s', channels)."""
-    for i in range(split):
-      if i and i % 2 == 0:
-        x = layers.max_pool_2x2(x)
-      x = nn.relu(self.convs[i](x))
-    return x
-
-  def cloud(self, h: jax.Array, split: int) -> jax.Array:
-    """The rest of the network on edge features; returns logits."""
-    h = layers.max_pool_2x2(h)
-    for i in range(split, len(CONV_CHANNELS)):
-      h = nn.relu(self.convs[i](h))
-      if i % 2 == 1:
-        h = layers.max_pool_2x2(h)
-    h = h.reshape(h.shape[0], -1)
-    return self.fc2(nn.relu(self.fc1(h)))
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return self.cloud(self.edge(x, 6), 6)
-
-
-def edge_param_names(split: int) -> tuple[str, ...]:
-  check_split(split)
-  return tuple(f'conv{i + 1}' for i in range(split))
-
-
-def edge_params(params: dict, split: int) -> dict:
-  """The subtree of SplitCNN params that hospital A holds at this split."""
-  return {name: params[name] for name in edge_param_names(split)}
-
-
-def edge_fn(model: SplitCNN, split: int):
-  """`(params, x) -> edge features`; params may be the full tree or `edge_params`."""
-  check_split(split)
-
-  def apply(params, x):
-    return model.apply({'params': params}, x, split, method=SplitCNN.edge)
-  return apply
-
-
-def cloud_fn(model: SplitCNN, split: int):
-  """`(params, h) -> logits` for the cloud part at this split."""
-  check_split(split)
-
-  def apply(params, h):
-    return model.apply({'params': params}, h, split, method=SplitCNN.cloud)
-  return apply
-
-
-def build(name: str, num_classes: int) -> nn.Module:
-  """Model by config name: 'mlp' or 'split_cnn'."""
-  if name == 'mlp':
-    return MLP(num_classes=num_classes)
-  if name == 'split_cnn':
-    return SplitCNN(num_classes=num_classes)
-  raise ValueError(f"unknown model {name!r}; known models: 'mlp', 'split_cnn'")
+register('mlp', networks.MLP, takes='records')
+register('split_cnn', networks.SplitCNN, takes='images',
+         split_points={split: f'conv{split}' for split in networks.SPLITS},
+         edge=networks.edge_fn, cloud=networks.cloud_fn)

@@ -1,10 +1,12 @@
 """Inverse networks for the black-box model-inversion attack: edge features -> image.
 
-`InverseDecoder(split)` mirrors the SplitCNN edge at that split: one 2x2 stride-2 transposed
-convolution per max-pool inside the edge (split 2: none; 4: one; 6: two), each followed by a
-3x3 transposed convolution at the new resolution (split 2: one 3x3 layer), then a 3x3
-transposed convolution to the image channels and a sigmoid (images live in [0, 1]). Features
-(n, s / 2^(split/2 - 1), same, channels) come back as images (n, s, s, out_channels).
+`InverseDecoder(split)` mirrors the edge at that split: one 2x2 stride-2 transposed
+convolution per halving of the image side inside the edge (SplitCNN's split 2: none; 4: one;
+6: two), each followed by a 3x3 transposed convolution at the new resolution (no halving:
+one 3x3 layer), then a 3x3 transposed convolution to the image channels and a sigmoid (images
+live in [0, 1]). Features (n, s / 2^k, same, channels) come back as images (n, s, s,
+out_channels). `split` is a `models.Split` (any registered model whose features at the split
+are (s / 2^k, s / 2^k, channels) for images (s, s, c)) or SplitCNN's 2, 4, 6.
 
 `ConvTranspose` avoids XLA:CPU's slow convolution gradients inside loops (where decoders
 train): stride-1 layers use `layers.conv2d`, and a stride equal to the kernel size (2x2,
@@ -49,10 +51,20 @@ class ConvTranspose(nn.Module):
     return blocks.reshape(n, h * k, w * k, self.features) + bias
 
 
-def num_upsamplings(split: int) -> int:
-  """How many 2x upsamplings undo the edge's max-pools (pools sit before conv 3 and 5)."""
-  models.check_split(split)
-  return split // 2 - 1
+def num_upsamplings(split) -> int:
+  """How many 2x upsamplings undo the edge's downsampling (SplitCNN: its pools sit before
+  conv 3 and 5); ValueError for features that are not an image-shaped map."""
+  if not isinstance(split, models.Split):
+    models.check_split(split)
+    return split // 2 - 1
+  image, features = split.input_shape, split.feature_shape
+  ratio = image[0] // features[0] if len(features) == 3 and features[0] else 0
+  if (len(image) != 3 or len(features) != 3 or features[0] != features[1] or
+      ratio < 1 or ratio & (ratio - 1) or features[0] * ratio != image[0]):
+    raise ValueError(f'split point {split.point!r} (layer {split.layer!r}) sends features of '
+                     f'shape {features} for inputs {image}: the inverse-network decoder needs '
+                     'a feature map (s / 2^k, s / 2^k, channels) of images (s, s, c)')
+  return ratio.bit_length() - 1
 
 
 class InverseDecoder(nn.Module):
@@ -72,7 +84,9 @@ class InverseDecoder(nn.Module):
     return nn.sigmoid(ConvTranspose(self.out_channels)(h))
 
 
-def feature_shape(image_shape: tuple[int, int, int], split: int) -> tuple[int, int, int]:
+def feature_shape(image_shape: tuple[int, int, int], split) -> tuple[int, ...]:
   """Shape of one image's edge features at `split` (what the decoder takes)."""
+  if isinstance(split, models.Split):
+    return split.feature_shape
   size = image_shape[0] // 2 ** num_upsamplings(split)
   return (size, size, models.CONV_CHANNELS[split - 1])

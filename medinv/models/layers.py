@@ -21,7 +21,7 @@ here), where the XLA flag of medinv.core.xla is set (every experiment sets it).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -133,11 +133,16 @@ _conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 class Conv(nn.Module):
-  """Drop-in for `nn.Conv(features, (k, k))` (stride 1, SAME): same params, init and values."""
+  """Drop-in for `nn.Conv(features, (k, k))` (stride 1, SAME): same params, init and values.
+
+  activation: applied to the output when given (e.g. `nn.relu`), so the layer's output is
+  what a split after it hands over (medinv.models.splitting).
+  """
   features: int
   kernel_size: tuple[int, int] = (3, 3)
   kernel_init: Any = nn.initializers.lecun_normal()
   bias_init: Any = nn.initializers.zeros_init()
+  activation: Callable[[jax.Array], jax.Array] | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -146,7 +151,8 @@ class Conv(nn.Module):
     kernel = self.param('kernel', self.kernel_init,
                         self.kernel_size + (x.shape[-1], self.features), jnp.float32)
     bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
-    return conv2d(x, kernel, bias)
+    out = conv2d(x, kernel, bias)
+    return out if self.activation is None else self.activation(out)
 
 
 def _windows(x: jax.Array) -> jax.Array:

@@ -149,7 +149,7 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   e.g. 1 for CNNs on XLA:CPU, where batched-weight convolutions are slow). Models train with
   DP-SGD where their train.dp.target_epsilon (EPSILON) is finite (`with_privacy`).
   """
-  model = models.build(config.model, task.num_classes)
+  model = models.build(config.model, task.num_classes, sample_x=task.x_train[:2])
   tc = config.train
   if tc.nopeek_weight:
     raise ValueError('train.nopeek_weight: populations (sweeps, membership shadows) train '

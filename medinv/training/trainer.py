@@ -72,13 +72,16 @@ def loss_and_logits(params, x, y, mask, *, apply_fn, penalty_fn=None):
   return (loss if penalty_fn is None else loss + penalty_fn(params, x)), logits
 
 
-def nopeek_penalty(config, model: nn.Module):
+def nopeek_penalty(config, model: nn.Module, sample_x):
   """NoPeek (Vepakomma et al. 2020): train.nopeek_weight x the distance correlation between
-  the batch's images and the features hospital A sends at train.nopeek_split; None at 0."""
+  the batch's inputs and the features hospital A sends at split point train.nopeek_split of
+  config.model (`models.split_at`; sample_x: inputs of the batch's shape); None at 0."""
   weight = float(config.train.nopeek_weight)
   if not weight:
     return None
-  edge = models.edge_fn(model, int(config.train.nopeek_split))
+  split = models.split_at(config.model, model, config.train.nopeek_split, sample_x,
+                          'train.nopeek_split')
+  edge = models.edge_fn(model, split)
   return lambda params, x: weight * feature_metrics.distance_correlation(x, edge(params, x))
 
 
@@ -199,13 +202,9 @@ class Trained:
 def validate(config) -> None:
   """Checks names and sizes before any data is touched or compute spent."""
   data_lib.check_name(config.data.dataset)
-  model_needs_images = config.model == 'split_cnn'
-  if config.model not in ('mlp', 'split_cnn'):
-    models.build(config.model, 2)  # Raises with the known names.
-  if model_needs_images == data_lib.is_records(config.data.dataset):
-    raise ValueError(f'model {config.model!r} does not fit dataset {config.data.dataset!r}: '
-                     "use 'mlp' for record datasets and 'split_cnn' for image datasets")
-  if model_needs_images:
+  entry = models.check_fits(config.model, config.data.dataset,
+                            data_lib.is_records(config.data.dataset))
+  if entry.takes == 'images':
     data_lib.images.check_image_size(config.data.image_size)
   for field in ('num_epochs', 'batch_size', 'checkpoint_every_epochs'):
     if config.train[field] <= 0:
@@ -220,16 +219,14 @@ def validate(config) -> None:
 
 
 def check_nopeek(config) -> None:
-  """train.nopeek_weight >= 0; a positive one needs the SplitCNN and a split of 2, 4 or 6."""
+  """train.nopeek_weight >= 0; a positive one needs a model with split points and
+  train.nopeek_split one of them (SplitCNN: 2, 4 or 6)."""
   weight = config.train.nopeek_weight
   if not weight >= 0:
     raise ValueError(f'train.nopeek_weight must be >= 0 (0 = no NoPeek), got {weight}')
-  if weight and config.model != 'split_cnn':
-    raise ValueError(f"train.nopeek_weight needs model 'split_cnn' (the penalty acts on the "
-                     f'features at a split), got model {config.model!r}')
-  if weight and config.train.nopeek_split not in models.SPLITS:
-    raise ValueError(f'train.nopeek_split must be one of {models.SPLITS}, got '
-                     f'{config.train.nopeek_split}')
+  if weight:
+    models.require_split_points(config.model, 'train.nopeek_weight', 'NoPeek')
+    models.split_layer(config.model, config.train.nopeek_split, 'train.nopeek_split')
 
 
 def check_label_flip_prob(config, num_classes: int | None) -> None:
@@ -286,10 +283,10 @@ def _local(state):
 
 
 def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, y_train, *,
-         apply_fn, tx, private: dict) -> TrainState:
+         apply_fn, tx, private: dict, penalty_fn=None) -> TrainState:
   """Resumes from workdir/checkpoints and trains to config.train.num_epochs, saving every
   checkpoint_every_epochs; errors.DivergedError (before saving) on a non-finite loss.
-  private: `dp.training_arguments`' DP arguments ({} without DP)."""
+  private: `dp.training_arguments`' DP arguments ({} without DP); penalty_fn: NoPeek's."""
   mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
   epoch, restored = checkpoint.restore_latest(mngr, _checkpointable(state))
   if restored is not None:
@@ -299,7 +296,7 @@ def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, 
   epochs = jax.jit(functools.partial(
       run_epochs, apply_fn=apply_fn, tx=tx, batch_size=config.train.batch_size,
       augment_flip=config.train.augment_flip, dp_batch=private.get('dp_batch', 0),
-      penalty_fn=nopeek_penalty(config, models.build(config.model, 2))),
+      penalty_fn=penalty_fn),
       static_argnames='num_epochs', donate_argnums=0)
   total = config.train.num_epochs
   loop_start = time.time()
@@ -371,7 +368,7 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
     task = distributed.writer_first(lambda: data_lib.load_task(config.data))
     write_splits(workdir, task)
   check_label_flip_prob(config, task.num_classes)
-  model = models.build(config.model, task.num_classes)
+  model = models.build(config.model, task.num_classes, sample_x=task.x_train[:2])
   streams = keys_lib.named_keys(config.seed)
   y_train = task.y_train
   if config.train.label_flip_prob:
@@ -383,7 +380,8 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
   state = init_state(streams['init'], model, tx, jnp.asarray(task.x_train))
   setting, private = dp_sgd.training_arguments(config, len(y_train), streams['defense'])
   state = _fit(config, workdir, state, streams['data'], jnp.asarray(task.x_train),
-               jnp.asarray(y_train), apply_fn=model.apply, tx=tx, private=private)
+               jnp.asarray(y_train), apply_fn=model.apply, tx=tx, private=private,
+               penalty_fn=nopeek_penalty(config, model, task.x_train[:1]))
   metrics = {**_evaluate_trained(config, state, task, apply_fn=model.apply),
              **dp_sgd.model_metrics(setting)}
   rows = [{'dataset': data_lib.source_name(config.data), 'model': config.model, 'split': split,
