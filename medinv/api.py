@@ -32,7 +32,10 @@ import numpy as np
 from medinv import data as data_lib
 from medinv.attribute import experiment as attribute_experiment
 from medinv.attribute import predict as attribute_predict
+from medinv import models
 from medinv.data import records as records_lib
+from medinv.training import experiment as training_experiment
+from medinv.training import trainer
 from medinv.inversion import experiment as inversion_experiment
 from medinv.membership import arrays
 from medinv.membership import attacks as membership_attacks
@@ -172,6 +175,48 @@ def audit_attribute(predict: Callable, train: records_lib.Records, test: records
                                                       release=release, seed=seed)
   return _result(attribute_predict.run(predict, train, test, config, workdir, outputs=outputs,
                                        jax_traceable=jax_traceable), workdir)
+
+
+def audit_inversion(model: str, params, train: tuple, attacker: tuple, config,
+                    workdir: str, *, class_names: Sequence[str] | None = None) -> Result:
+  """Model inversion against a split model of your own, trained anywhere, with its params.
+
+  Args:
+    model: a registered model (medinv.models.register) with split points: its edge part
+      (what hospital A runs) and cloud part come from them.
+    params: its flax parameters (the `params` collection).
+    train: (images (n, s, s, c) float32 in [0, 1], labels (n,)) the model trained on: the
+      attack's targets are config.attack.num_targets of them (MI-FACE's class means too).
+    attacker: (images, labels) the attacker holds from the same distribution (its queries,
+      its decoders' training data); also where the model's test accuracy is measured.
+    config: a model-inversion config (e.g. configs/inversion_breastmnist.py's): attack,
+      defense and seed are read; config.model is set to `model`.
+    workdir: where stages, results and figures go.
+    class_names: the classes' names (default 'class <i>').
+
+  Returns:
+    The Result (rows: one per attack, split point, attacker view, defense and strength).
+  """
+  x_train, y_train = (np.asarray(a) for a in train)
+  x_aux, y_aux = (np.asarray(a) for a in attacker)
+  num_classes = int(max(y_train.max(), y_aux.max())) + 1
+  models.require_split_points(model, 'model', 'model inversion')
+  module = models.build(model, num_classes, sample_x=x_train[:2])
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model = model
+  inversion_experiment.validate(config)
+  task = data_lib.Task(model, x_train, y_train.astype(np.int32), x_aux, y_aux.astype(np.int32),
+                       tuple(class_names or (f'class {i}' for i in range(num_classes))))
+
+  def accuracy(x, y):
+    return float(np.mean(np.argmax(np.asarray(module.apply({'params': params}, x)), -1) == y))
+  target = trainer.Trained(module, params, task, {
+      'test_accuracy': accuracy(x_aux, y_aux), 'train_accuracy': accuracy(x_train, y_train),
+      'dp_epsilon': float('inf'),
+      'test_majority_accuracy': float(np.bincount(y_aux).max() / len(y_aux))})
+  inversion_experiment.SPEC.start(workdir, config)
+  ctx = training_experiment.Context(config=config, workdir=workdir, task=task, target=target)
+  return _result(training_experiment.attack(inversion_experiment.SPEC, ctx), workdir)
 
 
 def score_membership(labels, membership, *, target_logits=None, shadow_logits=None,

@@ -107,18 +107,40 @@ def test_attribute_audit_of_a_predict_function_equals_the_trained_path(attribute
                         ('sex',), str(tmp_path / 'bad'), config=config)
 
 
-@pytest.mark.e2e
-def test_inversion_cli_equals_api(tmp_path, data_dir):
-  overrides = {'attack.names': ('inverse_network',), 'data.image_size': 16}
+INVERSION_OVERRIDES = {'attack.names': ('inverse_network',), 'data.image_size': 16}
+
+
+@pytest.fixture(scope='module')
+def inversion_run(tmp_path_factory, data_dir):
   config = inversion_breastmnist.get_config('split=2,smoke')
   config.data.data_dir = data_dir
-  config.attack.names = overrides['attack.names']
-  config.data.image_size = overrides['data.image_size']
-  result = api.model_inversion(config, str(tmp_path / 'api'))
+  config.attack.names = INVERSION_OVERRIDES['attack.names']
+  config.data.image_size = INVERSION_OVERRIDES['data.image_size']
+  workdir = str(tmp_path_factory.mktemp('inversion_api'))
+  return config, workdir, api.model_inversion(config, workdir)
+
+
+@pytest.mark.e2e
+def test_inversion_cli_equals_api(inversion_run, tmp_path, data_dir):
+  _, _, result = inversion_run
   cli = _cli('model_inversion', 'configs/inversion_breastmnist.py:split=2,smoke',
              [f'--config.{k}={v!r}' if isinstance(v, tuple) else f'--config.{k}={v}'
-              for k, v in overrides.items()], tmp_path / 'cli', data_dir)
+              for k, v in INVERSION_OVERRIDES.items()], tmp_path, data_dir)
   _same(result.rows, cli['rows'])
+
+
+@pytest.mark.e2e
+def test_inversion_audit_of_a_users_params_equals_the_trained_path(inversion_run, tmp_path):
+  config, workdir, result = inversion_run
+  task = data_lib.load_task(config.data)
+  trained = trainer.train_and_evaluate(config, os.path.join(workdir, 'target'), task=task)
+  audited = api.audit_inversion('split_cnn', trained.params, (task.x_train, task.y_train),
+                                (task.x_test, task.y_test), config, str(tmp_path / 'own'),
+                                class_names=task.class_names)
+  _close(audited.rows, result.rows)
+  with pytest.raises(ValueError, match="model 'mlp' declares no split points"):
+    api.audit_inversion('mlp', trained.params, (task.x_train, task.y_train),
+                        (task.x_test, task.y_test), config, str(tmp_path / 'bad'))
 
 
 @pytest.mark.e2e

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
+import importlib.util
+import os
 import re
 import sys
 import traceback
@@ -30,6 +33,40 @@ from ml_collections.config_flags import config_flags as config_flags_lib
 
 from medinv.core import errors
 from medinv.core import xla
+
+
+ENV_EXTENSIONS = 'MEDINV_EXTENSIONS'  # os.pathsep-separated; the study's workers read it too
+flags.DEFINE_multi_string(
+    'extension', [], 'A Python file (or module name) to import before the run, e.g. one that '
+    'registers a model of your own (medinv.models.register), an attack or a defense; '
+    'repeatable.')
+
+
+def load_extensions(names: list[str] | None = None) -> None:
+  """Imports each extension (a .py path or a module name): `names`, else $MEDINV_EXTENSIONS.
+  Records them in $MEDINV_EXTENSIONS, so processes the run starts import them too.
+
+  Raises:
+    app.UsageError: naming an extension file that does not exist.
+  """
+  if names is None:
+    names = [n for n in os.environ.get(ENV_EXTENSIONS, '').split(os.pathsep) if n]
+  for name in names:
+    if name.endswith('.py'):
+      path = os.path.abspath(name)
+      if not os.path.isfile(path):
+        raise app.UsageError(f'--extension {name}: no such file')
+      module_name = 'medinv_extension_' + re.sub(r'\W', '_', os.path.basename(path)[:-3])
+      if module_name in sys.modules:
+        continue
+      spec = importlib.util.spec_from_file_location(module_name, path)
+      module = importlib.util.module_from_spec(spec)
+      sys.modules[module_name] = module
+      spec.loader.exec_module(module)
+    else:
+      importlib.import_module(name)
+  os.environ[ENV_EXTENSIONS] = os.pathsep.join(
+      os.path.abspath(n) if n.endswith('.py') else n for n in names)
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -146,6 +183,8 @@ def parse_flags(argv: list[str], config_flag: str | None = 'config') -> list[str
 def guarded(main: Callable[[list[str]], None], argv: list[str]) -> None:
   """Runs main(argv); a user error ends in `fail` (see medinv.core.errors.describe)."""
   try:
+    if flags.FLAGS.extension:
+      load_extensions(flags.FLAGS.extension)
     main(argv)
   except (Exception, KeyboardInterrupt) as error:  # pylint: disable=broad-except
     if isinstance(error, app.UsageError):

@@ -23,6 +23,7 @@ from absl import logging
 import jax
 
 from medinv import data as data_lib
+from medinv.core import cli
 from medinv.core import progress
 from medinv.core import report
 from medinv.study import runners
@@ -37,6 +38,7 @@ def _settings() -> dict:
 
 
 def _init_worker(settings: dict) -> None:
+  cli.load_extensions()  # the models, attacks and defenses the parent's --extension registered
   if settings['cache_dir']:
     jax.config.update('jax_compilation_cache_dir', settings['cache_dir'])
     jax.config.update('jax_persistent_cache_min_compile_time_secs',
