@@ -11,11 +11,11 @@ CELLS = [
 This notebook defines two small flax models of its own (not medinv's built-ins), trains them
 with its own training loop on a CSV and on images, and audits them through `medinv.api`:
 
-1. **attribute inference** against the CSV model, given only its predict function;
-2. **membership inference** from arrays: the logits of the target and of shadow models the
+2. **attribute inference** against the CSV model, given only its predict function;
+3. **membership inference** from arrays: the logits of the target and of shadow models the
    notebook trained itself (what you would export from any framework);
-3. **membership inference** with shadows medinv trains, for a model registered with medinv;
-4. **model inversion** of the image model's features at a declared split point.
+4. **membership inference** with shadows medinv trains, for the model registered with medinv;
+5. **model inversion** of the image model's features at a split point it declares.
 
 Every audit returns a `Result`: its rows (results.csv's columns), a markdown table and figures.
 `MEDINV_NOTEBOOK_WORKDIR` (default `runs/notebook`) is where the runs write."""),
@@ -113,6 +113,63 @@ logits = np.asarray(jax.vmap(lambda p: TinyMLP().apply({'params': p}, x_train))(
 scored = api.score_membership(train.labels, membership.astype(int), target_logits=logits[0],
                               shadow_logits=logits[1:], bootstrap_samples=200)
 scored"""),
+    ('markdown', """## 4. Membership inference with shadows medinv trains
+
+Registered with medinv, the same TinyMLP is a target model like the built-ins: medinv trains
+the target and its shadows in one program (vmapped) on the CSV and runs every attack, under
+the defenses of the config too (randomized response, model perturbation)."""),
+    ('code', """from configs import membership_heart
+from medinv import models
+
+models.register('tiny_mlp', lambda num_classes: TinyMLP(num_classes), takes='records',
+                replace=True)
+config = membership_heart.get_config('smoke')
+config.model = 'tiny_mlp'
+config.data.update(dataset='csv', path=CSV, schema=SCHEMA)
+config.evaluation.subgroups = ('label', 'sex')
+membership = api.membership_inference(config, f'{WORKDIR}/membership')
+membership"""),
+    ('markdown', """## 5. Model inversion at a split point of your own
+
+A small CNN trained on BreastMNIST (780 ultrasound images, shipped with medinv) by our own
+loop. Registered with its split points, hospital A runs it up to `block2` and sends the
+features; the attacker, holding images of its own, learns to invert them."""),
+    ('code', """from configs import inversion_breastmnist
+from medinv import data
+
+class TinyCNN(nn.Module):
+  num_classes: int = 2
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Conv(8, (3, 3), name='block1')(x))
+    x = nn.relu(nn.Conv(16, (3, 3), name='block2')(nn.max_pool(x, (2, 2), (2, 2))))
+    return nn.Dense(self.num_classes, name='head')(x.reshape(x.shape[0], -1))
+
+
+models.register('tiny_cnn', lambda num_classes: TinyCNN(num_classes), takes='images',
+                split_points=('block1', 'block2'), replace=True)
+images = data.load_images('breastmnist', image_size=16)
+(x_img, y_img), (x_held, y_held) = images.train, images.test
+cnn = TinyCNN()
+cnn_params = cnn.init(jax.random.key(0), x_img[:1])['params']
+tx = optax.adam(3e-3)
+
+def cnn_step(carry, _):
+  params, opt_state = carry
+  grads = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
+      cnn.apply({'params': p}, x_img), y_img).mean())(params)
+  updates, opt_state = tx.update(grads, opt_state)
+  return (optax.apply_updates(params, updates), opt_state), None
+(cnn_params, _), _ = jax.lax.scan(cnn_step, (cnn_params, tx.init(cnn_params)), None, length=150)
+print('TinyCNN test accuracy', np.mean(np.argmax(cnn.apply({'params': cnn_params}, x_held), -1) == y_held))"""),
+    ('code', """config = inversion_breastmnist.get_config('smoke')
+config.data.image_size = 16
+config.attack.update(splits=('block2',), names=('inverse_network',), num_targets=8,
+                     figure_targets=8)
+inversion = api.audit_inversion('tiny_cnn', cnn_params, (x_img, y_img), (x_held, y_held), config,
+                                f'{WORKDIR}/inversion', class_names=images.class_names)
+inversion"""),
 ]
 
 
