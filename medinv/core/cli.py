@@ -12,11 +12,16 @@ Every `experiments/*.py` defines its config flag with `cli.define_config_file` a
 Other exceptions are bugs and keep their traceback.
 `run` also sets the XLA:CPU flag every experiment runs with (medinv.core.xla), before JAX
 starts its backend.
+
+Flags every experiment shares: --wait_for_workdir (a run into a workdir another run holds
+waits for it instead of refusing; medinv.core.locks). It sets $MEDINV_WAIT_FOR_WORKDIR, so
+the processes the run starts (study workers, sweep hosts) wait too.
 """
 from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 import sys
 import traceback
@@ -29,7 +34,11 @@ from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
 from medinv.core import errors
+from medinv.core import locks
 from medinv.core import xla
+
+flags.DEFINE_bool('wait_for_workdir', False, 'When another run is using --workdir, wait for '
+                  'it to finish instead of refusing to start.')
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -134,6 +143,8 @@ def parse_flags(argv: list[str], config_flag: str | None = 'config') -> list[str
   """absl flag parsing (`app.run`'s flags_parser) that fails with one line and exit code 2."""
   try:
     args = flags.FLAGS(argv)
+    if flags.FLAGS.wait_for_workdir:
+      os.environ[locks.WAIT_ENV] = '1'
     if config_flag and config_flag in flags.FLAGS:
       config = flags.FLAGS[config_flag].value
       if config is not None:
