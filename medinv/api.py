@@ -33,6 +33,7 @@ from medinv import data as data_lib
 from medinv.attribute import experiment as attribute_experiment
 from medinv.attribute import predict as attribute_predict
 from medinv import models
+from medinv.core import locks
 from medinv.data import records as records_lib
 from medinv.training import experiment as training_experiment
 from medinv.training import trainer
@@ -214,9 +215,10 @@ def audit_inversion(model: str, params, train: tuple, attacker: tuple, config,
       'test_accuracy': accuracy(x_aux, y_aux), 'train_accuracy': accuracy(x_train, y_train),
       'dp_epsilon': float('inf'),
       'test_majority_accuracy': float(np.bincount(y_aux).max() / len(y_aux))})
-  inversion_experiment.SPEC.start(workdir, config)
-  ctx = training_experiment.Context(config=config, workdir=workdir, task=task, target=target)
-  return _result(training_experiment.attack(inversion_experiment.SPEC, ctx), workdir)
+  with locks.workdir_lock(workdir):
+    inversion_experiment.SPEC.start(workdir, config)
+    ctx = training_experiment.Context(config=config, workdir=workdir, task=task, target=target)
+    return _result(training_experiment.attack(inversion_experiment.SPEC, ctx), workdir)
 
 
 def score_membership(labels, membership, *, target_logits=None, shadow_logits=None,

@@ -23,6 +23,7 @@ from medinv import data as data_lib
 from medinv.attribute import attacks as attribute_attacks
 from medinv.attribute import evaluation as attribute_eval
 from medinv.attribute import experiment as attribute_experiment
+from medinv.core import locks
 from medinv.core import report
 from medinv.data import records as records_lib
 from medinv.training import experiment
@@ -121,6 +122,7 @@ def run(predict: Callable, train: records_lib.Records, test: records_lib.Records
       'test_accuracy': _accuracy(apply_fn, test), 'train_accuracy': _accuracy(apply_fn, train),
       'dp_epsilon': float('inf'), 'test_majority_accuracy': float(majority)})
   os.makedirs(workdir, exist_ok=True)
-  report.write_config(workdir, config)
-  ctx = experiment.Context(config=config, workdir=workdir, task=task, target=target)
-  return experiment.attack(attribute_experiment.SPEC, ctx, start)
+  with locks.workdir_lock(workdir):
+    report.write_config(workdir, config)
+    ctx = experiment.Context(config=config, workdir=workdir, task=task, target=target)
+    return experiment.attack(attribute_experiment.SPEC, ctx, start)

@@ -12,6 +12,10 @@ Every `experiments/*.py` defines its config flag with `cli.define_config_file` a
 Other exceptions are bugs and keep their traceback.
 `run` also sets the XLA:CPU flag every experiment runs with (medinv.core.xla), before JAX
 starts its backend.
+
+Flags every experiment shares: --wait_for_workdir (a run into a workdir another run holds
+waits for it instead of refusing; medinv.core.locks). It sets $MEDINV_WAIT_FOR_WORKDIR, so
+the processes the run starts (study workers, sweep hosts) wait too.
 """
 from __future__ import annotations
 
@@ -32,7 +36,11 @@ from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
 from medinv.core import errors
+from medinv.core import locks
 from medinv.core import xla
+
+flags.DEFINE_bool('wait_for_workdir', False, 'When another run is using --workdir, wait for '
+                  'it to finish instead of refusing to start.')
 
 
 ENV_EXTENSIONS = 'MEDINV_EXTENSIONS'  # os.pathsep-separated; the study's workers read it too
@@ -171,6 +179,8 @@ def parse_flags(argv: list[str], config_flag: str | None = 'config') -> list[str
   """absl flag parsing (`app.run`'s flags_parser) that fails with one line and exit code 2."""
   try:
     args = flags.FLAGS(argv)
+    if flags.FLAGS.wait_for_workdir:
+      os.environ[locks.WAIT_ENV] = '1'
     if config_flag and config_flag in flags.FLAGS:
       config = flags.FLAGS[config_flag].value
       if config is not None:

@@ -26,6 +26,7 @@ of seconds; `tfds_util.read_split` concatenates the chunks.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from absl import logging
 import numpy as np
@@ -96,7 +97,7 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     DataError: naming the file, line and column of the first problem (wrong header or
       separator, missing field, non-numeric value, a categorical value outside its codes).
   """
-  with open(path, newline='') as f:
+  with open(path, newline='', encoding='utf-8-sig') as f:  # Excel may add a BOM.
     lines = f.read().splitlines()
   if not lines:
     raise DataError(f'{path}: empty file; expected the header {";".join(HEADER)}')
@@ -225,6 +226,10 @@ class Cardio(tfds.core.GeneratorBasedBuilder):
         metadata=tfds.core.MetadataDict(),
         homepage='https://www.kaggle.com/datasets/sulianova/cardiovascular-disease-dataset',
     )
+
+  def manual_files(self, manual_dir: str) -> list[str]:
+    """The files a build reads (medinv.data.tfds_util records them with the build)."""
+    return [os.path.join(manual_dir, FILENAME)]
 
   def _split_generators(self, dl_manager):
     path = dl_manager.manual_dir / FILENAME

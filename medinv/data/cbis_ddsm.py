@@ -32,6 +32,7 @@ import pydicom
 import tensorflow_datasets as tfds
 
 from medinv.data import mias
+from medinv.data import tfds_util
 from medinv.core.errors import DataError
 
 CASE_FILES = {  # (abnormality type, split) -> file name as published
@@ -208,6 +209,14 @@ class CbisDdsm(tfds.core.GeneratorBasedBuilder):
         homepage='https://www.cancerimagingarchive.net/collection/cbis-ddsm/',
         license='CC BY 3.0',
     )
+
+  def manual_files(self, manual_dir: str) -> list[str]:
+    """The case CSVs and every file under the DICOM folder (manual_dir/CBIS-DDSM, else
+    manual_dir): what a build may read (medinv.data.tfds_util records them with the build)."""
+    dicom_root = os.path.join(manual_dir, _ROOTS[0])
+    csvs = [os.path.join(manual_dir, name) for name in CASE_FILES.values()]
+    return sorted(set(csvs) | set(tfds_util.files_under(
+        dicom_root if os.path.isdir(dicom_root) else manual_dir)))
 
   def _split_generators(self, dl_manager):
     manual_dir = dl_manager.manual_dir

@@ -169,6 +169,11 @@ class Medmnist(tfds.core.GeneratorBasedBuilder):
         homepage='https://medmnist.com/',
     )
 
+  def manual_files(self, manual_dir: str) -> list[str]:
+    """The file a build reads (medinv.data.tfds_util records it with the build)."""
+    config = self.builder_config
+    return [] if config is None else [find_file(manual_dir, config.medmnist_name, config.size)]
+
   def _split_generators(self, dl_manager):
     if self.builder_config is None:
       raise DataError('medmnist: choose a file with --config.data.medmnist_name (and '

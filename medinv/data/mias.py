@@ -257,6 +257,11 @@ class Mias(tfds.core.GeneratorBasedBuilder):
         homepage='http://peipa.essex.ac.uk/info/mias.html',
     )
 
+  def manual_files(self, manual_dir: str) -> list[str]:
+    """The files a build reads (medinv.data.tfds_util records them with the build)."""
+    info_path, image_paths = find_files(manual_dir)
+    return [info_path, *image_paths.values()]
+
   def _split_generators(self, dl_manager):
     info_path, image_paths = find_files(dl_manager.manual_dir)
     findings = read_info(info_path)

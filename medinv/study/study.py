@@ -7,7 +7,7 @@ workdir/<part>, then writes workdir/report.md, results.json, results.csv and
 privacy_utility.png. A part whose results.json was written for the same config is reused,
 and target models resume from their orbax checkpoints, so a killed or repeated run redoes
 only what is missing. A part whose dataset files are absent is skipped with a line in the
-report saying why.
+report saying why. The workdir is locked for the whole run (medinv.core.locks).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import time
 
 import jax
 
+from medinv.core import locks
 from medinv.core import progress
 from medinv.core import report
 from medinv.study import runners
@@ -48,9 +49,19 @@ def _cpu_cores() -> int:
 
 
 def run(config, workdir: str) -> dict:
-  """Runs every part and writes the report; returns the combined results dict."""
+  """Runs every part and writes the report; returns the combined results dict.
+
+  workdir is locked meanwhile (medinv.core.locks): a second study into it is refused, or
+  waits when asked to; each part locks its own workdir/<part> too, in whichever process
+  runs it.
+  """
+  part_runners = [runners.for_part(name) for name in config.parts.keys()]
+  with locks.workdir_lock(workdir):
+    return _run(config, workdir, part_runners)
+
+
+def _run(config, workdir: str, part_runners: list[runners.Runner]) -> dict:
   names = list(config.parts.keys())
-  part_runners = [runners.for_part(name) for name in names]
   start = time.time()
   os.makedirs(workdir, exist_ok=True)
   report.write_config(workdir, config)

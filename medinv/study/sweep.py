@@ -12,7 +12,8 @@ jitted program sharded over every device (`medinv.core.axes`, `medinv.core.shard
 axis (dataset, split, architecture, batch size, step counts, ...) expands into separate runs,
 each in `workdir/<name from its overrides>`; `run_sweep` skips runs whose results.json was
 written for the same config, so a killed sweep rerun with the same command recomputes only
-the unfinished runs, and ends with a summary table. With `seed` as a run axis it also writes
+the unfinished runs, and ends with a summary table. The sweep's workdir and each run's
+folder are locked while in use (medinv.core.locks). With `seed` as a run axis it also writes
 seeds.csv / seeds.json: every row as its mean and 95% interval over the seeds (medinv.study.seeds).
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ import ml_collections
 
 from medinv.core import axes as axes_lib
 from medinv.core import distributed
+from medinv.core import locks
 from medinv.core import report
 from medinv.study import runners
 from medinv.study import seeds
@@ -128,8 +130,13 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
   Returns the sweep's results dict (rows: every run's rows with 'run' and its overrides;
   'seeds': the rows over seeds, `seeds.across_seeds`).
   """
-  runner = runner_of(config)
   runs = expand_runs(config)
+  with locks.workdir_lock(workdir):
+    return _run_sweep(config, workdir, runs, log)
+
+
+def _run_sweep(config, workdir: str, runs: list[Run], log: Callable[[str], None]) -> dict:
+  runner = runner_of(config)
   start = time.time()
   done = [report.completed_results(os.path.join(workdir, run.name), run.config) for run in runs]
   # Every process must agree on what to run: process 0's view decides.
@@ -142,12 +149,9 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
   for i, run in enumerate(runs):
     run_dir = os.path.join(workdir, run.name)
     if pending[i]:
-      stale = os.path.join(run_dir, 'results.json')
-      if distributed.is_writer() and os.path.exists(stale):
-        os.remove(stale)  # A killed rerun must not leave old results beside a new config.
       log(f'[{i + 1}/{len(runs)}] {run.name}: running')
       run_start = time.time()
-      results = runner.run(run.config, run_dir)
+      results = _run_one(runner, run, run_dir)
       status, seconds = 'ran', time.time() - run_start
     else:
       results = done[i] or report.completed_results(run_dir, run.config)
@@ -163,6 +167,15 @@ def run_sweep(config, workdir: str, log: Callable[[str], None] = print) -> dict:
   results['seeds'] = _write_seeds(workdir, per_run, log)
   log(summary_table(summary))
   return results
+
+
+def _run_one(runner: runners.Runner, run: Run, run_dir: str) -> dict:
+  """Runs one sweep run afresh in run_dir, holding its lock (medinv.core.locks)."""
+  with locks.workdir_lock(run_dir):
+    stale = os.path.join(run_dir, 'results.json')
+    if distributed.is_writer() and os.path.exists(stale):
+      os.remove(stale)  # A killed rerun must not leave old results beside a new config.
+    return runner.run(run.config, run_dir)
 
 
 def _write_seeds(workdir: str, per_run: list, log: Callable[[str], None]) -> list[dict]:

@@ -24,6 +24,7 @@ import jax
 
 from medinv import data as data_lib
 from medinv.core import cli
+from medinv.core import locks
 from medinv.core import progress
 from medinv.core import report
 from medinv.study import runners
@@ -55,11 +56,13 @@ def reused_results(part_config, part_dir: str) -> dict | None:
 
 
 def compute_part(name: str, part_config, part_dir: str) -> dict:
-  """Runs one part afresh; returns its results dict."""
-  stale = os.path.join(part_dir, 'results.json')
-  if os.path.exists(stale):
-    os.remove(stale)  # A killed rerun must not leave old results beside a new config.
-  return runners.for_part(name).run(part_config, part_dir)
+  """Runs one part afresh, holding part_dir's lock (medinv.core.locks); returns its results
+  dict."""
+  with locks.workdir_lock(part_dir):
+    stale = os.path.join(part_dir, 'results.json')
+    if os.path.exists(stale):
+      os.remove(stale)  # A killed rerun must not leave old results beside a new config.
+    return runners.for_part(name).run(part_config, part_dir)
 
 
 def _build_datasets(indices, names, parts, skip: Callable[[int, DataError], None]

@@ -1,5 +1,5 @@
-"""One skeleton for every experiment: validate -> write config -> load data once -> target
-model -> grid -> rows -> results -> figures.
+"""One skeleton for every experiment: validate -> lock the workdir -> write config -> load data
+once -> target model -> grid -> rows -> results -> figures.
 
 An experiment module (medinv.attribute.experiment, medinv.inversion.experiment,
 medinv.attribute.population, medinv.inversion.sweep_rmle, medinv.membership.experiment)
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from medinv import data as data_lib
 from medinv.core import distributed
 from medinv.core import errors
+from medinv.core import locks
 from medinv.core import report
 from medinv.core import sharding
 from medinv.training import trainer
@@ -73,20 +74,25 @@ def check_finite(target, workdir: str) -> None:
 
 
 def run(spec: Spec, config, workdir: str) -> dict:
-  """Runs `spec` on config in workdir; returns the results dict (as written to results.json)."""
+  """Runs `spec` on config in workdir; returns the results dict (as written to results.json).
+
+  The workdir is locked for the whole run (medinv.core.locks): a second run into it is
+  refused (errors.WorkdirError) or, when asked to, waits.
+  """
   spec.validate(config)
-  start_time = time.time()
-  spec.start(workdir, config)
-  task = distributed.writer_first(lambda: data_lib.load_task(config.data))
-  trainer.write_splits(workdir, task)
-  return attack(spec, Context(config=config, workdir=workdir, task=task,
-                              target=spec.target(config, task, workdir)), start_time)
+  with locks.workdir_lock(workdir):
+    start_time = time.time()
+    spec.start(workdir, config)
+    task = distributed.writer_first(lambda: data_lib.load_task(config.data))
+    trainer.write_splits(workdir, task)
+    return attack(spec, Context(config=config, workdir=workdir, task=task,
+                                target=spec.target(config, task, workdir)), start_time)
 
 
 def attack(spec: Spec, ctx: Context, start_time: float | None = None) -> dict:
   """The steps after the target exists: grid, rows, results, figures. `run` calls it on the
-  target it trained; medinv.api on a target a user brings (ctx.target: what the spec's grid
-  and rows read of it, e.g. params, apply_fn and metrics)."""
+  target it trained (holding the workdir's lock); medinv.api on a target a user brings
+  (ctx.target: what the spec's grid and rows read of it, e.g. params, apply_fn and metrics)."""
   start_time = time.time() if start_time is None else start_time
   workdir = ctx.workdir
   check_finite(ctx.target, workdir)

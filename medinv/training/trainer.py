@@ -29,6 +29,7 @@ from medinv.core import distributed
 from medinv.training import dp_sgd
 from medinv.core import errors
 from medinv.core import keys as keys_lib
+from medinv.core import locks
 from medinv.metrics import features as feature_metrics
 from medinv import models
 from medinv.core import report
@@ -354,12 +355,17 @@ def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) 
   """Trains config.model on config.data (resuming from workdir's checkpoints) and evaluates.
 
   `task` is config.data already loaded (an experiment loads its data once); None loads it.
-
-  Writes workdir/config.json, workdir/checkpoints/ and workdir/results.json + results.csv.
+  Writes workdir/config.json, checkpoints/ and results.json + results.csv, holding the
+  workdir's lock (medinv.core.locks; an experiment's target/ gets a lock of its own).
   In a multi-process run every process trains the same model (same keys, same data) and
   orbax writes each checkpointed array once (`_checkpointable`); process 0 writes the rest.
   """
   validate(config)
+  with locks.workdir_lock(workdir):
+    return _train_and_evaluate(config, workdir, task)
+
+
+def _train_and_evaluate(config, workdir: str, task: data_lib.Task | None) -> Trained:
   start_time = time.time()
   checkpoint.check_compatible(os.path.join(workdir, 'config.json'), config.to_dict(),
                               CHECKPOINT_FIELDS)

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+import fixture_files
 from medinv import data
 from medinv.data import cardio
 from medinv.data import cbis_ddsm
@@ -150,6 +151,18 @@ def test_cardio_missing_file_prints_instructions(tmp_path):
   assert 'cardio (records; manual download' in text and data.list_datasets() == text
   for module in (cardio, mias, cbis_ddsm, medmnist):
     assert all(line in text for line in module.MANUAL_DOWNLOAD_INSTRUCTIONS.splitlines())
+
+
+def test_cardio_csv_with_a_byte_order_mark_equals_the_plain_file(tmp_path):
+  plain = fixture_files.write_cardio(tmp_path / 'plain')
+  excel = tmp_path / 'excel'  # Saved as "CSV UTF-8" by Excel: a BOM before the header.
+  excel.mkdir()
+  (excel / cardio.FILENAME).write_bytes(b'\xef\xbb\xbf' + (plain / cardio.FILENAME).read_bytes())
+  loaded = [data.load_records('cardio', data_dir=str(tmp_path / f'tfds_{folder.name}'),
+                              manual_dir=str(folder)) for folder in (plain, excel)]
+  np.testing.assert_array_equal(loaded[1].features, loaded[0].features)
+  np.testing.assert_array_equal(loaded[1].labels, loaded[0].labels)
+  assert len(loaded[0].labels) == 200
 
 
 
