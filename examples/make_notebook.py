@@ -123,9 +123,10 @@ from medinv import models
 
 models.register('tiny_mlp', lambda num_classes: TinyMLP(num_classes), takes='records',
                 replace=True)
-config = membership_heart.get_config('smoke')
+config = membership_heart.get_config('smoke')  # 4 shadows, one strength per defense
 config.model = 'tiny_mlp'
 config.data.update(dataset='csv', path=CSV, schema=SCHEMA)
+config.train.update(num_epochs=30, learning_rate=3e-3)
 config.evaluation.subgroups = ('label', 'sex')
 membership = api.membership_inference(config, f'{WORKDIR}/membership')
 membership"""),
@@ -162,8 +163,10 @@ def cnn_step(carry, _):
   updates, opt_state = tx.update(grads, opt_state)
   return (optax.apply_updates(params, updates), opt_state), None
 (cnn_params, _), _ = jax.lax.scan(cnn_step, (cnn_params, tx.init(cnn_params)), None, length=150)
-print('TinyCNN test accuracy', np.mean(np.argmax(cnn.apply({'params': cnn_params}, x_held), -1) == y_held))"""),
+held_accuracy = np.mean(np.argmax(cnn.apply({'params': cnn_params}, x_held), -1) == y_held)
+print(f'TinyCNN test accuracy {held_accuracy:.3f}')"""),
     ('code', """config = inversion_breastmnist.get_config('smoke')
+inversion_breastmnist.keep_core(config)  # model perturbation only
 config.data.image_size = 16
 config.attack.update(splits=('block2',), names=('inverse_network',), num_targets=8,
                      figure_targets=8)

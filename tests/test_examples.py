@@ -39,7 +39,11 @@ def test_notebook_runs_end_to_end(tmp_path, data_dir, monkeypatch):
       assert output['output_type'] != 'error', output
       shown.append(output.get('text') or output.get('data', {}).get('text/markdown', ''))
   text = '\n'.join(shown)
-  for heading in ('**attribute_inference**', '**membership_inference**'):
+  for heading in ('**attribute_inference**', '**membership_inference**', '**model_inversion**'):
     assert heading in text
-  assert '| lira_online | all |' in text and 'TinyMLP test accuracy' in text
-  assert (tmp_path / 'runs' / 'attribute' / 'attribute.png').exists()
+  assert text.count('**membership_inference**') == 2  # arrays in, and medinv's shadows
+  assert '| lira_online | all |' in text and '| lira_online | none |' in text
+  assert 'TinyMLP test accuracy' in text and 'TinyCNN test accuracy' in text
+  assert '| inverse_network | model_perturbation |' in text and '| block2 |' in text
+  for figure in ('attribute/attribute.png', 'membership/roc.png', 'inversion/results.csv'):
+    assert (tmp_path / 'runs' / figure).exists(), figure
