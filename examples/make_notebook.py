@@ -169,7 +169,8 @@ print(f'TinyCNN test accuracy {held_accuracy:.3f}')"""),
 inversion_breastmnist.keep_core(config)  # model perturbation only
 config.data.image_size = 16
 config.attack.update(splits=('block2',), names=('inverse_network',), num_targets=8,
-                     figure_targets=8)
+                     figure_targets=8, knows_defense=(True,))
+config.defense.model_perturbation.modes = ('fixed',)
 inversion = api.audit_inversion('tiny_cnn', cnn_params, (x_img, y_img), (x_held, y_held), config,
                                 f'{WORKDIR}/inversion', class_names=images.class_names)
 inversion"""),

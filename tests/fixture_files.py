@@ -203,7 +203,7 @@ def heart_uci_rows(num_records=160, seed=0):
                  str(rng.choice(['Cleveland', 'Hungary', 'Switzerland', 'VA Long Beach'])), cp,
                  maybe(str(int(rng.integers(100, 180)))), maybe(str(int(rng.integers(150, 400)))),
                  maybe(str(rng.random() < 0.2).upper()),
-                 str(rng.choice(['normal', 'lv hypertrophy', 'st-t abnormality'])),
+                 maybe(str(rng.choice(['normal', 'lv hypertrophy', 'st-t abnormality'])), 0.05),
                  maybe(str(int(rng.integers(90, 200)))), maybe(str(rng.random() < 0.4).upper()),
                  maybe(f'{rng.uniform(0, 4):.1f}'),
                  maybe(str(rng.choice(['upsloping', 'flat', 'downsloping'])), 0.3),

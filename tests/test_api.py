@@ -107,15 +107,18 @@ def test_attribute_audit_of_a_predict_function_equals_the_trained_path(attribute
                         ('sex',), str(tmp_path / 'bad'), config=config)
 
 
-INVERSION_OVERRIDES = {'attack.names': ('inverse_network',), 'data.image_size': 16}
+INVERSION_OVERRIDES = {'attack.names': ('inverse_network',), 'attack.knows_defense': (True,),
+                       'data.image_size': 16, 'train.num_epochs': 2,
+                       'train.checkpoint_every_epochs': 1}
 
 
 @pytest.fixture(scope='module')
 def inversion_run(tmp_path_factory, data_dir):
   config = inversion_breastmnist.get_config('split=2,smoke')
   config.data.data_dir = data_dir
-  config.attack.names = INVERSION_OVERRIDES['attack.names']
-  config.data.image_size = INVERSION_OVERRIDES['data.image_size']
+  for field, value in INVERSION_OVERRIDES.items():
+    block, name = field.split('.')
+    config[block][name] = value
   workdir = str(tmp_path_factory.mktemp('inversion_api'))
   return config, workdir, api.model_inversion(config, workdir)
 

@@ -186,12 +186,14 @@ def test_file_errors_name_file_line_and_column(tmp_path):
     lines[5] += ',surplus'
     return '\n'.join(lines) + '\n'
   _error(tmp_path / 'a', r'heart_disease_uci\.csv, line 6: 17 fields, expected 16', edit=extra_field)
-  def word_age(text):
+  def word_age(text):  # every record's age: the first record kept names its line
     lines = text.splitlines()
-    cells = lines[1].split(',')
-    lines[1] = ','.join([cells[0], 'old'] + cells[2:])
+    for i in range(1, len(lines)):
+      cells = lines[i].split(',')
+      lines[i] = ','.join([cells[0], 'old'] + cells[2:])
     return '\n'.join(lines) + '\n'
-  _error(tmp_path / 'b', r"line 2, column 'age': 'old' is not a finite number", edit=word_age)
+  _error(tmp_path / 'b', r"line \d+, column 'age': 'old' is not a finite number",
+         edit=word_age)
   missing_file = common.data_config('csv', path='absent.csv', manual_dir=str(tmp_path),
                                     schema=SCHEMA)
   with pytest.raises(DataError, match=r'config\.data\.path: .*absent\.csv is not a file'):

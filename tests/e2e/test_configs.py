@@ -88,8 +88,6 @@ NARROW = {'paper': _narrow_paper, 'sweep_inversion': _narrow_inversion_sweep,
 RUN_INSIDE = {name: 'paper' for name in (
     'attribute_cardio', 'train_cardio',  # paper's part attribute_cardio and its target
     'train_mias', 'train_cbis_ddsm', 'train_medmnist')}  # the targets of its inversion_* parts
-# study_csv's parts and their target, on the UCI-layout table of tests/fixture_files.py.
-RUN_INSIDE.update({name: 'study_csv' for name in ('attribute_csv', 'membership_csv', 'train_csv')})
 
 RUN_ELSEWHERE = {
     'attribute_heart': ('attribute/test_experiment.py', 'heart_run'),  # with extensions registered
@@ -103,6 +101,9 @@ RUN_ELSEWHERE = {
                               'test_model_inversion_smoke_end_to_end'),
     'train_breastmnist': ('training/test_trainer.py', 'test_breastmnist_smoke_trains_cnn'),
     'train_heart': ('training/test_trainer.py', 'test_results_files'),
+    # From the command line on the UCI table (or one in its layout), with its parts and target.
+    **{name: ('e2e/test_own_csv.py', 'test_uci_table_study_from_the_command_line')
+       for name in ('study_csv', 'attribute_csv', 'membership_csv', 'train_csv')},
     # One process and two processes (--hosts 2), a full smoke sweep but for one run axis.
     'sweep_population': ('core/test_sharding.py', 'test_two_processes_equal_one_process'),
 }

@@ -4,7 +4,7 @@ bit-identical to the built-in `breastmnist`, and model inversion and membership 
 give the same results.csv on all three (every column but `dataset`).
 
 The experiments are the smoke configs, narrowed to what the data path can change (one split,
-two inversion attacks under model perturbation; two shadows and one defense for membership
+the inverse network under model perturbation; two shadows and one defense for membership
 inference): their attacks and grids run in full in tests/inversion and tests/membership.
 The first dataset's run compiles; the other two load the programs from the suite's
 persistent compilation cache (tests/conftest.py).
@@ -60,7 +60,7 @@ def test_own_copies_load_bit_identical(own_paths, data_dir):
 def _inversion_config(dataset, path, data_dir):
   config = inversion_breastmnist.get_config('split=2,smoke')
   inversion_breastmnist.keep_core(config)
-  config.attack.names = ('inverse_network', 'rmle')
+  config.attack.names = ('inverse_network',)
   return _on(config, dataset, path, data_dir)
 
 
@@ -75,6 +75,7 @@ def _membership_config(dataset, path, data_dir):
 def _on(config, dataset, path, data_dir):
   # 16x16: the resize from 28x28 is part of what must match, at a quarter of the compute.
   config.data.update(dataset=dataset, path=path, data_dir=data_dir, image_size=16)
+  config.train.update(num_epochs=2, checkpoint_every_epochs=1)  # equal numbers, not good models
   return config
 
 

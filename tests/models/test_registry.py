@@ -130,7 +130,8 @@ def test_outside_model_splits_at_its_named_layers(registered, layer, edge_names,
 @pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_outside_image_model_runs_model_inversion(registered, data_dir, tmp_path):
   config = inversion_breastmnist.get_config('smoke')
-  config.data.data_dir = data_dir
+  inversion_breastmnist.keep_core(config)  # model perturbation only, for time
+  config.data.update(data_dir=data_dir, image_size=16)
   config.model = IMAGE
   config.attack.splits = ('block2',)
   results = inversion.run(config, str(tmp_path))
