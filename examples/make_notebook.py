@@ -117,7 +117,7 @@ scored"""),
 
 Registered with medinv, the same TinyMLP is a target model like the built-ins: medinv trains
 the target and its shadows in one program (vmapped) on the CSV and runs every attack, under
-the defenses of the config too (randomized response, model perturbation)."""),
+a defense too (randomized response on a label-only release)."""),
     ('code', """from configs import membership_heart
 from medinv import models
 
@@ -127,6 +127,7 @@ config = membership_heart.get_config('smoke')  # 4 shadows, one strength per def
 config.model = 'tiny_mlp'
 config.data.update(dataset='csv', path=CSV, schema=SCHEMA)
 config.train.update(num_epochs=30, learning_rate=3e-3)
+config.defense.names = ('randomized_response',)
 config.evaluation.subgroups = ('label', 'sex')
 membership = api.membership_inference(config, f'{WORKDIR}/membership')
 membership"""),
@@ -162,7 +163,7 @@ def cnn_step(carry, _):
       cnn.apply({'params': p}, x_img), y_img).mean())(params)
   updates, opt_state = tx.update(grads, opt_state)
   return (optax.apply_updates(params, updates), opt_state), None
-(cnn_params, _), _ = jax.lax.scan(cnn_step, (cnn_params, tx.init(cnn_params)), None, length=150)
+(cnn_params, _), _ = jax.lax.scan(cnn_step, (cnn_params, tx.init(cnn_params)), None, length=100)
 held_accuracy = np.mean(np.argmax(cnn.apply({'params': cnn_params}, x_held), -1) == y_held)
 print(f'TinyCNN test accuracy {held_accuracy:.3f}')"""),
     ('code', """config = inversion_breastmnist.get_config('smoke')

@@ -46,6 +46,7 @@ def _same(rows, other_rows):
 def membership_run(tmp_path_factory, data_dir):
   config = membership_heart.get_config('smoke')
   config.data.data_dir = data_dir
+  config.defense.names = ()  # undefended (tests/membership runs the defenses): for time
   workdir = str(tmp_path_factory.mktemp('membership_api'))
   return config, workdir, api.membership_inference(config, workdir)
 
@@ -53,10 +54,11 @@ def membership_run(tmp_path_factory, data_dir):
 @pytest.mark.e2e
 def test_membership_cli_equals_api(membership_run, tmp_path, data_dir):
   _, workdir, result = membership_run
-  cli = _cli('membership_inference', 'configs/membership_heart.py:smoke', [], tmp_path, data_dir)
+  cli = _cli('membership_inference', 'configs/membership_heart.py:smoke',
+             ['--config.defense.names=()'], tmp_path, data_dir)
   _same(result.rows, cli['rows'])
   assert result.metrics == cli['metrics']
-  assert set(result.figures) >= {'roc', 'defenses'} and result.workdir == workdir
+  assert 'roc' in result.figures and result.workdir == workdir
   assert result.table().splitlines()[0].startswith('| attack | defense |')
 
 

@@ -132,6 +132,8 @@ def test_outside_image_model_runs_model_inversion(registered, data_dir, tmp_path
   config = inversion_breastmnist.get_config('smoke')
   inversion_breastmnist.keep_core(config)  # model perturbation only, for time
   config.data.update(data_dir=data_dir, image_size=16)
+  config.train.update(num_epochs=2, checkpoint_every_epochs=1)
+  config.attack.knows_defense = (True,)
   config.model = IMAGE
   config.attack.splits = ('block2',)
   results = inversion.run(config, str(tmp_path))
