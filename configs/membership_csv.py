@@ -23,8 +23,5 @@ def get_config(arg=None):
   subgroups = [name for name in schema.get('sensitive', {}) if name not in schema.get('numeric', {})]
   config.evaluation = membership_heart.evaluation_config(subgroups=('label', *subgroups))
   if args.smoke:
-    config.membership.num_shadows = 4
-    config.defense.randomized_response.strengths = (0.3,)
-    config.defense.model_perturbation.strengths = (0.1,)
-    config.evaluation.bootstrap_samples = 50
+    membership_heart.shrink(config)
   return config

@@ -93,8 +93,13 @@ def get_config(arg=None):
   config.defense = defense_config()
   config.evaluation = evaluation_config()
   if args.smoke:
-    config.membership.num_shadows = 4
-    config.defense.randomized_response.strengths = (0.3,)
-    config.defense.model_perturbation.strengths = (0.1,)
-    config.evaluation.bootstrap_samples = 50
+    shrink(config)
   return config
+
+
+def shrink(config) -> None:
+  """The smoke sizes: 4 shadows, one strength per defense, 50 bootstrap resamples."""
+  config.membership.num_shadows = 4
+  config.defense.randomized_response.strengths = (0.3,)
+  config.defense.model_perturbation.strengths = (0.1,)
+  config.evaluation.bootstrap_samples = 50

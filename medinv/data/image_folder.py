@@ -257,19 +257,7 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'PNG, JPEG or DICOM images, one subfolder per class.'}
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            # Size and channels depend on the folder.
-            'image': tfds.features.Tensor(shape=(None, None, None), dtype=np.uint8,
-                                          encoding='bytes'),
-            'label': tfds.features.Tensor(shape=(), dtype=np.int64),
-        }),
-        supervised_keys=('image', 'label'),
-        disable_shuffling=True,
-        metadata=tfds.core.MetadataDict(),
-    )
+    return tfds_util.any_size_image_info(self, __doc__)
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The user's own folder; nothing to download.

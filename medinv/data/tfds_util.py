@@ -277,3 +277,20 @@ def manual_change(builder, manual_dir: str) -> str | None:
     return None
   more = f' (and {len(changes) - 1} more)' if len(changes) > 1 else ''
   return f'{changes[0]}{more} since it was built'
+
+
+def any_size_image_info(builder, description: str) -> tfds.core.DatasetInfo:
+  """DatasetInfo of a user's images: uint8 images of any size and channels, int64 labels, in
+  stored order, with metadata (class names, channels) filled in while building."""
+  return tfds.core.DatasetInfo(
+      builder=builder,
+      description=description,
+      features=tfds.features.FeaturesDict({
+          'image': tfds.features.Tensor(shape=(None, None, None), dtype=np.uint8,
+                                        encoding='bytes'),
+          'label': tfds.features.Tensor(shape=(), dtype=np.int64),
+      }),
+      supervised_keys=('image', 'label'),
+      disable_shuffling=True,
+      metadata=tfds.core.MetadataDict(),
+  )
