@@ -74,7 +74,8 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
   """Target-model training: Adam, mini-batches, orbax checkpoints every N epochs.
 
   dp: DP-SGD (medinv.training.dp_sgd). target_epsilon inf trains without it; a finite one calibrates
-    the noise multiplier to reach it at delta (0 = 1/N) with per-example gradients clipped to
+    the noise multiplier to reach it at delta (0 = 1 / (100 N), medinv.training.dp_sgd's
+    default_delta) with per-example gradients clipped to
     clip_norm and Poisson-sampled batches of expected size batch_size.
   nopeek_weight / nopeek_split: NoPeek's distance-correlation penalty between the inputs and
     the features hospital A sends at split point nopeek_split of config.model (0 = none; an

@@ -225,7 +225,7 @@ def score_membership(labels, membership, *, target_logits=None, shadow_logits=No
                      target_loss=None, shadow_loss=None,
                      attacks: Sequence[str] | None = None,
                      fprs: Sequence[float] = (0.01, 0.001), bootstrap_samples: int = 1000,
-                     interval: float = 0.95, delta: float = 0.0, seed: int = 0) -> Result:
+                     interval: float = 0.95, seed: int = 0) -> Result:
   """The membership attacks on scores a user brings: a model from any framework.
 
   Args:
@@ -240,7 +240,6 @@ def score_membership(labels, membership, *, target_logits=None, shadow_logits=No
       every built-in that the arrays allow.
     fprs: the false-positive rates TPR is reported at.
     bootstrap_samples, interval: the percentile-bootstrap intervals over records.
-    delta: the delta of the empirical epsilon lower bound (0: 1 / members).
     seed: the seed of the attacks' and the bootstrap's keys (medinv.core.keys streams).
 
   Returns:
@@ -264,8 +263,7 @@ def score_membership(labels, membership, *, target_logits=None, shadow_logits=No
   config = ml_collections.ConfigDict(dict(
       seed=seed, attack=dict(names=tuple(usable), queries='identity'),
       evaluation=dict(fprs=tuple(float(f) for f in fprs), bootstrap_samples=bootstrap_samples,
-                      interval=interval, subgroups=(), below_one_record='flag'),
-      train=dict(dp=dict(delta=delta))))
+                      interval=interval, subgroups=(), below_one_record='flag')))
   if outputs['correct'] is None:  # no labels released: a placeholder the attacks never read
     outputs['correct'] = np.zeros(outputs['phi'].shape, bool)
   obs = membership_experiment.observation(outputs, membership)
@@ -273,8 +271,7 @@ def score_membership(labels, membership, *, target_logits=None, shadow_logits=No
   results = membership_experiment.run_attacks(config, obs, members, ())
   rows = [{'attack': name, 'num_shadows': num_shadows, 'num_members': int(members.sum()),
            'num_nonmembers': int((~members).sum()), 'subgroup': 'all', 'subgroup_value': '',
-           **membership_experiment.attack_row(config, name, result, int((~members).sum()),
-                                              members)}
+           **membership_experiment.attack_row(config, name, result, int((~members).sum()))}
           for name, result in results.items()]
   metrics = {'num_shadows': num_shadows, 'num_records': len(labels),
              'auc_max': max(row['auc'] for row in rows)}

@@ -18,8 +18,8 @@
      (config.attack.names, in medinv.membership.attacks.ATTACKS; under a label-only release
      those that read labels) scores the target's candidates; metrics and a bootstrap over
      records (`medinv.metrics.roc`); with DP-SGD (train.dp, medinv.training.dp_sgd) target
-     and shadows train privately, each row with the accounted epsilon beside the empirical
-     lower bound from the attack's scores (`dp_sgd.empirical_epsilon`);
+     and shadows train privately, each row with the accounted epsilon (a lower bound on epsilon
+     comes from medinv.membership.audit's canaries, not from these records);
   4. rows: one per deployment and attack (AUC, best balanced accuracy, TPR at each of
      evaluation.fprs, each with its percentile-bootstrap interval, next to the target's test
      accuracy under that deployment), on all candidates (subgroup 'all'), and undefended per
@@ -52,7 +52,6 @@ import numpy as np
 from medinv.core import checkpoint
 from medinv import data as data_lib
 from medinv import defenses
-from medinv.training import dp_sgd
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
 from medinv.membership import figures as membership_figures
@@ -312,16 +311,11 @@ def _interval_columns(name: str, value, samples, level: float) -> dict:
   return {name: float(value), f'{name}_low': float(low), f'{name}_high': float(high)}
 
 
-def attack_row(config, name: str, result: dict, num_nonmembers: int, labels=None) -> dict:
-  """One attack's AUC, balanced accuracy and TPR at each FPR, with bootstrap intervals;
-  given the membership labels of its scores, the empirical lower bound on epsilon too."""
+def attack_row(config, name: str, result: dict, num_nonmembers: int) -> dict:
+  """One attack's AUC, balanced accuracy and TPR at each FPR, with bootstrap intervals."""
   level = float(config.evaluation.interval)
   summary, samples = result['summary'], result['bootstrap']
   row = {'attack': name, 'uses_shadows': attacks.get(name).uses_shadows}
-  if labels is not None:
-    delta = config.train.dp.delta or 1.0 / int(labels.sum())
-    row['epsilon_lower_bound'] = dp_sgd.empirical_epsilon(result['scores'][labels],
-                                                          result['scores'][~labels], delta)
   for stat in ('auc', 'balanced_accuracy'):
     row.update(_interval_columns(stat, summary[stat], samples[stat], level))
   for f, fpr in enumerate(config.evaluation.fprs):
@@ -365,14 +359,12 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
              'strength': deployment['strength'],
              'defended_test_accuracy': float(deployment['outputs']['test_accuracy'][0])}
     result_rows += [{**common, **under, 'subgroup': 'all', 'subgroup_value': '',
-                     **attack_row(config, name, result, num_nonmembers, labels)}
+                     **attack_row(config, name, result, num_nonmembers)}
                     for name, result in deployment['attacks'].items()]
   summary = {'num_shadows': config.membership.num_shadows, 'num_records': int(labels.size),
              'num_members': num_members, 'num_nonmembers': num_nonmembers, **model_utility,
              'dp_epsilon': common['dp_epsilon'],
-             'auc_max': max(r['auc'] for r in result_rows if r['defense'] == 'none'),
-             'epsilon_lower_bound_max': max(r['epsilon_lower_bound'] for r in result_rows
-                                            if 'epsilon_lower_bound' in r)}
+             'auc_max': max(r['auc'] for r in result_rows if r['defense'] == 'none')}
   undefended = {k: v for k, v in result_rows[0].items()
                 if k in ('defense', 'mode', 'strength', 'defended_test_accuracy')}
   for name, result in outputs['attacks'].items():

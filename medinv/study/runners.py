@@ -15,6 +15,7 @@ from typing import Callable
 
 from medinv.attribute import experiment as attribute_experiment
 from medinv import data as data_lib
+from medinv.membership import audit as dp_audit
 from medinv.membership import experiment as membership_experiment
 from medinv.membership import validate as membership_validate
 from medinv.inversion import experiment as inversion_experiment
@@ -88,6 +89,8 @@ RUNNERS: dict[str, Runner] = {
                               'inversion', _inversion_weight),
     'membership_inference': Runner(membership_experiment.run, membership_validate.validate,
                                    study_prefix='membership', weight=_membership_weight),
+    'dp_audit': Runner(dp_audit.run, dp_audit.validate, study_prefix='audit',
+                       weight=lambda c: 42.0 * c.audit.num_models / 64 * c.train.num_epochs / 20),
     'population': Runner(population_experiment.run, population_experiment.validate,
                          population.TRAIN_AXES),
     'rmle': Runner(sweep_rmle.run, sweep_rmle.validate,

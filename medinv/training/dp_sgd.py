@@ -8,8 +8,8 @@ floats and seeded from an int cannot do. The accounting is Google's dp_accountin
 accountant of the Poisson-subsampled Gaussian mechanism, and its Brent calibration from a
 target epsilon to the noise multiplier), the maintained library the DP community audits.
 
-Config (`config.train.dp`): target_epsilon (inf = ordinary training), delta (0 = 1/N, N the
-training records), clip_norm C. Each step every training record joins the batch independently
+Config (`config.train.dp`): target_epsilon (inf = ordinary training), delta (0 = 1 / (100 N),
+N the training records: `default_delta`), clip_norm C. Each step every training record joins the batch independently
 with probability q = batch_size / N (Poisson sampling, which is what the accountant assumes);
 the batch is padded to `max_batch` rows with a mask, and a step whose draw exceeds max_batch
 (probability under 1e-6 at the sizes used) keeps the first max_batch records. The summed
@@ -27,7 +27,6 @@ from absl import logging
 import dp_accounting
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +47,21 @@ def check_config(dp_config, where: str = 'train.dp') -> None:
   if not eps > 0:  # Also rejects nan.
     raise ValueError(f'{where}.target_epsilon must be > 0 (inf = no DP training), got {eps}')
   if not 0 <= delta < 1:
-    raise ValueError(f'{where}.delta must be in [0, 1) (0 = 1/N, N the training records), '
+    raise ValueError(f'{where}.delta must be in [0, 1) (0 = 1 / (100 N), N the training '
+                     'records), '
                      f'got {delta}')
   if not (clip > 0 and math.isfinite(clip)):
     raise ValueError(f'{where}.clip_norm must be a positive finite number, got {clip}')
+
+
+def default_delta(num_records: int) -> float:
+  """delta when train.dp.delta is 0: 1 / (100 N).
+
+  delta = 1/N admits a mechanism that publishes each record whole with probability delta and
+  so leaks one record in expectation; at 1 / (100 N) that mechanism leaks any record at all
+  with probability at most 1%. (The common 1e-5 is below 1/N only for N < 100,000.)
+  """
+  return 1.0 / (100.0 * num_records)
 
 
 def is_private(dp_config) -> bool:
@@ -111,7 +121,7 @@ def setting(dp_config, num_records: int, batch_size: int, num_epochs: int,
   eps = dp_config.target_epsilon if target_epsilon is None else target_epsilon
   sample_rate = min(1.0, batch_size / num_records)
   steps = num_epochs * math.ceil(num_records / batch_size)
-  delta = dp_config.delta or 1.0 / num_records
+  delta = dp_config.delta or default_delta(num_records)
   noise = calibrate(eps, sample_rate, steps, delta)
   return Setting(noise_multiplier=noise, clip_norm=float(dp_config.clip_norm) if noise else
                  math.inf, sample_rate=sample_rate, steps=steps, delta=delta,
@@ -190,39 +200,3 @@ def private_grads(key: jax.Array, params, x, y, mask, *, example_loss, noise_mul
   noisy = add_noise(key, summed, noise_multiplier, clip_norm)
   loss = jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
   return jax.tree.map(lambda g: g / expected_batch, noisy), loss
-
-
-# ----------------------------------------------------------------------------- auditing
-
-def empirical_epsilon(member_scores, non_member_scores, delta: float,
-                      confidence: float = 0.95) -> float:
-  """A lower bound on epsilon from membership scores (Jagielski et al. 2020).
-
-  At each threshold t the attack 'member iff score >= t' has TPR and FPR; (epsilon, delta)-DP
-  implies TPR <= e^eps FPR + delta and 1 - FPR <= e^eps (1 - TPR) + delta. With a
-  Clopper-Pearson lower bound on TPR (resp. 1 - FPR) and upper bound on FPR (resp. 1 - TPR),
-  each threshold gives a bound holding with probability `confidence`; the thresholds are
-  Bonferroni-corrected, so the maximum holds with that probability too. 0 when no threshold
-  shows anything.
-  """
-  from scipy import stats
-  members, others = np.asarray(member_scores, float), np.asarray(non_member_scores, float)
-  thresholds = np.unique(np.concatenate([members, others]))
-  alpha = (1 - confidence) / max(2 * len(thresholds), 1)
-  n_in, n_out = members.size, others.size
-  tp = (members[None, :] >= thresholds[:, None]).sum(1)
-  fp = (others[None, :] >= thresholds[:, None]).sum(1)
-
-  def lower(k, n):
-    return np.where(k > 0, stats.beta.ppf(alpha, np.maximum(k, 1), n - k + 1), 0.0)
-
-  def upper(k, n):
-    return np.where(k < n, stats.beta.ppf(1 - alpha, k + 1, np.maximum(n - k, 1)), 1.0)
-
-  bounds = [0.0]
-  for success_low, fail_high in ((lower(tp, n_in), upper(fp, n_out)),
-                                 (lower(n_out - fp, n_out), upper(n_in - tp, n_in))):
-    ok = (success_low - delta > 0) & (fail_high > 0)
-    if np.any(ok):
-      bounds.append(float(np.max(np.log((success_low[ok] - delta) / fail_high[ok]))))
-  return max(bounds)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from typing import Callable
 
 from absl import logging
 import jax
@@ -42,6 +43,13 @@ DP_NOISE, DP_CLIP, DP_EPSILON = 'dp_noise_multiplier', 'dp_clip_norm', 'dp_epsil
 # Optional point field (K, M) int: model k trains on x[train_index[k]], y[train_index[k]] only
 # (membership-inference shadows, each on its own half of the candidate records).
 TRAIN_INDEX = 'train_index'
+# Optional point field (K, N) 0/1: model k's records at 0 add nothing to its steps (a DP
+# audit's canaries, each in or out of each model; medinv.membership.audit).
+TRAIN_MASK = 'train_mask'
+# Optional point field (K,) int: model k initialises from named_keys(init_seed_k)['init']
+# instead of its SEED's (a DP audit's shared initialisation: DP-SGD's guarantee holds for any
+# fixed initial parameters, and sharing them takes their spread out of the audit's scores).
+INIT_SEED = 'init_seed'
 
 
 def points(config) -> dict[str, np.ndarray]:
@@ -92,7 +100,7 @@ def training_labels(point, y, *, num_classes: int):
 
 
 def init_one(point, sample_x, *, model, weight_decay: float) -> trainer.TrainState:
-  init_key = keys_lib.named_keys(point[SEED])['init']
+  init_key = keys_lib.named_keys(point.get(INIT_SEED, point[SEED]))['init']
   return trainer.init_state(init_key, model, _optimizer(point, weight_decay), sample_x)
 
 
@@ -126,7 +134,8 @@ def train_chunk(state_point, x, y, first_epoch, *, model, weight_decay: float,
   state, losses = trainer.run_epochs(
       state, streams['data'], first_epoch, x, training_labels(point, y, num_classes=num_classes),
       num_epochs=num_epochs, apply_fn=model.apply, tx=_optimizer(point, weight_decay),
-      batch_size=batch_size, augment_flip=augment_flip, **private)
+      batch_size=batch_size, augment_flip=augment_flip, record_mask=point.get(TRAIN_MASK),
+      **private)
   return state, losses[-1]
 
 
@@ -140,14 +149,17 @@ def chunk_fn(model, weight_decay, batch_size, augment_flip, num_epochs, num_clas
 
 
 def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
-        checkpoint_dir: str | None = None, mesh=None, batch_size: int = 0):
+        checkpoint_dir: str | None = None, mesh=None, batch_size: int = 0,
+        privacy: Callable[[dict, int], tuple[dict, int]] | None = None):
   """Trains the population; returns (model, padded sharded TrainState, K).
 
   The state's leading axis is the population padded to a multiple of the device count
   (entry k < K is model k); `sharding.gather` brings it to the host. batch_size: models per
   step on each device (`sharding.map_grid`'s; 0 vmaps them all, k > 0 runs k at a time,
   e.g. 1 for CNNs on XLA:CPU, where batched-weight convolutions are slow). Models train with
-  DP-SGD where their train.dp.target_epsilon (EPSILON) is finite (`with_privacy`).
+  DP-SGD where their train.dp.target_epsilon (EPSILON) is finite (`with_privacy`);
+  privacy(points, dp_batch) -> (points, dp_batch), optional, changes that mechanism (a DP
+  audit's deliberately broken ones, medinv.membership.audit).
   """
   model = models.build(config.model, task.num_classes, sample_x=task.x_train[:2])
   tc = config.train
@@ -157,6 +169,8 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   mesh = sharding.grid_mesh() if mesh is None else mesh
   x, y = np.asarray(task.x_train), np.asarray(task.y_train)  # Placed by sharding (any process).
   population, dp_batch = with_privacy(config, population, num_records(population, x))
+  if privacy is not None:
+    population, dp_batch = privacy(population, dp_batch)
   state, size = sharding.map_grid_sharded(init_fn(model, float(tc.weight_decay)), population,
                                        x[:1], mesh=mesh)
   mngr, epoch = None, 0

@@ -125,9 +125,10 @@ def batch_indices(key: jax.Array | None, n: int, batch_size: int):
 
 
 def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
-                batch_size: int, augment_flip: bool, dp_batch: int = 0,
-                dp_params=None, penalty_fn=None) -> tuple[TrainState, jax.Array]:
-  """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`.
+                batch_size: int, augment_flip: bool, dp_batch: int = 0, dp_params=None,
+                penalty_fn=None, record_mask=None) -> tuple[TrainState, jax.Array]:
+  """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`. Records whose
+  record_mask (N,) is 0 are drawn as usual but add nothing (a DP audit's excluded canaries).
 
   With dp_batch > 0 (DP-SGD, medinv.training.dp_sgd): ceil(N / batch_size) Poisson-sampled batches
   padded to dp_batch rows, and dp_params {'noise_multiplier', 'clip_norm', 'key'} (traced; step s
@@ -143,6 +144,7 @@ def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
 
   def body(state, step_input):
     step, (batch_index, batch_mask) = step_input
+    batch_mask = batch_mask if record_mask is None else batch_mask * record_mask[batch_index]
     batch_x = x[batch_index]
     if augment_flip:
       batch_x = image_lib.random_flip(jax.random.fold_in(aug_key, step), batch_x)

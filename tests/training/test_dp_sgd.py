@@ -1,5 +1,5 @@
 """DP-SGD (medinv.training.dp_sgd): clipping, noise, Poisson batches, accounting, calibration,
-populations against one-by-one training, the empirical lower bound, and the config errors."""
+populations against one-by-one training, the default delta, the DP study, and the config errors."""
 import json
 import math
 
@@ -17,7 +17,6 @@ from configs import membership_heart
 from configs import sweep_population
 from medinv import data as data_lib
 from medinv.training import dp_sgd
-from medinv.membership import experiment as membership_experiment
 from medinv.training import population
 from medinv.core import sharding
 from medinv.study import study
@@ -93,6 +92,15 @@ def test_calibration_reaches_the_target_epsilon(target):
   assert dp_sgd.calibrate(math.inf, 0.1, 10, 1e-5) == 0.0
 
 
+def test_default_delta_is_a_hundredth_of_one_over_n():
+  dp = ml_collections.ConfigDict(dict(target_epsilon=1.0, delta=0.0, clip_norm=1.0))
+  run = dp_sgd.setting(dp, 242, 32, 2)
+  assert run.delta == pytest.approx(1 / 24200)
+  assert run.epsilon <= 1.0 + 1e-6
+  dp.delta = 1e-3  # A stated delta is kept.
+  assert dp_sgd.setting(dp, 242, 32, 2).delta == 1e-3
+
+
 def _dp_config(data_dir, epsilons):
   config = sweep_population.get_config('smoke')
   config.data.data_dir = data_dir
@@ -132,24 +140,6 @@ def test_dp_population_equals_models_trained_one_by_one(data_dir, tmp_path):
 
 
 @pytest.mark.e2e  # runs an experiment end to end: the e2e tier
-def test_empirical_lower_bound_finds_leakage_and_respects_accounted_epsilon(data_dir, tmp_path):
-  rng = np.random.default_rng(0)
-  separated = dp_sgd.empirical_epsilon(rng.normal(5, 1, 1000), rng.normal(0, 1, 1000), 1e-5)
-  assert separated > 2.0  # A perfectly separating attack proves a large epsilon...
-  same = dp_sgd.empirical_epsilon(rng.normal(0, 1, 1000), rng.normal(0, 1, 1000), 1e-5)
-  assert same < 0.3  # ...one without signal proves (almost) nothing.
-  config = membership_heart.get_config('smoke')
-  config.data.data_dir = data_dir
-  config.train.dp.target_epsilon = 1.0
-  config.train.update(num_epochs=6, learning_rate=3e-3)
-  results = membership_experiment.run(config, str(tmp_path / 'mem'))
-  rows = [r for r in results['rows'] if 'epsilon_lower_bound' in r]
-  assert rows and all(r['dp_epsilon'] == pytest.approx(1.0, rel=0.01) for r in rows)
-  assert all(0.0 <= r['epsilon_lower_bound'] <= r['dp_epsilon'] for r in rows)
-  assert results['metrics']['epsilon_lower_bound_max'] <= results['metrics']['dp_epsilon']
-
-
-@pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path):
   # configs/dp.py's smoke study on heart_disease (its BreastMNIST parts' code runs in the
   # demo's smoke run and tests/inversion/test_reconstruct.py), at epsilon inf and 1.
@@ -160,7 +150,8 @@ def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path)
     else:
       config.parts[name].data.data_dir = data_dir
   assert sorted(config.parts) == ['attribute_heart_eps1', 'attribute_heart_inf',
-                                  'membership_heart_eps1', 'membership_heart_inf']
+                                  'audit_heart_eps1', 'membership_heart_eps1',
+                                  'membership_heart_inf']
   assert not study_dp.is_dp_study(demo.get_config('smoke').parts)  # No DP table there.
   study.run(config, str(tmp_path))
   rows = {r['target_epsilon']: r for r in study_dp.summary_rows(
@@ -170,7 +161,11 @@ def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path)
     assert rows[1.0][key] == pytest.approx(1.0, rel=0.01)
   for row in rows.values():
     assert -1 <= row['attribute_advantage'] <= 1 and 0 <= row['membership_auc_value'] <= 1
-    assert 0 <= row['epsilon_lower_bound'] <= row['membership_dp_epsilon']
+  audited = rows[1.0]
+  assert audited['audit_dp_epsilon'] == pytest.approx(1.0, rel=0.01)
+  for name in ('multi_run', 'one_run', 'one_run_fdp'):  # The correct mechanism at epsilon 1.
+    assert 0 <= audited[f'audit_{name}'] <= min(1.0, audited[f'audit_{name}_ceiling'])
+  assert 'audit_multi_run' not in rows[math.inf]  # No audit without a claimed epsilon.
   text = (tmp_path / 'report.md').read_text()
   table = text[text.index('## DP-SGD training'):].split('\n\n')[2].splitlines()
   assert [line.split(' | ')[:3] for line in table[2:]] == [
