@@ -74,6 +74,7 @@ def main(argv):
   explicit = FLAGS.process_id is not None or FLAGS.coordinator_address
   launched = distributed.launcher_process_count()
   if FLAGS.hosts > 1 and not explicit and launched == 1:
+    sweep.expand_runs(FLAGS.config)  # a config error: one line here, not one per process
     sys.exit(spawn_local(FLAGS.hosts))
   if FLAGS.hosts > 1 and launched > 1 and FLAGS.hosts != launched:
     raise app.UsageError(f'--hosts={FLAGS.hosts} but the launcher started {launched} processes')

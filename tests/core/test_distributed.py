@@ -82,3 +82,15 @@ def test_coordinator_port_check():
     distributed.check_coordinator_port('node0', environ={})
   with pytest.raises(errors.UsageError, match='--initialization_timeout must be a positive'):
     distributed.initialize('127.0.0.1:1', 2, 0, environ={}, initialization_timeout=0)
+
+
+def test_config_error_with_local_hosts_is_one_line_not_one_per_process(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != errors.DEBUG_ENV}
+  env.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3', NO_GCE_CHECK='true')
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.sweep', '--config=configs/sweep_rmle.py:smoke',
+       '--config.sweep.axes.attack.learning_rate=(0.0,)', '--hosts=2',
+       f'--workdir={tmp_path / "w"}'], cwd=ROOT, env=env, capture_output=True, text=True,
+      timeout=GUARD)
+  error_line(result, errors.EXIT_USAGE, 'sweep axis attack.learning_rate=0.0')
+  assert not (tmp_path / 'w').exists()
