@@ -11,6 +11,7 @@ from absl import flags
 from absl import logging
 import jax
 
+from medinv import data as data_lib
 from medinv.core import cli
 from medinv.core import progress
 from medinv.study import study
@@ -19,7 +20,8 @@ cli.define_config_file('config', 'configs/demo.py', 'Study config.')
 flags.DEFINE_string('workdir', 'runs/demo', 'Run directory (parts, report.md, results).')
 flags.DEFINE_string('manual_dir', None,
                     'Folder with downloaded dataset files; sets data.manual_dir of every part '
-                    '(see ./launch.sh --list_datasets for what goes where).')
+                    'whose dataset reads one (see ./launch.sh --list_datasets for what goes '
+                    'where).')
 FLAGS = flags.FLAGS
 
 
@@ -34,7 +36,12 @@ def main(argv):
   if FLAGS.manual_dir is not None:
     if not os.path.isdir(FLAGS.manual_dir):
       raise app.UsageError(f'--manual_dir {FLAGS.manual_dir!r} is not a directory')
-    for part in config.parts.values():
+    readers = [part for part in config.parts.values()
+               if data_lib.reads_manual_dir(part.data.dataset)]
+    if not readers:
+      raise app.UsageError('--manual_dir: no part of this study reads downloaded files (its '
+                           'datasets ship with medinv); drop --manual_dir')
+    for part in readers:
       part.data.manual_dir = os.path.abspath(FLAGS.manual_dir)
   study.run(config, FLAGS.workdir)
   print(f'report: {os.path.join(FLAGS.workdir, "report.md")}')

@@ -30,6 +30,9 @@ flags.DEFINE_integer('hosts', 1, 'Processes to start on this machine (1 = this o
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-process).')
 flags.DEFINE_integer('num_processes', None, 'Processes in the run (multi-process).')
 flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 (multi-process).')
+flags.DEFINE_float('initialization_timeout', distributed.DEFAULT_INITIALIZATION_TIMEOUT,
+                   'Seconds a process waits for the coordinator and every other process to '
+                   'join before it gives up with one line (multi-process).')
 FLAGS = flags.FLAGS
 
 
@@ -71,10 +74,12 @@ def main(argv):
   explicit = FLAGS.process_id is not None or FLAGS.coordinator_address
   launched = distributed.launcher_process_count()
   if FLAGS.hosts > 1 and not explicit and launched == 1:
+    sweep.expand_runs(FLAGS.config)  # a config error: one line here, not one per process
     sys.exit(spawn_local(FLAGS.hosts))
   if FLAGS.hosts > 1 and launched > 1 and FLAGS.hosts != launched:
     raise app.UsageError(f'--hosts={FLAGS.hosts} but the launcher started {launched} processes')
-  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                         initialization_timeout=FLAGS.initialization_timeout)
   logging.set_verbosity(logging.INFO if distributed.is_writer() else logging.WARNING)
   progress.quiet_library_logs()
   config = FLAGS.config

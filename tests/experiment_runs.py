@@ -14,3 +14,20 @@ def model_inversion_smoke(workdir: str, data_dir: str, *overrides: str) -> None:
   subprocess.run([sys.executable, os.path.join(REPO, 'experiments', 'model_inversion.py'),
                   f'--config={config}:split=2,smoke', *overrides, f'--workdir={workdir}'],
                  check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
+
+
+def only_error_line(stderr: str, *names: str) -> str:
+  """The one line of `stderr`, checked: an `error:` line (no traceback, no library log line
+  before it) that names every one of `names`."""
+  lines = stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), stderr[-3000:]
+  for name in names:
+    assert name in lines[0], lines[0]
+  return lines[0]
+
+
+def error_line(result, exit_code: int, *names: str) -> str:
+  """The one stderr line of a failed command (a subprocess.CompletedProcess run with text
+  output), checked: its exit code, and `only_error_line`."""
+  assert result.returncode == exit_code, result.stderr[-3000:]
+  return only_error_line(result.stderr, *names)

@@ -284,7 +284,7 @@ def split_attacks(attack_config) -> tuple[tuple[attribute_attacks.Configured, ..
 def check_config(config) -> None:
   """Checks config.attack and config.defense's release rule against the dataset's schema."""
   from medinv import data as data_lib  # The schema of each record dataset.
-  data_lib.check_name(config.data.dataset)
+  data_lib.check_config(config.data)
   if config.data.dataset not in data_lib.RECORD_DATASETS:
     raise ValueError(f'attribute inference needs a record dataset, got {config.data.dataset!r};'
                      f' record datasets: {sorted(data_lib.RECORD_DATASETS)}')
@@ -294,12 +294,26 @@ def check_config(config) -> None:
     raise ValueError(f'unknown release {config.defense.release!r}; allowed: {defenses.RELEASES}')
   if config.defense.noise_std < 0:
     raise ValueError(f'defense.noise_std must be >= 0, got {config.defense.noise_std}')
+  _check_release_options(config.defense)
   if not config.attack.names:
     raise ValueError(f'attack.names is empty; registered: {sorted(attribute_attacks.ATTACKS)}')
   for name in config.attack.names:
     attribute_attacks.get(name).check(attribute_attacks.attack_cfg(config.attack, name),
                                       config.defense.release)
   _check_target_split(config.attack)
+
+
+def _check_release_options(defense) -> None:
+  """Refuses defense.noise_std > 0 unless the release is 'noisy_probs', and decimals other
+  than the registered default unless it is 'rounded': the release would ignore them."""
+  release = defense.release
+  default_decimals = defenses.get('output_postprocessing').defaults['decimals']
+  for field, used_by, unset in (('noise_std', 'noisy_probs', 0.0),
+                                ('decimals', 'rounded', default_decimals)):
+    if release != used_by and defense[field] != unset:
+      raise ValueError(f'defense.{field}={defense[field]} applies to defense.release '
+                       f'{used_by!r} only, and the release is {release!r}: set '
+                       f'--config.defense.release={used_by} or drop defense.{field}')
 
 
 def _check_target_split(attack_config) -> None:

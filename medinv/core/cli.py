@@ -5,13 +5,17 @@ Every `experiments/*.py` defines its config flag with `cli.define_config_file` a
 - flag parsing errors (a mistyped `--config.defense.sigm=0.1`, a value of the wrong type, a
   config file that does not load, an unknown flag) print `error: <flag>: <what is wrong>`,
   with the fields or values allowed, and exit 2;
+- an override that changes an option the run never reads (a field of an attack or defense
+  block whose group's `names` does not select it, e.g. `--config.attack.rmle.objective=...`
+  while attack.names has no 'rmle') is refused the same way (`unselected_override`);
 - errors raised by the run print as described by `medinv.core.errors.describe`: any ValueError
   (every `validate(config)`, an incompatible workdir) exits 2, DataError / a diverged run /
-  no space left exit 1;
-- a second line names the debug switch: with MEDINV_DEBUG=1 the traceback is printed too.
+  no space left exit 1.
+Each prints exactly one line on stderr; with MEDINV_DEBUG=1 the traceback comes before it.
 Other exceptions are bugs and keep their traceback.
 `run` also sets the XLA:CPU flag every experiment runs with (medinv.core.xla), before JAX
-starts its backend.
+starts its backend, and drops library lines a run would print before anything of its own
+(`quiet_startup_logs`), so that an error is the only line on stderr.
 
 Flags every experiment shares: --wait_for_workdir (a run into a workdir another run holds
 waits for it instead of refusing; medinv.core.locks). It sets $MEDINV_WAIT_FOR_WORKDIR, so
@@ -23,6 +27,7 @@ import difflib
 import functools
 import importlib
 import importlib.util
+import logging as std_logging
 import os
 import re
 import sys
@@ -77,16 +82,18 @@ def load_extensions(names: list[str] | None = None) -> None:
       os.path.abspath(n) if n.endswith('.py') else n for n in names)
 
 
+def one_line(message: str) -> str:
+  """`message` on one line: its non-empty lines, stripped, joined by spaces."""
+  return ' '.join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
 def fail(code: int, message: str) -> NoReturn:
-  """Prints `error: message` and the debug hint to stderr (the traceback too when debugging),
-  then exits with `code`."""
+  """Prints `error: message` as one line on stderr (after the traceback when MEDINV_DEBUG is
+  set), then exits with `code`."""
   sys.stdout.flush()
-  if errors.debug():
-    if sys.exc_info()[0] is not None:
-      traceback.print_exc()
-    print(f'error: {message}', file=sys.stderr, flush=True)
-  else:
-    print(f'error: {message}\n{errors.DEBUG_HINT}', file=sys.stderr, flush=True)
+  if errors.debug() and sys.exc_info()[0] is not None:
+    traceback.print_exc()
+  print(f'error: {one_line(message)}', file=sys.stderr, flush=True)
   sys.exit(code)
 
 
@@ -126,6 +133,42 @@ def unknown_field(config, path: str, name: str = 'config') -> str | None:
   return None
 
 
+def _swept(config, dotted: str) -> bool:
+  """Whether config.sweep.axes holds the field `dotted` (it varies over the sweep's runs)."""
+  node = config
+  for part in ('sweep', 'axes', *dotted.split('.')):
+    if not isinstance(node, (config_dict.ConfigDict, dict)) or part not in node:
+      return False
+    node = node[part]
+  return True
+
+
+def unselected_override(config, path: str, name: str = 'config') -> str | None:
+  """Why the override `path` ('attack.rmle.objective') changes nothing the run reads; None if
+  it may.
+
+  A group of components (config.attack, a membership config.defense) lists the ones it runs
+  in `names` and carries a block of options per component (`<group>.<block>`); configs carry
+  a block for every component they might run (configs/components.py writes each registered
+  default), so a block's presence is no error, but changing a field of a block its group's
+  `names` does not list is: the run would ignore it.
+  """
+  parts = path.split('.')
+  node = config
+  for i in range(len(parts) - 1):
+    if not isinstance(node, (config_dict.ConfigDict, dict)) or parts[i] not in node:
+      return None
+    names, block = node.get('names'), node[parts[i]]
+    group = '.'.join(parts[:i])
+    if (i and isinstance(names, (tuple, list)) and all(isinstance(n, str) for n in names)
+        and isinstance(block, (config_dict.ConfigDict, dict)) and parts[i] not in names
+        and not _swept(config, f'{group}.names')):
+      return (f'--{name}.{path}: {group}.{parts[i]} is not run ({group}.names is '
+              f'{tuple(names)}); add {parts[i]!r} to --{name}.{group}.names or drop this option')
+    node = block
+  return None
+
+
 def _unknown_override(argv: list[str], name: str, default: str | None) -> str | None:
   """The message for the first override in argv that names no field of the config file."""
   path = _config_path(argv, name) or default
@@ -147,6 +190,9 @@ def flag_error_message(error: Exception, argv: list[str], config_flag: str | Non
   """One line for an exception raised while parsing flags (default_config: the config
   file used when argv names none)."""
   text = str(error).strip()
+  if config_flag and isinstance(error, AttributeError) and "attribute 'get_config'" in text:
+    path = (_config_path(argv, config_flag) or default_config or '').partition(':')[0]
+    return f'--{config_flag}={path}: {path} defines no get_config(arg=None) function'
   if config_flag and isinstance(error, (AttributeError, KeyError)):
     return (_unknown_override(argv, config_flag, default_config) or
             f'--{config_flag}: {text}')
@@ -177,6 +223,7 @@ def define_config_file(name: str, default: str, help_string: str) -> None:
 
 def parse_flags(argv: list[str], config_flag: str | None = 'config') -> list[str]:
   """absl flag parsing (`app.run`'s flags_parser) that fails with one line and exit code 2."""
+  config = None
   try:
     args = flags.FLAGS(argv)
     if flags.FLAGS.wait_for_workdir:
@@ -185,9 +232,13 @@ def parse_flags(argv: list[str], config_flag: str | None = 'config') -> list[str
       config = flags.FLAGS[config_flag].value
       if config is not None:
         getattr(config, 'keys', None)  # A config file that failed to load raises here.
-    return args
   except Exception as error:  # pylint: disable=broad-except
     fail(errors.EXIT_USAGE, flag_error_message(error, argv, config_flag))
+  for path in _overrides(argv, config_flag) if config is not None else ():
+    message = unselected_override(config, path, config_flag)
+    if message:
+      fail(errors.EXIT_USAGE, message)
+  return args
 
 
 def guarded(main: Callable[[list[str]], None], argv: list[str]) -> None:
@@ -205,6 +256,22 @@ def guarded(main: Callable[[list[str]], None], argv: list[str]) -> None:
     fail(*described)
 
 
+def _not_custom_data_configuration(record: std_logging.LogRecord) -> bool:
+  return not record.getMessage().startswith('Using custom data configuration')
+
+
+def quiet_startup_logs() -> None:
+  """Drops JAX's INFO lines on backends it did not find ('Unable to initialize backend
+  'tpu' ...') and on joining a multi-process run (its warnings still show), and TFDS's
+  'Using custom data configuration' warning (a dataset built with options, e.g. mias at
+  image size 16), which every run printed before anything of its own."""
+  for name in ('jax._src.xla_bridge', 'jax._src.distributed'):
+    std_logging.getLogger(name).setLevel(std_logging.WARNING)
+  absl_logger = std_logging.getLogger('absl')
+  if _not_custom_data_configuration not in absl_logger.filters:
+    absl_logger.addFilter(_not_custom_data_configuration)
+
+
 def run(main: Callable[[list[str]], None], config_flag: str | None = 'config') -> None:
   """`app.run(main)` with one-line user errors; config_flag names the config-file flag.
 
@@ -213,5 +280,6 @@ def run(main: Callable[[list[str]], None], config_flag: str | None = 'config') -
   workers, sweep hosts) compute with the setting its numbers were measured with.
   """
   xla.use_eigen_cpu_convolutions()
+  quiet_startup_logs()
   app.run(functools.partial(guarded, main),
           flags_parser=functools.partial(parse_flags, config_flag=config_flag))

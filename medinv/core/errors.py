@@ -1,8 +1,8 @@
 """The errors a user can cause or meet, each with its exit code, and one-line descriptions.
 
 Library code raises these (or ValueError / medinv.data.DataError / OSError); the entry points
-(`medinv.core.cli.run`) print `describe(error)` as one or two lines and exit with its code, and
-show the traceback only when the environment variable MEDINV_DEBUG is set (`debug()`).
+(`medinv.core.cli.run`) print `describe(error)` as one line and exit with its code, and show
+the traceback before it only when the environment variable MEDINV_DEBUG is set (`debug()`).
 
 Exit codes: 2 = a usage, config or workdir error (ValueError and its subclasses here);
 1 = the run could not finish: bad data (DataError), a diverged run, no space left or another
@@ -18,7 +18,6 @@ DEBUG_ENV = 'MEDINV_DEBUG'
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-DEBUG_HINT = f'(set {DEBUG_ENV}=1 to see the traceback)'
 
 
 class DataError(ValueError):

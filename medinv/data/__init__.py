@@ -47,6 +47,32 @@ def check_name(name: str) -> None:
     raise ValueError(f'unknown dataset {name!r}; known datasets: {", ".join(known())}')
 
 
+def reads_manual_dir(name: str) -> bool:
+  """Whether dataset `name` reads config.data.manual_dir: the files a user downloaded (cardio,
+  mias, cbis_ddsm, medmnist), or a user's own file whose relative path is taken from it
+  (csv, image_folder, npz). The datasets shipped with medinv (heart_disease, breastmnist)
+  read none."""
+  check_name(name)
+  module = RECORD_DATASETS.get(name) or IMAGE_DATASETS[name]
+  return (bool(getattr(module.Builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None))
+          or 'path' in getattr(module, 'OPTIONS', ()))
+
+
+def check_config(config) -> None:
+  """Checks `config` (config.data) before anything is loaded: a known dataset, and no
+  manual_dir for a dataset that reads none (it would be ignored without a word).
+
+  Raises:
+    ValueError: naming the config field and what is allowed.
+  """
+  check_name(config.dataset)
+  if config.get('manual_dir') and not reads_manual_dir(config.dataset):
+    readers = ', '.join(name for name in known() if reads_manual_dir(name))
+    raise ValueError(f'config.data.manual_dir {config.manual_dir!r}: dataset '
+                     f'{config.dataset!r} ships with medinv and reads no files from it; drop '
+                     f'--config.data.manual_dir (datasets that read it: {readers})')
+
+
 def is_records(name: str) -> bool:
   check_name(name)
   return name in RECORD_DATASETS

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from medinv.data import records
+from medinv.data import tfds_util
 from medinv.core.errors import DataError
 
 Column = records.Column
@@ -234,7 +235,7 @@ class Cardio(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     path = dl_manager.manual_dir / FILENAME
     if not path.exists():
-      raise DataError(f'cardio: {path} not found.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+      raise DataError(f'cardio: {path} not found; {tfds_util.how_to_get("cardio")}')
     # Parse and check the whole file before TFDS writes anything.
     features, labels, ids = read_csv(path)
     dropped = {'total': 0}

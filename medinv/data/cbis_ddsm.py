@@ -161,7 +161,7 @@ def resolve(manual_dir, relative: str, crop: bool, source: str) -> str:
       raise DataError(f'{source}: {relative!r} is missing and {top} holds {len(found)} DICOM '
                       'files, so the full mammogram is ambiguous')
   raise DataError(f'{source}: DICOM file {relative!r} not found under {manual_dir} or '
-                  f'{os.path.join(manual_dir, "CBIS-DDSM")}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+                  f'{os.path.join(manual_dir, "CBIS-DDSM")}; {tfds_util.how_to_get("cbis_ddsm")}')
 
 
 @dataclasses.dataclass(eq=False)
@@ -222,8 +222,8 @@ class CbisDdsm(tfds.core.GeneratorBasedBuilder):
     manual_dir = dl_manager.manual_dir
     missing = [name for name in CASE_FILES.values() if not (manual_dir / name).exists()]
     if missing:
-      raise DataError(f'cbis_ddsm: {missing} not found in {manual_dir}.\n'
-                      f'{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+      raise DataError(f'cbis_ddsm: {missing} not found in {manual_dir}; '
+                      f'{tfds_util.how_to_get("cbis_ddsm")}')
     cases = {'train': [], 'test': []}
     for (abnormality_type, split), name in CASE_FILES.items():
       cases[split] += read_cases(manual_dir / name, abnormality_type)

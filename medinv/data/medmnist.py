@@ -28,6 +28,7 @@ import tensorflow_datasets as tfds
 
 from medinv.core.errors import DataError
 from medinv.data import npz as npz_lib
+from medinv.data import tfds_util
 
 SIZES = (28, 64, 128, 224)
 SPLITS = {'train': 'train', 'validation': 'val', 'test': 'test'}  # split -> npz key prefix
@@ -55,7 +56,7 @@ def find_file(manual_dir, name: str, size: int) -> str:
       return path
   present = sorted(f for f in os.listdir(manual_dir) if f.endswith('.npz'))
   raise DataError(f'medmnist: {" or ".join(names)} not found in {manual_dir} (npz files '
-                  f'there: {present or "none"}).\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+                  f'there: {present or "none"}); {tfds_util.how_to_get("medmnist")}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +178,7 @@ class Medmnist(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     if self.builder_config is None:
       raise DataError('medmnist: choose a file with --config.data.medmnist_name (and '
-                      f'medmnist_size).\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+                      f'medmnist_size); {tfds_util.how_to_get("medmnist")}')
     config = self.builder_config
     path = find_file(dl_manager.manual_dir, config.medmnist_name, config.size)
     summary = inspect(path, config.medmnist_name, config.size, config.task)

@@ -34,6 +34,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from medinv.core.errors import DataError
+from medinv.data import tfds_util
 
 INFO_FILENAME = 'Info.txt'
 SUBFOLDERS = ('', 'all-mias')  # Where the files may be, relative to manual_dir.
@@ -204,8 +205,8 @@ def find_files(manual_dir) -> tuple[str, dict[int, str]]:
       if match:
         images.setdefault(int(match.group(1)), os.path.join(folder, name))
   if info is None:
-    raise DataError(f'mias: {INFO_FILENAME} not found in {manual_dir}.\n'
-                    f'{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+    raise DataError(f'mias: {INFO_FILENAME} not found in {manual_dir}; '
+                    f'{tfds_util.how_to_get("mias")}')
   return info, images
 
 
@@ -268,7 +269,7 @@ class Mias(tfds.core.GeneratorBasedBuilder):
     missing = sorted(set(findings) - set(image_paths))
     if missing:
       raise DataError(f'mias: {len(missing)} films listed in {info_path} have no PGM file, '
-                      f'e.g. mdb{missing[0]:03d}.pgm.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+                      f'e.g. mdb{missing[0]:03d}.pgm; {tfds_util.how_to_get("mias")}')
     unlisted = sorted(set(image_paths) - set(findings))
     if unlisted:
       raise DataError(f'mias: {image_paths[unlisted[0]]} (and {len(unlisted) - 1} more) has no '

@@ -56,8 +56,11 @@ def open_npz(path) -> np.lib.npyio.NpzFile:
   Raises:
     DataError: naming the file when it is not a readable npz.
   """
+  if os.path.isfile(path) and not zipfile.is_zipfile(path):  # np.load would try unpickling
+    raise DataError(f'{path}: not a readable npz file (numpy.savez writes a zip archive of '
+                    '.npy arrays; this file is no zip archive)')
   try:
-    return np.load(path)
+    return np.load(path, allow_pickle=False)
   except (OSError, ValueError, zipfile.BadZipFile) as e:
     raise DataError(f'{path}: not a readable npz file ({e})') from e
 

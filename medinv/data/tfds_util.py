@@ -25,8 +25,10 @@ image_folder, npz) need no record: their builder config is keyed by the file's S
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -36,6 +38,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from medinv.core import errors
 from medinv.core import locks
 from medinv.core import report
 from medinv.core.errors import DataError
@@ -50,16 +53,22 @@ def default_data_dir() -> str:
       os.path.expanduser('~'), '.cache', 'medinv', 'tensorflow_datasets')
 
 
+def how_to_get(name: str) -> str:
+  """Where a manual dataset's download instructions are printed, for a one-line error."""
+  return f'how to get the files: ./launch.sh --list_datasets (the {name} entry)'
+
+
 def check_writable(data_dir: str) -> None:
-  """Raises DataError naming `data_dir` when datasets cannot be built there."""
+  """Raises errors.UsageError (exit 2, like a workdir that is not writable) naming
+  config.data.data_dir when datasets cannot be built in `data_dir`."""
   try:
     os.makedirs(data_dir, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=data_dir):
       pass
   except OSError as e:
-    raise DataError(
-        f'data_dir {data_dir!r} is not writable ({e.strerror}); pass a writable '
-        f'--config.data_dir or set ${ENV_DATA_DIR}.') from e
+    raise errors.UsageError(
+        f'config.data.data_dir {data_dir!r} is not writable ({e.strerror}); pass a writable '
+        f'--config.data.data_dir or set ${ENV_DATA_DIR}') from e
 
 
 def _is_manual(builder_cls) -> bool:
@@ -74,8 +83,8 @@ def _check_manual_dir(builder, data_dir: str, manual_dir: str | None) -> None:
     problem = ('no manual_dir was given (--config.data.manual_dir)' if not manual_dir else
                f'manual_dir {manual_dir!r} is not a directory'
                if not os.path.isdir(manual_dir) else f'manual_dir {manual_dir!r} is empty')
-    raise DataError(f'{builder.name}: not built in {data_dir} yet and {problem}.\n'
-                    f'{instructions}')
+    raise DataError(f'{builder.name}: not built in {data_dir} yet and {problem}; '
+                    f'{how_to_get(builder.name)}')
 
 
 def _label(builder) -> str:
@@ -110,7 +119,8 @@ def prepare(builder_cls, *, data_dir: str | None = None, manual_dir: str | None 
   """Builds the dataset once into `data_dir` (reused afterwards) and returns the builder.
 
   Builders with MANUAL_DOWNLOAD_INSTRUCTIONS need `manual_dir` (a folder with the files the
-  user downloaded) for their first build; without one the DataError carries the instructions.
+  user downloaded) for their first build; without one the DataError says where the download
+  instructions are (`how_to_get`).
   Their build is redone when manual_dir's files differ from those it was built from. One
   process builds at a time; another one wanting the same build waits for it (see above).
   """
@@ -134,8 +144,12 @@ def prepare(builder_cls, *, data_dir: str | None = None, manual_dir: str | None 
       builder = make()
     record = manual_record(builder, manual_dir) if _is_manual(builder_cls) else None
     tfds.disable_progress_bar()
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir or None))
+    # TFDS prints 'Downloading and preparing ...' first, which would precede a build error;
+    # one line after the build says what was built (on stdout, as TFDS's lines were).
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir or None))
+    print(f'built {_label(builder)} in {version_dir}; later runs read it', flush=True)
     if record is not None:
       report.write_atomic(os.path.join(version_dir, RECORD_FILE), json.dumps(record, indent=1))
   return builder

@@ -101,7 +101,10 @@ class Attack:
     for field in self.positive:
       reconstruct.check_positive(f'attack.{self.name}.{field}', cfg[field])
     for field in self.objective_fields:
-      objectives.parse(cfg[field])
+      try:
+        objectives.parse(cfg[field])
+      except ValueError as e:
+        raise ValueError(f'attack.{self.name}.{field}: {e}') from None
 
 
 ATTACKS = registry.Registry('model-inversion attack')

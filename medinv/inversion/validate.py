@@ -62,7 +62,7 @@ def validate(config) -> None:
   if not attack.splits:
     raise ValueError('attack.splits is empty')
   for split in attack.splits:
-    models.split_layer(config.model, split, 'attack.splits: split')
+    models.split_layer(config.model, split, f'every entry of attack.splits {tuple(attack.splits)}')
   if not attack.knows_defense or any(not isinstance(k, bool) for k in attack.knows_defense):
     raise ValueError(f'attack.knows_defense must be a non-empty tuple of bools, got '
                      f'{attack.knows_defense}')

@@ -3,7 +3,8 @@
 config.membership (num_shadows >= 2, models_per_step >= 0), config.attack (registered
 attacks, `medinv.membership.attacks`, and their blocks; queries), config.defense (optional:
 `names`, registered defenses of medinv.defenses that act on 'weights' or 'output', and a
-block per name, checked by `defenses.check_block`),
+block per name, checked by `defenses.check_block`; the block of a defense it cannot run, with
+strengths other than the registered default, is refused rather than ignored),
 config.evaluation (fprs, below_one_record, bootstrap_samples, interval), and, once the data
 is loaded, whether the candidate records resolve every requested FPR.
 """
@@ -62,6 +63,7 @@ def validate_defense(config) -> None:
     if name not in config.defense:
       raise ValueError(f'defense.names lists {name!r} but config.defense.{name} is missing')
     defenses.check_block(name, config.defense[name])
+  _check_unselected_blocks(config.defense, names)
   if 'model_perturbation' in names and config.defense.model_perturbation.scope != 'all':
     raise ValueError("defense.model_perturbation.scope must be 'all' for membership "
                      f"inference (the attacker sees the whole model's output), got "
@@ -70,6 +72,22 @@ def validate_defense(config) -> None:
   if label_only and not any(attacks.get(n).reads == 'label' for n in config.attack.names):
     raise ValueError(f'defense.names has {label_only} (labels only) but attack.names has no '
                      'attack that reads labels (e.g. label_only, label_lira)')
+
+
+def _check_unselected_blocks(defense, names: tuple[str, ...]) -> None:
+  """Refuses a block of a registered defense that membership inference cannot run (it acts
+  on training or transmitted features) once its strengths differ from the registered
+  default: a grid that would be ignored. Blocks at their defaults, and blocks of defenses
+  it can run but `names` leaves out, may stay."""
+  for name in defense.keys():
+    if name == 'names' or name in names or name not in defenses.DEFENSES:
+      continue
+    component = defenses.get(name)
+    strengths = tuple(defense[name].get('strengths', component.defaults.get('strengths', ())))
+    if (component.acts_on not in attacks.ACTS_ON
+        and strengths != tuple(component.defaults.get('strengths', ()))):
+      defenses.applicable(name, attacks.ACTS_ON, f'defense.{name}.strengths',
+                          'membership inference')
 
 
 def check_record_count(config, num_records: int) -> None:

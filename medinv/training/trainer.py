@@ -204,7 +204,7 @@ class Trained:
 
 def validate(config) -> None:
   """Checks names and sizes before any data is touched or compute spent."""
-  data_lib.check_name(config.data.dataset)
+  data_lib.check_config(config.data)
   entry = models.check_fits(config.model, config.data.dataset,
                             data_lib.is_records(config.data.dataset))
   if entry.takes == 'images':

@@ -119,6 +119,22 @@ def test_auxiliary_set_errors_name_the_field():
         member_fraction=1.0, nonmember_fraction=1.0))
 
 
+@pytest.mark.parametrize('release, field, value', [
+    ('label', 'noise_std', 0.1), ('probs', 'noise_std', 0.1), ('rounded', 'noise_std', 0.1),
+    ('label', 'decimals', 2), ('noisy_probs', 'decimals', 3)])
+def test_release_option_the_release_does_not_read_is_refused(release, field, value):
+  from configs import attribute_heart
+  config = attribute_heart.get_config(f'smoke,release={release}')
+  attribute_eval.check_config(config)  # the config's own values are accepted
+  config.defense[field] = value
+  used_by = {'noise_std': 'noisy_probs', 'decimals': 'rounded'}[field]
+  with pytest.raises(ValueError, match=f"^defense.{field}={value} applies to defense.release "
+                     f"'{used_by}' only, and the release is '{release}'"):
+    attribute_eval.check_config(config)
+  config.defense.release = used_by
+  attribute_eval.check_config(config)  # the release that reads it
+
+
 # ---- the imputation baseline on planted records ----
 
 def _planted_apply(variables, x):

@@ -1,9 +1,9 @@
 """Bad input and faults end in one clear line, the right exit code and nothing half-written.
 
 Entry-point cases run `experiments/train.py` (heart_disease smoke config) as a subprocess and
-check: the exit code (2 usage / config / workdir, 1 data / divergence / disk full), one
-`error:` line naming the field, file or workdir, no traceback without MEDINV_DEBUG, and the
-files left behind. Faults that need a broken machine (a full disk, a read-only workdir)
+check: the exit code (2 usage / config / workdir, 1 data / divergence / disk full), that
+stderr is one `error:` line naming the field, file or workdir (no traceback without
+MEDINV_DEBUG, no library log line), and the files left behind. Faults that need a broken machine (a full disk, a read-only workdir)
 are simulated by a patch that the subprocess applies before running the entry point.
 """
 import errno
@@ -25,6 +25,7 @@ from medinv.core import report
 from medinv.training import trainer
 from medinv.data import DataError
 from medinv.data import heart_disease
+from experiment_runs import error_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = 'configs/train_heart.py:smoke'
@@ -37,12 +38,13 @@ def _session_data_dir(data_dir):
 
 
 def run_train(*flags, patch: str = '', debug: bool = False, data_dir: str | None = None,
-              config: str | None = SMOKE):
-  """Runs `python -m experiments.train --config CONFIG *flags` after `patch` (Python code);
-  config None leaves --config out (the entry point's default config)."""
-  argv = ['experiments/train.py'] + ([f'--config={config}'] if config else []) + list(flags)
+              config: str | None = SMOKE, experiment: str = 'train'):
+  """Runs `python -m experiments.EXPERIMENT --config CONFIG *flags` after `patch` (Python
+  code); config None leaves --config out (the entry point's default config)."""
+  argv = [f'experiments/{experiment}.py'] + ([f'--config={config}'] if config else []) + list(
+      flags)
   code = (f'import runpy, sys\n{patch}\nsys.argv = {argv!r}\n'
-          "runpy.run_module('experiments.train', run_name='__main__', alter_sys=True)\n")
+          f"runpy.run_module('experiments.{experiment}', run_name='__main__', alter_sys=True)\n")
   env = {k: v for k, v in os.environ.items() if k != errors.DEBUG_ENV}
   env.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3', NO_GCE_CHECK='true')
   if data_dir:
@@ -51,18 +53,6 @@ def run_train(*flags, patch: str = '', debug: bool = False, data_dir: str | None
     env[errors.DEBUG_ENV] = '1'
   return subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=300)
-
-
-def error_line(result, exit_code: int, *names: str) -> str:
-  """The one `error:` line of a failed run, checked: exit code, names, no traceback."""
-  assert result.returncode == exit_code, result.stderr[-3000:]
-  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-  lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
-  assert len(lines) == 1, result.stderr[-3000:]
-  assert errors.DEBUG_ENV in result.stderr  # The message names the debug switch.
-  for name in names:
-    assert name in lines[0], lines[0]
-  return lines[0]
 
 
 def leftovers(directory) -> list[str]:
@@ -106,7 +96,69 @@ def test_unknown_field_suggests_the_closest():
 def test_debug_switch_shows_the_traceback(tmp_path):
   result = run_train('--config.train.sigm=0.1', f'--workdir={tmp_path}', debug=True)
   assert result.returncode == errors.EXIT_USAGE
-  assert 'Traceback' in result.stderr and 'error: --config.train.sigm' in result.stderr
+  assert 'Traceback' in result.stderr
+  assert result.stderr.splitlines()[-1].startswith('error: --config.train.sigm')
+
+
+def test_config_file_without_get_config_names_the_file(tmp_path):
+  path = tmp_path / 'my_config.py'
+  path.write_text('import ml_collections\n\ndef config():\n  return None\n')
+  error_line(run_train(f'--workdir={tmp_path / "w"}', config=f'{path}:smoke'),
+             errors.EXIT_USAGE, f'--config={path}: {path} defines no get_config(arg=None)')
+
+
+def test_one_line_joins_a_message_of_several_lines():
+  assert cli.one_line('first line\n  second\n\n third ') == 'first line second third'
+
+
+# ------------------------------------------------------------ options that do not apply
+
+def test_manual_dir_for_a_dataset_shipped_with_medinv_is_refused(tmp_path):
+  from medinv import data as data_lib
+  assert not data_lib.reads_manual_dir('heart_disease')
+  assert not data_lib.reads_manual_dir('breastmnist')
+  assert all(data_lib.reads_manual_dir(name) for name in ('cardio', 'mias', 'csv', 'npz'))
+  config = train_heart.get_config('smoke')
+  config.data.manual_dir = str(tmp_path)
+  with pytest.raises(ValueError, match="config.data.manual_dir .*'heart_disease' ships with "
+                     'medinv.*datasets that read it: cardio, cbis_ddsm, csv'):
+    trainer.validate(config)
+  config.data.update(dataset='cardio')
+  trainer.validate(config)  # cardio reads its file from manual_dir
+  result = run_train(f'--config.data.manual_dir={tmp_path}', f'--workdir={tmp_path / "w"}')
+  error_line(result, errors.EXIT_USAGE, 'config.data.manual_dir', 'heart_disease')
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_option_of_an_attack_that_is_not_run_is_refused(tmp_path):
+  from configs import inversion_breastmnist
+  from configs import membership_heart
+  config = inversion_breastmnist.get_config('smoke')
+  config.attack.names = ('inverse_network',)
+  message = cli.unselected_override(config, 'attack.rmle.objective')
+  assert message == ("--config.attack.rmle.objective: attack.rmle is not run (attack.names is "
+                     "('inverse_network',)); add 'rmle' to --config.attack.names or drop this "
+                     'option')
+  assert cli.unselected_override(config, 'attack.inverse_network.steps') is None
+  assert cli.unselected_override(config, 'attack.num_targets') is None
+  assert cli.unselected_override(config, 'defense.feature_noise.strengths') is None  # all run
+  membership = membership_heart.get_config('smoke')
+  membership.defense.names = ('model_perturbation',)
+  assert 'defense.randomized_response is not run' in cli.unselected_override(
+      membership, 'defense.randomized_response.strengths')
+  result = run_train('--config.attack.names=("loss_threshold",)',
+                     '--config.attack.lira_online.min_std=0.01', f'--workdir={tmp_path / "w"}',
+                     config='configs/membership_heart.py:smoke',
+                     experiment='membership_inference')
+  error_line(result, errors.EXIT_USAGE, '--config.attack.lira_online.min_std',
+             "attack.names is ('loss_threshold',)")
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_demo_manual_dir_without_a_part_that_reads_it(tmp_path):
+  result = run_train(f'--manual_dir={tmp_path}', f'--workdir={tmp_path / "w"}',
+                     config='configs/demo.py:smoke', experiment='demo')
+  error_line(result, errors.EXIT_USAGE, '--manual_dir: no part of this study reads')
 
 
 @pytest.mark.parametrize('field, value, allowed', [
@@ -150,6 +202,14 @@ def test_workdir_that_is_a_file(tmp_path):
   error_line(run_train(f'--workdir={path / "sub"}'), errors.EXIT_USAGE, 'workdir',
              'not writable')
   assert path.read_text() == 'not a directory'
+
+
+def test_data_dir_that_cannot_be_written_exits_2_naming_the_field(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  result = run_train(f'--config.data.data_dir={blocker / "tfds"}', f'--workdir={tmp_path / "w"}')
+  error_line(result, errors.EXIT_USAGE, f"config.data.data_dir '{blocker / 'tfds'}' is not "
+             'writable', '--config.data.data_dir', '$MEDINV_DATA_DIR')
 
 
 @pytest.mark.e2e  # runs an experiment end to end: the e2e tier

@@ -7,9 +7,11 @@ import numpy as np
 
 from configs import common
 from medinv import data
+from medinv.core import errors
 from medinv.data import draft
 
 import fixture_files
+from experiment_runs import error_line
 
 
 def test_draft_describes_the_file_and_loads_as_written(tmp_path):
@@ -40,4 +42,4 @@ def test_draft_command_writes_and_refuses_to_overwrite(tmp_path):
   assert first.returncode == 0, first.stderr
   assert out.read_text() == draft.draft(str(path))
   again = subprocess.run(command, cwd=common.REPO, env=env, capture_output=True, text=True)
-  assert again.returncode != 0 and 'exists; pass --force' in again.stderr
+  error_line(again, errors.EXIT_USAGE, str(out), 'exists; pass --force')

@@ -9,6 +9,7 @@ from skimage import transform
 from configs import common
 from medinv import data
 from medinv.data import heart_disease
+from medinv.core import errors
 from medinv.core.errors import DataError
 
 
@@ -94,7 +95,9 @@ def test_image_size_must_be_multiple_of_8(size, data_dir):
 def test_unwritable_data_dir(tmp_path):
   blocked = tmp_path / 'blocked'
   blocked.write_text('a file where a directory should be')
-  with pytest.raises(DataError, match='not writable'):
+  with pytest.raises(errors.UsageError, match=r"^config\.data\.data_dir '\S+/blocked/sub' is "
+                     r'not writable \(Not a directory\); pass a writable --config\.data\.data_dir '
+                     r'or set \$MEDINV_DATA_DIR$'):  # exit 2, as for a workdir
     data.load_records('heart_disease', data_dir=str(blocked / 'sub'))
 
 

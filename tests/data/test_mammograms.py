@@ -119,13 +119,14 @@ def test_mias_bad_info_table(tmp_path, info, match, assert_nothing_built):
   assert_nothing_built(data_dir)
 
 
-def test_mias_missing_info_prints_instructions(tmp_path):
+def test_mias_missing_info_points_to_instructions(tmp_path):
   manual = write_mias(tmp_path / 'manual', size=16)
   (manual / 'Info.txt').unlink()
   with pytest.raises(DataError, match='Info.txt not found') as error:
     data.load_images('mias', image_size=8, data_dir=str(tmp_path / 'tfds'),
                      manual_dir=str(manual))
-  assert mias.MANUAL_DOWNLOAD_INSTRUCTIONS in str(error.value)
+  assert '\n' not in str(error.value)
+  assert 'how to get the files: ./launch.sh --list_datasets (the mias entry)' in str(error.value)
 
 
 # -------------------------------------------------------------------------------- cbis_ddsm
@@ -203,7 +204,8 @@ def _missing_dicom(manual):
 
 def _missing_csv(manual):
   os.remove(manual / 'calc_case_description_train_set.csv')
-  return r"(?s)\['calc_case_description_train_set\.csv'\] not found .*NBIA Data Retriever"
+  return (r"\['calc_case_description_train_set\.csv'\] not found in [^\n]*; how to get the "
+          r'files: \./launch\.sh --list_datasets \(the cbis_ddsm entry\)$')
 
 
 @pytest.mark.parametrize('damage', [_rename_column, _bad_pathology, _truncated_row,

@@ -148,3 +148,7 @@ def test_missing_path_names_the_field_and_the_resolved_path(tmp_path):
   (tmp_path / 'text.npz').write_text('not a zip')
   with pytest.raises(DataError, match=r'text\.npz: not a readable npz file'):
     load(tmp_path / 'text.npz', tmp_path)
+  (tmp_path / 'random.npz').write_bytes(np.random.default_rng(0).bytes(300))
+  with pytest.raises(DataError, match=r'random\.npz: not a readable npz file \(numpy\.savez '
+                     r'writes a zip archive of \.npy arrays; this file is no zip archive\)$'):
+    load(tmp_path / 'random.npz', tmp_path)  # numpy's own error advises unpickling

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from experiment_runs import only_error_line
 from medinv.core import errors
 from medinv.core import locks
 
@@ -67,11 +68,9 @@ def test_a_second_run_is_refused_and_the_first_keeps_its_own_results(tmp_path, d
   finally:
     os.kill(first.pid, signal.SIGCONT)
   assert first.wait(timeout=300) == 0, (tmp_path / 'first.err').read_text()[-3000:]
-  stderr = (tmp_path / 'second.err').read_text()
-  lines = [line for line in stderr.splitlines() if line.startswith('error: ')]
-  assert len(lines) == 1 and 'Traceback' not in stderr, stderr[-3000:]
-  assert lines[0].startswith(f'error: workdir {workdir} is in use by pid {first.pid} '), lines
-  assert 'experiments/train.py' in lines[0] and '--wait_for_workdir' in lines[0]
+  line = only_error_line((tmp_path / 'second.err').read_text(), 'experiments/train.py',
+                         '--wait_for_workdir')
+  assert line.startswith(f'error: workdir {workdir} is in use by pid {first.pid} '), line
   assert f'results in {workdir}/results.json' in (tmp_path / 'first.out').read_text()
   assert json.load(open(workdir / 'config.json'))['seed'] == 1  # The first run's, not 2.
   results = json.load(open(workdir / 'results.json'))

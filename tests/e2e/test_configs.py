@@ -21,6 +21,7 @@ import os
 import pytest
 
 from configs import common
+from medinv import data as data_lib
 from medinv.study import runners
 from medinv.study import study
 from medinv.study import sweep
@@ -128,7 +129,9 @@ def smoke_config(name: str, data_dir: str, manual_dir: str, narrow: bool = True)
   if narrow and name in NARROW:
     config = NARROW[name](config)
   for part in config.parts.values() if 'parts' in config else [config]:
-    part.data.update(data_dir=data_dir, manual_dir=manual_dir)
+    part.data.data_dir = data_dir
+    if data_lib.reads_manual_dir(part.data.dataset):  # the others refuse one
+      part.data.manual_dir = manual_dir
   return config
 
 

@@ -245,8 +245,12 @@ def test_bad_input_is_rejected_before_compute():
   with pytest.raises(ValueError, match='different shapes'):
     reconstruct.check_attack_images(images[:2], images[2:, :8])
   cases = [('defense.model_perturbation.strengths', (0.0, -0.1), 'strengths must be >= 0'),
-           ('attack.splits', (3,), 'split must be one of'),
-           ('attack.rmle.objective', 'feature_l2:1.0,tv:-1', 'weight must be >= 0'),
+           ('attack.splits', (3,),
+            r'every entry of attack.splits \(3,\) must be one of \(2, 4, 6\)'),
+           ('attack.rmle.objective', 'feature_l2:1.0,tv:-1',
+            "^attack.rmle.objective: objective term 'tv': weight must be >= 0"),
+           ('attack.query_free.objective', 'tvv:1',
+            "^attack.query_free.objective: unknown objective term 'tvv'"),
            ('attack.rmle.steps', 0, 'attack.rmle.steps must be positive'),
            ('attack.inverse_network.steps', 0, 'attack.inverse_network.steps must be positive'),
            ('defense.model_perturbation.modes', ('sometimes',), 'allowed'),

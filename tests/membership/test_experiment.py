@@ -10,6 +10,7 @@ import pytest
 
 from configs import membership_heart
 from medinv import data as data_lib
+from medinv import defenses
 from medinv.core import errors
 from medinv.training import experiment
 from medinv.membership import experiment as membership_experiment
@@ -196,6 +197,15 @@ def test_bad_input_names_the_field():
     node[leaf] = value
     with pytest.raises(ValueError, match=message):
       membership_validate.validate(config)
+  config = membership_heart.get_config('smoke')
+  with config.unlocked():  # a block of a defense on transmitted features, given a grid
+    config.defense.feature_noise = defenses.config_block('feature_noise')
+  membership_validate.validate(config)  # at its registered defaults: nothing to ignore
+  config.defense.feature_noise.strengths = (0.5,)
+  with pytest.raises(ValueError, match="^defense.feature_noise.strengths: defense "
+                     "'feature_noise' acts on features; membership inference runs the "
+                     'defenses that act on weights or output'):
+    membership_validate.validate(config)
   config = membership_heart.get_config('smoke')
   config.attack.names = ('lira_online',)
   with pytest.raises(ValueError, match='no attack that reads labels'):

@@ -225,8 +225,9 @@ def test_config_errors_name_the_field_and_what_is_allowed(registered):
                     'split_points=... to run NoPeek'), trainer.validate, images)
   config.model = IMAGE
   config.attack.splits = ('block2', 'block3')
-  _raises(re.escape("attack.splits: split must be one of ('block1', 'block2') (the split points "
-                    "model 'test_small_cnn' declares), got 'block3'"), inversion.validate, config)
+  _raises(re.escape("every entry of attack.splits ('block2', 'block3') must be one of ('block1', "
+                    "'block2') (the split points model 'test_small_cnn' declares), got 'block3'"),
+          inversion.validate, config)
   images.model, images.train.nopeek_split = NUMBERED, 3
   _raises(re.escape('train.nopeek_split must be one of (1, 2)'), trainer.validate, images)
   images.model, images.train.nopeek_split = 'split_cnn', 3
