@@ -1,8 +1,7 @@
 """Target-model training: pure steps, one `lax.scan` per epoch, orbax checkpoints, resume.
 
-Keys (see medinv.core.keys): `init` initialises the parameters; epoch e shuffles and augments with
-fold_in(data, e), so a run resumed from an epoch-e checkpoint ends with the same parameters
-as an uninterrupted run.
+Keys (medinv.core.keys): `init` initialises the parameters; epoch e shuffles and augments with
+fold_in(data, e): a run resumed from an epoch-e checkpoint ends as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -39,10 +38,10 @@ from medinv.core import sharding
 CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
                      'data.split_seed', 'data.clean', 'data.variant', 'data.medmnist_name',
                      'data.medmnist_size', 'data.medmnist_task', 'data.path', 'data.schema',
-                     'train.batch_size',
-                     'train.learning_rate', 'train.weight_decay', 'train.augment_flip',
-                     'train.label_flip_prob', 'train.dp.target_epsilon', 'train.dp.delta',
-                     'train.dp.clip_norm', 'train.nopeek_weight', 'train.nopeek_split')
+                     'train.batch_size', 'train.learning_rate', 'train.weight_decay',
+                     'train.augment_flip', 'train.label_flip_prob', 'train.dp.target_epsilon',
+                     'train.dp.delta', 'train.dp.clip_norm', 'train.nopeek_weight',
+                     'train.nopeek_split')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -129,11 +128,9 @@ def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
                 penalty_fn=None, record_mask=None) -> tuple[TrainState, jax.Array]:
   """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`. Records whose
   record_mask (N,) is 0 are drawn as usual but add nothing (a DP audit's excluded canaries).
-
-  With dp_batch > 0 (DP-SGD, medinv.training.dp_sgd): ceil(N / batch_size) Poisson-sampled batches
-  padded to dp_batch rows, and dp_params {'noise_multiplier', 'clip_norm', 'key'} (traced; step s
-  draws its noise from fold_in(key, s)).
-  """
+  With dp_batch > 0 (DP-SGD, medinv.training.dp_sgd): ceil(N / batch_size) Poisson-sampled
+  batches padded to dp_batch rows; dp_params {'noise_multiplier', 'clip_norm', 'key'}
+  (traced; step s draws its noise from fold_in(key, s))."""
   perm_key, aug_key = jax.random.split(epoch_key)
   n = x.shape[0]
   if dp_batch:
@@ -222,11 +219,14 @@ def validate(config) -> None:
 
 
 def check_nopeek(config) -> None:
-  """train.nopeek_weight >= 0; a positive one needs a model with split points and
-  train.nopeek_split one of them (SplitCNN: 2, 4 or 6)."""
+  """train.nopeek_weight >= 0; a positive one needs no DP-SGD, a model with split points
+  and train.nopeek_split one of them (SplitCNN: 2, 4 or 6)."""
   weight = config.train.nopeek_weight
   if not weight >= 0:
     raise ValueError(f'train.nopeek_weight must be >= 0 (0 = no NoPeek), got {weight}')
+  if weight and dp_sgd.is_private(config.train.dp):
+    raise ValueError('train.nopeek_weight: NoPeek cannot train with DP-SGD (its penalty '
+                     'couples a batch\'s records); set it to 0 or train.dp.target_epsilon inf')
   if weight:
     models.require_split_points(config.model, 'train.nopeek_weight', 'NoPeek')
     models.split_layer(config.model, config.train.nopeek_split, 'train.nopeek_split')
@@ -287,9 +287,9 @@ def _local(state):
 
 def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, y_train, *,
          apply_fn, tx, private: dict, penalty_fn=None) -> TrainState:
-  """Resumes from workdir/checkpoints and trains to config.train.num_epochs, saving every
-  checkpoint_every_epochs; errors.DivergedError (before saving) on a non-finite loss.
-  private: `dp.training_arguments`' DP arguments ({} without DP); penalty_fn: NoPeek's."""
+  """Resumes from workdir/checkpoints, trains to train.num_epochs, saving every
+  checkpoint_every_epochs (DivergedError before saving a non-finite loss). private: DP-SGD's
+  arguments (`dp_sgd.training_arguments`, {} without DP); penalty_fn: NoPeek's."""
   mngr = checkpoint.manager(os.path.join(workdir, 'checkpoints'))
   epoch, restored = checkpoint.restore_latest(mngr, _checkpointable(state))
   if restored is not None:

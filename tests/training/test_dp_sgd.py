@@ -14,6 +14,7 @@ from scipy import stats
 from configs import demo
 from configs import dp as dp_config
 from configs import membership_heart
+from configs import split_defenses
 from configs import sweep_population
 from medinv import data as data_lib
 from medinv.training import dp_sgd
@@ -211,3 +212,12 @@ def test_bad_dp_config_is_a_clear_error(field, value, message):
   config.train.dp[field] = value
   with pytest.raises(ValueError, match=message):
     trainer.validate(config)
+
+
+def test_nopeek_with_dp_sgd_is_refused():
+  config = split_defenses.get_config('smoke')
+  part = next(p for name, p in config.parts.items() if 'nopeek' in name)
+  trainer.validate(part)  # NoPeek alone trains...
+  part.train.dp.target_epsilon = 4.0
+  with pytest.raises(ValueError, match='train.nopeek_weight: NoPeek cannot train with DP-SGD'):
+    trainer.validate(part)  # ...with DP-SGD it is refused, not silently dropped.
