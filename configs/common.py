@@ -61,11 +61,14 @@ def data_config(dataset: str, **overrides) -> ml_collections.ConfigDict:
   path: the CSV file, the image folder or the npz file; a relative path is taken from
     manual_dir when one is given, else from the working directory.
   schema: the CSV's declared columns (csv only; see configs/schemas/ and `load_schema`).
+  scaling (record datasets): '' = a CSV schema's declared bounds, else z-scores fitted on the
+    training records; 'bounds' = declared public bounds (heart_disease's PUBLIC_BOUNDS), the
+    only scaling DP-SGD's epsilon covers (DP runs refuse ''); 'fit' = z-scores regardless.
   """
   config = ml_collections.ConfigDict(dict(
       dataset=dataset, data_dir='', manual_dir='', image_size=32, test_fraction=0.2,
       split_seed=0, clean=False, variant='', medmnist_name='', medmnist_size=28,
-      medmnist_task=-1, path='', schema=ml_collections.ConfigDict()))
+      medmnist_task=-1, path='', schema=ml_collections.ConfigDict(), scaling=''))
   config.update(overrides)
   return config
 

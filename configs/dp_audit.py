@@ -5,8 +5,8 @@
   ./launch.sh dp_audit --config configs/dp_audit.py:smoke --workdir /tmp/dp_audit_smoke
 
 The models train as the DP study's heart_disease targets (configs/dp.py: 20 epochs, batch 32,
-learning rate DP_LEARNING_RATE, clip norm 1) at train.dp.target_epsilon, on the 242 training
-records plus audit.num_canaries canaries, each in each of audit.num_models runs with
+learning rate DP_LEARNING_RATE, clip norm 1, delta 1 / (100 N)) at train.dp.target_epsilon, on
+the 242 training records plus audit.num_canaries canaries, each in each of audit.num_models runs with
 probability 1/2 (medinv.membership.audit). audit.fault breaks the mechanism on purpose
 ('noise_div10', 'no_clipping') while the claimed epsilon stays: the audit should catch it.
 
@@ -29,8 +29,8 @@ def audit_config(**overrides) -> ml_collections.ConfigDict:
   parameters (DP-SGD's guarantee holds for any fixed start; its Poisson draws and noise stay
   each run's own); confidence: of every bound."""
   config = ml_collections.ConfigDict(dict(
-      num_models=256, num_canaries=64, canary='outlier', canary_scale=2.0, fault='',
-      shared_init=True, confidence=0.95))
+      num_models=512, num_canaries=64, canary='outlier', canary_scale=2.0, fault='',
+      shared_init=True, score='confidence', confidence=0.95))
   config.update(overrides)
   return config
 
@@ -40,6 +40,10 @@ def get_config(arg=None):
   config = train_heart.get_config()
   config.train.update(learning_rate=DP_LEARNING_RATE, checkpoint_every_epochs=20)
   config.train.dp.target_epsilon = float(args.epsilon)
+  # z-scores of the training records: no canary enters them, so DP-SGD's guarantee with
+  # respect to a canary is the claimed one, and canaries stand out more than in [0, 1]
+  # bounds (multi-run AUC 0.85 against 0.74 at 128 models under noise_div10).
+  config.data.scaling = 'fit'
   config.audit = audit_config()
   if args.smoke:
     config.train.update(num_epochs=3, checkpoint_every_epochs=3)

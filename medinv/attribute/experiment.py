@@ -53,6 +53,7 @@ from medinv.core import report
 from medinv.data import records as records_lib
 from medinv.core import plots
 from medinv.core import sharding
+from medinv.metrics import intervals
 from medinv.attribute import evaluation as attribute_eval
 
 
@@ -190,6 +191,25 @@ def attribute_rows(common: dict, flip_probs, num_classes: int, group_sizes: dict
   return rows
 
 
+def with_member_gaps(rows: list[dict], level: float = intervals.LEVEL) -> list[dict]:
+  """Adds to each members row its attack's accuracy on members minus on non-members (same
+  attribute, attack, variant and flip_prob), with Newcombe's interval (`member_gap`,
+  `member_gap_low`, `member_gap_high`): leakage beyond what the population's statistics
+  already reveal, which the same attack achieves on records the model never saw."""
+  def key(r):
+    return r['attribute'], r['attack'], r['variant'], r['flip_prob']
+  others = {key(r): r for r in rows if r['targets'] == 'non-members'}
+  for r in rows:
+    other = others.get(key(r))
+    if r['targets'] == 'members' and other is not None:
+      low, high = intervals.difference_interval(
+          r['attack_accuracy'] * r['n'], r['n'], other['attack_accuracy'] * other['n'],
+          other['n'], level)
+      r.update(member_gap=r['attack_accuracy'] - other['attack_accuracy'],
+               member_gap_low=low, member_gap_high=high)
+  return rows
+
+
 def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
   """(metrics, rows) of results.json."""
   config, trained = ctx.config, ctx.target
@@ -204,6 +224,7 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
               'dp_epsilon': trained.metrics['dp_epsilon']}
     all_rows += attribute_rows(common, flip_probs, ctx.task.num_classes, group_sizes,
                                out['baseline'], out['grid'], outputs['baseline_names'])
+  with_member_gaps(all_rows)
   metrics = {'model_test_accuracy': trained.metrics['test_accuracy'],
              'model_train_accuracy': trained.metrics['train_accuracy'],
              'dp_epsilon': trained.metrics['dp_epsilon'],

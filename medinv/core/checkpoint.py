@@ -30,7 +30,7 @@ RESUMABLE_CHANGES = ('train.num_epochs', 'train.checkpoint_every_epochs', 'data.
 # Fields added after workdirs were written: a saved config without one trained at this value.
 ADDED_FIELDS = {'train.dp.target_epsilon': math.inf, 'train.dp.delta': 0.0,
                 'train.dp.clip_norm': 1.0, 'train.nopeek_weight': 0.0, 'train.nopeek_split': 4,
-                'data.path': ''}
+                'data.path': '', 'data.scaling': ''}
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
 _DELETE_HINT = 'Use another --workdir or delete that one.'
 

@@ -58,9 +58,19 @@ def reads_manual_dir(name: str) -> bool:
           or 'path' in getattr(module, 'OPTIONS', ()))
 
 
-def check_config(config) -> None:
-  """Checks `config` (config.data) before anything is loaded: a known dataset, and no
-  manual_dir for a dataset that reads none (it would be ignored without a word).
+SCALINGS = ('', 'bounds', 'fit')
+
+
+def public_bounds(name: str) -> dict[str, tuple[float, float]]:
+  """A built-in record dataset's declared public bounds per column ({} when it has none)."""
+  return dict(getattr(RECORD_DATASETS.get(name), 'PUBLIC_BOUNDS', {}))
+
+
+def check_config(config, private: bool = False) -> None:
+  """Checks `config` (config.data) before anything is loaded: a known dataset, no
+  manual_dir for a dataset that reads none (it would be ignored without a word), and with
+  DP-SGD (`private`) no scaling from the private training records' statistics, which the
+  accounted epsilon does not cover.
 
   Raises:
     ValueError: naming the config field and what is allowed.
@@ -71,6 +81,20 @@ def check_config(config) -> None:
     raise ValueError(f'config.data.manual_dir {config.manual_dir!r}: dataset '
                      f'{config.dataset!r} ships with medinv and reads no files from it; drop '
                      f'--config.data.manual_dir (datasets that read it: {readers})')
+  scaling = config.get('scaling', '')
+  if scaling not in SCALINGS:
+    raise ValueError(f'config.data.scaling must be one of {SCALINGS} (\'\': a CSV schema\'s '
+                     f'bounds, else z-scores of the training records), got {scaling!r}')
+  if not is_records(config.dataset) or config.dataset == 'csv':
+    return  # Images are in [0, 1]; a CSV schema declares bounds.
+  if scaling == 'bounds' and not public_bounds(config.dataset):
+    raise ValueError(f'config.data.scaling \'bounds\': dataset {config.dataset!r} declares no '
+                     'public bounds; use \'fit\' or a CSV with a schema (dataset csv)')
+  if private and not scaling:
+    raise ValueError('config.data.scaling: with DP-SGD the features must not be z-scored with '
+                     'the private training records\' statistics (epsilon does not cover them); '
+                     'set --config.data.scaling=bounds (declared public bounds) or, accepting '
+                     'that, =fit')
 
 
 def is_records(name: str) -> bool:
@@ -201,6 +225,19 @@ class Task:
     return len(self.class_names)
 
 
+def scaler_for(config, all_records: records.Records, train: records.Records) -> records.Scaler:
+  """config.scaling's scaler: declared bounds (a CSV schema's, or the dataset's PUBLIC_BOUNDS
+  under 'bounds'), else z-scores fitted on the training records."""
+  columns = all_records.columns
+  scaling = config.get('scaling', '')
+  if scaling == 'bounds' and not all(column.bounds for column in columns):
+    bounds = public_bounds(config.dataset)
+    columns = tuple(dataclasses.replace(c, bounds=bounds[c.name]) for c in columns)
+  if scaling != 'fit' and all(column.bounds for column in columns):
+    return records.Scaler.from_bounds(columns)
+  return records.Scaler.fit(train.features)
+
+
 def load_task(config) -> Task:
   """Loads `config.dataset` (a `configs.common.data_config`) into a `Task`."""
   kwargs = dict(data_dir=config.data_dir or None, manual_dir=config.manual_dir or None)
@@ -213,9 +250,7 @@ def load_task(config) -> Task:
     all_records = load_records(config.dataset, **kwargs)
     train, test = records.split(all_records, jax.random.key(config.split_seed),
                                 config.test_fraction)
-    declared = all(column.bounds for column in all_records.columns)
-    scaler = (records.Scaler.from_bounds(all_records.columns) if declared
-              else records.Scaler.fit(train.features))
+    scaler = scaler_for(config, all_records, train)
     return Task(config.dataset, scaler(train.features), train.labels, scaler(test.features),
                 test.labels, all_records.class_names, train, test, scaler)
   loaded = load_images(config.dataset, image_size=config.image_size,

@@ -42,6 +42,12 @@ COLUMNS = (
     Column('thal', 'thalassemia: 0 unknown, 1 fixed defect, 2 normal, 3 reversible defect',
            True, values=(0, 1, 2, 3)),
 )
+# Public bounds of each raw value (clinical ranges and the coding's values, not statistics of
+# these records): the model's inputs under data.scaling 'bounds', which DP-SGD runs use.
+PUBLIC_BOUNDS = {'age': (20, 90), 'sex': (0, 1), 'cp': (0, 3), 'trestbps': (80, 220),
+                 'chol': (100, 600), 'fbs': (0, 1), 'restecg': (0, 2), 'thalach': (60, 220),
+                 'exang': (0, 1), 'oldpeak': (0, 7), 'slope': (0, 2), 'ca': (0, 4),
+                 'thal': (0, 3)}
 TARGET = 'target'  # 1 = heart disease (less than 50% narrowing in the Kaggle coding), 0 = no
 CLASS_NAMES = ('no disease', 'disease')
 NUM_RECORDS = 303

@@ -38,6 +38,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from medinv import data as data_lib
 from medinv.core import distributed
@@ -48,25 +49,32 @@ from medinv.membership import attacks
 from medinv.training import dp_sgd
 from medinv.training import experiment
 from medinv.training import population as population_lib
+from medinv.training import trainer
 
 FAULTS = ('', 'noise_div10', 'no_clipping')
 CANARIES = ('outlier', 'mislabelled')
 AUDITS = ('multi_run', 'one_run', 'one_run_fdp')
+SCORES = ('confidence', 'gradient')
 UNCLIPPED = 1e6  # 'no_clipping': a clip norm no per-example gradient reaches
 
 
 def validate(config) -> None:
   """Clear errors for an audit block no audit can run."""
   audit = config.audit
+  trainer.validate(config)
   if not dp_sgd.is_private(config.train.dp):
     raise ValueError('train.dp.target_epsilon: a DP audit needs a finite claimed epsilon, '
                      f'got {config.train.dp.target_epsilon}')
-  dp_sgd.check_config(config.train.dp)
   if not data_lib.is_records(config.data.dataset):
     raise ValueError(f'data.dataset: the DP audit runs on record datasets, got '
                      f'{config.data.dataset!r}')
   if audit.fault not in FAULTS:
     raise ValueError(f'audit.fault must be one of {FAULTS}, got {audit.fault!r}')
+  if audit.score not in SCORES:
+    raise ValueError(f'audit.score must be one of {SCORES}, got {audit.score!r}')
+  if audit.score == 'gradient' and not audit.shared_init:
+    raise ValueError("audit.score 'gradient' measures the move from the shared start: it "
+                     'needs audit.shared_init True')
   if audit.canary not in CANARIES:
     raise ValueError(f'audit.canary must be one of {CANARIES}, got {audit.canary!r}')
   if not audit.num_models >= 4:
@@ -87,6 +95,9 @@ def canaries(key: jax.Array, task: data_lib.Task, kind: str, count: int,
     x = np.mean(task.x_train, axis=0) + scale * std * signs
     y = against_trend(task, x)
   else:
+    if count > len(task.x_test):
+      raise ValueError(f'audit.num_canaries {count}: \'mislabelled\' canaries are test '
+                       f'records, and there are {len(task.x_test)}')
     pick = np.asarray(jax.random.choice(pick_key, len(task.x_test), (count,), replace=False))
     shift = np.asarray(jax.random.randint(label_key, (count,), 1, task.num_classes))
     x, y = task.x_test[pick], (task.y_test[pick] + shift) % task.num_classes
@@ -166,13 +177,34 @@ def model_outputs(params, x_c, y_c, x_test, y_test, *, apply_fn):
   return phi, accuracy
 
 
-def scores(model, state, size: int, d: Design, task: data_lib.Task):
-  """(phi (K, m), test accuracy (K,)) of the population's K models, on the host."""
+def gradient_scores(params, start, x_c, y_c, *, apply_fn):
+  """(m,) how far one model moved from the shared start against each canary's loss gradient
+  there: -<theta - theta_0, g_j> / |g_j|, g_j the gradient of canary j's cross-entropy at
+  theta_0 (a white-box score: the auditor knows the start; Nasr et al. 2021)."""
+  def loss(p, x1, y1):
+    logits = apply_fn({'params': p}, x1[None])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y1[None])[0]
+  grads = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(start, x_c, y_c)
+  moved = jax.tree.map(lambda a, b: a - b, params, start)
+  dot = sum(jnp.sum(jnp.reshape(g, (g.shape[0], -1)) * jnp.ravel(m)[None], axis=1)
+            for g, m in zip(jax.tree.leaves(grads), jax.tree.leaves(moved)))
+  norm = jnp.sqrt(sum(jnp.sum(jnp.reshape(g, (g.shape[0], -1)) ** 2, axis=1)
+                      for g in jax.tree.leaves(grads)))
+  return -dot / jnp.maximum(norm, 1e-12)
+
+
+def scores(config, model, state, size: int, d: Design, task: data_lib.Task):
+  """(scores (K, m), test accuracy (K,)) of the population's K models, on the host: phi, or
+  under audit.score 'gradient' the white-box `gradient_scores` (needs audit.shared_init)."""
   params = sharding.gather(state.params)
   params = jax.tree.map(lambda leaf: leaf[:size], params)
   fn = jax.jit(jax.vmap(lambda p: model_outputs(p, d.canary_x, d.canary_y, task.x_test,
                                                 task.y_test, apply_fn=model.apply)))
   phi, accuracy = jax.device_get(fn(params))
+  if config.audit.score == 'gradient':
+    start = model.init(keys_lib.named_keys(config.seed)['init'], d.task.x_train[:1])['params']
+    phi = jax.device_get(jax.jit(jax.vmap(lambda p: gradient_scores(
+        p, start, d.canary_x, d.canary_y, apply_fn=model.apply)))(params))
   return np.asarray(phi, np.float64), np.asarray(accuracy, np.float64)
 
 
@@ -234,8 +266,8 @@ def grid(ctx) -> dict:
   """Scores the canaries; writes them (phi (K, m), included (K, m)) to canary_scores.npz,
   so a program can audit them again (e.g. with another jax_privacy threshold strategy)."""
   target = ctx.target
-  phi, accuracy = scores(target['model'], target['state'], target['size'], target['design'],
-                         ctx.task)
+  phi, accuracy = scores(ctx.config, target['model'], target['state'], target['size'],
+                         target['design'], ctx.task)
   if distributed.is_writer():
     buffer = io.BytesIO()
     np.savez(buffer, phi=phi, included=target['design'].included, test_accuracy=accuracy)

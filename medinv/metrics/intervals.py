@@ -6,7 +6,9 @@
 - `percentile_interval`: the percentile bootstrap interval of resampled statistics
   (membership inference's records, `medinv.metrics.roc.bootstrap`);
 - `crossed_interval`: the interval of a mean over defense draws x targets
-  (`medinv.defenses.draws`).
+  (`medinv.defenses.draws`);
+- `difference_interval`: Newcombe's hybrid score interval of a difference of two independent
+  proportions (attribute inference's accuracy on members minus non-members).
 
 Crossed design (`crossed_interval`): the values y[r, t] of draws r on targets t are a crossed
 design (every draw is attacked on the same targets), y = mu + a_r + b_t + e_rt, and the grand
@@ -127,3 +129,28 @@ def crossed_interval(values, level: float = LEVEL) -> tuple[float, float]:
   from scipy import stats
   half = stats.t.ppf(0.5 + level / 2, df) * math.sqrt(variance)
   return mean - half, mean + half
+
+
+def difference_interval(k1: float, n1: int, k2: float, n2: int,
+                        level: float = LEVEL) -> tuple[float, float]:
+  """Newcombe's (1998, method 10) interval of p1 - p2, p_i = k_i / n_i independent
+  proportions, from the Wilson score interval of each (good coverage at small n and near 0
+  or 1, where the Wald interval is not).
+
+  Args:
+    k1, n1, k2, n2: successes and trials of each sample (k rounded to whole trials).
+    level: the interval's coverage.
+
+  Returns:
+    (low, high); (nan, nan) when a sample is empty.
+  """
+  from scipy import stats
+  if n1 < 1 or n2 < 1:
+    return math.nan, math.nan
+  k1, k2 = int(round(k1)), int(round(k2))
+  p1, p2 = k1 / n1, k2 / n2
+  l1, u1 = stats.binomtest(k1, n1).proportion_ci(level, 'wilson')
+  l2, u2 = stats.binomtest(k2, n2).proportion_ci(level, 'wilson')
+  d = p1 - p2
+  return (d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+          d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))

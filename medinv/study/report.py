@@ -79,13 +79,17 @@ def attribute_section(name: str, results: dict) -> str:
          'no model) learns from. Accuracies are means over release draws. *Released acc.* is '
          'the test accuracy of the released (perturbed) labels: the model utility under the '
          'defense. MCC (Matthews correlation) is 0 for a constant guess, so it shows leakage '
-         'that accuracy hides on imbalanced attributes.', '']
+         'that accuracy hides on imbalanced attributes. *Label ε per release*: the '
+         'randomized response\'s ε for one released label (answers to repeated queries '
+         'compose). *Member gap*: the best attack\'s accuracy on training records minus on '
+         'records the model never saw (95% Newcombe interval): the part of its success that '
+         'is privacy leakage, not what the population\'s statistics already reveal.', '']
   variants = sorted({r['variant'] for r in rows if r['attack'] == 'map'})
   for attribute in dict.fromkeys(r['attribute'] for r in rows):
     mine = [r for r in rows if r['attribute'] == attribute]
-    header = (['p', 'ε', 'released acc.'] + [f'MAP ({v})' for v in variants] +
-              ['learned', 'prior guess', 'imputation', 'best advantage', 'best MCC',
-               'imputation MCC'])
+    header = (['p', 'label ε per release', 'released acc.'] + [f'MAP ({v})' for v in variants]
+              + ['learned', 'prior guess', 'imputation', 'best advantage', 'best MCC',
+                 'imputation MCC', 'member gap (best attack)'])
     body = []
     for p in dict.fromkeys(r['flip_prob'] for r in mine):
       at_p = {(r['attack'], r['variant']): r for r in mine if r['flip_prob'] == p}
@@ -94,10 +98,12 @@ def attribute_section(name: str, results: dict) -> str:
       learned = [r['attack_accuracy'] for k, r in at_p.items() if k[0] == 'learned']
       best = max(attacks + learned) - first['best_baseline_accuracy']
       best_mcc = max(r.get('mcc', math.nan) for r in at_p.values())
+      strongest = max(at_p.values(), key=lambda r: r['attack_accuracy'])
+      gap = interval(strongest, 'member_gap') if 'member_gap' in strongest else None
       body.append([p, float(first['epsilon']), first['release_test_accuracy'], *attacks,
                    learned[0], first['prior_accuracy'],
                    first['baseline_classifier_accuracy'], best, best_mcc,
-                   first.get('imputation_mcc', math.nan)])
+                   first.get('imputation_mcc', math.nan), gap])
     out += [f'**{attribute}** ({mine[0]["num_candidates"]} values)', '', table(header, body), '']
   out += [f'![attribute inference vs flip probability]({name}/attribute.png)', '']
   return '\n'.join(out)

@@ -41,7 +41,7 @@ CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.t
                      'train.batch_size', 'train.learning_rate', 'train.weight_decay',
                      'train.augment_flip', 'train.label_flip_prob', 'train.dp.target_epsilon',
                      'train.dp.delta', 'train.dp.clip_norm', 'train.nopeek_weight',
-                     'train.nopeek_split')
+                     'train.nopeek_split', 'data.scaling')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -201,7 +201,8 @@ class Trained:
 
 def validate(config) -> None:
   """Checks names and sizes before any data is touched or compute spent."""
-  data_lib.check_config(config.data)
+  dp_sgd.check_config(config.train.dp)
+  data_lib.check_config(config.data, private=dp_sgd.is_private(config.train.dp))
   entry = models.check_fits(config.model, config.data.dataset,
                             data_lib.is_records(config.data.dataset))
   if entry.takes == 'images':
@@ -214,7 +215,6 @@ def validate(config) -> None:
   if not config.train.weight_decay >= 0:
     raise ValueError(f'train.weight_decay must be >= 0, got {config.train.weight_decay}')
   check_label_flip_prob(config, data_lib.declared_num_classes(config.data))
-  dp_sgd.check_config(config.train.dp)
   check_nopeek(config)
 
 

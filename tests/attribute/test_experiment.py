@@ -183,3 +183,17 @@ def test_experiment_smoke_cardio(shared_data, tmp_path):
   p0 = [r for r in rows if r['flip_prob'] == 0.0]
   for r in p0:  # At p = 0 the held-out released labels are the model's test predictions.
     assert r['release_test_accuracy'] == pytest.approx(r['model_test_accuracy'], abs=1e-6)
+
+
+def test_member_gaps_pair_each_attack_with_its_non_member_row():
+  def row(targets, accuracy, n, attack='map', variant='confusion', flip=0.0):
+    return {'attribute': 'sex', 'attack': attack, 'variant': variant, 'flip_prob': flip,
+            'targets': targets, 'attack_accuracy': accuracy, 'n': n}
+  rows = [row('members', 56 / 70, 70), row('non-members', 48 / 80, 80),
+          row('members', 0.5, 70, flip=0.3), row('non-members', 0.75, 80, attack='learned')]
+  attribute_experiment.with_member_gaps(rows)
+  assert rows[0]['member_gap'] == pytest.approx(0.2)
+  assert (rows[0]['member_gap_low'], rows[0]['member_gap_high']) == pytest.approx(
+      (0.0524, 0.3339), abs=1e-4)  # Newcombe (1998), Table II (a)
+  assert 'member_gap' not in rows[1]  # Non-member rows carry none...
+  assert 'member_gap' not in rows[2]  # ...nor members rows without a matching non-member row.

@@ -80,8 +80,9 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   part = config.parts.attribute_heart
   assert tuple(part.attack.sensitive) == ('sex',) and part.attack.max_records == 0
   (attribute_table,) = _part_tables(report_md, 'attribute_heart')
-  assert attribute_table[0][:5] == ['p', 'ε', 'released acc.', 'MAP (confusion)',
-                                    'MAP (indicator)']
+  assert attribute_table[0][:5] == ['p', 'label ε per release', 'released acc.',
+                                    'MAP (confusion)', 'MAP (indicator)']
+  assert attribute_table[0][-1] == 'member gap (best attack)'
   assert [float(r[0]) for r in attribute_table[1:]] == pytest.approx(list(part.defense.flip_probs))
   trained = _restore_target(part, workdir, 'attribute_heart', tmp_path)
   members, test = trained.task.records_train, trained.task.records_test

@@ -78,3 +78,14 @@ def test_crossed_interval_edge_cases():
   assert intervals.crossed_interval(np.full((2, 3), 0.4)) == (pytest.approx(0.4),) * 2
   assert all(math.isnan(v) for v in intervals.crossed_interval([[0.3]]))
   assert all(math.isnan(v) for v in intervals.crossed_interval([[0.3, np.inf]]))
+
+
+def test_difference_interval_matches_newcombe_1998():
+  # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, example (a): 56/70 vs
+  # 48/80, method 10 (hybrid score): 0.0524 to 0.3339.
+  low, high = intervals.difference_interval(56, 70, 48, 80)
+  assert (low, high) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+  # Example (d), 5/56 vs 0/29 (a zero count, where Wald fails): -0.0381 to 0.1926.
+  assert intervals.difference_interval(5, 56, 0, 29) == pytest.approx((-0.0381, 0.1926),
+                                                                     abs=1e-4)
+  assert all(math.isnan(v) for v in intervals.difference_interval(1, 0, 1, 3))

@@ -17,6 +17,7 @@ from configs import membership_heart
 from configs import split_defenses
 from configs import sweep_population
 from medinv import data as data_lib
+from medinv.data import heart_disease
 from medinv.training import dp_sgd
 from medinv.training import population
 from medinv.core import sharding
@@ -221,3 +222,22 @@ def test_nopeek_with_dp_sgd_is_refused():
   part.train.dp.target_epsilon = 4.0
   with pytest.raises(ValueError, match='train.nopeek_weight: NoPeek cannot train with DP-SGD'):
     trainer.validate(part)  # ...with DP-SGD it is refused, not silently dropped.
+
+
+def test_dp_sgd_scales_features_by_public_bounds_only(data_dir):
+  config = membership_heart.get_config('smoke')
+  config.data.data_dir = data_dir
+  config.train.dp.target_epsilon = 1.0
+  with pytest.raises(ValueError, match=r'config.data.scaling: with DP-SGD'):
+    trainer.validate(config)  # z-scores of the private records: refused
+  config.data.scaling = 'bounds'
+  trainer.validate(config)
+  task = data_lib.load_task(config.data)
+  bounds = np.asarray([heart_disease.PUBLIC_BOUNDS[c.name]
+                       for c in task.records_train.columns], np.float32)
+  want = (task.records_train.features - bounds[:, 0]) / (bounds[:, 1] - bounds[:, 0])
+  np.testing.assert_allclose(task.x_train, want, rtol=1e-6)
+  assert 0 <= task.x_train.min() and task.x_train.max() <= 1
+  cardio = dict(config.data.to_dict(), dataset='cardio')
+  with pytest.raises(ValueError, match=r"scaling 'bounds': dataset 'cardio' declares no"):
+    data_lib.check_config(ml_collections.ConfigDict(cardio))
