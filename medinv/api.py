@@ -44,8 +44,8 @@ from medinv.membership import columns as membership_columns
 from medinv.membership import experiment as membership_experiment
 
 MEMBERSHIP_ATTACKS = ('lira_online', 'lira_offline', 'lira_online_fixed_variance',
-                      'lira_offline_fixed_variance', 'loss_threshold', 'label_only',
-                      'label_lira')
+                      'lira_offline_fixed_variance', 'rmia', 'rmia_offline', 'loss_threshold',
+                      'label_only', 'label_lira')
 # The columns Result.table() shows first, where a result has them.
 TABLE_COLUMNS = ('attribute', 'flip_prob', 'attack', 'variant', 'targets', 'defense', 'mode',
                  'strength', 'split', 'knows_defense', 'subgroup', 'subgroup_value',

@@ -33,7 +33,9 @@ sigma, drawn once (fixed) or fresh for every query (per_query).
 *Membership inference:* the attacker holds a pool of patients' records, half of which trained
 the model, and K shadow models of the same architecture, each trained on its own half of the
 pool; it tells members from non-members by the model's confidence on the record (LiRA:
-per-record Gaussians of the shadows' confidence with and without it), by its loss, or, when
+per-record Gaussians of the shadows' confidence with and without it; RMIA: the ratio of the
+model's probability of the true label to the shadows' mean, ranked against the other
+records), by its loss, or, when
 the deployment releases labels only, by whether the label is right. AUC 0.5 is chance; the
 TPR at a low FPR says how many patients it exposes with few false accusations. Intervals are
 95% percentile-bootstrap intervals over records (members and non-members resampled apart);
