@@ -46,6 +46,8 @@ MEMBERSHIP_ATTACKS = {
     'lira_offline': {'fixed_variance': False, 'min_std': 0.001},
     'lira_online_fixed_variance': {'fixed_variance': True, 'min_std': 0.001},
     'lira_offline_fixed_variance': {'fixed_variance': True, 'min_std': 0.001},
+    'rmia': {'online': True, 'offline_a': 0.3, 'gamma': 1.0},
+    'rmia_offline': {'online': False, 'offline_a': 0.3, 'gamma': 1.0},
     'loss_threshold': {},
     'label_only': {},
     'label_lira': {},

@@ -1,4 +1,4 @@
-"""Membership inference (LiRA) against the BreastMNIST SplitCNN, queried with horizontal flips.
+"""Membership inference (LiRA, RMIA) against the BreastMNIST SplitCNN, queried with flips.
 
 The target and its shadows train exactly as configs/train_breastmnist.py's model (with
 random-flip augmentation), each on half of the 546 training images; the attacker queries every

@@ -1,4 +1,4 @@
-"""Membership inference (LiRA) against the heart_disease MLP, with K shadow MLPs in one program.
+"""Membership inference (LiRA, RMIA) against the heart_disease MLP, with K shadow MLPs in one program.
 
 The target and its shadows train exactly as configs/train_heart.py's model (the deployed
 setting: 20 epochs at 3e-4), each on half of the 242 training records; the attacker tells the
@@ -22,7 +22,8 @@ from configs import components
 from configs import train_heart
 
 ATTACKS = ('lira_online', 'lira_offline', 'lira_online_fixed_variance',
-           'lira_offline_fixed_variance', 'loss_threshold', 'label_only', 'label_lira')
+           'lira_offline_fixed_variance', 'rmia', 'rmia_offline', 'loss_threshold',
+           'label_only', 'label_lira')
 
 
 def membership_config(num_shadows: int, models_per_step: int = 0) -> ml_collections.ConfigDict:
@@ -44,6 +45,8 @@ def attack_config(queries: str = 'identity', **overrides) -> ml_collections.Conf
 
   queries: 'identity', or 'flip' (the record and its horizontal mirror; images only).
   lira_*: fixed_variance (one variance per side pooled over records), min_std (floor).
+  rmia*: online (Pr(x) from every shadow, or offline from the OUT shadows with offline_a),
+  gamma (the likelihood-ratio margin a record must beat a population record by).
   """
   config = ml_collections.ConfigDict(dict(names=ATTACKS, queries=queries))
   for name in ATTACKS:

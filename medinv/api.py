@@ -40,11 +40,12 @@ from medinv.training import trainer
 from medinv.inversion import experiment as inversion_experiment
 from medinv.membership import arrays
 from medinv.membership import attacks as membership_attacks
+from medinv.membership import columns as membership_columns
 from medinv.membership import experiment as membership_experiment
 
 MEMBERSHIP_ATTACKS = ('lira_online', 'lira_offline', 'lira_online_fixed_variance',
-                      'lira_offline_fixed_variance', 'loss_threshold', 'label_only',
-                      'label_lira')
+                      'lira_offline_fixed_variance', 'rmia', 'rmia_offline', 'loss_threshold',
+                      'label_only', 'label_lira')
 # The columns Result.table() shows first, where a result has them.
 TABLE_COLUMNS = ('attribute', 'flip_prob', 'attack', 'variant', 'targets', 'defense', 'mode',
                  'strength', 'split', 'knows_defense', 'subgroup', 'subgroup_value',
@@ -271,7 +272,8 @@ def score_membership(labels, membership, *, target_logits=None, shadow_logits=No
   results = membership_experiment.run_attacks(config, obs, members, ())
   rows = [{'attack': name, 'num_shadows': num_shadows, 'num_members': int(members.sum()),
            'num_nonmembers': int((~members).sum()), 'subgroup': 'all', 'subgroup_value': '',
-           **membership_experiment.attack_row(config, name, result, int((~members).sum()))}
+           **membership_columns.attack_row(config, name, result, int((~members).sum())),
+           **membership_columns.strongest_columns(config, results)}
           for name, result in results.items()]
   metrics = {'num_shadows': num_shadows, 'num_records': len(labels),
              'auc_max': max(row['auc'] for row in rows)}

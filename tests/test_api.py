@@ -165,7 +165,7 @@ def test_arrays_in_scoring_equals_the_train_shadows_path(membership_run):
   assert [r['attack'] for r in scored.rows] == [r['attack'] for r in trained]
   for mine, theirs in zip(scored.rows, trained):
     for key in ('auc', 'auc_low', 'auc_high', 'balanced_accuracy', 'tpr_at_0.01',
-                'tpr_at_0.01_low'):
+                'tpr_at_0.01_low', 'strongest_auc_low', 'strongest_auc_high'):
       assert mine[key] == pytest.approx(theirs[key], abs=1e-6), (mine['attack'], key)
 
 

@@ -1,4 +1,4 @@
-"""Membership-inference attacks as registered components: LiRA and the loss threshold.
+"""Membership-inference attacks as registered components: LiRA, RMIA and the loss threshold.
 
 Every attack reads one `Observation` (what the attacker measured on the candidate records)
 and returns a score per record, higher meaning "more likely a member of the target's
@@ -26,7 +26,8 @@ defense, runs its shadows through it too; `defended_outputs`):
            hidden, so only the attacks that read labels run; `Defense.label_only`).
 
 Registered here (Carlini et al. 2022, "Membership Inference Attacks From First Principles";
-Yeom et al. 2018):
+Zarifzadeh, Liu and Shokri 2024, "Low-Cost High-Power Membership Inference Attacks"; Yeom et
+al. 2018):
   lira_online          per-record Gaussians N(mu_in, sd_in), N(mu_out, sd_out) of the shadows'
                        phi with and without the record; score = log N(phi; in) -
                        log N(phi; out), averaged over query views;
@@ -35,6 +36,12 @@ Yeom et al. 2018):
   lira_online_fixed_variance, lira_offline_fixed_variance
                        the same with one variance per side pooled over records (better with
                        few shadows);
+  rmia                 the likelihood ratio LR(x) = Pr(x | target) / Pr(x), Pr(x | model) the
+                       probability of the true label, sigmoid(phi), averaged over query views,
+                       and Pr(x) its mean over every shadow (IN and OUT); score = the fraction
+                       of the other candidates z with LR(x) / LR(z) >= gamma (`rmia_score`);
+  rmia_offline         the same from OUT shadows only: Pr(x) = ((1 + a) Pr_out(x) + (1 - a)) / 2,
+                       a = offline_a (the paper's offline approximation);
   loss_threshold       no shadows: score = -loss (Yeom et al.'s baseline; every threshold is
                        scanned by the metrics, so it is the best loss threshold);
   label_only           no shadows, labels only: the fraction of the record's answers whose
@@ -132,6 +139,10 @@ def attack_cfg(attack_config, name: str) -> ml_collections.FrozenConfigDict:
   cfg = ATTACKS.resolve(attack_config, name)
   if 'min_std' in cfg and not cfg.min_std > 0:
     raise ValueError(f'attack.{name}.min_std must be positive, got {cfg.min_std}')
+  if 'offline_a' in cfg and not 0 < cfg.offline_a <= 1:
+    raise ValueError(f'attack.{name}.offline_a must be in (0, 1], got {cfg.offline_a}')
+  if 'gamma' in cfg and not cfg.gamma > 0:
+    raise ValueError(f'attack.{name}.gamma must be positive, got {cfg.gamma}')
   return cfg
 
 
@@ -280,6 +291,61 @@ def lira_offline_score(key, obs: Observation, cfg) -> jax.Array:
   return -jnp.mean(gaussian_log_sf(obs.target_phi, mean_out, std_out), axis=-1)
 
 
+def _log_mean_probability(phi: jax.Array) -> jax.Array:
+  """log of the mean over query views (last axis) of sigmoid(phi): log Pr(x | model)."""
+  return jsp_special.logsumexp(jax.nn.log_sigmoid(phi), axis=-1) - jnp.log(phi.shape[-1])
+
+
+def rmia_log_prior(obs: Observation, *, online: bool, offline_a: float) -> jax.Array:
+  """(N,) log Pr(x): the shadows' probability of each record's true label.
+
+  online: the mean over every shadow. Offline: ((1 + a) Pr_out(x) + (1 - a)) / 2 with
+  Pr_out the mean over the OUT shadows; a record no shadow left out (K = 1) takes Pr_out from
+  its IN shadows' mean by the relation the approximation assumes, Pr_in = a Pr_out + (1 - a)
+  (Privacy Meter's rule), clipped to [0, 1].
+  """
+  log_ref = _log_mean_probability(obs.shadow_phi)  # (K, N)
+  if online:
+    return jsp_special.logsumexp(log_ref, axis=0) - jnp.log(log_ref.shape[0])
+  out = obs.shadow_in == 0
+
+  def log_mean(mask):
+    count = jnp.sum(mask, axis=0)
+    total = jsp_special.logsumexp(jnp.where(mask, log_ref, -jnp.inf), axis=0)
+    return total - jnp.log(jnp.maximum(count, 1)), count
+  log_out, num_out = log_mean(out)
+  log_in, _ = log_mean(~out)
+  from_in = jnp.clip((jnp.exp(log_in) - (1.0 - offline_a)) / offline_a, 0.0, 1.0)
+  log_out = jnp.where(num_out > 0, log_out, jnp.log(from_in))
+  return jnp.logaddexp(jnp.log((1.0 + offline_a) / 2) + log_out,
+                       jnp.log((1.0 - offline_a) / 2))
+
+
+def dominated_fraction(log_ratio: jax.Array, gamma: float) -> jax.Array:
+  """(N,) per record x, the fraction of the other records z with LR(x) / LR(z) >= gamma,
+  from log LR (N,): a sort and a search, so N may be large (no (N, N) comparison)."""
+  threshold = log_ratio - jnp.log(gamma)
+  below = jnp.searchsorted(jnp.sort(log_ratio), threshold, side='right')  # z: log LR(z) <= t
+  itself = (log_ratio <= threshold).astype(below.dtype)
+  return (below - itself) / max(log_ratio.shape[0] - 1, 1)
+
+
+def rmia_score(key, obs: Observation, cfg) -> jax.Array:
+  """RMIA (Zarifzadeh et al. 2024): the fraction of population records z that x dominates,
+  LR(x) / LR(z) >= gamma, with LR(x) = Pr(x | target) / Pr(x) (`rmia_log_prior`).
+
+  The population z is the attacker's pool: the other candidate records, half of them the
+  target's members, where the paper draws z from records no model trained on. That is an
+  approximation. The score is a monotone function of LR(x) for any population, so the ROC
+  (AUC, TPR at FPR) of one target is the ROC of LR(x) itself; the population sets the
+  score's scale (and, with gamma > 1, the ties of records that dominate no z).
+  """
+  del key
+  log_target = _log_mean_probability(obs.target_phi)
+  log_prior = rmia_log_prior(obs, online=cfg.online, offline_a=cfg.offline_a)
+  return dominated_fraction(log_target - log_prior, cfg.gamma)
+
+
 def loss_threshold_score(key, obs: Observation, cfg) -> jax.Array:
   """-loss: records the target fits better score higher (Yeom et al.)."""
   del key, cfg
@@ -315,6 +381,9 @@ register('lira_online_fixed_variance', lira_online_score,
          defaults={**LIRA_DEFAULTS, 'fixed_variance': True})
 register('lira_offline_fixed_variance', lira_offline_score,
          defaults={**LIRA_DEFAULTS, 'fixed_variance': True})
+RMIA_DEFAULTS = {'online': True, 'offline_a': 0.3, 'gamma': 1.0}  # the paper's a and gamma
+register('rmia', rmia_score, defaults=RMIA_DEFAULTS)
+register('rmia_offline', rmia_score, defaults={**RMIA_DEFAULTS, 'online': False})
 register('loss_threshold', loss_threshold_score, defaults={}, uses_shadows=False)
 register('label_only', label_only_score, defaults={}, uses_shadows=False, reads='label')
 register('label_lira', label_lira_score, defaults={}, reads='label')

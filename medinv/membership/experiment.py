@@ -16,14 +16,18 @@
      test accuracy under every deployment (`settings`: undefended, then each strength of
      each defense in config.defense; one sharded program); every configured attack
      (config.attack.names, in medinv.membership.attacks.ATTACKS; under a label-only release
-     those that read labels) scores the target's candidates; metrics and a bootstrap over
-     records (`medinv.metrics.roc`); with DP-SGD (train.dp, medinv.training.dp_sgd) target
-     and shadows train privately, each row with the accounted epsilon (a lower bound on epsilon
-     comes from medinv.membership.audit's canaries, not from these records);
+     those that read labels) scores the target's candidates; metrics and a stratified
+     bootstrap over records (members and non-members resampled apart, the same resamples
+     for every attack; `medinv.metrics.roc`); with DP-SGD (train.dp,
+     medinv.training.dp_sgd) target and shadows train privately, each row with the accounted
+     epsilon (a lower bound on epsilon comes from medinv.membership.audit's canaries, not
+     from these records);
   4. rows: one per deployment and attack (AUC, best balanced accuracy, TPR at each of
      evaluation.fprs, each with its percentile-bootstrap interval, next to the target's test
      accuracy under that deployment), on all candidates (subgroup 'all'), and undefended per
-     value of each of evaluation.subgroups; figures (medinv.membership.figures): roc.png
+     value of each of evaluation.subgroups; the 'all' rows of a deployment also carry its
+     strongest attack (highest AUC) with an AUC interval that accounts for choosing it
+     (`columns.strongest_columns`); figures (medinv.membership.figures): roc.png
      (log-log, undefended), records.csv (per-record scores), defenses.png (privacy-utility).
 
 TPR at an FPR below one non-member record (fpr * non-members < 1) is the TPR at zero false
@@ -54,10 +58,10 @@ from medinv import data as data_lib
 from medinv import defenses
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
+from medinv.membership import columns
 from medinv.membership import figures as membership_figures
 from medinv.membership import subgroups
 from medinv.membership import validate as membership_validate
-from medinv.metrics import intervals
 from medinv.metrics import roc
 from medinv.training import population
 from medinv.core import report
@@ -306,44 +310,13 @@ def grid(ctx: experiment.Context) -> dict:
           'attacks': done[0]['attacks']}
 
 
-def _interval_columns(name: str, value, samples, level: float) -> dict:
-  low, high = intervals.percentile_interval(samples, level)
-  return {name: float(value), f'{name}_low': float(low), f'{name}_high': float(high)}
-
-
-def attack_row(config, name: str, result: dict, num_nonmembers: int) -> dict:
-  """One attack's AUC, balanced accuracy and TPR at each FPR, with bootstrap intervals."""
-  level = float(config.evaluation.interval)
-  summary, samples = result['summary'], result['bootstrap']
-  row = {'attack': name, 'uses_shadows': attacks.get(name).uses_shadows}
-  for stat in ('auc', 'balanced_accuracy'):
-    row.update(_interval_columns(stat, summary[stat], samples[stat], level))
-  for f, fpr in enumerate(config.evaluation.fprs):
-    records = roc.fpr_records([fpr], num_nonmembers)[0]
-    row.update(_interval_columns(f'tpr_at_{fpr:g}', summary['tpr_at_fpr'][f],
-                                 samples['tpr_at_fpr'][:, f], level))
-    row[f'fpr_{fpr:g}_records'] = records
-    row[f'fpr_{fpr:g}_below_one_record'] = records < 1
-  return row
-
-
-def utility(outputs: dict, labels: np.ndarray, num_classes: int, y_test) -> dict:
-  """The target's train / test accuracy, the shadows' mean test accuracy, the majority class."""
-  correct = np.asarray(outputs['correct'][0])[:, 0]
-  return {'target_train_accuracy': float(np.mean(correct[labels])),
-          'target_test_accuracy': float(outputs['test_accuracy'][0]),
-          'shadow_test_accuracy_mean': float(np.mean(outputs['test_accuracy'][1:])),
-          'test_majority_accuracy': float(np.max(np.bincount(y_test, minlength=num_classes))
-                                          / len(y_test))}
-
-
 def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
   """(metrics, rows) of results.json: one row per attack on all candidates (subgroup 'all'),
   then one per attack and value of each of evaluation.subgroups."""
   config, labels = ctx.config, outputs['labels']
   num_members = int(labels.sum())
   num_nonmembers = int(labels.size - num_members)
-  model_utility = utility(outputs['outputs'], labels, ctx.task.num_classes,
+  model_utility = columns.utility(outputs['outputs'], labels, ctx.task.num_classes,
                           np.asarray(ctx.task.y_test))
   common = {'dataset': data_lib.source_name(config.data), 'model': config.model,
             'num_shadows': config.membership.num_shadows, 'queries': config.attack.queries,
@@ -351,15 +324,18 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
             'label_flip_prob': float(config.train.label_flip_prob), **model_utility,
             'dp_target_epsilon': float(config.train.dp.target_epsilon),
             'dp_epsilon': float(ctx.target['points'][population.DP_EPSILON][0]),
-            'interval': f'{config.evaluation.interval:g} percentile bootstrap over records '
+            'interval': f'{config.evaluation.interval:g} percentile bootstrap over records, '
+                        'members and non-members resampled apart '
                         f'({config.evaluation.bootstrap_samples} resamples)'}
   result_rows = []
   for deployment in outputs['deployments']:
     under = {'defense': deployment['defense'], 'mode': deployment['mode'],
              'strength': deployment['strength'],
              'defended_test_accuracy': float(deployment['outputs']['test_accuracy'][0])}
+    strongest = columns.strongest_columns(config, deployment['attacks'])
     result_rows += [{**common, **under, 'subgroup': 'all', 'subgroup_value': '',
-                     **attack_row(config, name, result, num_nonmembers)}
+                     **columns.attack_row(config, name, result, num_nonmembers),
+                     **strongest}
                     for name, result in deployment['attacks'].items()]
   summary = {'num_shadows': config.membership.num_shadows, 'num_records': int(labels.size),
              'num_members': num_members, 'num_nonmembers': num_nonmembers, **model_utility,
@@ -372,7 +348,7 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
       result_rows.append({**common, **undefended, 'num_members': group['members'],
                           'num_nonmembers': group['nonmembers'],
                           'subgroup': group['subgroup'], 'subgroup_value': group['value'],
-                          **attack_row(config, name, group, group['nonmembers'])})
+                          **columns.attack_row(config, name, group, group['nonmembers'])})
   return summary, result_rows
 
 

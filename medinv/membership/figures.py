@@ -7,8 +7,9 @@ records.csv: one row per candidate record: its index in the training split, labe
 roc.png: every attack's ROC curve on log-log axes (the low-FPR regime LiRA is judged in),
   the chance diagonal dashed, and one record of FPR marked.
 defenses.png (when config.defense names defenses): privacy-utility curves, the strongest
-  attack's AUC (with its interval) and TPR at the first FPR against the target's test
-  accuracy under each deployment, one curve per defense and mode from the undefended point.
+  attack's AUC (with the interval that accounts for choosing it, `strongest_auc_low` /
+  `_high`) and TPR at the first FPR against the target's test accuracy under each
+  deployment, one curve per defense and mode from the undefended point.
 """
 from __future__ import annotations
 
@@ -75,7 +76,9 @@ def plot_roc(ctx, outputs: dict) -> None:
 
 
 def strongest(result_rows: list[dict]) -> dict[tuple, dict]:
-  """{(defense, mode, strength): the row of the attack with the highest AUC} on all records."""
+  """{(defense, mode, strength): the row of the attack with the highest AUC} on all records
+  (its `strongest_auc_low` / `_high` account for the choice; its `auc_low` / `_high` do
+  not)."""
   best = {}
   for row in result_rows:
     key = (row['defense'], row['mode'], row['strength'])
@@ -103,9 +106,9 @@ def plot_defenses(ctx, result_rows: list[dict]) -> None:
   fig, axes = plots.plt.subplots(1, 2, figsize=(10, 4.2))
   for (defense, mode), points in curves.items():
     x = [r['defended_test_accuracy'] for r in points]
-    auc = np.asarray([r['auc'] for r in points])
-    band = np.asarray([[r['auc'] - r['auc_low'] for r in points],
-                       [r['auc_high'] - r['auc'] for r in points]])
+    auc = np.asarray([r['strongest_auc'] for r in points])
+    band = np.asarray([[r['strongest_auc'] - r['strongest_auc_low'] for r in points],
+                       [r['strongest_auc_high'] - r['strongest_auc'] for r in points]])
     label = f'{defense} ({mode})' if mode else defense
     axes[0].errorbar(x, auc, yerr=band, fmt='o-', capsize=3, label=label)
     axes[1].plot(x, [r[f'tpr_at_{fpr:g}'] for r in points], 'o-', label=label)

@@ -5,6 +5,8 @@
   values (the images of one run; a sweep's target seeds, `medinv.study.seeds`);
 - `percentile_interval`: the percentile bootstrap interval of resampled statistics
   (membership inference's records, `medinv.metrics.roc.bootstrap`);
+- `selection_interval`: the interval of the largest of several statistics (the strongest
+  attack's AUC), a simultaneous band over paired resamples that accounts for the choice;
 - `crossed_interval`: the interval of a mean over defense draws x targets
   (`medinv.defenses.draws`);
 - `difference_interval`: Newcombe's hybrid score interval of a difference of two independent
@@ -100,6 +102,49 @@ def percentile_interval(samples, level: float = LEVEL) -> tuple[np.ndarray, np.n
   samples = np.asarray(samples, np.float64)
   tail = 50.0 * (1.0 - level)
   return (np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100 - tail, axis=0))
+
+
+def selection_interval(values, samples, level: float = LEVEL, bounds=(-np.inf, np.inf)
+                       ) -> dict:
+  """The interval of the largest of J statistics chosen on the same data (the strongest
+  attack's AUC), which accounts for the choice.
+
+  The chosen statistic's own interval is optimistic (the winner's curse: with J attacks at
+  chance the best one's interval often excludes chance), and the percentile interval of
+  each resample's largest value is biased further upward. This is the simultaneous
+  bootstrap band (max-|t|): in every resample, the largest over the J statistics of
+  |sample_j - value_j| / sd_j (sd_j: the std of statistic j over the resamples), and c its
+  `level` quantile; with that probability every true value lies in value_j +- c sd_j at
+  once, so their largest lies in [max_j (value_j - c sd_j), max_j (value_j + c sd_j)],
+  whichever statistic the data favoured. It is wider than one statistic's interval (c grows
+  with J: about 2.5 for 5 near-independent statistics against 1.96 for one).
+
+  Args:
+    values: (J,) each candidate's statistic on the data.
+    samples: (B, J) the statistics on B paired resamples (one resample serves all J);
+      resamples with a nan are dropped.
+    level: the interval's coverage.
+    bounds: the statistic's range, where the interval is clipped (AUC: (0, 1)).
+
+  Returns:
+    {'best': index of the largest value, 'value': it, 'low', 'high': the interval,
+     'share': the fraction of resamples in which `best` is the largest}.
+  """
+  values = np.asarray(values, np.float64)
+  samples = np.asarray(samples, np.float64).reshape(-1, values.size)
+  samples = samples[~np.any(np.isnan(samples), axis=1)]
+  best = int(np.argmax(values))
+  out = {'best': best, 'value': float(values[best]), 'low': math.nan, 'high': math.nan,
+         'share': math.nan}
+  if len(samples) < 2:
+    return out
+  spread = np.std(samples, axis=0, ddof=1)
+  deviation = np.abs(samples - values) / np.where(spread > 0, spread, np.inf)
+  critical = np.quantile(np.max(deviation, axis=1), level)
+  low, high = np.clip([np.max(values - critical * spread), np.max(values + critical * spread)],
+                      *bounds)
+  return {**out, 'low': float(low), 'high': float(high),
+          'share': float(np.mean(np.argmax(samples, axis=1) == best))}
 
 
 def crossed_interval(values, level: float = LEVEL) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 """Membership-inference scores: AUC, best-threshold balanced accuracy, TPR at given FPRs and
-ROC points from per-record scores (higher = member) and true membership, and a bootstrap over
-records for their intervals (`intervals.percentile_interval`). All pure jax.numpy.
+ROC points from per-record scores (higher = member) and true membership, and a stratified
+bootstrap over records (members and non-members resampled apart) for their intervals
+(`intervals.percentile_interval`, `intervals.selection_interval`). All pure jax.numpy.
 
 Every function takes an optional mask (N,): only records where it is True count (a subgroup
 evaluated at the full array's shape, so every subgroup shares one compiled program).
@@ -85,22 +86,50 @@ def membership_summary(scores: jax.Array, labels: jax.Array, fprs,
           'tpr_at_fpr': tpr_at_fpr(scores, labels, fprs, mask)}
 
 
+def stratified_resample(key: jax.Array, labels: jax.Array, mask=None
+                        ) -> tuple[jax.Array, jax.Array]:
+  """One stratified resample of the counted records: members and non-members apart.
+
+  Positions 0..m-1 hold m draws, uniform with replacement, from the m counted members;
+  positions m..m+n-1 hold n draws from the n counted non-members; the rest are not counted.
+
+  Args:
+    key: the resample's key.
+    labels: (N,) membership.
+    mask: (N,) the counted records (None: all).
+
+  Returns:
+    (index (N,) into the records, counted (N,) bool: the positions that form the resample).
+  """
+  _, labels, mask = _prepared(jnp.zeros(jnp.shape(labels)), labels, mask)
+  n = labels.shape[0]
+  members, nonmembers = labels & mask, ~labels & mask
+  num_members, counted = jnp.sum(members), jnp.sum(mask)
+
+  def draw(group_key, group, size):  # the group's records first (stable), then uniform draws
+    order = jnp.argsort(~group, stable=True)
+    return order[jax.random.randint(group_key, (n,), 0, jnp.maximum(size, 1))]
+  member_key, nonmember_key = jax.random.split(key)
+  position = jnp.arange(n)
+  index = jnp.where(position < num_members, draw(member_key, members, num_members),
+                    draw(nonmember_key, nonmembers, counted - num_members))
+  return index, position < counted
+
+
 def bootstrap(key: jax.Array, scores: jax.Array, labels: jax.Array, fprs, num_samples: int,
               mask=None) -> dict[str, jax.Array]:
-  """`membership_summary` on num_samples resamples of the (counted) records, with replacement.
+  """`membership_summary` on num_samples stratified resamples of the (counted) records.
 
-  Resample b draws as many records as are counted, uniformly among them, from
-  fold_in(key, b). A resample without a member or a non-member gives nan (use
-  `intervals.percentile_interval`, which ignores nan).
+  Resample b (`stratified_resample` with fold_in(key, b)) keeps the member and non-member
+  counts: the members are resampled among the members, the non-members among the
+  non-members, so every resample has both. The resamples depend on key, labels and mask
+  only: attacks scored on the same records with the same key share them (paired), which the
+  strongest attack's interval needs (`intervals.selection_interval`).
   """
   scores, labels, mask = _prepared(scores, labels, mask)
-  n = scores.shape[0]
-  counted = jnp.sum(mask)
-  # The first `counted` of n draws from the counted records form the resample.
-  draws_mask = jnp.arange(n) < counted
 
   def one(b):
-    index = jax.random.choice(jax.random.fold_in(key, b), n, (n,), p=mask / counted)
-    return membership_summary(scores[index], labels[index], fprs, draws_mask)
+    index, counted = stratified_resample(jax.random.fold_in(key, b), labels, mask)
+    return membership_summary(scores[index], labels[index], fprs, counted)
 
   return jax.vmap(one)(jnp.arange(num_samples))  # vectorise the resamples

@@ -4,9 +4,10 @@ One row per (dataset, target epsilon): the accounted epsilon of each part's targ
 accuracy, and what each attack achieves against it: attribute inference's best advantage over
 its no-model baselines, model inversion's strongest attack (SSIM, beside the attacker's mean
 image), membership inference's strongest attack (AUC and TPR at the lowest FPR, with their
-bootstrap intervals), and the DP audit's lower bounds on epsilon from canaries (multi-run over
-independent runs, one-run over one run's canaries; medinv.membership.audit) with the most each
-could show at its size. The figure puts the target epsilon on the x axis.
+bootstrap intervals; the AUC's accounts for choosing the attack), and the DP audit's lower
+bounds on epsilon from canaries (multi-run over independent runs, one-run over one run's
+canaries; medinv.membership.audit) with the most each could show at its size. The figure puts
+the target epsilon on the x axis.
 """
 from __future__ import annotations
 
@@ -55,9 +56,10 @@ def _membership(results: dict) -> dict:
   return {'membership_accuracy': results['metrics']['target_test_accuracy'],
           'membership_dp_epsilon': float(results['metrics']['dp_epsilon']),
           'membership_attack': best['attack'],
-          'membership_auc': study_report.interval(best, 'auc'),
-          'membership_auc_value': best['auc'],
-          'membership_auc_low': best['auc_low'], 'membership_auc_high': best['auc_high'],
+          'membership_auc': study_report.interval(best, 'strongest_auc'),
+          'membership_auc_value': best['strongest_auc'],
+          'membership_auc_low': best['strongest_auc_low'],
+          'membership_auc_high': best['strongest_auc_high'],
           'membership_tpr': study_report.interval(best, fpr),
           'membership_fpr': fpr[len('tpr_at_'):]}
 

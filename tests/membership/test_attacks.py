@@ -1,4 +1,4 @@
-"""Membership-inference attacks: the LiRA and label-only statistics against scipy / numpy,
+"""Membership-inference attacks: the LiRA, RMIA and label-only statistics against scipy / numpy,
 and what a model answers under each defense (the ROC metrics: tests/metrics/test_roc.py)."""
 import functools
 import math
@@ -13,6 +13,7 @@ from scipy import stats
 from configs import membership_heart
 from medinv import defenses
 from medinv.membership import attacks
+from medinv.metrics import roc
 
 
 def _obs(seed=0, k=6, n=5, a=2):
@@ -197,3 +198,86 @@ def test_membership_measures_the_released_vector_or_only_the_label():
   label_only = released(release='label')
   assert np.all(np.isnan(label_only['phi'])) and np.all(np.isnan(label_only['loss']))
   np.testing.assert_array_equal(label_only['correct'], clean['correct'])
+
+
+def _rmia_numpy(obs, online, offline_a, gamma):
+  """RMIA from the paper's formulas, in probabilities and a loop over pairs (x, z)."""
+  sigmoid = lambda v: 1.0 / (1.0 + np.exp(-np.asarray(v, np.float64)))
+  p_target = sigmoid(obs.target_phi).mean(-1)  # Pr(x | theta): mean over query views
+  p_shadow = sigmoid(obs.shadow_phi).mean(-1)  # (K, N)
+  shadow_in = np.asarray(obs.shadow_in).astype(bool)
+  n = p_target.size
+  if online:
+    p_x = p_shadow.mean(0)
+  else:
+    p_out = np.empty(n)
+    for record in range(n):
+      outs = p_shadow[~shadow_in[:, record], record]
+      if outs.size:
+        p_out[record] = outs.mean()
+      else:  # Privacy Meter: Pr_in = a Pr_out + (1 - a), solved for Pr_out
+        p_in = p_shadow[shadow_in[:, record], record].mean()
+        p_out[record] = min(max((p_in - (1 - offline_a)) / offline_a, 0.0), 1.0)
+    p_x = ((1 + offline_a) * p_out + (1 - offline_a)) / 2
+  ratio = p_target / p_x
+  return np.asarray([np.mean([ratio[x] / ratio[z] >= gamma for z in range(n) if z != x])
+                     for x in range(n)])
+
+
+def _rmia_cfg(name, **overrides):
+  return attacks.attack_cfg(ml_collections.ConfigDict({name: overrides}), name)
+
+
+@pytest.mark.parametrize('name, overrides', [
+    ('rmia', {}), ('rmia', {'gamma': 1.2}), ('rmia_offline', {}),
+    ('rmia_offline', {'offline_a': 0.6, 'gamma': 1.1})])
+def test_rmia_matches_the_papers_formula(name, overrides):
+  obs = _obs(seed=3, k=6, n=12, a=2)
+  cfg = _rmia_cfg(name, **overrides)
+  want = _rmia_numpy(obs, cfg.online, cfg.offline_a, cfg.gamma)
+  got = jax.jit(functools.partial(attacks.rmia_score, cfg=cfg))(None, obs)
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  assert len(np.unique(want)) >= 3  # the check compares distinct scores, not a constant
+
+
+def test_rmia_with_one_shadow_uses_its_in_answers_offline():
+  """K = 1: half the records have no OUT shadow; offline takes their Pr_out from the IN
+  answer (the numpy reference above), online uses the one shadow for every record."""
+  obs = _obs(seed=4, k=1, n=10, a=1).replace(shadow_in=(np.arange(10) % 2)[None])
+  for name in ('rmia', 'rmia_offline'):
+    cfg = _rmia_cfg(name)
+    got = np.asarray(attacks.rmia_score(None, obs, cfg))
+    np.testing.assert_allclose(got, _rmia_numpy(obs, cfg.online, cfg.offline_a, cfg.gamma),
+                               atol=1e-6)
+    assert np.all((got >= 0) & (got <= 1))
+
+
+def _confident_members(seed, k, n=400):
+  """Records of varied difficulty; every model is more confident (phi + 1) on its members."""
+  rng = np.random.default_rng(seed)
+  difficulty = rng.normal(0.0, 1.5, size=n)
+  member = rng.permutation(n) < n // 2
+  shadow_in = np.stack([rng.permutation(n) < n // 2 for _ in range(k)]).astype(np.int32)
+  answer = lambda inside: (difficulty + 1.0 * inside + rng.normal(0, 0.5, inside.shape))
+  obs = attacks.Observation(target_phi=answer(member)[:, None].astype(np.float32),
+                            target_loss=np.zeros(n, np.float32),
+                            shadow_phi=answer(shadow_in)[..., None].astype(np.float32),
+                            shadow_in=shadow_in)
+  return obs, member
+
+
+@pytest.mark.parametrize('k', [1, 2, 4])
+def test_rmia_beats_chance_where_members_are_more_confident(k):
+  obs, member = _confident_members(k, k)
+  for name in ('rmia', 'rmia_offline'):
+    scores = attacks.rmia_score(None, obs, _cfg(name))
+    assert float(roc.auc(scores, member)) > 0.7, (name, k)
+  noise = obs.replace(target_phi=np.asarray(obs.shadow_phi[0]))  # a model the labels miss
+  assert abs(float(roc.auc(attacks.rmia_score(None, noise, _cfg('rmia')), member)) - 0.5) < 0.1
+
+
+def test_bad_rmia_config_names_the_field():
+  with pytest.raises(ValueError, match=r'attack.rmia_offline.offline_a must be in \(0, 1\]'):
+    _rmia_cfg('rmia_offline', offline_a=0.0)
+  with pytest.raises(ValueError, match='attack.rmia.gamma must be positive'):
+    _rmia_cfg('rmia', gamma=0.0)

@@ -89,3 +89,21 @@ def test_difference_interval_matches_newcombe_1998():
   assert intervals.difference_interval(5, 56, 0, 29) == pytest.approx((-0.0381, 0.1926),
                                                                      abs=1e-4)
   assert all(math.isnan(v) for v in intervals.difference_interval(1, 0, 1, 3))
+
+
+def test_selection_interval_worked_out_by_hand():
+  """Resample stds sqrt(0.003 / 3) and sqrt(0.0074 / 3); the largest standardised
+  deviations per resample have median c = (0.05 / sd1 + 0.06 / sd1) / 2 at level 0.5; the
+  interval is [max(0.6 - c sd0, 0.55 - c sd1), max(0.6 + c sd0, 0.55 + c sd1)]; attack 0 is
+  the largest in 3 of 4 resamples. A resample with a nan is dropped."""
+  samples = [[0.62, 0.50], [0.58, 0.61], [0.65, 0.52], [0.59, 0.57], [math.nan, 0.9]]
+  got = intervals.selection_interval([0.6, 0.55], samples, level=0.5)
+  sd0, sd1 = math.sqrt(0.003 / 3), math.sqrt(0.0074 / 3)
+  # per resample max(|s0 - 0.6| / sd0, |s1 - 0.55| / sd1): 0.05/sd1, 0.06/sd1, 0.05/sd0, 0.02/sd1
+  c = (0.05 / sd1 + 0.06 / sd1) / 2
+  assert got['best'] == 0 and got['value'] == 0.6 and got['share'] == 0.75
+  assert got['low'] == pytest.approx(0.6 - c * sd0) and got['high'] == pytest.approx(0.6 + c * sd0)
+  clipped = intervals.selection_interval([0.99, 0.5], [[0.9, 0.5], [0.95, 0.45], [1.0, 0.6]],
+                                         bounds=(0, 1))
+  assert clipped['high'] == 1.0
+  assert math.isnan(intervals.selection_interval([0.5], [[0.5]])['low'])  # one resample
