@@ -7,9 +7,11 @@
 For one experiment on its smoke config (EXPERIMENTS), each run a child process
 (`python -m experiments.<name> --config ... --workdir ...`), it checks:
   1. an uninterrupted reference run into WORKDIR/reference; its wall time is T;
-  2. into WORKDIR/resumed, `--kills` runs, each started and SIGKILLed (with every process it
-     started) at a moment drawn uniformly in (0, T) from numpy's Generator seeded with
-     `--seed`; a run that ends before its moment is noted as such; then one run to the end;
+  2. into WORKDIR/resumed, `--kills` runs, each SIGKILLed (with every process it started):
+     `--kills` moments are drawn uniformly in (0, T) from numpy's Generator seeded with
+     `--seed` and sorted; run k is killed when, counting the start-up S each run pays again
+     (the reference's time until config.json), the runs so far have progressed to moment k
+     (`kill_delays`); a run that ends first is noted as such; then one run to the end;
   3. every results.json under WORKDIR/resumed equals the one at the same place under
      WORKDIR/reference, every row and metric, except timing fields (`wall_seconds`, any
      `*_seconds`).
@@ -112,33 +114,48 @@ def command(experiment: str, workdir: str) -> list[str]:
           f'--workdir={workdir}']
 
 
-def run(argv: list[str], log_path: str, kill_after: float | None = None) -> bool:
+def run(argv: list[str], log_path: str, kill_after: float | None = None,
+        watch: str | None = None) -> tuple[bool, float | None]:
   """Runs argv (output appended to log_path); SIGKILLs it and every process it started
   `kill_after` seconds after its start, unless it ended first.
 
   Returns:
-    Whether the kill landed (False: the run ended first, or kill_after is None).
+    (whether the kill landed (False: the run ended first, or kill_after is None), seconds
+    until the file `watch` existed (None if it never did)).
 
   Raises:
     RuntimeError: the run ended by itself with a nonzero exit code.
   """
+  start, seen = time.time(), None
   with open(log_path, 'a') as log:
     child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
-    try:
-      child.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-      os.killpg(child.pid, signal.SIGKILL)
-      child.wait()
-      return True
+    while child.poll() is None:
+      if watch and seen is None and os.path.exists(watch):
+        seen = time.time() - start
+      if kill_after is not None and time.time() - start >= kill_after:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        return True, seen
+      time.sleep(0.02)
+  if watch and seen is None and os.path.exists(watch):
+    seen = time.time() - start
   if child.returncode:
     raise RuntimeError(f'{" ".join(argv)} exited with {child.returncode}; see {log_path}')
-  return False
+  return False, seen
 
 
-def kill_moments(seed: int, kills: int, seconds: float) -> list[float]:
-  """`kills` moments uniform in (0, seconds), drawn from numpy's Generator seeded with seed."""
-  return [float(t) for t in np.random.default_rng(seed).uniform(0.0, seconds, size=kills)]
+def kill_moments(seed: int, kills: int, start: float, end: float) -> list[float]:
+  """`kills` moments uniform in (start, end), ascending, from numpy's Generator seeded with
+  seed."""
+  return sorted(float(t) for t in np.random.default_rng(seed).uniform(start, end, size=kills))
+
+
+def kill_delays(moments: list[float], startup: float) -> list[float]:
+  """Seconds after its start to kill each resumed run so that, together, the runs stop at
+  `moments` of the uninterrupted run's progress: the first at moments[0]; each later run
+  pays the start-up again, then goes on from the previous moment."""
+  return [m if i == 0 else startup + m - moments[i - 1] for i, m in enumerate(moments)]
 
 
 def check(experiment: str, kills: int, seed: int, workdir: str) -> str | None:
@@ -151,14 +168,19 @@ def check(experiment: str, kills: int, seed: int, workdir: str) -> str | None:
   reference, resumed = os.path.join(workdir, 'reference'), os.path.join(workdir, 'resumed')
   os.makedirs(workdir)
   start = time.time()
-  run(command(experiment, reference), os.path.join(workdir, 'reference.log'))
+  _, startup = run(command(experiment, reference), os.path.join(workdir, 'reference.log'),
+                   watch=os.path.join(reference, 'config.json'))
   seconds = time.time() - start
-  print(f'{experiment}: reference run {seconds:.1f}s in {reference}', flush=True)
+  startup = startup or 0.0
+  print(f'{experiment}: reference run {seconds:.1f}s ({startup:.1f}s start-up, until '
+        f'config.json) in {reference}', flush=True)
   log_path = os.path.join(workdir, 'resumed.log')
-  for i, moment in enumerate(kill_moments(seed, kills, seconds)):
-    landed = run(command(experiment, resumed), log_path, kill_after=moment)
-    print(f'kill {i + 1}/{kills} at {moment:.2f}s: '
-          f'{"killed before the run ended" if landed else "the run ended first"}', flush=True)
+  moments = kill_moments(seed, kills, 0.0, seconds)
+  for i, (moment, delay) in enumerate(zip(moments, kill_delays(moments, startup))):
+    landed, _ = run(command(experiment, resumed), log_path, kill_after=delay)
+    print(f'kill {i + 1}/{kills} at {moment:.2f}s of the reference run ({delay:.2f}s into '
+          f'this run): {"killed before the run ended" if landed else "the run ended first"}',
+          flush=True)
   run(command(experiment, resumed), log_path)
   return compare_workdirs(reference, resumed)
 

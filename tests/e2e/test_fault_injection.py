@@ -73,20 +73,29 @@ def test_compare_workdirs_reads_every_results_json_below(tmp_path):
       "resumed ['results.json']")
 
 
-def test_kill_moments_are_seeded_and_inside_the_run():
-  moments = fault_injection.kill_moments(0, 10, 15.0)
-  assert moments == fault_injection.kill_moments(0, 10, 15.0)
-  assert moments != fault_injection.kill_moments(1, 10, 15.0)
+def test_kill_moments_are_seeded_sorted_and_inside_the_run():
+  moments = fault_injection.kill_moments(0, 10, 0.0, 15.0)
+  assert moments == fault_injection.kill_moments(0, 10, 0.0, 15.0)
+  assert moments != fault_injection.kill_moments(1, 10, 0.0, 15.0)
   assert len(moments) == 10 and all(0.0 < t < 15.0 for t in moments)
+  assert moments == sorted(moments)
+
+
+def test_kill_delays_add_the_start_up_each_resumed_run_pays():
+  assert fault_injection.kill_delays([2.0, 5.0, 5.5], startup=3.0) == [2.0, 6.0, 3.5]
 
 
 def test_run_kills_a_child_still_running_and_notes_one_that_ended(tmp_path):
   log = str(tmp_path / 'log')
   start = time.time()
   assert fault_injection.run([sys.executable, '-c', 'import time; time.sleep(60)'], log,
-                             kill_after=0.5)
+                             kill_after=0.5)[0]
   assert time.time() - start < 30
-  assert not fault_injection.run([sys.executable, '-c', 'pass'], log, kill_after=30.0)
+  marker = tmp_path / 'marker'
+  landed, seen = fault_injection.run(
+      [sys.executable, '-c', f'open({str(marker)!r}, "w").close()'], log, kill_after=30.0,
+      watch=str(marker))
+  assert not landed and seen is not None and seen < 30
   with pytest.raises(RuntimeError, match='exited with 3'):
     fault_injection.run([sys.executable, '-c', 'raise SystemExit(3)'], log)
 
