@@ -357,6 +357,21 @@ def privacy_utility_figure(parts: dict, path: str) -> bool:
   return True
 
 
+def audit_section(name: str, results: dict) -> str:
+  """A DP audit part (medinv.membership.audit): each audit's bound beside its ceiling."""
+  m, rows = results['metrics'], results['rows']
+  body = [[r['audit'], r['epsilon_lower_bound'], r['ceiling'], r['auc'],
+           f'{r["in_scores"]} / {r["out_scores"]}'] for r in rows]
+  return '\n'.join([
+      f'## DP audit: {rows[0]["dataset"]} (`{name}`)', '',
+      f'{m["num_models"]} DP-SGD runs claimed at ε = {fmt(m["dp_epsilon"], 2)}, δ = '
+      f'{m["delta"]:.2g} (mechanism fault: {m["fault"]}), each with {m["num_canaries"]} '
+      f'canaries in or out at random; test accuracy {fmt(m["mean_test_accuracy"])}. Each '
+      f'bound holds with {rows[0]["confidence"]:g} confidence; *ceiling*: the most that audit '
+      'could show at its size.', '',
+      table(['audit', 'ε ≥', 'ceiling', 'AUC', 'in / out scores'], body), ''])
+
+
 def write(workdir: str, parts: dict, skipped: dict, title: str,
           extra_sections: list[str] = ()) -> str:
   """Writes workdir/report.md (and privacy_utility.png); returns the report path.
@@ -370,7 +385,8 @@ def write(workdir: str, parts: dict, skipped: dict, title: str,
   if privacy_utility_figure(parts, os.path.join(workdir, 'privacy_utility.png')):
     out += ['![privacy-utility curves](privacy_utility.png)', '']
   out += list(extra_sections)
-  sections = {'attribute': attribute_section, 'membership': membership_section}
+  sections = {'attribute': attribute_section, 'membership': membership_section,
+              'audit': audit_section}
   for name, results in parts.items():
     out.append(sections.get(name.split('_')[0], inversion_section)(name, results))
   out += ['Machine-readable: `results.json` (all rows, with a `part` column) and '

@@ -106,6 +106,7 @@ def test_default_delta_is_a_hundredth_of_one_over_n():
 def _dp_config(data_dir, epsilons):
   config = sweep_population.get_config('smoke')
   config.data.data_dir = data_dir
+  config.data.scaling = 'bounds'  # DP-SGD's epsilon covers no statistic of the records
   config.sweep.axes = ml_collections.ConfigDict(
       {'seed': (0, 3), 'train': {'dp': {'target_epsilon': epsilons}}})
   (run,) = sweep.expand_runs(config)
@@ -169,6 +170,7 @@ def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path)
     assert 0 <= audited[f'audit_{name}'] <= min(1.0, audited[f'audit_{name}_ceiling'])
   assert 'audit_multi_run' not in rows[math.inf]  # No audit without a claimed epsilon.
   text = (tmp_path / 'report.md').read_text()
+  assert '## DP audit: heart_disease (`audit_heart_eps1`)' in text
   table = text[text.index('## DP-SGD training'):].split('\n\n')[2].splitlines()
   assert [line.split(' | ')[:3] for line in table[2:]] == [
       ['| heart_disease', 'inf', 'inf / inf'], ['| heart_disease', '1', '1.00 / 1.00']]
