@@ -3,7 +3,7 @@ canaries and inclusion draws, the masked records of the population, and a smoke 
 
 The check that the audit catches a broken mechanism (noise / 10 at a claimed epsilon of 1)
 and not the correct one trains 512 models of 20 epochs each: it is in the `paper` tier
-(`./launch.sh test -m paper tests/membership/test_audit.py`)."""
+(`./launch.sh test -m paper tests/membership/test_audit.py`; 52 minutes on 2 shared cores)."""
 import dataclasses
 import math
 import os
@@ -191,7 +191,7 @@ def test_smoke_audit_writes_rows_and_scores_and_resumes(data_dir, tmp_path):
                                 saved['phi'])
 
 
-@pytest.mark.paper  # 2 x 512 DP-SGD runs of 20 epochs: about 5 minutes on 2 cores
+@pytest.mark.paper  # 2 x 512 DP-SGD runs of 20 epochs: about an hour on a shared 2-core CPU
 @pytest.mark.parametrize('fault,caught', [('noise_div10', True), ('', False)])
 def test_audit_catches_noise_divided_by_ten_and_not_the_correct_mechanism(
     data_dir, tmp_path, fault, caught):
