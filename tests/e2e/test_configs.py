@@ -94,6 +94,7 @@ RUN_ELSEWHERE = {
     'attribute_heart': ('attribute/test_experiment.py', 'heart_run'),  # with extensions registered
     'demo': ('e2e/test_demo.py', 'smoke_run'),
     'dp': ('training/test_dp_sgd.py', 'test_dp_study_smoke_reports_every_attack_against_epsilon'),
+    'dp_audit': ('membership/test_audit.py', 'test_smoke_audit_writes_rows_and_scores_and_resumes'),
     'split_defenses': ('defenses/test_features.py', 'test_split_defenses_study_smoke'),
     'membership_heart': ('membership/test_experiment.py', 'test_membership_heart_smoke_end_to_end'),
     # The demo's membership_breastmnist part.
