@@ -10,7 +10,7 @@ the 242 training records plus audit.num_canaries canaries, each in each of audit
 probability 1/2 (medinv.membership.audit). audit.fault breaks the mechanism on purpose
 ('noise_div10', 'no_clipping') while the claimed epsilon stays: the audit should catch it.
 
-Args: `epsilon` (the claimed target epsilon, default 1), `smoke` (64 models, 3 epochs).
+Args: `epsilon` (the claimed target epsilon, default 1), `smoke` (32 models, 8 canaries, 3 epochs).
 """
 import ml_collections
 
@@ -47,5 +47,5 @@ def get_config(arg=None):
   config.audit = audit_config()
   if args.smoke:
     config.train.update(num_epochs=3, checkpoint_every_epochs=3)
-    config.audit.update(num_models=64, num_canaries=16)
+    config.audit.update(num_models=32, num_canaries=8)
   return config

@@ -4,6 +4,7 @@ import importlib.util
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from configs import common
@@ -26,6 +27,7 @@ def test_notebook_is_stored_stripped_and_up_to_date():
   assert [c.source for c in stored.cells] == [c.source for c in _maker().notebook().cells]
 
 
+@pytest.mark.e2e  # runs the notebook's five audits end to end (two minutes): the e2e tier
 def test_notebook_runs_end_to_end(tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv('MEDINV_NOTEBOOK_WORKDIR', str(tmp_path / 'runs'))
   monkeypatch.setenv('PYTHONPATH', common.REPO)

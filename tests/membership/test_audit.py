@@ -176,9 +176,9 @@ def test_smoke_audit_writes_rows_and_scores_and_resumes(data_dir, tmp_path):
   assert sorted(rows) == sorted(audit.AUDITS)
   metrics = results['metrics']
   assert metrics['dp_epsilon'] == pytest.approx(1.0, rel=0.01)
-  assert metrics['delta'] == pytest.approx(1 / (100 * (242 + 16)))
+  assert metrics['delta'] == pytest.approx(1 / (100 * (242 + 8)))
   saved = np.load(os.path.join(workdir, 'canary_scores.npz'))
-  assert saved['phi'].shape == saved['included'].shape == (64, 16)
+  assert saved['phi'].shape == saved['included'].shape == (32, 8)
   # The rows are the audits of the saved scores.
   again = audit.audit_rows(saved['phi'], saved['included'], delta=metrics['delta'],
                            confidence=0.95)
