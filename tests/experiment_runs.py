@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = 'configs/train_heart.py:smoke'  # run_train's config
+DEBUG_ENV = 'MEDINV_DEBUG'  # medinv.core.errors.DEBUG_ENV
 
 
 def model_inversion_smoke(workdir: str, data_dir: str, *overrides: str) -> None:
@@ -31,3 +33,21 @@ def error_line(result, exit_code: int, *names: str) -> str:
   output), checked: its exit code, and `only_error_line`."""
   assert result.returncode == exit_code, result.stderr[-3000:]
   return only_error_line(result.stderr, *names)
+
+
+def run_train(*flags, patch: str = '', debug: bool = False, data_dir: str | None = None,
+              config: str | None = SMOKE, experiment: str = 'train'):
+  """Runs `python -m experiments.EXPERIMENT --config CONFIG *flags` after `patch` (Python
+  code); config None leaves --config out (the entry point's default config)."""
+  argv = [f'experiments/{experiment}.py'] + ([f'--config={config}'] if config else []) + list(
+      flags)
+  code = (f'import runpy, sys\n{patch}\nsys.argv = {argv!r}\n'
+          f"runpy.run_module('experiments.{experiment}', run_name='__main__', alter_sys=True)\n")
+  env = {k: v for k, v in os.environ.items() if k != DEBUG_ENV}
+  env.update(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3', NO_GCE_CHECK='true')
+  if data_dir:
+    env['MEDINV_DATA_DIR'] = data_dir
+  if debug:
+    env[DEBUG_ENV] = '1'
+  return subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=300)
