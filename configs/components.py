@@ -33,7 +33,7 @@ INVERSION_ATTACKS = {
                    'shadow_uses_target_cloud': True, 'augment_flip': True},
     'feature_alignment': {'substitute_steps': 400, 'substitute_learning_rate': 0.001,
                           'mmd_weight': 10.0, 'width': 64, 'steps': 400, 'batch_size': 32,
-                          'learning_rate': 0.002, 'augment_flip': True},
+                          'learning_rate': 0.002, 'augment_flip': True, 'intercepted': 128},
     'mi_face': {'objective': 'class_conf:1.0', 'max_steps': 500, 'learning_rate': 0.1,
                 'patience': 50, 'threshold': 0.01, 'eval_width': 16, 'eval_steps': 300,
                 'eval_batch_size': 32, 'eval_learning_rate': 0.002},

@@ -48,11 +48,11 @@ FEATURE_DEFENSES = {'feature_noise': (0.0, 0.25, 0.5, 1.0),
                     'learned_noise': (0.0, 0.5, 1.0, 2.0)}
 
 
-def keep_core(config) -> None:
-  """Only the core attacks under model perturbation, one draw (the demo's and the DP study's
-  model inversion, sized for a 2-core CPU)."""
-  config.attack.names = CORE_ATTACKS
-  for name in set(ATTACKS + OPT_IN_ATTACKS) - set(CORE_ATTACKS):
+def keep_core(config, names=CORE_ATTACKS) -> None:
+  """Only the attacks `names` (the core attacks by default) under model perturbation, one
+  draw (the demo's and the DP study's model inversion, sized for a 2-core CPU)."""
+  config.attack.names = tuple(names)
+  for name in set(ATTACKS + OPT_IN_ATTACKS) - set(names):
     del config.attack[name]
   for name in FEATURE_DEFENSES:
     if name in config.defense:
@@ -95,7 +95,7 @@ def get_config(arg=None):
     config.attack.query_free.update(steps=10, shadow_steps=5, shadow_batch_size=16)
     config.attack.mi_face.update(max_steps=10, patience=3)
     config.attack.feature_alignment.update(steps=10, substitute_steps=5, width=16,
-                                           batch_size=16)
+                                           batch_size=16, intercepted=16)
     config.defense.model_perturbation.update(strengths=(0.0, 0.05), num_draws=1)
     config.defense.feature_noise.update(strengths=(0.5,), num_draws=2)
     config.defense.learned_noise.update(strengths=(1.0,), steps=5, batch_size=8)

@@ -5,7 +5,16 @@ medinv.inversion.figures) keeps the figures of that task; they draw with `plt` f
 - `save_png`: a figure written atomically as PNG (`report.write_atomic`), then closed;
 - `image_grid`: rows of grey images on one canvas, a label per row;
 - `band`: a shaded interval (the rows' <metric>_low / _high) against strength;
-- `error_bars` / `plot_curve`: a privacy-utility curve with both intervals as error bars.
+- `error_bars` / `plot_curve`: a privacy-utility curve with both intervals as error bars;
+- `reference_lines`: the attack's baseline (horizontal) and the majority-class accuracy
+  (vertical) on a privacy-utility panel;
+- `privacy_utility_panel`: one whole panel in the shared format; `panel_grid`: the canvas
+  for several, two to a line.
+
+Every privacy-utility figure (the study's, the DP study's, the split-defense study's, model
+inversion's per split) draws the same way: x the model's test accuracy under the defense, y the
+strongest attack, one curve per defense ordered by strength with the strength written at each
+point, and both reference lines.
 """
 from __future__ import annotations
 
@@ -120,5 +129,68 @@ def plot_curve(ax, label: str, points: list[dict], annotate: str, *, x: str, y: 
   ax.errorbar(xs, ys, xerr=error_bars(points, x), yerr=error_bars(points, y),
               marker='o', capsize=2, label=label)
   for point, xi, yi in zip(points, xs, ys):
-    ax.annotate(f'{point[annotate]:g}', (xi, yi), fontsize=6, xytext=(2, 2),
-                textcoords='offset points')
+    text = point[annotate]
+    ax.annotate(text if isinstance(text, str) else f'{text:g}', (xi, yi), fontsize=6,
+                xytext=(2, 2), textcoords='offset points')
+
+
+def reference_lines(ax, *, baseline: float | None = None, baseline_label: str = 'baseline',
+                    majority: float | None = None) -> None:
+  """The two lines every privacy-utility panel carries.
+
+  Args:
+    ax: the axes to draw on.
+    baseline: the attack's no-model baseline on the y axis (dashed); None: none drawn.
+    baseline_label: its legend label.
+    majority: the majority-class test accuracy on the x axis (dotted): a model left of it is
+      no better than a constant guess. None: none drawn.
+  """
+  if baseline is not None and np.isfinite(baseline):
+    ax.axhline(baseline, ls='--', color='gray', lw=1.0, label=baseline_label)
+  if majority is not None and np.isfinite(majority):
+    ax.axvline(majority, ls=':', color='black', lw=1.0, label='majority class')
+
+
+def privacy_utility_panel(ax, curves: dict[str, list[dict]], *, x: str, y: str,
+                          annotate: str = 'strength', baseline: float | None = None,
+                          baseline_label: str = 'baseline', majority: float | None = None,
+                          xlabel: str, ylabel: str, title: str) -> None:
+  """A privacy-utility panel in the format every study figure shares (see the module doc).
+
+  Args:
+    ax: the axes to draw on.
+    curves: {legend label: rows}; each curve is drawn in order of its `annotate` field.
+    x: the utility stat (e.g. 'model_test_accuracy'), with its interval where rows have one.
+    y: the attack's stat (e.g. 'ssim'), likewise.
+    annotate: the field that orders a curve and is written at each point (its strength).
+    baseline: the attack's no-model baseline (a dashed horizontal line), or None.
+    baseline_label: its legend label.
+    majority: the majority-class test accuracy (a dotted vertical line), or None.
+    xlabel: the x axis label.
+    ylabel: the y axis label.
+    title: the panel's title.
+  """
+  for label, points in curves.items():
+    ordered = sorted(points, key=lambda p: (isinstance(p[annotate], str), p[annotate]))
+    plot_curve(ax, label, ordered, annotate, x=x, y=y)
+  reference_lines(ax, baseline=baseline, baseline_label=baseline_label, majority=majority)
+  ax.set_xlabel(xlabel, fontsize=8)
+  ax.set_ylabel(ylabel, fontsize=8)
+  ax.set_title(title, fontsize=9)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=6)
+
+
+def panel_grid(count: int, *, width: float = 5.5, height: float = 4.2):
+  """A figure with `count` panels, two to a line (extra axes hidden).
+
+  Returns:
+    (figure, the `count` axes in reading order).
+  """
+  columns = min(max(count, 1), 2)
+  lines = -(-max(count, 1) // columns)
+  fig, axes = plt.subplots(lines, columns, figsize=(width * columns, height * lines),
+                           squeeze=False)
+  for ax in list(axes.flat)[count:]:
+    ax.set_visible(False)
+  return fig, list(axes.flat)[:count]

@@ -52,6 +52,9 @@ class Context:
   SplitCNN's 2, 4, 6); `edge` / `cloud` are its two parts.
   knows_defense: the attacker's view of hospital A's model (True: the deployed model, False:
   the clean one; None for attacks that never see the model).
+  intercepted: what hospital A sent, under the same deployment, for other patients' images
+  (training images that are not targets), for an attack registered with `intercepts`
+  (None otherwise).
   """
   model: nn.Module
   split: Any
@@ -63,6 +66,7 @@ class Context:
   y_aux: jax.Array
   num_classes: int
   knows_defense: bool | None = None
+  intercepted: jax.Array | None = None
 
   @property
   def edge(self) -> Callable:
@@ -81,6 +85,8 @@ class Attack:
   reference: 'target' (reconstructs the targets) or 'class_mean' (one image per class).
   fold: the attack stream's fold for this attack's key.
   positive: config fields that must be > 0; objective_fields: fields holding objective specs.
+  intercepts: the attack reads `Context.intercepted`, the features of `intercepted` (a field
+  of its block) training images that are not targets.
   """
   name: str
   attack: Callable[..., jax.Array]
@@ -91,6 +97,7 @@ class Attack:
   fold: int = 0
   positive: tuple[str, ...] = ()
   objective_fields: tuple[str, ...] = ()
+  intercepts: bool = False
 
   def check(self, cfg) -> None:
     """Raises ValueError for a bad `config.attack.<name>` block."""
@@ -114,13 +121,13 @@ def register(name: str, attack: Callable[..., jax.Array], *, defaults: dict,
              prepare: Callable[[Context], Any] | None = None, uses_view: bool = True,
              reference: str = 'target', fold: int | None = None,
              positive: tuple[str, ...] = (), objective_fields: tuple[str, ...] = (),
-             replace: bool = False) -> Attack:
+             intercepts: bool = False, replace: bool = False) -> Attack:
   """Registers a model-inversion attack; `fold` defaults to a stable hash of the name."""
   if reference not in ('target', 'class_mean'):
     raise ValueError(f"reference must be 'target' or 'class_mean', got {reference!r}")
   fold = 16 + zlib.crc32(name.encode()) % (1 << 20) if fold is None else fold
   return ATTACKS.add(name, Attack(name, attack, dict(defaults), prepare, uses_view, reference,
-                                  fold, tuple(positive), tuple(objective_fields)),
+                                  fold, tuple(positive), tuple(objective_fields), intercepts),
                      replace=replace)
 
 
@@ -221,9 +228,10 @@ register('query_free', _query_free, prepare=_shadow, uses_view=False, fold=2,
 def _feature_alignment(ctx: Context, held, features, prepared):
   """Passive (FORA-like): no query to hospital A. A substitute edge is trained on the
   attacker's labelled images through hospital B's own layers while the squared MMD pulls its
-  features towards the features hospital B received (those of the targets); an inverse
-  network is then trained on the substitute's features of the attacker's images and decodes
-  the received ones."""
+  features towards features hospital B intercepted for other patients (`intercepted`
+  training images that are not targets, sent under the same deployment); an inverse network
+  is then trained on the substitute's features of the attacker's images and decodes the
+  targets' features."""
   del held, prepared
   cfg = ctx.cfg
   substitute_key, decoder_key = jax.random.split(ctx.key)
@@ -231,7 +239,7 @@ def _feature_alignment(ctx: Context, held, features, prepared):
       substitute_key, ctx.x_aux, ctx.y_aux, model=ctx.model, split=ctx.split,
       cloud_params=ctx.theta, steps=cfg.substitute_steps, batch_size=cfg.batch_size,
       learning_rate=cfg.substitute_learning_rate, augment_flip=cfg.augment_flip,
-      observed=features, mmd_weight=cfg.mmd_weight)[0]
+      observed=ctx.intercepted, mmd_weight=cfg.mmd_weight)[0]
   decoder = decoders.InverseDecoder(ctx.split, ctx.x_targets.shape[-1], cfg.width)
   params, _ = reconstruct.train_decoder(
       decoder_key, lambda t, images: ctx.edge(substitute, images), ctx.x_aux, decoder=decoder,
@@ -240,12 +248,12 @@ def _feature_alignment(ctx: Context, held, features, prepared):
   return decoder.apply({'params': params}, features)
 
 
-register('feature_alignment', _feature_alignment, uses_view=False, fold=5,
+register('feature_alignment', _feature_alignment, uses_view=False, fold=5, intercepts=True,
          defaults=dict(substitute_steps=400, substitute_learning_rate=1e-3, mmd_weight=10.0,
                        width=64, steps=400, batch_size=32, learning_rate=2e-3,
-                       augment_flip=True),
+                       augment_flip=True, intercepted=128),
          positive=('substitute_steps', 'substitute_learning_rate', 'width', 'steps',
-                   'batch_size', 'learning_rate'))
+                   'batch_size', 'learning_rate', 'intercepted'))
 
 
 # ----------------------------------------------------------------------------- MI-FACE

@@ -4,7 +4,8 @@
 workdir/target, then at each split of config.attack.splits compares edges an rMLE attacker
 could invert through: hospital A's real edge (the white-box reference), the query-free
 attack's shadow edge at its configured shadow_steps and at 5x as many, and the
-feature-alignment attack's MMD-aligned substitute. Per edge: its accuracy through hospital B's
+feature-alignment attack's substitute, MMD-aligned to the features of the intercepted
+(non-target) training images. Per edge: its accuracy through hospital B's
 layers on the attacker's images, the relative feature error ||edge'(x) - edge(x)|| / ||edge(x)||
 and the squared MMD to the real features on those images, and the SSIM of rMLE through it on
 the targets' features. These are evaluation quantities (they read the real edge), not what
@@ -47,6 +48,7 @@ def diagnose(config, workdir: str) -> list[dict]:
   key = jax.random.fold_in(keys_lib.named_keys(config.seed)['attack'], 99)  # Substitutes.
   x_aux, y_aux = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
   targets = jnp.asarray(inversion_experiment.targets(config, task))  # The experiment's targets.
+  pool = jnp.asarray(inversion_experiment.intercepted(config, task))  # What B intercepts.
   qf, fa = config.attack.query_free, config.attack.feature_alignment
   rows = []
   for split in config.attack.splits:
@@ -62,7 +64,7 @@ def diagnose(config, workdir: str) -> list[dict]:
              (f'query-free shadow, {qf.shadow_steps} steps', substitute(qf.shadow_steps)),
              (f'query-free shadow, {5 * qf.shadow_steps} steps', substitute(5 * qf.shadow_steps)),
              (f'aligned substitute, {fa.substitute_steps} steps',
-              substitute(fa.substitute_steps, edge(trained.params, targets), fa.mmd_weight,
+              substitute(fa.substitute_steps, edge(trained.params, pool), fa.mmd_weight,
                          fa.substitute_learning_rate))]
     rows += [{'split': split, **edge_report(name, params, theta=trained.params, edge=edge,
                                             cloud=cloud, x_aux=x_aux, y_aux=y_aux,

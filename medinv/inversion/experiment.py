@@ -102,9 +102,29 @@ def targets(config, task: data_lib.Task) -> np.ndarray:
   return task.x_train[index]
 
 
+def intercepted(config, task: data_lib.Task) -> np.ndarray | None:
+  """Other patients' training images (never targets) whose features a passive attacker
+  intercepts: the next `intercepted` images of the targets' permutation, as many as the
+  largest `attack.<name>.intercepted` of the named attacks registered with `intercepts`;
+  None when no such attack runs."""
+  sizes = [config.attack[name].intercepted for name in config.attack.names
+           if inversion_attacks.get(name).intercepts]
+  if not sizes:
+    return None
+  num_targets = config.attack.num_targets
+  if num_targets + max(sizes) > len(task.x_train):
+    raise ValueError(f'attack.num_targets + attack.<name>.intercepted = {num_targets} + '
+                     f'{max(sizes)} but the training set has only {len(task.x_train)} images')
+  attack_key = keys_lib.named_keys(config.seed)['attack']
+  order = np.asarray(jax.random.permutation(jax.random.fold_in(attack_key, 0),
+                                            len(task.x_train)))
+  return task.x_train[np.sort(order[num_targets:num_targets + max(sizes)])]
+
+
 def _target(config, task: data_lib.Task, workdir: str) -> trainer.Trained:
   """Checks the attacker's images against the targets, then trains (or reuses) the target."""
   reconstruct.check_attack_images(targets(config, task), task.x_test)  # attacker: test split
+  intercepted(config, task)  # Enough training images for the targets and the intercepted.
   return experiment.train_target(config, task, workdir)
 
 
@@ -202,6 +222,9 @@ def _grid(ctx: experiment.Context) -> dict:
   theta = jax.device_get(ctx.target.params)  # host arrays: map_grid places them everywhere
   arrays = {'theta': theta, 'x_targets': targets(config, task), 'x_aux': task.x_test,
             'y_aux': task.y_test}
+  pool = intercepted(config, task)
+  if pool is not None:
+    arrays['x_intercepted'] = pool
   accuracy, recon = {}, {}
   for split, resolved in split_points(ctx).items():
     for defense in config.defense:
@@ -220,6 +243,7 @@ def _grid(ctx: experiment.Context) -> dict:
                                                           partial, arrays, streams)
         logging.info('split %s %s %s: %.1fs', split, defense, name, time.time() - attack_start)
   return {'accuracy': accuracy, 'recon': recon, 'x_targets': arrays['x_targets'],
+          'x_intercepted': arrays.get('x_intercepted', ()),
           'class_means': class_means(task),
           'baseline': np.asarray(reconstruct.mean_image_baseline(task.x_test,
                                                                  len(arrays['x_targets'])))}
@@ -309,8 +333,10 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
   results_metrics = {
       'target_test_accuracy': clean_accuracy,
       'target_train_accuracy': trained.metrics['train_accuracy'],
+      'test_majority_accuracy': trained.metrics['test_majority_accuracy'],
       'dp_epsilon': trained.metrics['dp_epsilon'],
       'n_targets': len(out['x_targets']), 'n_aux': len(ctx.task.x_test),
+      'n_intercepted': len(out.get('x_intercepted', ())),
       'image_size': int(ctx.task.x_test.shape[1]),
       'dataset': data_lib.source_name(config.data),
   }
@@ -333,7 +359,8 @@ def _figures(ctx: experiment.Context, out: dict, rows: list[dict]) -> None:
         recon[name, split, label, view, strength] = _images(output)[i][0]  # draw 0
   inversion_figures.write_all(ctx.workdir, rows, recon, originals=np.asarray(out['x_targets']),
                               baseline=out['baseline'], class_means=out['class_means'],
-                              num_columns=ctx.config.attack.figure_targets)
+                              num_columns=ctx.config.attack.figure_targets,
+                              majority=ctx.target.metrics['test_majority_accuracy'])
 
 
 SPEC = experiment.Spec('model_inversion', validate, _grid, _rows, target=_target,

@@ -130,31 +130,33 @@ def strongest_points(rows: list[dict], split) -> dict[str, list[dict]]:
   return {label: sorted(points, key=lambda r: r['strength']) for label, points in curves.items()}
 
 
-def privacy_utility(workdir: str, rows: list[dict], split) -> str:
+def privacy_utility(workdir: str, rows: list[dict], split, majority: float | None = None
+                    ) -> str:
   """privacy_utility_split<k>.png: every defense at one split, x the deployed model's test
-  accuracy, y the strongest attack's SSIM (each point one strength), and the attacker's mean
-  image as the floor; the best trade-off is the point furthest right and lowest."""
+  accuracy, y the strongest attack's SSIM (each point one strength), the attacker's mean image
+  as the floor and the majority-class accuracy (`plots.privacy_utility_panel`); the best
+  trade-off is the point furthest right and lowest."""
   fig, ax = plots.plt.subplots(figsize=(5.5, 4.2))
-  for label, points in strongest_points(rows, split).items():
-    plots.plot_curve(ax, label, points, 'strength', x='model_test_accuracy', y='ssim')
   floor = [r['ssim_mean'] for r in rows if r['attack'] == 'mean_aux_image'
            and r['reference'] == 'target']
-  if floor:
-    ax.axhline(floor[0], ls='--', color='gray', label='mean image')
-  ax.set(xlabel='model test accuracy under the defense', ylabel='strongest attack SSIM',
-         title=f'split {split}: every defense')
-  ax.legend(fontsize=7)
+  plots.privacy_utility_panel(
+      ax, strongest_points(rows, split), x='model_test_accuracy', y='ssim',
+      baseline=floor[0] if floor else None, baseline_label='mean image', majority=majority,
+      xlabel='model test accuracy under the defense', ylabel='strongest attack SSIM',
+      title=f'split {split}: every defense')
   path = os.path.join(workdir, f'privacy_utility_split{split}.png')
   plots.save_png(fig, path)
   return path
 
 
 def write_all(workdir: str, rows: list[dict], recon: dict, *, originals: np.ndarray,
-              baseline: np.ndarray, class_means: np.ndarray, num_columns: int) -> list[str]:
-  """Every figure of the experiment; returns the paths written."""
+              baseline: np.ndarray, class_means: np.ndarray, num_columns: int,
+              majority: float | None = None) -> list[str]:
+  """Every figure of the experiment (majority: the majority-class test accuracy); returns
+  the paths written."""
   paths = reconstruction_grids(workdir, recon, originals, baseline, class_means, num_columns)
   for defense in dict.fromkeys(r['defense'] for r in rows if r['defense']):
     path = ssim_vs_strength(workdir, rows, defense)
     paths += [path] if path else []
   splits = sorted({r['split'] for r in rows if r['split'] is not None})
-  return paths + [privacy_utility(workdir, rows, split) for split in splits]
+  return paths + [privacy_utility(workdir, rows, split, majority) for split in splits]

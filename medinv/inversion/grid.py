@@ -15,8 +15,8 @@ shards that grid over every device and vmaps each device's share:
 The variants of a defense (e.g. model perturbation's 'fixed' and 'per_query' modes) are a
 static loop inside the same program.
 
-`arrays` holds what the attack reads: theta, x_targets, x_aux, y_aux (accuracy: theta,
-x_test, y_test), and `defense_state`, the output of the defense's fit stage, for a defense
+`arrays` holds what the attack reads: theta, x_targets, x_aux, y_aux, x_intercepted for an
+attack registered with `intercepts` (accuracy: theta, x_test, y_test), and `defense_state`, the output of the defense's fit stage, for a defense
 that learns (`defenses.Defense.fit`). Keys: `defense_key` deploys the defense, draw r with
 `draws.draw_key(defense_key, r)` (the same key at every strength: draw r of model perturbation
 is sigma x one normal draw); `attack_key` is the attack stream, folded with the attack's
@@ -25,6 +25,7 @@ one key (medinv.inversion.sweep_rmle and experiments/benchmark.py call them dire
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -65,6 +66,9 @@ def attack_at(strength, arrays, prepared, *, defense: str, defense_cfg, defense_
                                split=ctx.split, variant=variant,
                                state=arrays.get('defense_state'))
     features = defenses.query_each(deployed, ctx.edge, ctx.x_targets, reconstruct.TARGET_QUERIES)
+    if attack.intercepts:  # Other patients' features, sent under the same deployment.
+      ctx = dataclasses.replace(ctx, intercepted=defenses.query_each(
+          deployed, ctx.edge, arrays['x_intercepted'], reconstruct.INTERCEPTED_QUERIES))
     held = deployed if ctx.knows_defense else defenses.Deployment(None, ctx.theta)
     out[variant] = attack.attack(ctx, held, features, prepared)
   return out

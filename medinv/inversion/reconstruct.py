@@ -23,7 +23,8 @@ objective from `objectives` (a spec string or a built function).
 Queries (`medinv.defenses.query_each` / `query_batch`): the deployed model answers query
 number q with `Deployment.params_for(q)` (fresh noise per query under per-query defenses).
 Query numbers are disjoint per use: targets are queries TARGET_QUERIES + i, the attacker's
-queries ATTACKER_QUERIES + t, test-accuracy queries EVAL_QUERIES + i.
+queries ATTACKER_QUERIES + t, test-accuracy queries EVAL_QUERIES + i, and the other patients'
+images whose features a passive attacker intercepts INTERCEPTED_QUERIES + i.
 The registered attacks built from these functions are in `medinv.inversion.attacks`;
 `medinv.inversion.noise_aware` holds the adaptive one against per-query noise (its decoder
 trained with one query, so one perturbation, per image rather than per batch).
@@ -47,6 +48,7 @@ from medinv.inversion import objectives
 TARGET_QUERIES = 0
 ATTACKER_QUERIES = 1 << 24
 EVAL_QUERIES = 1 << 25
+INTERCEPTED_QUERIES = 3 << 24
 
 EdgeApply = Callable[[Any, jax.Array], jax.Array]  # (params, images (n, h, w, c)) -> features
 

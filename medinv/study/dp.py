@@ -32,6 +32,7 @@ def _attribute(results: dict) -> dict:
   rows = [r for r in results['rows'] if r['targets'] == 'members' and r['flip_prob'] == 0.0]
   best = max(rows, key=lambda r: r['attack_accuracy'] - r['best_baseline_accuracy'])
   return {'accuracy': results['metrics']['model_test_accuracy'],
+          'majority': results['metrics'].get('test_majority_accuracy'),
           'dp_epsilon': float(results['metrics']['dp_epsilon']),  # results.json: 'inf'
           'attribute_advantage': best['attack_accuracy'] - best['best_baseline_accuracy'],
           'attribute_attack': f'{best["attack"]} {best["variant"]} on {best["attribute"]}'}
@@ -43,6 +44,7 @@ def _inversion(results: dict) -> dict:
   best = max(attacked, key=lambda r: r['ssim_mean'])
   baseline = next(r for r in rows if r['attack'] == 'mean_aux_image')
   return {'accuracy': results['metrics']['target_test_accuracy'],
+          'majority': results['metrics'].get('test_majority_accuracy'),
           'dp_epsilon': float(results['metrics']['dp_epsilon']),
           'inversion_split': best['split'], 'inversion_ssim': best['ssim_mean'],
           'inversion_attack': best['attack'], 'inversion_baseline_ssim': baseline['ssim_mean']}
@@ -54,12 +56,13 @@ def _membership(results: dict) -> dict:
   fprs = [k for k in best if k.startswith('tpr_at_') and not k.endswith(('_low', '_high'))]
   fpr = min(fprs, key=lambda k: abs(float(k[len('tpr_at_'):]) - 0.01))  # 1% where reported
   return {'membership_accuracy': results['metrics']['target_test_accuracy'],
+          'membership_majority': results['metrics'].get('test_majority_accuracy'),
           'membership_dp_epsilon': float(results['metrics']['dp_epsilon']),
           'membership_attack': best['attack'],
           'membership_auc': study_report.interval(best, 'strongest_auc'),
-          'membership_auc_value': best['strongest_auc'],
-          'membership_auc_low': best['strongest_auc_low'],
-          'membership_auc_high': best['strongest_auc_high'],
+          'membership_strongest_auc': best['strongest_auc'],
+          'membership_strongest_auc_low': best['strongest_auc_low'],
+          'membership_strongest_auc_high': best['strongest_auc_high'],
           'membership_tpr': study_report.interval(best, fpr),
           'membership_fpr': fpr[len('tpr_at_'):]}
 
@@ -139,34 +142,38 @@ def section(parts: dict, configs) -> str:
       '![privacy-utility against epsilon](privacy_utility_dp.png)', ''])
 
 
+# (panel, y stat, x stat, majority stat, baseline (a value or the stat holding it), its label)
+FIGURE_PANELS = (
+    ('attribute inference', 'attribute_advantage', 'accuracy', 'majority', 0.0,
+     'no-model baseline'),
+    ('model inversion', 'inversion_ssim', 'accuracy', 'majority', 'inversion_baseline_ssim',
+     'mean image'),
+    ('membership inference', 'membership_strongest_auc', 'membership_accuracy',
+     'membership_majority', 0.5,
+     'chance (AUC 0.5)'))
+Y_LABELS = {'attribute_advantage': 'strongest attack: accuracy - baseline',
+            'inversion_ssim': 'strongest attack SSIM',
+            'membership_strongest_auc': 'strongest attack AUC (choice-aware interval)'}
+
+
 def figure(parts: dict, configs, path: str) -> None:
-  """Accuracy, attribute advantage, inversion SSIM and membership AUC against the target
-  epsilon, per dataset."""
+  """privacy_utility_dp.png: one panel per (attack family, dataset) in the shared format
+  (`plots.privacy_utility_panel`): x the target's test accuracy, y the strongest attack, each
+  point one target epsilon (written beside it)."""
   rows = summary_rows(parts, configs)
-  epsilons = sorted({r['target_epsilon'] for r in rows})
-  position = {e: i for i, e in enumerate(epsilons)}
-  panels = (('accuracy', 'target test accuracy'), ('attribute_advantage', 'attribute advantage'),
-            ('inversion_ssim', 'inversion SSIM (strongest)'),
-            ('membership_auc_value', 'membership AUC (strongest)'))
-  fig, axes = plots.plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
-  for ax, (key, label) in zip(axes, panels):
+  panels = []
+  for title, y, x, majority, baseline, baseline_label in FIGURE_PANELS:
     for dataset in dict.fromkeys(r['dataset'] for r in rows):
-      mine = [r for r in rows if r['dataset'] == dataset and key in r]
-      if not mine:
-        continue
-      x = [position[r['target_epsilon']] for r in mine]
-      ax.plot(x, [r[key] for r in mine], marker='o', label=dataset)
-      if key == 'membership_auc_value':
-        ax.fill_between(x, [r['membership_auc_low'] for r in mine],
-                        [r['membership_auc_high'] for r in mine], alpha=0.2)
-      if key == 'inversion_ssim':
-        ax.plot(x, [r['inversion_baseline_ssim'] for r in mine], ls='--', color='gray',
-                label=f'{dataset} mean image')
-    ax.set_xticks(range(len(epsilons)), [study_report.fmt(e, 0) if math.isinf(e) else f'{e:g}'
-                                         for e in epsilons])
-    ax.set_xlabel('target ε (DP-SGD)')
-    ax.set_title(label, fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=7)
+      mine = [{**r, 'strength': r['target_epsilon']} for r in rows
+              if r['dataset'] == dataset and y in r]
+      if mine:
+        panels.append((f'{title}: {dataset}', y, x, majority, baseline, baseline_label, mine))
+  fig, axes = plots.panel_grid(len(panels))
+  for ax, (title, y, x, majority, baseline, baseline_label, mine) in zip(axes, panels):
+    plots.privacy_utility_panel(
+        ax, {'DP-SGD': mine}, x=x, y=y,
+        baseline=mine[0][baseline] if isinstance(baseline, str) else baseline,
+        baseline_label=baseline_label, majority=mine[0].get(majority),
+        xlabel='target test accuracy', ylabel=Y_LABELS[y], title=f'{title} (points: target ε)')
   fig.tight_layout()
   plots.save_png(fig, path)

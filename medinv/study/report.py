@@ -6,8 +6,8 @@ import os
 
 from medinv.membership import figures as membership_figures
 from medinv.inversion import figures as inversion_figures
-from medinv.core import plots
 from medinv.core import report
+from medinv.study import curves as study_curves
 
 HOW_TO_READ = """\
 **How to read this.** Every attack sits next to its baseline: attribute-inference accuracy
@@ -301,62 +301,6 @@ def membership_section(name: str, results: dict) -> str:
   return '\n'.join(out)
 
 
-def _attribute_curves(ax, parts: dict) -> None:
-  for name, results in parts.items():
-    rows = [r for r in results['rows'] if r['targets'] == 'members' and r['attack'] == 'map'
-            and r['variant'] == 'confusion']
-    for attribute in dict.fromkeys(r['attribute'] for r in rows):
-      mine = [r for r in rows if r['attribute'] == attribute]
-      ax.plot([r['release_test_accuracy'] for r in mine], [r['advantage'] for r in mine],
-              'o-', label=f'{name}: {attribute}')
-  ax.axhline(0.0, color='grey', lw=0.8)
-  ax.set(xlabel='released-label test accuracy (utility)',
-         ylabel='MAP advantage over best baseline', title='label perturbation')
-
-
-def _inversion_curves(ax, parts: dict) -> None:
-  for name, results in parts.items():
-    rows = [r for r in results['rows'] if r['attack'] == 'inverse_network'
-            and r['knows_defense'] and r['defense'] == 'model_perturbation'
-            and r['mode'] == 'per_query']
-    for split in sorted({r['split'] for r in rows}):
-      mine = sorted((r for r in rows if r['split'] == split), key=lambda r: r['strength'])
-      ax.plot([r['model_test_accuracy'] for r in mine], [r['ssim_mean'] for r in mine],
-              'o-', label=f'{name}: split {split}')
-  ax.set(xlabel='model test accuracy under perturbation (utility)',
-         ylabel='inverse-network SSIM', title='model perturbation (per query)')
-
-
-def _membership_curves(ax, parts: dict) -> None:
-  for name, results in parts.items():
-    for (defense, mode), mine in membership_figures.defense_curves(results['rows']).items():
-      ax.plot([r['defended_test_accuracy'] for r in mine], [r['auc'] for r in mine], 'o-',
-              label=f'{name}: {defense}' + (f' ({mode})' if mode else ''))
-  ax.axhline(0.5, color='grey', lw=0.8, ls='--')
-  ax.set(xlabel='model test accuracy under the defense (utility)',
-         ylabel='membership AUC (strongest attack)', title='membership inference')
-
-
-PANELS = {'attribute': _attribute_curves, 'inversion': _inversion_curves,
-          'membership': _membership_curves}
-
-
-def privacy_utility_figure(parts: dict, path: str) -> bool:
-  """Attack success against model utility, one panel per kind of part; False when none."""
-  kinds = {kind: {n: r for n, r in parts.items() if n.split('_')[0] == kind} for kind in PANELS}
-  kinds = {kind: mine for kind, mine in kinds.items() if mine}
-  if not kinds:
-    return False
-  fig, axes = plots.plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.2), squeeze=False)
-  for ax, (kind, mine) in zip(axes[0], kinds.items()):
-    PANELS[kind](ax, mine)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=7)
-  fig.tight_layout()
-  plots.save_png(fig, path, dpi=110, tight=False)
-  return True
-
-
 def audit_section(name: str, results: dict) -> str:
   """A DP audit part (medinv.membership.audit): each audit's bound beside its ceiling."""
   m, rows = results['metrics'], results['rows']
@@ -373,16 +317,19 @@ def audit_section(name: str, results: dict) -> str:
 
 
 def write(workdir: str, parts: dict, skipped: dict, title: str,
-          extra_sections: list[str] = ()) -> str:
+          extra_sections: list[str] = (), notes: tuple[str, ...] = ()) -> str:
   """Writes workdir/report.md (and privacy_utility.png); returns the report path.
-  extra_sections: markdown put before the parts' sections (e.g. medinv.study.dp's)."""
+  extra_sections: markdown put before the parts' sections (e.g. medinv.study.dp's); notes:
+  lines under the title (e.g. what the study leaves to the full runs, and why)."""
   for name, results in parts.items():
     results['_dir'] = os.path.join(workdir, name)
-  out = [f'# {title}', '', HOW_TO_READ]
+  out = [f'# {title}', '']
+  out += [f'*{note}*' for note in notes] + ([''] if notes else [])
+  out += [HOW_TO_READ]
   if skipped:
     out += ['**Skipped parts** (their files were not found):', '']
     out += [f'- `{name}`: {reason}' for name, reason in skipped.items()] + ['']
-  if privacy_utility_figure(parts, os.path.join(workdir, 'privacy_utility.png')):
+  if study_curves.privacy_utility_figure(parts, os.path.join(workdir, 'privacy_utility.png')):
     out += ['![privacy-utility curves](privacy_utility.png)', '']
   out += list(extra_sections)
   sections = {'attribute': attribute_section, 'membership': membership_section,

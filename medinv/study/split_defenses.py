@@ -69,21 +69,23 @@ def section(parts: dict, configs) -> str:
 
 
 def figures(parts: dict, configs, workdir: str) -> list[str]:
-  """privacy_utility_split<k>.png in workdir, one per split, every defense of every part."""
+  """privacy_utility_split<k>.png in workdir, one per split, every defense of every part
+  (`plots.privacy_utility_panel`; NoPeek's points are labelled with its weight)."""
   paths = []
+  inversion = _inversion_parts(parts).values()
+  floor = [r['ssim_mean'] for results in inversion for r in results['rows']
+           if r['attack'] == 'mean_aux_image' and r['reference'] == 'target']
+  majority = [results['metrics'].get('test_majority_accuracy') for results in inversion]
   for split in _splits(parts):
     fig, ax = plots.plt.subplots(figsize=(6, 4.5))
-    for label, rows in curves(parts, configs, split).items():
-      plots.plot_curve(ax, label, rows, 'nopeek_weight' if label == 'nopeek' else 'strength',
-                       x='model_test_accuracy', y='ssim')
-    floor = [r['ssim_mean'] for results in _inversion_parts(parts).values()
-             for r in results['rows']
-             if r['attack'] == 'mean_aux_image' and r['reference'] == 'target']
-    if floor:
-      ax.axhline(floor[0], ls='--', color='gray', label='mean image')
-    ax.set(xlabel='target test accuracy under the defense', ylabel='strongest attack SSIM',
-           title=f'split {split}: every defense')
-    ax.legend(fontsize=7)
+    curves_at = {label: [{**r, 'strength': r['nopeek_weight']} for r in rows]
+                 if label == 'nopeek' else rows
+                 for label, rows in curves(parts, configs, split).items()}
+    plots.privacy_utility_panel(
+        ax, curves_at, x='model_test_accuracy', y='ssim', baseline=floor[0] if floor else None,
+        baseline_label='mean image', majority=majority[0] if majority else None,
+        xlabel='target test accuracy under the defense', ylabel='strongest attack SSIM',
+        title=f'split {split}: every defense')
     paths.append(os.path.join(workdir, f'privacy_utility_split{split}.png'))
     plots.save_png(fig, paths[-1])
   return paths

@@ -106,5 +106,6 @@ def _run(config, workdir: str, part_runners: list[runners.Runner]) -> dict:
   if parts and study_defenses.is_defense_study({name: config.parts[name] for name in parts}):
     study_defenses.figures(parts, config.parts, workdir)
     extra.append(study_defenses.section(parts, config.parts))
-  study_report.write(workdir, parts, skipped, title=config.title, extra_sections=extra)
+  study_report.write(workdir, parts, skipped, title=config.title, extra_sections=extra,
+                     notes=tuple(config.get('notes', ())))
   return combined

@@ -163,7 +163,7 @@ def test_dp_study_smoke_reports_every_attack_against_epsilon(data_dir, tmp_path)
   for key in ('dp_epsilon', 'membership_dp_epsilon'):
     assert rows[1.0][key] == pytest.approx(1.0, rel=0.01)
   for row in rows.values():
-    assert -1 <= row['attribute_advantage'] <= 1 and 0 <= row['membership_auc_value'] <= 1
+    assert -1 <= row['attribute_advantage'] <= 1 and 0 <= row['membership_strongest_auc'] <= 1
   audited = rows[1.0]
   assert audited['audit_dp_epsilon'] == pytest.approx(1.0, rel=0.01)
   for name in ('multi_run', 'one_run', 'one_run_fdp'):  # The correct mechanism at epsilon 1.
