@@ -35,7 +35,7 @@ def get_config(arg=None):
   args = common.parse_arg(arg, smoke=False)
   part_arg = 'smoke' if args.smoke else None
   config = ml_collections.ConfigDict()
-  config.title = 'medinv study: embedded data (heart_disease, BreastMNIST)'
+  config.title = ''  # '': named after the data the parts ran on (medinv.study.sources)
   config.notes = LEFT_OUT
   # Parts run at once, each in its own process (medinv.study.workers); 0: 2 on a CPU host
   # with two or more cores, else 1. Measured on a 2-core CPU: the demo in 5m19s with one

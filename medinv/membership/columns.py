@@ -48,9 +48,12 @@ def strongest_columns(config, results: dict) -> dict:
 
 
 def utility(outputs: dict, labels: np.ndarray, num_classes: int, y_test) -> dict:
-  """The target's train / test accuracy, the shadows' mean test accuracy, the majority class."""
+  """The target's accuracy on its members (its training records), on the candidates' other
+  half (the non-members the attack is scored on) and on the test split, the shadows' mean
+  test accuracy, and the majority class's test accuracy."""
   correct = np.asarray(outputs['correct'][0])[:, 0]
   return {'target_train_accuracy': float(np.mean(correct[labels])),
+          'target_nonmember_accuracy': float(np.mean(correct[~labels])),
           'target_test_accuracy': float(outputs['test_accuracy'][0]),
           'shadow_test_accuracy_mean': float(np.mean(outputs['test_accuracy'][1:])),
           'test_majority_accuracy': float(np.max(np.bincount(y_test, minlength=num_classes))

@@ -8,6 +8,8 @@ from medinv.membership import figures as membership_figures
 from medinv.inversion import figures as inversion_figures
 from medinv.core import report
 from medinv.study import curves as study_curves
+from medinv.study import sources
+from medinv.study import verdict
 
 HOW_TO_READ = """\
 **How to read this.** Every attack sits next to its baseline: attribute-inference accuracy
@@ -73,7 +75,7 @@ def trained_with(metrics: dict) -> str:
 def attribute_section(name: str, results: dict) -> str:
   rows = [r for r in results['rows'] if r['targets'] == 'members']
   m = results['metrics']
-  out = [f'## Attribute inference: {rows[0]["dataset"]} (`{name}`)', '',
+  out = [*sources.heading('Attribute inference', name, results, rows[0]['dataset']),
          f'Target MLP test accuracy {fmt(m["model_test_accuracy"])}{trained_with(m)} (majority '
          'class '
          f'{fmt(m["test_majority_accuracy"])}); {m["num_members"]} training records attacked; '
@@ -218,7 +220,8 @@ def _noise_ratio_table(m: dict, rows: list[dict]) -> list[str]:
 def inversion_section(name: str, results: dict) -> str:
   rows = results['rows']
   m = results['metrics']
-  out = [f'## Model inversion: {m.get("dataset", name.split("_", 1)[1])} (`{name}`)', '',
+  out = [*sources.heading('Model inversion', name, results,
+                          m.get('dataset', name.split('_', 1)[1])),
          f'Target SplitCNN test accuracy {fmt(m["target_test_accuracy"])}{trained_with(m)}; '
          f'{m["n_targets"]} '
          f'training images reconstructed from hospital A\'s features; the attacker holds '
@@ -266,11 +269,12 @@ def many_intervals(num_rows: int, strongest: dict) -> str:
 def membership_section(name: str, results: dict) -> str:
   rows, m = results['rows'], results['metrics']
   fpr = next(k for k in rows[0] if k.startswith('tpr_at_') and not k.endswith(('_low', '_high')))
-  out = [f'## Membership inference: {rows[0]["dataset"]} (`{name}`)', '',
+  out = [*sources.heading('Membership inference', name, results, rows[0]['dataset']),
          f'Target {rows[0]["model"]} test accuracy {fmt(m["target_test_accuracy"])}'
-         f'{trained_with(m)} (train '
-         f'{fmt(m["target_train_accuracy"])}, majority class {fmt(m["test_majority_accuracy"])});'
-         f' {m["num_members"]} members and {m["num_nonmembers"]} non-members; {m["num_shadows"]}'
+         f'{trained_with(m)}, on its members (training records) {fmt(m["target_train_accuracy"])}'
+         f', on the non-members {fmt(m.get("target_nonmember_accuracy"))} (majority class '
+         f'{fmt(m["test_majority_accuracy"])}); {m["num_members"]} members and '
+         f'{m["num_nonmembers"]} non-members (the candidates\' two halves); {m["num_shadows"]}'
          f' shadow models (mean test accuracy {fmt(m["shadow_test_accuracy_mean"])}).', '']
   plain = [r for r in rows if r['subgroup'] == 'all' and r['defense'] == 'none']
   header = ['attack', 'shadows', 'AUC', 'balanced acc.', fpr.replace('tpr_at_', 'TPR @ FPR ')]
@@ -307,7 +311,7 @@ def audit_section(name: str, results: dict) -> str:
   body = [[r['audit'], r['epsilon_lower_bound'], r['ceiling'], r['auc'],
            f'{r["in_scores"]} / {r["out_scores"]}'] for r in rows]
   return '\n'.join([
-      f'## DP audit: {rows[0]["dataset"]} (`{name}`)', '',
+      *sources.heading('DP audit', name, results, rows[0]['dataset']),
       f'{m["num_models"]} DP-SGD runs claimed at ε = {fmt(m["dp_epsilon"], 2)}, δ = '
       f'{m["delta"]:.2g} (mechanism fault: {m["fault"]}), each with {m["num_canaries"]} '
       f'canaries in or out at random; test accuracy {fmt(m["mean_test_accuracy"])}. Each '
@@ -323,7 +327,7 @@ def write(workdir: str, parts: dict, skipped: dict, title: str,
   lines under the title (e.g. what the study leaves to the full runs, and why)."""
   for name, results in parts.items():
     results['_dir'] = os.path.join(workdir, name)
-  out = [f'# {title}', '']
+  out = [f'# {title}', '', verdict.section(parts)]
   out += [f'*{note}*' for note in notes] + ([''] if notes else [])
   out += [HOW_TO_READ]
   if skipped:

@@ -23,6 +23,7 @@ from medinv.study import runners
 from medinv.study import split_defenses as study_defenses
 from medinv.study import dp as study_dp
 from medinv.study import report as study_report
+from medinv.study import sources
 from medinv.study import workers as study_workers
 from medinv.data import DataError
 
@@ -106,6 +107,10 @@ def _run(config, workdir: str, part_runners: list[runners.Runner]) -> dict:
   if parts and study_defenses.is_defense_study({name: config.parts[name] for name in parts}):
     study_defenses.figures(parts, config.parts, workdir)
     extra.append(study_defenses.section(parts, config.parts))
-  study_report.write(workdir, parts, skipped, title=config.title, extra_sections=extra,
+  for name, results in parts.items():
+    results['_data'] = sources.describe(config.parts[name].data)
+  # An empty or absent config.title: named after the data the parts ran on.
+  title = config.get('title') or sources.title(r['_data']['name'] for r in parts.values())
+  study_report.write(workdir, parts, skipped, title=title, extra_sections=extra,
                      notes=tuple(config.get('notes', ())))
   return combined

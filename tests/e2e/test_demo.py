@@ -67,11 +67,12 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   config, workdir, _ = smoke_run
   report_md = open(os.path.join(workdir, 'report.md')).read()
   tables = _tables(report_md)
-  # Parts in config order (attribute_heart, inversion_breastmnist, membership_breastmnist,
+  # The first screen (medinv.study.verdict; tests/study/test_verdict.py), then the parts in
+  # config order (attribute_heart, inversion_breastmnist, membership_breastmnist,
   # membership_heart). Attribute inference: sex; model inversion: inverse network, every
   # attack, MI-FACE judged, noise-to-weight ratios; per membership part: undefended, against
   # each defense, per subgroup.
-  assert len(tables) == 1 + 4 + 3 * 2
+  assert len(tables) == 1 + 1 + 4 + 3 * 2
   assert [len(_part_tables(report_md, part)) for part in config.parts] == [1, 4, 3, 3]
   for table in tables:
     assert all(cell and cell != 'n/a' for row in table for cell in row), table
@@ -196,7 +197,8 @@ def test_changed_part_config_is_rerun(smoke_run, tmp_path):
                   if r['part'] == 'attribute_heart' and r['attack'] == 'map'
                   and r['flip_prob'] == 0)
   assert map_at_zero(rerun['rows']) == map_at_zero(results['rows'])
-  attribute_table = _tables(open(os.path.join(copy, 'report.md')).read())[0]
+  (attribute_table,) = _part_tables(open(os.path.join(copy, 'report.md')).read(),
+                                    'attribute_heart')
   assert [float(r[0]) for r in attribute_table[1:]] == [0.0, 0.5]
 
 

@@ -87,6 +87,7 @@ def test_memorising_target_is_detected_and_population_equals_one_by_one(tmp_path
   # Labels alone: every member is answered right, a non-member with probability q, so the
   # label_only AUC is P(member right, non-member wrong) + ties / 2 = 1 - q / 2.
   q = np.mean(outputs['outputs']['correct'][0][~labels, 0])
+  assert summary['target_nonmember_accuracy'] == pytest.approx(q) and q < 0.9
   assert rows['label_only']['auc'] == pytest.approx(1 - q / 2, abs=1e-6)
   assert rows['label_lira']['auc'] > 0.6
   index = ctx.target['points'][population.TRAIN_INDEX][1]

@@ -29,6 +29,7 @@ def test_membership_section_shows_the_choice_aware_interval(tmp_path):
                           _row('loss_threshold', 0.52, (0.45, 0.59), 'model_perturbation',
                                0.1)], 'rmia', 0.8, 0.47, 0.66)
   metrics = dict(target_test_accuracy=0.8, target_train_accuracy=0.9,
+                 target_nonmember_accuracy=0.77,
                  test_majority_accuracy=0.55, num_members=121, num_nonmembers=121,
                  num_shadows=16, shadow_test_accuracy_mean=0.79, dp_epsilon=float('inf'))
   text = report.membership_section('membership_heart', {'rows': undefended + defended,
@@ -36,5 +37,6 @@ def test_membership_section_shows_the_choice_aware_interval(tmp_path):
                                                          '_dir': str(tmp_path)})
   assert ('with 3 rows compared, expect about 0.15 to miss. The strongest, rmia (the strongest '
           'in 70% of resamples), has AUC 0.610 [0.500, 0.700]') in text
+  assert 'on its members (training records) 0.900, on the non-members 0.770' in text
   defense_line = next(line for line in text.splitlines() if '| model_perturbation' in line)
   assert '0.570 [0.470, 0.660]' in defense_line and '[0.505, 0.640]' not in defense_line
