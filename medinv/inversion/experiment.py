@@ -237,6 +237,8 @@ def _grid(ctx: experiment.Context) -> dict:
           partial, f'split{split}_{defense}_correct', config, defense,
           lambda p, fn=fn, test=test: sharding.map_grid(fn, p, test))
       for name in config.attack.names:
+        if split not in config.attack.get('splits_of', {}).get(name, config.attack.splits):
+          continue
         attack_start = time.time()
         for view in _views(name, config):
           recon[split, defense, name, view] = _run_attack(ctx, resolved, defense, name, view,

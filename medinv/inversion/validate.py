@@ -2,7 +2,8 @@
 
 config.model: a registered model with split points (`medinv.models`). config.attack: `names`
 (registered attacks, `medinv.inversion.attacks`), `splits` (split points of config.model),
-`num_targets`, `figure_targets`, `knows_defense`, `grid_chunk`, and one block per named attack
+optionally `splits_of` ({attack name: the subset of `splits` it runs at}; an attack not in it
+runs at every split), `num_targets`, `figure_targets`, `knows_defense`, `grid_chunk`, and one block per named attack
 (`config.attack.<name>`, checked by the attack's registration). config.defense: one block per
 registered defense that acts on 'weights' or 'features' (`medinv.defenses`, `ACTS_ON`), each
 with a non-empty `strengths` grid of values >= 0 (`defenses.check_block`) and, optionally,
@@ -18,8 +19,8 @@ from medinv.training import trainer
 from medinv.inversion import reconstruct
 from medinv.inversion import attacks as inversion_attacks
 
-COMMON_ATTACK_FIELDS = ('names', 'splits', 'num_targets', 'figure_targets', 'knows_defense',
-                        'grid_chunk')
+COMMON_ATTACK_FIELDS = ('names', 'splits', 'splits_of', 'num_targets', 'figure_targets',
+                        'knows_defense', 'grid_chunk')
 COMMON_DEFENSE_FIELDS = ('num_draws',)
 ACTS_ON = ('weights', 'features')  # the registered defenses model inversion runs
 
@@ -70,5 +71,10 @@ def validate(config) -> None:
   if not 0 < attack.figure_targets <= attack.num_targets:
     raise ValueError(f'attack.figure_targets must be in 1..num_targets ({attack.num_targets}), '
                      f'got {attack.figure_targets}')
+  for name, splits in attack.get('splits_of', {}).items():
+    if name not in attack.names or not splits or set(splits) - set(attack.splits):
+      raise ValueError(f'attack.splits_of.{name}: {tuple(splits)} must name an attack of '
+                       f'attack.names {tuple(attack.names)} and a non-empty subset of '
+                       f'attack.splits {tuple(attack.splits)}')
   if attack.grid_chunk < 0:
     raise ValueError(f'attack.grid_chunk must be >= 0, got {attack.grid_chunk}')

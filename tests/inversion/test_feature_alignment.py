@@ -14,6 +14,7 @@ from medinv import data as data_lib
 from medinv import models
 from medinv.inversion import experiment as inversion_experiment
 from medinv.inversion import grid
+from medinv.inversion import validate as inversion_validate
 from medinv.inversion import reconstruct
 from medinv.inversion import attacks as inversion_attacks
 
@@ -85,3 +86,30 @@ def test_intercepted_images_are_training_images_that_are_not_targets():
       _config(6, 10, names=('inverse_network',)), task) is None  # no attack reads it
   with pytest.raises(ValueError, match=r'attack.num_targets \+ attack.<name>.intercepted'):
     inversion_experiment.intercepted(_config(num_targets=6, intercepted=35), task)
+
+
+def test_splits_of_names_a_named_attack_and_a_subset_of_the_splits():
+  config = _config(num_targets=4, intercepted=8)
+  config.attack.splits = (2, 4)
+  config.attack.splits_of = ml_collections.ConfigDict({'feature_alignment': (4,)})
+  inversion_validate.validate(config)
+  config.attack.splits_of.feature_alignment = (6,)
+  with pytest.raises(ValueError, match=r'attack.splits_of.feature_alignment: \(6,\) must name'):
+    inversion_validate.validate(config)
+  config.attack.splits_of = ml_collections.ConfigDict({'rmle': (4,)})  # rmle is not named
+  with pytest.raises(ValueError, match=r'attack.splits_of.rmle'):
+    inversion_validate.validate(config)
+
+
+@pytest.mark.e2e
+def test_an_attack_runs_only_at_its_splits(tmp_path, data_dir):
+  config = _config(num_targets=4, intercepted=8)
+  config.data.data_dir = data_dir
+  config.attack.splits = (2, 4)
+  config.attack.splits_of = ml_collections.ConfigDict({'feature_alignment': (4,)})
+  config.defense = ml_collections.ConfigDict(
+      {'model_perturbation': config.defense.model_perturbation})
+  config.defense.model_perturbation.update(strengths=(0.0,), modes=('fixed',))
+  rows = inversion_experiment.run(config, str(tmp_path))['rows']
+  ran = {(r['attack'], r['split']) for r in rows if r['attack'] != 'mean_aux_image'}
+  assert ran == {('inverse_network', 2), ('inverse_network', 4), ('feature_alignment', 4)}
