@@ -49,7 +49,8 @@ class Runner:
 # attribute; membership inference 42 units on heart_disease, 98 on 5 SplitCNNs at 16x16 for 10
 # epochs; model inversion 64 units of target training at 32x32 for 10 epochs, 20 per split and
 # attack, then per step as below). What a unit costs in seconds is measured in each run.
-_STEP_WORK = {'inverse_network': 0.11, 'rmle': 0.08, 'query_free': 0.1, 'mi_face': 0.03}
+_STEP_WORK = {'inverse_network': 0.11, 'rmle': 0.08, 'query_free': 0.1, 'mi_face': 0.03,
+              'feature_alignment': 0.2}
 
 
 def _attribute_weight(config) -> float:
@@ -74,8 +75,10 @@ def _inversion_weight(config) -> float:
     cfg = config.attack[name]
     steps = cfg.get('steps', cfg.get('max_steps', 100))
     per_view = views if inversion_attacks.get(name).uses_view else 1.0
-    attacks += 20.0 + _STEP_WORK.get(name, 0.1) * steps * points * size * per_view
-  return 6.4 * config.train.num_epochs * size + len(config.attack.splits) * attacks
+    splits = config.attack.get('splits_of', {}).get(name, config.attack.splits)
+    attacks += len(splits) * (20.0 + _STEP_WORK.get(name, 0.1) * steps * points * size
+                              * per_view)
+  return 6.4 * config.train.num_epochs * size + attacks
 
 
 RUNNERS: dict[str, Runner] = {

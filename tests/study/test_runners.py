@@ -17,7 +17,11 @@ def test_units_of_work_grow_with_what_the_config_asks_for():
   inversion.attack.knows_defense = (True,)
   one_view = _work('inversion_breastmnist', inversion)
   assert one_view < base['inversion_breastmnist']
+  inversion.attack.splits = (4,)
+  one_split = _work('inversion_breastmnist', inversion)
   inversion.attack.splits = (2, 4, 6)
+  assert one_split < one_view == _work('inversion_breastmnist', inversion)
+  inversion.attack.splits_of.feature_alignment = (2, 4, 6)  # every split, not only 4
   three_splits = _work('inversion_breastmnist', inversion)
   assert one_view < three_splits
   inversion.defense.model_perturbation.num_draws = 3
