@@ -328,7 +328,7 @@ def write(workdir: str, parts: dict, skipped: dict, title: str,
   for name, results in parts.items():
     results['_dir'] = os.path.join(workdir, name)
   out = [f'# {title}', '', verdict.section(parts)]
-  out += [f'*{note}*' for note in notes] + ([''] if notes else [])
+  out += [line for note in notes for line in (f'*{note}*', '')]
   out += [HOW_TO_READ]
   if skipped:
     out += ['**Skipped parts** (their files were not found):', '']
