@@ -51,6 +51,12 @@ def data_config(dataset: str, **overrides) -> ml_collections.ConfigDict:
   test_fraction / split_seed: record datasets (and image_folder / npz without split folders
     or keys) have no official split; a fixed permutation from `split_seed` (independent of
     the run seed) holds out `test_fraction` of them.
+  validation_fraction / validation_seed: a dataset without a validation split of its own
+    (heart_disease, cardio, a CSV, images without one) holds out `validation_fraction` of its
+    training records as validation records, by a fixed permutation from `validation_seed`
+    (independent of the run seed and of split_seed's test split: the test records stay the
+    same); the model then trains on the rest. 0 = none (every training record trains).
+    Validation accuracy (results.json / results.csv) is what training choices are made on.
   Dataset options (ignored by datasets that do not list them in their module's OPTIONS):
   clean: cardio drops records with implausible measurements.
   variant: mias 'severity' (normal/benign/malignant) or 'abnormal'; cbis_ddsm 'full' or
@@ -67,14 +73,23 @@ def data_config(dataset: str, **overrides) -> ml_collections.ConfigDict:
   """
   config = ml_collections.ConfigDict(dict(
       dataset=dataset, data_dir='', manual_dir='', image_size=32, test_fraction=0.2,
-      split_seed=0, clean=False, variant='', medmnist_name='', medmnist_size=28,
-      medmnist_task=-1, path='', schema=ml_collections.ConfigDict(), scaling=''))
+      split_seed=0, validation_fraction=0.0, validation_seed=0, clean=False, variant='',
+      medmnist_name='', medmnist_size=28, medmnist_task=-1, path='',
+      schema=ml_collections.ConfigDict(), scaling=''))
   config.update(overrides)
   return config
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
   """Target-model training: Adam, mini-batches, orbax checkpoints every N epochs.
+
+  learning_rate / schedule / warmup_epochs: Adam's step size (medinv.training.optimizer):
+    'constant' keeps it, 'cosine' decays it to 0 over num_epochs along a half cosine; either
+    first rises linearly from 0 over warmup_epochs (0 = no warmup).
+  weight_decay: AdamW's decoupled weight decay (0 = Adam).
+  augment_flip: mirror each training image left-right with probability 1/2 (images only).
+  augment_shift: move each training image by a random whole number of pixels, up to this
+    many, along each axis, filling with 0 (images only; 0 = no shift).
 
   dp: DP-SGD (medinv.training.dp_sgd). target_epsilon inf trains without it; a finite one calibrates
     the noise multiplier to reach it at delta (0 = 1 / (100 N), medinv.training.dp_sgd's
@@ -86,7 +101,8 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
   """
   config = ml_collections.ConfigDict(dict(
       num_epochs=100, batch_size=32, learning_rate=1e-3, weight_decay=0.0,
-      checkpoint_every_epochs=10, augment_flip=False, label_flip_prob=0.0,
+      checkpoint_every_epochs=10, schedule='constant', warmup_epochs=0, augment_flip=False,
+      augment_shift=0, label_flip_prob=0.0,
       dp=dict(target_epsilon=float('inf'), delta=0.0, clip_norm=1.0),
       nopeek_weight=0.0, nopeek_split=4))
   config.update(overrides)

@@ -32,6 +32,7 @@ from medinv.core import checkpoint
 from medinv.core import keys as keys_lib
 from medinv.core import report
 from medinv.core import sharding
+from medinv.training import evaluation
 from medinv.training import experiment
 from medinv.training import population as population_lib
 from medinv.training import trainer
@@ -112,10 +113,10 @@ def evaluate_one(state_point, x_train, y_train, x_test, y_test, attack_arrays, *
                  settings):
   """Utility of one model and, with attack arrays, the attacks against it."""
   state, point = state_point
-  out = {f'train_{k}': v for k, v in trainer.evaluate(state.params, x_train, y_train,
-                                                      apply_fn=apply_fn).items()}
-  out.update({f'test_{k}': v for k, v in trainer.evaluate(state.params, x_test, y_test,
-                                                          apply_fn=apply_fn).items()})
+  out = {f'train_{k}': v for k, v in evaluation.evaluate(state.params, x_train, y_train,
+                                                         apply_fn=apply_fn).items()}
+  out.update({f'test_{k}': v for k, v in evaluation.evaluate(state.params, x_test, y_test,
+                                                             apply_fn=apply_fn).items()})
   if attack_arrays:
     out['attack'] = attack_accuracy(state.params, point[population_lib.SEED], attack_arrays,
                                     apply_fn=apply_fn, **dict(settings))

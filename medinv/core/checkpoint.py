@@ -24,13 +24,16 @@ import orbax.checkpoint as ocp
 from medinv.core import axes as axes_lib
 from medinv.core import errors
 
-# Fields that may change between a run and its resumption without invalidating checkpoints.
+# Fields that may change between a run and its resumption without invalidating checkpoints;
+# train.num_epochs only at a constant learning rate (a cosine schedule decays to 0 at its end).
 RESUMABLE_CHANGES = ('train.num_epochs', 'train.checkpoint_every_epochs', 'data.data_dir',
                      'data.manual_dir')
 # Fields added after workdirs were written: a saved config without one trained at this value.
 ADDED_FIELDS = {'train.dp.target_epsilon': math.inf, 'train.dp.delta': 0.0,
                 'train.dp.clip_norm': 1.0, 'train.nopeek_weight': 0.0, 'train.nopeek_split': 4,
-                'data.path': '', 'data.scaling': ''}
+                'data.path': '', 'data.scaling': '', 'data.validation_fraction': 0.0,
+                'data.validation_seed': 0, 'train.schedule': 'constant', 'train.warmup_epochs': 0,
+                'train.augment_shift': 0}
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
 _DELETE_HINT = 'Use another --workdir or delete that one.'
 
@@ -166,7 +169,8 @@ def check_compatible(saved_config_path: str, config: dict, fields: tuple[str, ..
             for key in sorted({k for k in (*saved, *current) if k.startswith(field + '.')})
             or [field]]
   for field in leaves:
-    if field in RESUMABLE_CHANGES:
+    if field in RESUMABLE_CHANGES and not (field == 'train.num_epochs' and
+                                           current.get('train.schedule') == 'cosine'):
       continue
     was = saved.get(field, ADDED_FIELDS.get(field))
     if was != current.get(field):

@@ -81,6 +81,10 @@ def check_config(config, private: bool = False) -> None:
     raise ValueError(f'config.data.manual_dir {config.manual_dir!r}: dataset '
                      f'{config.dataset!r} ships with medinv and reads no files from it; drop '
                      f'--config.data.manual_dir (datasets that read it: {readers})')
+  fraction = config.get('validation_fraction', 0.0)
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'config.data.validation_fraction must be in [0, 1) (the share of the '
+                     f'training records held out for validation; 0 = none), got {fraction}')
   scaling = config.get('scaling', '')
   if scaling not in SCALINGS:
     raise ValueError(f'config.data.scaling must be one of {SCALINGS} (\'\': a CSV schema\'s '
@@ -207,8 +211,10 @@ class Task:
   """Model-ready arrays for one dataset, plus what attacks need to query like the model.
 
   x_*: model inputs (z-scored records, or images in [0, 1]); y_*: int32 labels.
-  For record datasets `records_train/test` hold the raw records and `scaler` maps raw
-  features to model inputs (the deployed model is `apply(params, scaler(raw))`).
+  x_val, y_val: the validation split (the dataset's own, or carved out of the training records
+  by config.data.validation_fraction, `carve_validation`); None without one.
+  For record datasets `records_train/test/validation` hold the raw records and `scaler` maps
+  raw features to model inputs (the deployed model is `apply(params, scaler(raw))`).
   """
   name: str
   x_train: np.ndarray
@@ -219,6 +225,9 @@ class Task:
   records_train: records.Records | None = None
   records_test: records.Records | None = None
   scaler: records.Scaler | None = None
+  x_val: np.ndarray | None = None
+  y_val: np.ndarray | None = None
+  records_validation: records.Records | None = None
 
   @property
   def num_classes(self) -> int:
@@ -238,6 +247,35 @@ def scaler_for(config, all_records: records.Records, train: records.Records) -> 
   return records.Scaler.fit(train.features)
 
 
+def validation_indices(config, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """(kept, validation) indices into n training records: config.validation_fraction of them
+  by a permutation from fold_in(key(config.validation_seed), 1), independent of the run seed
+  and of the test split's permutation (key(split_seed)) even when the two seeds are equal."""
+  key = jax.random.fold_in(jax.random.key(config.validation_seed), 1)
+  return records.split_indices(key, n, config.validation_fraction)
+
+
+def carve_validation(config, name: str, train, validation):
+  """(train, validation) with config.validation_fraction of train carved out as validation
+  (`validation_indices`); unchanged when the fraction is 0. train / validation: Records, or
+  (images, labels) pairs; validation is the dataset's own split or None.
+
+  Raises:
+    ValueError: a fraction > 0 for a dataset with a validation split of its own.
+  """
+  fraction = config.get('validation_fraction', 0.0)
+  if not fraction:
+    return train, validation
+  if validation is not None:
+    raise ValueError(f'config.data.validation_fraction {fraction}: dataset {name!r} has a '
+                     f'validation split of its own ({len(validation[1])} records); set it to 0')
+  kept, held = validation_indices(config, len(train) if isinstance(train, records.Records)
+                                  else len(train[1]))
+  if isinstance(train, records.Records):
+    return train.take(kept), train.take(held)
+  return (train[0][kept], train[1][kept]), (train[0][held], train[1][held])
+
+
 def load_task(config) -> Task:
   """Loads `config.dataset` (a `configs.common.data_config`) into a `Task`."""
   kwargs = dict(data_dir=config.data_dir or None, manual_dir=config.manual_dir or None)
@@ -250,13 +288,19 @@ def load_task(config) -> Task:
     all_records = load_records(config.dataset, **kwargs)
     train, test = records.split(all_records, jax.random.key(config.split_seed),
                                 config.test_fraction)
+    train, validation = carve_validation(config, config.dataset, train, None)
     scaler = scaler_for(config, all_records, train)
+    val = {} if validation is None else dict(
+        x_val=scaler(validation.features), y_val=validation.labels,
+        records_validation=validation)
     return Task(config.dataset, scaler(train.features), train.labels, scaler(test.features),
-                test.labels, all_records.class_names, train, test, scaler)
+                test.labels, all_records.class_names, train, test, scaler, **val)
   loaded = load_images(config.dataset, image_size=config.image_size,
                        split_seed=config.split_seed, test_fraction=config.test_fraction,
                        **kwargs)
-  return Task(config.dataset, *loaded.train, *loaded.test, loaded.class_names)
+  train, validation = carve_validation(config, config.dataset, loaded.train, loaded.validation)
+  val = {} if validation is None else dict(x_val=validation[0], y_val=validation[1])
+  return Task(config.dataset, *train, *loaded.test, loaded.class_names, **val)
 
 
 def describe() -> str:

@@ -59,3 +59,46 @@ def flip_where(flipped: jax.Array, images: jax.Array) -> jax.Array:
 def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
   """Mirrors each image left-right with probability 1/2."""
   return flip_where(flip_draws(key, images.shape[0]), images)
+
+
+def shift_draws(key: jax.Array, n: int, max_shift: int) -> jax.Array:
+  """(n, 2) int32: the (rows, columns) `random_shift` moves each of n images by, each uniform
+  in [-max_shift, max_shift]."""
+  return jax.random.randint(key, (n, 2), -max_shift, max_shift + 1)
+
+
+def shift_by(shifts: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+  """Moves image i down by shifts[i, 0] and right by shifts[i, 1] pixels (negative: up, left),
+  filling the uncovered pixels with 0: out[i, y, x] = images[i, y - dy, x - dx].
+
+  Args:
+    shifts: (n, 2) int, each entry in [-max_shift, max_shift].
+    images: (n, h, w, c).
+    max_shift: the largest shift allowed (the zero padding around each image).
+
+  Returns:
+    The shifted images, same shape and dtype.
+  """
+  _, h, w, c = images.shape
+  pad = max_shift
+  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+  def crop(image, shift):
+    return jax.lax.dynamic_slice(image, (pad - shift[0], pad - shift[1], 0), (h, w, c))
+  return jax.vmap(crop)(padded, shifts)
+
+
+def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+  """Moves each image by a random whole number of pixels in [-max_shift, max_shift] along each
+  axis (`shift_draws`), filling with 0 (`shift_by`)."""
+  return shift_by(shift_draws(key, images.shape[0], max_shift), images, max_shift)
+
+
+def augment(key: jax.Array, images: jax.Array, *, flip: bool, max_shift: int) -> jax.Array:
+  """A training batch's augmentation: `random_flip` with `key` (when flip), then
+  `random_shift` with fold_in(key, 1) (when max_shift > 0)."""
+  if flip:
+    images = random_flip(key, images)
+  if max_shift:
+    images = random_shift(jax.random.fold_in(key, 1), images, max_shift)
+  return images

@@ -92,6 +92,7 @@ def accuracy_summary(correct, name: str = 'model_test_accuracy') -> dict[str, fl
   interval of its mean over draws and test images."""
   correct = np.asarray(correct, np.float64)
   low, high = intervals.crossed_interval(correct)
-  # A float32 count / size, as medinv.training.trainer.evaluate computes the clean model's accuracy.
+  # A float32 count / size, as medinv.training.evaluation.evaluate computes the clean model's
+  # accuracy.
   mean = np.float32(correct.sum()) / np.float32(correct.size)
   return {name: float(mean), f'{name}_low': low, f'{name}_high': high}

@@ -22,6 +22,7 @@ from medinv.core import errors
 from medinv.core import locks
 from medinv.core import report
 from medinv.core import sharding
+from medinv.training import evaluation
 from medinv.training import trainer
 
 
@@ -84,7 +85,7 @@ def run(spec: Spec, config, workdir: str) -> dict:
     start_time = time.time()
     spec.start(workdir, config)
     task = distributed.writer_first(lambda: data_lib.load_task(config.data))
-    trainer.write_splits(workdir, task)
+    evaluation.write_splits(workdir, task)
     return attack(spec, Context(config=config, workdir=workdir, task=task,
                                 target=spec.target(config, task, workdir)), start_time)
 

@@ -2,7 +2,8 @@
 
 Model k is what `medinv.training.trainer.train_and_evaluate` trains for config.seed = seed_k,
 train.label_flip_prob = p_k and train.learning_rate = lr_k (same key tree, same epochs,
-same label perturbation), so a population equals K sequential runs up to float rounding.
+optimizer and schedule (medinv.training.optimizer), augmentation and label perturbation),
+so a population equals K sequential runs up to float rounding.
 The K models are the points of the sweep's vmapped axes (`TRAIN_AXES`); they train
 sharded over every device (`sharding.map_grid_sharded`), a chunk of epochs per program, with
 an orbax checkpoint of the whole population after each chunk (each process saves its own
@@ -30,6 +31,7 @@ from medinv.core import checkpoint
 from medinv import data as data_lib
 from medinv import defenses
 from medinv.training import dp_sgd
+from medinv.training import optimizer
 from medinv.core import keys as keys_lib
 from medinv import models
 from medinv.core import sharding
@@ -88,8 +90,8 @@ def with_privacy(config, population: dict, records: int) -> tuple[dict, int]:
   return points, (private[0].max_batch if private else 0)
 
 
-def _optimizer(point, weight_decay: float):
-  return trainer.make_optimizer(point[LR], weight_decay)
+def _optimizer(point, settings: optimizer.Settings):
+  return optimizer.make(point[LR], settings)
 
 
 def training_labels(point, y, *, num_classes: int):
@@ -99,9 +101,9 @@ def training_labels(point, y, *, num_classes: int):
                                       num_classes)
 
 
-def init_one(point, sample_x, *, model, weight_decay: float) -> trainer.TrainState:
+def init_one(point, sample_x, *, model, settings: optimizer.Settings) -> trainer.TrainState:
   init_key = keys_lib.named_keys(point.get(INIT_SEED, point[SEED]))['init']
-  return trainer.init_state(init_key, model, _optimizer(point, weight_decay), sample_x)
+  return trainer.init_state(init_key, model, _optimizer(point, settings), sample_x)
 
 
 def training_subset(point, x, y):
@@ -115,10 +117,13 @@ def training_subset(point, x, y):
   return x[point[TRAIN_INDEX]], y[point[TRAIN_INDEX]]
 
 
-def train_chunk(state_point, x, y, first_epoch, *, model, weight_decay: float,
-                batch_size: int, augment_flip: bool, num_epochs: int, num_classes: int,
+def train_chunk(state_point, x, y, first_epoch, *, model, settings: optimizer.Settings,
+                batch_size: int, augment: tuple[bool, int], num_epochs: int, num_classes: int,
                 dp_batch: int = 0):
   """num_epochs epochs of one model from first_epoch: (state, point) -> (state, last loss).
+
+  settings: the optimizer's (`optimizer.settings` of config.train for the model's records);
+  augment: (train.augment_flip, train.augment_shift).
 
   dp_batch > 0: DP-SGD with the point's DP_NOISE and DP_CLIP (`with_privacy`), its noise
   from fold_in(defense, 2) of the model's seed, as medinv.training.trainer.
@@ -133,18 +138,18 @@ def train_chunk(state_point, x, y, first_epoch, *, model, weight_decay: float,
         'key': jax.random.fold_in(streams['defense'], 2)}}
   state, losses = trainer.run_epochs(
       state, streams['data'], first_epoch, x, training_labels(point, y, num_classes=num_classes),
-      num_epochs=num_epochs, apply_fn=model.apply, tx=_optimizer(point, weight_decay),
-      batch_size=batch_size, augment_flip=augment_flip, record_mask=point.get(TRAIN_MASK),
+      num_epochs=num_epochs, apply_fn=model.apply, tx=_optimizer(point, settings),
+      batch_size=batch_size, augment_flip=augment[0], augment_shift=augment[1],
+      record_mask=point.get(TRAIN_MASK),
       **private)
   return state, losses[-1]
 
 
 @functools.lru_cache(maxsize=None)
-def chunk_fn(model, weight_decay, batch_size, augment_flip, num_epochs, num_classes,
-             dp_batch=0):
+def chunk_fn(model, settings, batch_size, augment, num_epochs, num_classes, dp_batch=0):
   """Cached per static setting, so every chunk of the same length reuses one program."""
-  return functools.partial(train_chunk, model=model, weight_decay=weight_decay,
-                           batch_size=batch_size, augment_flip=augment_flip,
+  return functools.partial(train_chunk, model=model, settings=settings,
+                           batch_size=batch_size, augment=augment,
                            num_epochs=num_epochs, num_classes=num_classes, dp_batch=dp_batch)
 
 
@@ -169,9 +174,10 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   mesh = sharding.grid_mesh() if mesh is None else mesh
   x, y = np.asarray(task.x_train), np.asarray(task.y_train)  # Placed by sharding (any process).
   population, dp_batch = with_privacy(config, population, num_records(population, x))
+  settings = optimizer.settings(tc, num_records(population, x))
   if privacy is not None:
     population, dp_batch = privacy(population, dp_batch)
-  state, size = sharding.map_grid_sharded(init_fn(model, float(tc.weight_decay)), population,
+  state, size = sharding.map_grid_sharded(init_fn(model, settings), population,
                                        x[:1], mesh=mesh)
   mngr, epoch = None, 0
   if checkpoint_dir:
@@ -184,7 +190,7 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
   start = time.time()
   while epoch < tc.num_epochs:
     chunk = min(tc.checkpoint_every_epochs, tc.num_epochs - epoch)
-    fn = chunk_fn(model, float(tc.weight_decay), tc.batch_size, tc.augment_flip, chunk,
+    fn = chunk_fn(model, settings, tc.batch_size, (tc.augment_flip, tc.augment_shift), chunk,
                   task.num_classes, dp_batch)
     (state, losses), _ = sharding.map_grid_sharded(fn, (state, population), x, y,
                                                 np.int32(epoch), mesh=mesh,
@@ -201,5 +207,5 @@ def fit(config, task: data_lib.Task, population: dict[str, np.ndarray], *,
 
 
 @functools.lru_cache(maxsize=None)
-def init_fn(model, weight_decay):
-  return functools.partial(init_one, model=model, weight_decay=weight_decay)
+def init_fn(model, settings):
+  return functools.partial(init_one, model=model, settings=settings)

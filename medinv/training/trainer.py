@@ -1,7 +1,10 @@
 """Target-model training: pure steps, one `lax.scan` per epoch, orbax checkpoints, resume.
 
 Keys (medinv.core.keys): `init` initialises the parameters; epoch e shuffles and augments with
-fold_in(data, e): a run resumed from an epoch-e checkpoint ends as an uninterrupted run.
+fold_in(data, e), split into a shuffle key and an augmentation key whose fold_in(., s)
+augments step s's batch (medinv.data.images.augment): a run resumed from an epoch-e
+checkpoint ends as an uninterrupted run. The optimizer (medinv.training.optimizer) keeps its
+step count, and with it the learning-rate schedule, in the checkpointed state.
 """
 from __future__ import annotations
 
@@ -23,9 +26,10 @@ import optax
 from medinv.core import checkpoint
 from medinv import data as data_lib
 from medinv.data import images as image_lib
-from medinv.data import records
 from medinv.core import distributed
 from medinv.training import dp_sgd
+from medinv.training import evaluation
+from medinv.training import optimizer
 from medinv.core import errors
 from medinv.core import keys as keys_lib
 from medinv.core import locks
@@ -35,13 +39,17 @@ from medinv.core import report
 from medinv.core import sharding
 
 # Config fields a checkpoint depends on; changing one of them makes a workdir incompatible.
+# train.num_epochs sets a cosine schedule's horizon; at a constant rate it may change
+# (medinv.core.checkpoint's RESUMABLE_CHANGES).
 CHECKPOINT_FIELDS = ('seed', 'model', 'data.dataset', 'data.image_size', 'data.test_fraction',
-                     'data.split_seed', 'data.clean', 'data.variant', 'data.medmnist_name',
+                     'data.split_seed', 'data.validation_fraction', 'data.validation_seed',
+                     'data.clean', 'data.variant', 'data.medmnist_name',
                      'data.medmnist_size', 'data.medmnist_task', 'data.path', 'data.schema',
                      'train.batch_size', 'train.learning_rate', 'train.weight_decay',
-                     'train.augment_flip', 'train.label_flip_prob', 'train.dp.target_epsilon',
-                     'train.dp.delta', 'train.dp.clip_norm', 'train.nopeek_weight',
-                     'train.nopeek_split', 'data.scaling')
+                     'train.schedule', 'train.warmup_epochs', 'train.num_epochs',
+                     'train.augment_flip', 'train.augment_shift', 'train.label_flip_prob',
+                     'train.dp.target_epsilon', 'train.dp.delta', 'train.dp.clip_norm',
+                     'train.nopeek_weight', 'train.nopeek_split', 'data.scaling')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -51,25 +59,11 @@ class TrainState(flax.struct.PyTreeNode):
   opt_state: Any
 
 
-def make_optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
-  if weight_decay:
-    return optax.adamw(learning_rate, weight_decay=weight_decay)
-  return optax.adam(learning_rate)
-
-
 def init_state(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
                sample_x: jax.Array) -> TrainState:
   # One compiled program: flax's initializers op by op took 5 s of compilation per model.
   params = jax.jit(model.init)(key, sample_x[:1])['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-
-
-def loss_and_logits(params, x, y, mask, *, apply_fn, penalty_fn=None):
-  """Mean cross-entropy over the examples where mask is 1 (+ penalty_fn(params, x))."""
-  logits = apply_fn({'params': params}, x)
-  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  loss = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-  return (loss if penalty_fn is None else loss + penalty_fn(params, x)), logits
 
 
 def nopeek_penalty(config, model: nn.Module, sample_x):
@@ -89,7 +83,7 @@ def train_step(state: TrainState, batch, *, apply_fn, tx, penalty_fn=None
                ) -> tuple[TrainState, jax.Array]:
   """One Adam step on batch = (x, y, mask); returns (new state, loss)."""
   x, y, mask = batch
-  grad_fn = jax.value_and_grad(functools.partial(loss_and_logits, apply_fn=apply_fn,
+  grad_fn = jax.value_and_grad(functools.partial(evaluation.loss_and_logits, apply_fn=apply_fn,
                                                  penalty_fn=penalty_fn), has_aux=True)
   (loss, _), grads = grad_fn(state.params, x, y, mask)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -114,19 +108,12 @@ def private_step(state: TrainState, batch, key, *, apply_fn, tx, noise_multiplie
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), loss
 
 
-def batch_indices(key: jax.Array | None, n: int, batch_size: int):
-  """(steps, batch_size) indices and a 0/1 mask; the last batch is padded and masked."""
-  steps = math.ceil(n / batch_size)
-  order = jnp.arange(n) if key is None else jax.random.permutation(key, n)
-  index = order[jnp.arange(steps * batch_size) % n].reshape(steps, batch_size)
-  mask = (jnp.arange(steps * batch_size) < n).astype(jnp.float32).reshape(steps, batch_size)
-  return index, mask
-
-
 def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
-                batch_size: int, augment_flip: bool, dp_batch: int = 0, dp_params=None,
-                penalty_fn=None, record_mask=None) -> tuple[TrainState, jax.Array]:
-  """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`. Records whose
+                batch_size: int, augment_flip: bool, augment_shift: int = 0, dp_batch: int = 0,
+                dp_params=None, penalty_fn=None, record_mask=None
+                ) -> tuple[TrainState, jax.Array]:
+  """One pass over (x, y) in shuffled mini-batches, as a single `lax.scan`; images augmented
+  (medinv.data.images.augment: flip, shift by up to augment_shift pixels). Records whose
   record_mask (N,) is 0 are drawn as usual but add nothing (a DP audit's excluded canaries).
   With dp_batch > 0 (DP-SGD, medinv.training.dp_sgd): ceil(N / batch_size) Poisson-sampled
   batches padded to dp_batch rows; dp_params {'noise_multiplier', 'clip_norm', 'key'}
@@ -137,14 +124,15 @@ def train_epoch(state: TrainState, epoch_key: jax.Array, x, y, *, apply_fn, tx,
     index, mask = dp_sgd.poisson_batches(perm_key, n, min(1.0, batch_size / n),
                                          math.ceil(n / batch_size), dp_batch)
   else:
-    index, mask = batch_indices(perm_key, n, batch_size)
+    index, mask = evaluation.batch_indices(perm_key, n, batch_size)
 
   def body(state, step_input):
     step, (batch_index, batch_mask) = step_input
     batch_mask = batch_mask if record_mask is None else batch_mask * record_mask[batch_index]
     batch_x = x[batch_index]
-    if augment_flip:
-      batch_x = image_lib.random_flip(jax.random.fold_in(aug_key, step), batch_x)
+    if augment_flip or augment_shift:
+      batch_x = image_lib.augment(jax.random.fold_in(aug_key, step), batch_x,
+                                  flip=augment_flip, max_shift=augment_shift)
     batch = (batch_x, y[batch_index], batch_mask)
     if dp_batch:
       return private_step(state, batch, jax.random.fold_in(dp_params['key'], step),
@@ -171,21 +159,6 @@ def run_epochs(state: TrainState, data_key: jax.Array, first_epoch: jax.Array, x
   return jax.lax.scan(body, state, first_epoch + jnp.arange(num_epochs))
 
 
-def evaluate(params, x, y, *, apply_fn, batch_size: int = 256) -> dict[str, jax.Array]:
-  """Mean loss and accuracy over (x, y), batched with a `lax.scan`."""
-  index, mask = batch_indices(None, x.shape[0], batch_size)
-
-  def body(totals, step_input):
-    batch_index, batch_mask = step_input
-    loss, logits = loss_and_logits(params, x[batch_index], y[batch_index], batch_mask,
-                                   apply_fn=apply_fn)
-    correct = jnp.sum((jnp.argmax(logits, -1) == y[batch_index]) * batch_mask)
-    return (totals[0] + loss * jnp.sum(batch_mask), totals[1] + correct), None
-
-  (loss_sum, correct), _ = jax.lax.scan(body, (0.0, 0.0), (index, mask))
-  return {'loss': loss_sum / x.shape[0], 'accuracy': correct / x.shape[0]}
-
-
 @dataclasses.dataclass
 class Trained:
   """A trained target model with the data it was trained on."""
@@ -210,12 +183,22 @@ def validate(config) -> None:
   for field in ('num_epochs', 'batch_size', 'checkpoint_every_epochs'):
     if config.train[field] <= 0:
       raise ValueError(f'train.{field} must be positive, got {config.train[field]}')
-  if not config.train.learning_rate > 0:  # Also rejects nan.
-    raise ValueError(f'train.learning_rate must be positive, got {config.train.learning_rate}')
-  if not config.train.weight_decay >= 0:
-    raise ValueError(f'train.weight_decay must be >= 0, got {config.train.weight_decay}')
+  optimizer.check_config(config.train)
+  check_augment(config, entry.takes)
   check_label_flip_prob(config, data_lib.declared_num_classes(config.data))
   check_nopeek(config)
+
+
+def check_augment(config, takes: str) -> None:
+  """train.augment_shift: 0, or for a model of images a shift in [1, data.image_size); no
+  augmentation of records (takes: what config.model takes, 'images' or 'records')."""
+  shift = config.train.augment_shift
+  if takes != 'images' and (shift or config.train.augment_flip):
+    raise ValueError(f'train.augment_flip / train.augment_shift: {config.model} takes records, '
+                     'which have no pixels to flip or shift; set them to False / 0')
+  if not 0 <= shift < config.data.image_size:
+    raise ValueError(f'train.augment_shift must be in [0, data.image_size) = [0, '
+                     f'{config.data.image_size}) pixels (0 = no shift), got {shift}')
 
 
 def check_nopeek(config) -> None:
@@ -298,7 +281,8 @@ def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, 
     logging.info('resumed %s from epoch %d', workdir, epoch)
   epochs = jax.jit(functools.partial(
       run_epochs, apply_fn=apply_fn, tx=tx, batch_size=config.train.batch_size,
-      augment_flip=config.train.augment_flip, dp_batch=private.get('dp_batch', 0),
+      augment_flip=config.train.augment_flip, augment_shift=config.train.augment_shift,
+      dp_batch=private.get('dp_batch', 0),
       penalty_fn=penalty_fn),
       static_argnames='num_epochs', donate_argnums=0)
   total = config.train.num_epochs
@@ -318,39 +302,6 @@ def _fit(config, workdir: str, state: TrainState, data_key: jax.Array, x_train, 
   mngr.wait_until_finished()
   mngr.close()
   return state
-
-
-def _evaluate_trained(config, state: TrainState, task: data_lib.Task, *,
-                      apply_fn) -> dict[str, float]:
-  """Train / test loss and accuracy (true labels); DivergedError if a loss is not finite."""
-  evaluate_fn = jax.jit(functools.partial(evaluate, apply_fn=apply_fn))
-  train_eval = evaluate_fn(state.params, jnp.asarray(task.x_train), jnp.asarray(task.y_train))
-  test_eval = evaluate_fn(state.params, jnp.asarray(task.x_test), jnp.asarray(task.y_test))
-  majority = float(np.max(np.bincount(task.y_test)) / len(task.y_test))
-  metrics = {
-      'train_accuracy': float(train_eval['accuracy']), 'train_loss': float(train_eval['loss']),
-      'test_accuracy': float(test_eval['accuracy']), 'test_loss': float(test_eval['loss']),
-      'test_majority_accuracy': majority, 'epochs': config.train.num_epochs,
-      'steps': int(state.step),
-  }
-  for split in ('train', 'test'):
-    if not math.isfinite(metrics[f'{split}_loss']):
-      raise errors.DivergedError(
-          f'the trained model\'s {split} loss is {metrics[f"{split}_loss"]} (train.learning_rate'
-          f'={config.train.learning_rate}): lower --config.train.learning_rate. No results were '
-          'written.')
-  return metrics
-
-
-def write_splits(workdir: str, task: data_lib.Task) -> None:
-  """workdir/splits.csv: which source line (and id) went to train and to test, for record
-  datasets that keep their lines (a user's CSV)."""
-  if task.records_train is None or not distributed.is_writer():
-    return
-  rows = records.split_rows(train=task.records_train, test=task.records_test)
-  if rows:
-    os.makedirs(workdir, exist_ok=True)
-    report.write_atomic(os.path.join(workdir, 'splits.csv'), report.rows_to_csv(rows))
 
 
 def train_and_evaluate(config, workdir: str, task: data_lib.Task | None = None) -> Trained:
@@ -374,7 +325,7 @@ def _train_and_evaluate(config, workdir: str, task: data_lib.Task | None) -> Tra
   report.write_config(workdir, config)
   if task is None:
     task = distributed.writer_first(lambda: data_lib.load_task(config.data))
-    write_splits(workdir, task)
+    evaluation.write_splits(workdir, task)
   check_label_flip_prob(config, task.num_classes)
   model = models.build(config.model, task.num_classes, sample_x=task.x_train[:2])
   streams = keys_lib.named_keys(config.seed)
@@ -384,17 +335,16 @@ def _train_and_evaluate(config, workdir: str, task: data_lib.Task | None) -> Tra
     y_train = np.asarray(defenses.randomized_response(
         jax.random.fold_in(streams['defense'], 0), jnp.asarray(y_train),
         config.train.label_flip_prob, task.num_classes))
-  tx = make_optimizer(config.train.learning_rate, config.train.weight_decay)
+  tx = optimizer.make(config.train.learning_rate,
+                      optimizer.settings(config.train, len(y_train)))
   state = init_state(streams['init'], model, tx, jnp.asarray(task.x_train))
   setting, private = dp_sgd.training_arguments(config, len(y_train), streams['defense'])
   state = _fit(config, workdir, state, streams['data'], jnp.asarray(task.x_train),
                jnp.asarray(y_train), apply_fn=model.apply, tx=tx, private=private,
                penalty_fn=nopeek_penalty(config, model, task.x_train[:1]))
-  metrics = {**_evaluate_trained(config, state, task, apply_fn=model.apply),
+  metrics = {**evaluation.model_metrics(config, state.params, int(state.step), task,
+                                        apply_fn=model.apply),
              **dp_sgd.model_metrics(setting)}
-  rows = [{'dataset': data_lib.source_name(config.data), 'model': config.model, 'split': split,
-           'accuracy': metrics[f'{split}_accuracy'], 'loss': metrics[f'{split}_loss'],
-           'dp_epsilon': metrics['dp_epsilon']}
-          for split in ('train', 'test')]
-  report.write_results(workdir, 'train', metrics, rows, time.time() - start_time)
+  report.write_results(workdir, 'train', metrics, evaluation.result_rows(config, metrics),
+                       time.time() - start_time)
   return Trained(model=model, params=state.params, task=task, metrics=metrics)

@@ -17,6 +17,7 @@ from medinv import defenses
 from medinv.core import keys as keys_lib
 from medinv import models
 from medinv.attribute import population as population_experiment
+from medinv.training import optimizer
 from medinv.training import population
 from medinv.core import sharding
 from medinv.study import sweep
@@ -185,12 +186,14 @@ def test_population_baselines_and_map_equal_independent_computations(population_
 
 
 def test_resume_equals_uninterrupted_and_compiles_once(data_dir, tmp_path):
+  # A constant rate: the run "killed" below is one configured with fewer epochs.
   config = _config(data_dir, seeds=(3,), flip_probs=(0.1, 0.2, 0.4), num_epochs=3,
-                   checkpoint_every_epochs=1)
+                   checkpoint_every_epochs=1, schedule='constant')
   task = data_lib.load_task(config.data)
   points = population.points(config)
-  chunk = population.chunk_fn(models.build('mlp', 2), 0.0, config.train.batch_size, False, 1, 2,
-                              0)
+  settings = optimizer.settings(config.train, len(task.y_train))
+  chunk = population.chunk_fn(models.build('mlp', 2), settings, config.train.batch_size,
+                              (False, 0), 1, 2, 0)
   program = sharding.program(chunk, sharding.grid_mesh(), 0, 3)
   compiled_before = program._cache_size()
   _, full, _ = population.fit(config, task, points)

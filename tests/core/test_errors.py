@@ -21,6 +21,7 @@ from medinv.core import checkpoint
 from medinv.core import errors
 from medinv import models
 from medinv.core import report
+from medinv.training import optimizer
 from medinv.training import trainer
 from medinv.data import DataError
 from medinv.data import heart_disease
@@ -82,7 +83,7 @@ def test_read_only_workdir(tmp_path):
 
 @pytest.mark.e2e  # runs an experiment end to end: the e2e tier
 def test_checkpoints_of_another_model_without_config_json(tmp_path):
-  tx = trainer.make_optimizer(1e-3, 0.0)
+  tx = optimizer.make(1e-3, optimizer.Settings())
   other = trainer.init_state(jax.random.key(0), models.build('mlp', 3), tx, jnp.ones((1, 13)))
   mngr = checkpoint.manager(str(tmp_path / 'checkpoints'))
   checkpoint.save(mngr, 2, other)

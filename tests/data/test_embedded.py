@@ -114,3 +114,46 @@ def test_malformed_heart_csv_names_line(tmp_path):
   path.write_text(header.replace('chol', 'cholesterol'))
   with pytest.raises(DataError, match='header'):
     heart_disease.read_csv(path)
+
+
+def _rows(features: np.ndarray) -> set:
+  return {tuple(row) for row in features.tolist()}
+
+
+def test_carved_validation_split_is_disjoint_and_fixed(data_dir):
+  plain = data.load_task(common.data_config('heart_disease', data_dir=data_dir))
+  config = common.data_config('heart_disease', data_dir=data_dir, validation_fraction=0.2)
+  task = data.load_task(config)
+  # 242 training records: 48 (20%) carved out for validation, the 61 test records unchanged.
+  assert (len(task.y_train), len(task.y_val), len(task.y_test)) == (194, 48, 61)
+  np.testing.assert_array_equal(task.records_test.features, plain.records_test.features)
+  train, val, test = (_rows(r.features) for r in (task.records_train, task.records_validation,
+                                                  task.records_test))
+  assert not train & val and not val & test and not train & test
+  assert train | val == _rows(plain.records_train.features)
+  # Model inputs: z-scores fitted on the 194 records that train, applied to the validation ones.
+  np.testing.assert_allclose(task.x_train.mean(axis=0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(task.x_val, task.scaler(task.records_validation.features))
+  np.testing.assert_array_equal(task.y_val, task.records_validation.labels)
+  # Fixed by validation_seed alone: the same again (load_task reads no run seed); another
+  # validation_seed carves other records out of the same training records.
+  again = data.load_task(config)
+  np.testing.assert_array_equal(again.records_validation.features,
+                                task.records_validation.features)
+  config.validation_seed = 1
+  other = data.load_task(config)
+  assert _rows(other.records_validation.features) != val
+  assert _rows(other.records_train.features) | _rows(other.records_validation.features) == (
+      train | val)
+  np.testing.assert_array_equal(other.records_test.features, task.records_test.features)
+
+
+def test_validation_fraction_errors(data_dir):
+  config = common.data_config('breastmnist', data_dir=data_dir, image_size=16,
+                              validation_fraction=0.1)
+  with pytest.raises(ValueError, match="validation_fraction 0.1: dataset 'breastmnist' has a "
+                                       r'validation split of its own \(78 records\); set it to 0'):
+    data.load_task(config)
+  config.validation_fraction = 1.0
+  with pytest.raises(ValueError, match=r'config.data.validation_fraction must be in \[0, 1\)'):
+    data.check_config(config)

@@ -25,6 +25,7 @@ from medinv import data as data_lib
 from medinv.study import runners
 from medinv.study import study
 from medinv.study import sweep
+from medinv.training import selection
 from medinv.training import trainer
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +40,8 @@ RUNNER_BY_PREFIX = (
     ('train_', trainer.train_and_evaluate, 'train'),
     ('sweep_', lambda config, workdir: sweep.run_sweep(config, workdir, log=lambda line: None),
      'sweep'),
+    ('select_', lambda config, workdir: selection.run(config, workdir, log=lambda line: None),
+     'select'),
     ('demo', study.run, 'study'),
     ('dp', study.run, 'study'),
     ('split_defenses', study.run, 'study'),
@@ -103,6 +106,7 @@ RUN_ELSEWHERE = {
                               'test_model_inversion_smoke_end_to_end'),
     'train_breastmnist': ('training/test_trainer.py', 'test_breastmnist_smoke_trains_cnn'),
     'train_heart': ('training/test_trainer.py', 'test_results_files'),
+    'select_heart': ('training/test_selection.py', 'selected'),
     # From the command line on the UCI table (or one in its layout), with its parts and target.
     **{name: ('e2e/test_own_csv.py', 'test_uci_table_study_from_the_command_line')
        for name in ('study_csv', 'attribute_csv', 'membership_csv', 'train_csv')},

@@ -1,0 +1,37 @@
+"""Choose heart_disease's MLP recipe on validation accuracy (medinv.training.selection).
+
+heart_disease has no validation split: 20% of its 242 training records (48) are held out for
+validation by data.validation_seed, and the 61 test records stay what they are. Every
+candidate trains at every run seed and validation seed (3 x 3: repeated hold-out, so no single
+48-record draw decides); the highest mean validation accuracy wins. configs/train_heart.py
+then trains the chosen recipe on all 242 training records.
+
+  ./launch.sh select_recipe --config configs/select_heart.py --workdir runs/select_heart
+  ./launch.sh select_recipe --config configs/select_heart.py:smoke --workdir /tmp/select_smoke
+
+Args: `smoke` (2 candidates, 2 repeats, 3 epochs).
+"""
+import ml_collections
+
+from configs import common
+from configs import train_heart
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, smoke=False)
+  config = train_heart.get_config('smoke' if args.smoke else None)
+  config.data.validation_fraction = 0.2
+  config.select = ml_collections.ConfigDict()
+  config.select.axes = ml_collections.ConfigDict()
+  config.select.axes.train = ml_collections.ConfigDict(dict(
+      num_epochs=(20, 40, 80), learning_rate=(3e-4, 1e-3), schedule=('constant', 'cosine'),
+      weight_decay=(0.0, 0.1)))
+  config.select.repeats = ml_collections.ConfigDict()
+  config.select.repeats.seed = (0, 1, 2)
+  config.select.repeats.data = ml_collections.ConfigDict(dict(validation_seed=(0, 1, 2)))
+  if args.smoke:
+    config.select.axes.train = ml_collections.ConfigDict(dict(
+        num_epochs=(3,), learning_rate=(3e-4, 1e-3)))
+    config.select.repeats.seed = (0, 1)
+    config.select.repeats.data.validation_seed = (0,)
+  return config
