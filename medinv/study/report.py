@@ -45,6 +45,10 @@ the strongest attack's AUC carries a wider interval that accounts for choosing i
 """
 
 
+# Published test accuracy on a dataset's official split, beside the target's.
+PUBLISHED = {'breastmnist': '; published: ResNet-18 at 28x28 0.863, MedMNIST v2'}
+
+
 def fmt(value, digits: int = 3) -> str:
   if value is None or value == '':
     return 'n/a'
@@ -222,11 +226,14 @@ def inversion_section(name: str, results: dict) -> str:
   m = results['metrics']
   out = [*sources.heading('Model inversion', name, results,
                           m.get('dataset', name.split('_', 1)[1])),
-         f'Target SplitCNN test accuracy {fmt(m["target_test_accuracy"])}{trained_with(m)}; '
-         f'{m["n_targets"]} '
+         f'Target SplitCNN test accuracy {fmt(m["target_test_accuracy"])}{trained_with(m)} '
+         f'(majority class {fmt(m.get("test_majority_accuracy"))}'
+         f'{PUBLISHED.get(m.get("dataset"), "")}); {m["n_targets"]} '
          f'training images reconstructed from hospital A\'s features; the attacker holds '
-         f'{m["n_aux"]} other images ({m["image_size"]}x{m["image_size"]}). *Model acc.* is the '
-         'test accuracy of the perturbed model.', '']
+         f'{m["n_aux"]} other images ({m["image_size"]}x{m["image_size"]})'
+         + (f'; the passive attacker intercepts the features of {m["n_intercepted"]} other '
+            'training images' if m.get('n_intercepted') else '')
+         + '. *Model acc.* is the test accuracy of the perturbed model.', '']
   baseline = [r for r in rows if r['attack'] == 'mean_aux_image' and r['reference'] == 'target']
   if baseline:
     b = baseline[0]
