@@ -13,7 +13,8 @@ inversion_breastmnist_<tag>, membership_breastmnist_<tag>; tag 'inf', 'eps8', 'e
 and at each finite epsilon the DP audit of heart_disease's MLP (audit_heart_<tag>,
 configs/dp_audit.py: lower bounds on epsilon from canaries),
 each attacking a target (and, for membership, the attacker's shadows) trained with DP-SGD
-(learning rate DP_LEARNING_RATE). No other defense runs: DP training is the one under study.
+(learning rate DP_LEARNING_RATE; epochs and schedule dp_audit.DP_RECIPES). No other defense
+runs: DP training is the one under study.
 report.md opens with one table and privacy_utility_dp.png (epsilon on the x axis).
 BreastMNIST runs at 16x16 and the attacks at the demo's lengths, so the study fits a 2-core
 CPU; override any field under config.parts.<part>.
@@ -80,7 +81,8 @@ def _parts_at(epsilon: float, part_arg, smoke: bool, schema: str = '') -> dict:
     if config.data.dataset == 'heart_disease':  # Public bounds, at every epsilon alike.
       config.data.scaling = 'bounds'
     if epsilon != float('inf'):
-      config.train.learning_rate = DP_LEARNING_RATE
+      config.train.update(learning_rate=DP_LEARNING_RATE,
+                          **dp_audit.DP_RECIPES.get(config.data.dataset, {}))
   return {f'{name}_{tag(epsilon)}': config for name, config in parts.items()}
 
 

@@ -1,7 +1,7 @@
 """Membership inference (LiRA, RMIA) against the heart_disease MLP, with K shadow MLPs in one program.
 
 The target and its shadows train exactly as configs/train_heart.py's model (the deployed
-setting: 20 epochs at 3e-4), each on half of the 242 training records; the attacker tells the
+setting), each on half of the 242 training records; the attacker tells the
 target's members from its non-members (121 each) with every registered attack, undefended
 and under each defense (randomized response on a label-only release, per-query model
 perturbation), whose rows give the privacy-utility curves of defenses.png.

@@ -61,12 +61,14 @@ def unit_schedule(settings: Settings) -> optax.Schedule | None:
 
   Returns:
     'cosine': optax.warmup_cosine_decay_schedule from 0 to 1 over warmup_steps, then to 0 at
-    total_steps (without warmup optax.cosine_decay_schedule, the same values without optax's
-    note on an empty warmup); 'constant' with warmup: optax.linear_schedule from 0 to 1 over warmup_steps,
+    total_steps; 'constant' with warmup: optax.linear_schedule from 0 to 1 over warmup_steps,
     then 1; 'constant' without warmup: None.
   """
   if settings.schedule == 'cosine' and not settings.warmup_steps:
-    return optax.cosine_decay_schedule(1.0, settings.total_steps)
+    # optax.warmup_cosine_decay_schedule's own program for an empty warmup, without the note
+    # optax logs for one: the same numbers to the last bit.
+    return optax.join_schedules([optax.constant_schedule(0.0),
+                                 optax.cosine_decay_schedule(1.0, settings.total_steps)], [0])
   if settings.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, settings.warmup_steps,
                                               settings.total_steps)

@@ -75,7 +75,7 @@ def test_memorising_target_is_detected_and_population_equals_one_by_one(tmp_path
   half of them, and the AUCs fall to 0.75-0.9)."""
   task = _synthetic_task(jax.random.key(5), 64, num_features=256)
   config = _config(8, num_epochs=60, batch_size=32, learning_rate=1e-3,
-                   checkpoint_every_epochs=60)
+                   checkpoint_every_epochs=60, schedule='constant', weight_decay=0.0)
   ctx, outputs, summary, rows = _attack(config, task, tmp_path / 'run')
   assert summary['target_train_accuracy'] == 1.0
   labels = outputs['labels']
