@@ -25,7 +25,7 @@ def get_config(arg=None):
   config.select.axes = ml_collections.ConfigDict()
   config.select.axes.train = ml_collections.ConfigDict(dict(
       num_epochs=(20, 40, 80), learning_rate=(3e-4, 1e-3), schedule=('constant', 'cosine'),
-      weight_decay=(0.0, 0.1)))
+      weight_decay=(0.0, 0.1, 1.0)))
   config.select.repeats = ml_collections.ConfigDict()
   config.select.repeats.seed = (0, 1, 2)
   config.select.repeats.data = ml_collections.ConfigDict(dict(validation_seed=(0, 1, 2)))

@@ -1,5 +1,8 @@
-"""The study end to end (smoke): report.md's numbers against independent computations; a
-rerun reuses finished parts; a changed part runs again; parts side by side in workers."""
+"""The study end to end (smoke): report.md's numbers and its first screen against independent
+computations; a rerun reuses finished parts; a changed part runs again; parts side by side in
+workers."""
+import csv
+import math
 import os
 import re
 import shutil
@@ -42,11 +45,16 @@ def _tables(markdown: str) -> list[list[list[str]]]:
   return tables
 
 
-def _part_tables(markdown: str, part: str) -> list[list[list[str]]]:
-  """The tables of the report's section for `part` (its heading ends with (`part`))."""
+def _section(markdown: str, part: str) -> str:
+  """The report's section for `part` (its heading ends with (`part`))."""
   sections = re.split(r'^## ', markdown, flags=re.M)
   (section,) = [s for s in sections if s.splitlines()[0].endswith(f'(`{part}`)')]
-  return _tables(section)
+  return section
+
+
+def _part_tables(markdown: str, part: str) -> list[list[list[str]]]:
+  """The tables of the report's section for `part`."""
+  return _tables(_section(markdown, part))
 
 
 def _restore_target(part_config, workdir, part, tmp_path):
@@ -96,6 +104,13 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
   at_zero = _row(attribute_table, 0.0)
   test_accuracy = np.mean(predict(test.features) == test.labels)
   assert float(at_zero['released acc.']) == pytest.approx(test_accuracy, abs=6e-4)
+  # The target's accuracy beside its majority class and the published references.
+  majority_class = np.max(np.bincount(test.labels)) / len(test.labels)
+  assert (f'Target MLP test accuracy {test_accuracy:.3f} (no DP-SGD, ε = inf) (majority class '
+          f'{majority_class:.3f}; published: CLASSIT 0.789, instance-based NTgrowth 0.770'
+          in _section(report_md, 'attribute_heart'))
+  assert 'published: CLASSIT 0.789' in _section(report_md, 'membership_heart')
+  assert 'published: ResNet-18 at 28x28 0.863' in _section(report_md, 'inversion_breastmnist')
   # MAP with the indicator likelihood (mismatch 1e-3): the one candidate whose query
   # reproduces the released label, else the prior's most common value (men, 207 of 303).
   column = members.column_index('sex')
@@ -162,6 +177,124 @@ def test_report_numbers_match_independent_computation(smoke_run, tmp_path):
 def _mtimes(workdir):
   return {part: os.stat(os.path.join(workdir, part, 'results.json')).st_mtime_ns
           for part in ('attribute_heart', 'inversion_breastmnist')}
+
+
+def _number(cell: str) -> float:
+  return math.nan if cell in ('', 'nan') else float(cell)
+
+
+def _wilson(correct: int, n: int) -> tuple[float, float]:
+  z = 1.959963984540054
+  p = correct / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return centre - half, centre + half
+
+
+def _newcombe(accuracy: float, baseline: float, n: int) -> tuple[float, float]:
+  k1, k2 = round(accuracy * n), round(baseline * n)
+  (l1, u1), (l2, u2) = _wilson(k1, n), _wilson(k2, n)
+  d = (k1 - k2) / n
+  return (d - math.hypot(k1 / n - l1, u2 - k2 / n), d + math.hypot(u1 - k1 / n, k2 / n - l2))
+
+
+def _candidates(kind: str, rows: list[dict]) -> dict:
+  """{(defense label, strength): [(attack, advantage, low, high, accuracy), ...]}."""
+  out = {}
+  if kind == 'attribute':
+    for r in rows:
+      if r['targets'] == 'members':
+        n = int(r['n'])
+        low, high = _newcombe(float(r['attack_accuracy']),
+                              float(r['best_baseline_accuracy']), n)
+        out.setdefault(('randomized_response', float(r['flip_prob'])), []).append(
+            (f'{r["attack"]} ({r["variant"]}) on {r["attribute"]}', float(r['advantage']),
+             low, high, float(r['release_test_accuracy'])))
+  elif kind == 'inversion':
+    (base,) = [float(r['ssim_mean']) for r in rows
+               if r['attack'] == 'mean_aux_image' and r['reference'] == 'target']
+    attacked = [r for r in rows if r['defense'] and r['reference'] == 'target']
+    at_zero = [r for r in attacked if float(r['strength']) == 0]
+    split = max(at_zero, key=lambda r: float(r['ssim_mean']))['split']
+    views = {'True': 'queries the deployed model', 'False': 'trained before the defense (paper)',
+             '': 'passive (no queries)'}
+    for r in attacked:
+      if r['split'] == split:
+        mode = f' ({r["mode"]})' if r['mode'] else ''
+        out.setdefault((r['defense'] + mode, float(r['strength'])), []).append(
+            (f'{r["attack"]} (split {split}, {views[r["knows_defense"]]})',
+             float(r['ssim_mean']) - base, _number(r['ssim_low']) - base,
+             _number(r['ssim_high']) - base, float(r['model_test_accuracy'])))
+  else:
+    for r in rows:
+      if r['subgroup'] == 'all':
+        mode = f' ({r["mode"]})' if r['mode'] else ''
+        out[(r['defense'] + mode, float(r['strength']))] = [(
+            r['strongest_attack'], float(r['strongest_auc']) - 0.5,
+            float(r['strongest_auc_low']) - 0.5, float(r['strongest_auc_high']) - 0.5,
+            float(r['defended_test_accuracy']))]
+  return out
+
+
+def _expected(kind: str, rows: list[dict]) -> list[tuple]:
+  """(defense, strength, attack, advantage, low, high, reached?, accuracy) per line."""
+  best = {}
+  for key, candidates in _candidates(kind, rows).items():
+    top = candidates[[c[1] for c in candidates].index(max(c[1] for c in candidates))]
+    best[key] = (top[0], top[1], max(c[2] for c in candidates),
+                 max(c[3] for c in candidates), top[4])
+  # Model inversion runs strength 0 once per mode: the same undefended model.
+  undefended = max((v for k, v in best.items() if k[1] == 0), key=lambda v: v[1])
+  lines = [('none', 0.0, *undefended[:4], undefended[2] <= 0, undefended[4])]
+  for label in dict.fromkeys(k[0] for k in best if k[1] > 0):
+    strengths = sorted(k[1] for k in best if k[0] == label and k[1] > 0)
+    reached = [s for s in strengths if best[(label, s)][2] <= 0]
+    strength = reached[0] if reached else strengths[-1]
+    lines.append((label, strength, *best[(label, strength)][:4], bool(reached),
+                  best[(label, strength)][4]))
+  return lines
+
+
+def _first_table(markdown: str) -> list[dict]:
+  """The first screen's table: one dict of cells per line."""
+  block = next(b for b in markdown.split('\n\n') if b.startswith('| part | data |'))
+  lines = [[c.strip() for c in line.strip('|').split('|')] for line in block.splitlines()]
+  return [dict(zip(lines[0], line)) for line in lines[2:]]
+
+
+def test_first_screen_matches_results_csv_recomputed(smoke_run):
+  """The first screen (medinv.study.verdict; hand-worked rows in tests/study/test_verdict.py)
+  recomputed from results.csv with this test's own code: the csv module, its own Wilson and
+  Newcombe intervals."""
+  config, workdir, _ = smoke_run
+  with open(os.path.join(workdir, 'results.csv')) as f:
+    rows = list(csv.DictReader(f))
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert report.startswith('# medinv study: heart_disease, breastmnist\n')
+  table = _first_table(report)
+  expected = []
+  for part in config.parts:
+    kind = part.split('_')[0]
+    mine = [r for r in rows if r['part'] == part]
+    for line in _expected(kind, mine):
+      expected.append((part, config.parts[part].data.dataset, *line))
+  assert len(table) == len(expected) == 11  # 2 attribute, 3 inversion, 3 + 3 membership
+  for got, (part, data, defense, strength, attack, advantage, low, high, reached, accuracy) in (
+      zip(table, expected)):
+    assert got['part'].endswith(f'(`{part}`)') and got['data'] == data, got
+    assert (got['defense'], float(got['strength']), got['strongest attack']) == (
+        defense, strength, attack), got
+    numbers = [float(x) for x in re.findall(r'-?\d+\.\d+', got['advantage [95% interval]'])]
+    assert numbers == pytest.approx([advantage, low, high], abs=6e-4), got
+    assert float(got['model accuracy'].split()[0]) == pytest.approx(accuracy, abs=6e-4), got
+    if defense == 'none':
+      assert got['reaches the baseline'] == ('yes, even undefended' if reached else 'no'), got
+    else:
+      assert (got['reaches the baseline'] == 'yes') == reached, got
+      assert got['reaches the baseline'].startswith('yes' if reached else 'none of the'), got
+  # Some strength of some defense in the smoke run reaches the baseline and some does not, so
+  # both kinds of line were compared.
+  assert {line[-2] for line in expected if line[2] != 'none'} == {True, False}
 
 
 def test_rerun_reuses_finished_parts(smoke_run, capsys):
