@@ -26,6 +26,7 @@ from medinv.core import plots
 from medinv.core import report
 from medinv.study import report as study_report
 from medinv.study import seeds as seeds_lib
+from medinv.training import dp_sgd
 
 
 def target_epsilon(part_config) -> float:
@@ -38,7 +39,8 @@ def is_dp_study(configs) -> bool:
   return len(epsilons) > 1 or any(math.isfinite(e) for e in epsilons)
 
 
-def _attribute(results: dict) -> dict:
+def _attribute(results: dict, config) -> dict:
+  del config  # The results say it all.
   rows = [r for r in results['rows'] if r['targets'] == 'members' and r['flip_prob'] == 0.0]
   best = max(rows, key=lambda r: r['attack_accuracy'] - r['best_baseline_accuracy'])
   return {'accuracy': results['metrics']['model_test_accuracy'],
@@ -49,7 +51,8 @@ def _attribute(results: dict) -> dict:
           'attribute_attack': f'{best["attack"]} {best["variant"]} on {best["attribute"]}'}
 
 
-def _inversion(results: dict) -> dict:
+def _inversion(results: dict, config) -> dict:
+  del config  # The results say it all.
   rows = [r for r in results['rows'] if r['reference'] == 'target']
   attacked = [r for r in rows if r['attack'] != 'mean_aux_image' and not r['strength']]
   best = max(attacked, key=lambda r: r['ssim_mean'])
@@ -61,7 +64,15 @@ def _inversion(results: dict) -> dict:
           'inversion_attack': best['attack'], 'inversion_baseline_ssim': baseline['ssim_mean']}
 
 
-def _membership(results: dict) -> dict:
+def _membership_delta(results: dict, config) -> float | None:
+  """The delta the membership target's epsilon is accounted at: train.dp.delta, or (0)
+  medinv.training.dp_sgd's default for its training records, the members; None without DP."""
+  if not dp_sgd.is_private(config.train.dp):
+    return None
+  return float(config.train.dp.delta) or dp_sgd.default_delta(results['metrics']['num_members'])
+
+
+def _membership(results: dict, config) -> dict:
   rows = [r for r in results['rows'] if r['subgroup'] == 'all' and r['defense'] == 'none']
   best = max(rows, key=lambda r: r['auc'])
   fprs = [k for k in best if k.startswith('tpr_at_') and not k.endswith(('_low', '_high'))]
@@ -69,7 +80,7 @@ def _membership(results: dict) -> dict:
   return {'membership_accuracy': results['metrics']['target_test_accuracy'],
           'membership_majority': results['metrics'].get('test_majority_accuracy'),
           'membership_dp_epsilon': float(results['metrics']['dp_epsilon']),
-          'membership_delta': results['metrics'].get('delta'),
+          'membership_delta': _membership_delta(results, config),
           'membership_attack': best['attack'],
           'membership_auc': study_report.interval(best, 'strongest_auc'),
           'membership_strongest_auc': best['strongest_auc'],
@@ -80,7 +91,8 @@ def _membership(results: dict) -> dict:
           'membership_fpr': fpr[len('tpr_at_'):]}
 
 
-def _audit(results: dict) -> dict:
+def _audit(results: dict, config) -> dict:
+  del config  # The results say it all.
   rows = {r['audit']: r for r in results['rows']}
   summary = {'audit_dp_epsilon': float(results['metrics']['dp_epsilon']),
              'audit_delta': results['metrics'].get('delta'),
@@ -96,10 +108,10 @@ SUMMARIES = {'attribute': _attribute, 'inversion': _inversion, 'membership': _me
              'audit': _audit}
 
 
-def _delta(parts: dict) -> str:
+def _delta(parts: dict, configs) -> str:
   """The deltas the parts' epsilons are accounted at, as the table's note states them."""
-  deltas = sorted({float(r['metrics']['delta']) for r in parts.values()
-                   if 'delta' in r['metrics']})
+  deltas = sorted({float(r[k]) for r in seed_rows(parts, configs)
+                   for k in ('delta', 'membership_delta', 'audit_delta') if r.get(k) is not None})
   return ', '.join(f'{d:.2g}' for d in deltas) or 'none (no finite epsilon)'
 
 
@@ -123,7 +135,7 @@ def seed_rows(parts: dict, configs) -> list[dict]:
     key = (data_lib.source_name(configs[name].data), target_epsilon(configs[name]),
            seed_of(name))
     merged.setdefault(key, {'dataset': key[0], 'target_epsilon': key[1], 'seed': key[2]})
-    merged[key].update(SUMMARIES[kind](results))
+    merged[key].update(SUMMARIES[kind](results, configs[name]))
   return sorted(merged.values(), key=lambda r: (r['dataset'], -r['target_epsilon'], r['seed']))
 
 
@@ -238,7 +250,7 @@ def section(parts: dict, configs) -> str:
       '## DP-SGD training against every attack', '',
       'Each target (and, for membership inference, each of the attacker\'s shadows) trained '
       'with DP-SGD (per-example clipping, Gaussian noise, Poisson-sampled batches); ε is '
-      f'accounted with an RDP accountant at δ = 1/(100 N) (here {_delta(parts)}). *Test acc.*: '
+      f'accounted with an RDP accountant at δ = 1/(100 N) (here {_delta(parts, configs)}). *Test acc.*: '
       'the attacked target\'s and the membership target\'s. *Attribute advantage*: the best '
       'attack\'s accuracy over the better no-model baseline, on training records. *Audit ε ≥*: '
       '95% lower bounds on ε from canaries in or out of the heart_disease MLP\'s DP-SGD runs '

@@ -85,6 +85,7 @@ def _results(path) -> dict:
     return json.load(f)
 
 
+@pytest.mark.e2e  # runs a study end to end (4 parts): the e2e tier
 def test_two_seed_smoke_study_summarises_two_different_targets(data_dir, tmp_path):
   config = dp_config.get_config('smoke,epsilons=1,seeds=2,datasets=heart')
   for name in list(config.parts.keys()):
@@ -92,6 +93,7 @@ def test_two_seed_smoke_study_summarises_two_different_targets(data_dir, tmp_pat
       del config.parts[name]
     else:
       config.parts[name].data.data_dir = data_dir
+      config.parts[name].train.num_epochs = 3  # The recipe's 40: its code, not its length.
   study.run(config, str(tmp_path))
   per_seed = {s: (_results(tmp_path / f'attribute_heart_eps1_seed{s}'),
                   _results(tmp_path / f'membership_heart_eps1_seed{s}')) for s in (0, 1)}
