@@ -13,8 +13,9 @@ inversion_breastmnist_<tag>, membership_breastmnist_<tag>; tag 'inf', 'eps8', 'e
 and at each finite epsilon the DP audit of heart_disease's MLP (audit_heart_<tag>,
 configs/dp_audit.py: lower bounds on epsilon from canaries),
 each attacking a target (and, for membership, the attacker's shadows) trained with DP-SGD
-(learning rate DP_LEARNING_RATE; epochs and schedule dp_audit.DP_RECIPES). No other defense
-runs: DP training is the one under study.
+(dp_audit.recipe: heart_disease's recipe chosen on validation at each epsilon, inf included,
+by configs/select_dp_heart.py; BreastMNIST's as run so far, not re-chosen: too slow on this
+CPU). No other defense runs: DP training is the one under study.
 report.md opens with one table and privacy_utility_dp.png (epsilon on the x axis).
 BreastMNIST runs at 16x16 and the attacks at the demo's lengths, so the study fits a 2-core
 CPU; override any field under config.parts.<part>.
@@ -24,8 +25,19 @@ membership_csv_<tag> on that table (configs/attribute_csv.py, membership_csv.py)
   ./launch.sh dp --config configs/dp.py:schema=configs/schemas/heart_disease_uci.py \
       --manual_dir ../shared/data/heart --workdir runs/dp_heart_uci
 
-Args: `epsilons` (finite target epsilons separated by '/', inf always runs too), `schema`,
-`smoke`.
+Over target seeds: `seeds=4` trains every part at config.seed 0..3 (parts
+<part>_<tag>_seed<s>; the audit's K runs at seeds s*K..s*K+K-1, so no two seeds share a run);
+report.md's DP table then gives every column as its mean and 95% t-interval over the seeds
+(medinv.study.seeds), also in dp_seeds.csv / dp_seeds.json. `datasets=heart` runs the
+heart_disease parts only (attribute, membership, audit):
+  ./launch.sh dp --config configs/dp.py:datasets=heart,seeds=4,audit_models=128 \
+      --workdir runs/dp_heart_seeds
+
+Args: `epsilons` (finite target epsilons separated by '/', inf always runs too), `seeds`
+(target seeds 0..seeds-1; 1: the parts keep their names and seed 0), `datasets` ('heart',
+'breastmnist' or both separated by '/'; '' = both; with `schema`, 'csv' for the table's
+parts), `audit_models` (the audit's independent runs per seed; 0: configs/dp_audit.py's 512),
+`schema`, `smoke`.
 """
 import ml_collections
 
@@ -39,14 +51,13 @@ from configs import membership_csv
 from configs import membership_heart
 
 
-DP_LEARNING_RATE = dp_audit.DP_LEARNING_RATE
-
-
 def tag(epsilon: float) -> str:
   return 'inf' if epsilon == float('inf') else f'eps{epsilon:g}'.replace('.', 'p')
 
 
-def _parts_at(epsilon: float, part_arg, smoke: bool, schema: str = '') -> dict:
+def _parts_at(epsilon: float, part_arg, smoke: bool, schema: str = '',
+              audit_models: int = 0) -> dict:
+  """Every part at one target epsilon, by name without the epsilon's tag."""
   if schema:
     record_arg = f'schema={schema}' + (',smoke' if smoke else '')
     attribute = attribute_csv.get_config(record_arg)
@@ -76,19 +87,46 @@ def _parts_at(epsilon: float, part_arg, smoke: bool, schema: str = '') -> dict:
   if epsilon != float('inf') and not schema:  # The audit of heart_disease's DP-SGD MLP.
     parts['audit_heart'] = dp_audit.get_config(
         f'epsilon={epsilon}' + (',smoke' if smoke else ''))
+    if audit_models:
+      parts['audit_heart'].audit.num_models = audit_models
   for config in parts.values():
     config.train.dp.target_epsilon = epsilon
     if config.data.dataset == 'heart_disease':  # Public bounds, at every epsilon alike.
       config.data.scaling = 'bounds'
-    if epsilon != float('inf'):
-      config.train.update(learning_rate=DP_LEARNING_RATE,
-                          **dp_audit.DP_RECIPES.get(config.data.dataset, {}))
+    config.train.update(dp_audit.recipe(config.data.dataset, epsilon))
   return {f'{name}_{tag(epsilon)}': config for name, config in parts.items()}
 
 
+def _datasets(arg: str, schema: str) -> tuple[str, ...]:
+  """The `datasets` argument as the parts' dataset names, refused when unknown."""
+  allowed = ('csv' if schema else 'heart', 'breastmnist')
+  chosen = tuple(d for d in arg.split('/') if d) or allowed
+  unknown = [d for d in chosen if d not in allowed]
+  if unknown:
+    raise ValueError(f'config argument datasets={arg!r}: unknown {", ".join(unknown)}; '
+                     f'allowed: {", ".join(allowed)} separated by /')
+  return chosen
+
+
+def _at_seed(name: str, part, seed: int, seeds: int):
+  """The part at target seed `seed` and its name (unchanged when seeds is 1)."""
+  if seeds == 1:
+    return name, part
+  part.seed = seed * int(part.audit.num_models) if 'audit' in part else seed
+  return f'{name}_seed{seed}', part
+
+
 def get_config(arg=None):
-  args = common.parse_arg(arg, smoke=False, epsilons='8/1', schema='')
+  args = common.parse_arg(arg, smoke=False, epsilons='8/1', schema='', seeds=1, datasets='',
+                          audit_models=0)
   epsilons = [float('inf')] + [float(e) for e in args.epsilons.split('/') if e]
+  if args.seeds < 1:
+    raise ValueError(f'config argument seeds={args.seeds}: must be 1 or more (target seeds '
+                     '0..seeds-1)')
+  if args.audit_models < 0:
+    raise ValueError(f'config argument audit_models={args.audit_models}: must be 0 (the '
+                     "audit config's) or a number of runs")
+  datasets = _datasets(args.datasets, args.schema)
   config = ml_collections.ConfigDict()
   config.title = 'medinv study: DP-SGD training against every attack'
   # Parts run at once, each in its own process (medinv.study.workers); 0: 2 on a CPU host
@@ -98,7 +136,10 @@ def get_config(arg=None):
   config.workers = 1
   config.parts = ml_collections.ConfigDict()
   for epsilon in epsilons:
-    for name, part in _parts_at(epsilon, 'smoke' if args.smoke else None, args.smoke,
-                                args.schema).items():
-      config.parts[name] = part
+    for seed in range(args.seeds):
+      for name, part in _parts_at(epsilon, 'smoke' if args.smoke else None, args.smoke,
+                                  args.schema, args.audit_models).items():
+        if name.split('_')[1] in datasets:
+          name, part = _at_seed(name, part, seed, args.seeds)
+          config.parts[name] = part
   return config

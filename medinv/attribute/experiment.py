@@ -231,6 +231,8 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
              'test_majority_accuracy': trained.metrics['test_majority_accuracy'],
              'num_members': outputs['num_members'], 'num_nonmembers': outputs['num_nonmembers'],
              'num_aux': outputs['num_aux'], 'num_classes': ctx.task.num_classes}
+  if 'delta' in trained.metrics:  # DP-SGD's: the epsilon above is accounted at it.
+    metrics['delta'] = trained.metrics['delta']
   return metrics, all_rows
 
 

@@ -104,6 +104,7 @@ def _run(config, workdir: str, part_runners: list[runners.Runner]) -> dict:
   if parts and study_dp.is_dp_study({name: config.parts[name] for name in parts}):
     study_dp.figure(parts, config.parts, os.path.join(workdir, 'privacy_utility_dp.png'))
     extra.append(study_dp.section(parts, config.parts))
+    study_dp.write_seed_files(parts, config.parts, workdir)
   if parts and study_defenses.is_defense_study({name: config.parts[name] for name in parts}):
     study_defenses.figures(parts, config.parts, workdir)
     extra.append(study_defenses.section(parts, config.parts))
