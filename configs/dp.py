@@ -30,7 +30,7 @@ Over target seeds: `seeds=4` trains every part at config.seed 0..3 (parts
 report.md's DP table then gives every column as its mean and 95% t-interval over the seeds
 (medinv.study.seeds), also in dp_seeds.csv / dp_seeds.json. `datasets=heart` runs the
 heart_disease parts only (attribute, membership, audit):
-  ./launch.sh dp --config configs/dp.py:datasets=heart,seeds=4,audit_models=128 \
+  ./launch.sh dp --config configs/dp.py:datasets=heart,seeds=4,audit_models=256 \
       --workdir runs/dp_heart_seeds
 
 Args: `epsilons` (finite target epsilons separated by '/', inf always runs too), `seeds`

@@ -15,6 +15,7 @@ Args: `epsilon` (the claimed target epsilon, default 1), `smoke` (32 models, 8 c
 """
 import math
 
+from absl import logging
 import ml_collections
 
 from configs import common
@@ -44,9 +45,14 @@ HEART_RECIPES = {
 
 def heart_recipe(epsilon: float) -> dict:
   """train fields of heart_disease's MLP at target epsilon `epsilon`: the recipe chosen at
-  that epsilon, else at the chosen epsilon nearest on a log scale (choose one at a new
-  epsilon with configs/select_dp_heart.py:epsilon=E)."""
+  that epsilon, else (with a warning saying so) the one chosen at the epsilon nearest on a
+  log scale; choose one at a new epsilon with configs/select_dp_heart.py:epsilon=E."""
   nearest = min(HEART_RECIPES, key=lambda e: abs(math.log(min(e, 1e6) / min(epsilon, 1e6))))
+  if nearest != epsilon:
+    logging.warning('heart_disease: no DP-SGD recipe was chosen at target epsilon %g; training '
+                    'with the one chosen at %g (configs/dp_audit.py HEART_RECIPES; choose one '
+                    'with ./launch.sh select_recipe --config configs/select_dp_heart.py:epsilon=%g)',
+                    epsilon, nearest, epsilon)
   return dict(HEART_RECIPES[nearest], schedule='constant', warmup_epochs=0, weight_decay=0.0)
 
 

@@ -56,6 +56,7 @@ import numpy as np
 from medinv.core import checkpoint
 from medinv import data as data_lib
 from medinv import defenses
+from medinv.training import dp_sgd
 from medinv.training import experiment
 from medinv.core import keys as keys_lib
 from medinv.membership import columns
@@ -341,6 +342,8 @@ def rows(ctx: experiment.Context, outputs: dict) -> tuple[dict, list[dict]]:
              'num_members': num_members, 'num_nonmembers': num_nonmembers, **model_utility,
              'dp_epsilon': common['dp_epsilon'],
              'auc_max': max(r['auc'] for r in result_rows if r['defense'] == 'none')}
+  if dp_sgd.is_private(config.train.dp):  # The epsilon above is accounted at this delta.
+    summary['delta'] = float(config.train.dp.delta) or dp_sgd.default_delta(num_members)
   undefended = {k: v for k, v in result_rows[0].items()
                 if k in ('defense', 'mode', 'strength', 'defended_test_accuracy')}
   for name, result in outputs['attacks'].items():

@@ -26,7 +26,6 @@ from medinv.core import plots
 from medinv.core import report
 from medinv.study import report as study_report
 from medinv.study import seeds as seeds_lib
-from medinv.training import dp_sgd
 
 
 def target_epsilon(part_config) -> float:
@@ -39,8 +38,7 @@ def is_dp_study(configs) -> bool:
   return len(epsilons) > 1 or any(math.isfinite(e) for e in epsilons)
 
 
-def _attribute(results: dict, config) -> dict:
-  del config  # The results say it all.
+def _attribute(results: dict) -> dict:
   rows = [r for r in results['rows'] if r['targets'] == 'members' and r['flip_prob'] == 0.0]
   best = max(rows, key=lambda r: r['attack_accuracy'] - r['best_baseline_accuracy'])
   return {'accuracy': results['metrics']['model_test_accuracy'],
@@ -51,8 +49,7 @@ def _attribute(results: dict, config) -> dict:
           'attribute_attack': f'{best["attack"]} {best["variant"]} on {best["attribute"]}'}
 
 
-def _inversion(results: dict, config) -> dict:
-  del config  # The results say it all.
+def _inversion(results: dict) -> dict:
   rows = [r for r in results['rows'] if r['reference'] == 'target']
   attacked = [r for r in rows if r['attack'] != 'mean_aux_image' and not r['strength']]
   best = max(attacked, key=lambda r: r['ssim_mean'])
@@ -64,15 +61,7 @@ def _inversion(results: dict, config) -> dict:
           'inversion_attack': best['attack'], 'inversion_baseline_ssim': baseline['ssim_mean']}
 
 
-def _membership_delta(results: dict, config) -> float | None:
-  """The delta the membership target's epsilon is accounted at: train.dp.delta, or (0)
-  medinv.training.dp_sgd's default for its training records, the members; None without DP."""
-  if not dp_sgd.is_private(config.train.dp):
-    return None
-  return float(config.train.dp.delta) or dp_sgd.default_delta(results['metrics']['num_members'])
-
-
-def _membership(results: dict, config) -> dict:
+def _membership(results: dict) -> dict:
   rows = [r for r in results['rows'] if r['subgroup'] == 'all' and r['defense'] == 'none']
   best = max(rows, key=lambda r: r['auc'])
   fprs = [k for k in best if k.startswith('tpr_at_') and not k.endswith(('_low', '_high'))]
@@ -80,7 +69,7 @@ def _membership(results: dict, config) -> dict:
   return {'membership_accuracy': results['metrics']['target_test_accuracy'],
           'membership_majority': results['metrics'].get('test_majority_accuracy'),
           'membership_dp_epsilon': float(results['metrics']['dp_epsilon']),
-          'membership_delta': _membership_delta(results, config),
+          'membership_delta': results['metrics'].get('delta'),
           'membership_attack': best['attack'],
           'membership_auc': study_report.interval(best, 'strongest_auc'),
           'membership_strongest_auc': best['strongest_auc'],
@@ -91,8 +80,7 @@ def _membership(results: dict, config) -> dict:
           'membership_fpr': fpr[len('tpr_at_'):]}
 
 
-def _audit(results: dict, config) -> dict:
-  del config  # The results say it all.
+def _audit(results: dict) -> dict:
   rows = {r['audit']: r for r in results['rows']}
   summary = {'audit_dp_epsilon': float(results['metrics']['dp_epsilon']),
              'audit_delta': results['metrics'].get('delta'),
@@ -135,7 +123,7 @@ def seed_rows(parts: dict, configs) -> list[dict]:
     key = (data_lib.source_name(configs[name].data), target_epsilon(configs[name]),
            seed_of(name))
     merged.setdefault(key, {'dataset': key[0], 'target_epsilon': key[1], 'seed': key[2]})
-    merged[key].update(SUMMARIES[kind](results, configs[name]))
+    merged[key].update(SUMMARIES[kind](results))
   return sorted(merged.values(), key=lambda r: (r['dataset'], -r['target_epsilon'], r['seed']))
 
 

@@ -342,29 +342,32 @@ def test_unknown_part_kind():
     runners.for_part('attack_heart')
 
 
-def test_two_workers_give_the_rows_of_one(tmp_path, data_dir):
-  """The study's parts side by side in worker processes (study_workers) write the results a
-  run in this process writes; a part whose dataset is missing is skipped either way."""
-  config = demo.get_config('smoke')
+def test_two_workers_give_the_rows_of_one(smoke_run, tmp_path, data_dir):
+  """The study's heart parts side by side in worker processes (study_workers) write the rows
+  the smoke run (one worker, this process) wrote; a part whose dataset is missing is skipped
+  with a line saying why, in a worker as in this process."""
+  config, _, one_worker = smoke_run
+  changed = config.copy_and_resolve_references()
   for name in ('inversion_breastmnist', 'membership_breastmnist'):
-    del config.parts[name]
-  config.parts.attribute_cardio = attribute_cardio.get_config('smoke')
-  config.parts.attribute_cardio.data.manual_dir = str(tmp_path / 'empty')  # no cardio_train.csv
-  os.makedirs(config.parts.attribute_cardio.data.manual_dir)
-  runs = {}
-  for workers in (1, 2):
-    changed = config.copy_and_resolve_references()
-    changed.workers = workers
-    for part in changed.parts.values():
-      part.data.data_dir = data_dir
-    # A data_dir of its own: the session's shared one may already hold a built cardio.
-    changed.parts.attribute_cardio.data.data_dir = str(tmp_path / 'tfds_no_cardio')
-    assert study.num_workers(changed) == workers
-    runs[workers] = study.run(changed, str(tmp_path / f'w{workers}'))
-  drop = lambda rows: [{k: v for k, v in r.items() if 'seconds' not in k} for r in rows]
-  assert drop(runs[2]['rows']) == drop(runs[1]['rows'])
-  assert {r['part'] for r in runs[2]['rows']} == {'attribute_heart', 'membership_heart'}
-  assert (runs[2]['metrics']['attribute_cardio.skipped']
-          == runs[1]['metrics']['attribute_cardio.skipped'])
-  assert 'is empty' in runs[2]['metrics']['attribute_cardio.skipped']
-
+    del changed.parts[name]
+  changed.parts.attribute_cardio = attribute_cardio.get_config('smoke')
+  empty = tmp_path / 'empty'  # no cardio_train.csv
+  empty.mkdir()
+  changed.parts.attribute_cardio.data.update(
+      manual_dir=str(empty),
+      data_dir=str(tmp_path / 'tfds_no_cardio'))  # The session's may already hold a cardio.
+  changed.workers = 2
+  assert study.num_workers(changed) == 2
+  two_workers = study.run(changed, str(tmp_path / 'w2'))
+  drop = lambda rows: [{k: v for k, v in r.items() if 'seconds' not in k} for r in rows
+                       if r['part'] in ('attribute_heart', 'membership_heart')]
+  assert drop(two_workers['rows']) == drop(one_worker['rows'])
+  assert {r['part'] for r in two_workers['rows']} == {'attribute_heart', 'membership_heart'}
+  skipped = two_workers['metrics']['attribute_cardio.skipped']
+  assert 'is empty' in skipped and str(empty) in skipped, skipped
+  alone = changed.copy_and_resolve_references()  # The skip in this process: the same line.
+  for name in ('attribute_heart', 'membership_heart'):
+    del alone.parts[name]
+  alone.workers = 1
+  in_process = study.run(alone, str(tmp_path / 'w1'))
+  assert in_process['metrics']['attribute_cardio.skipped'] == skipped

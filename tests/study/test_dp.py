@@ -41,6 +41,20 @@ def test_every_heart_part_trains_the_recipe_chosen_at_its_epsilon():
   assert images['membership_breastmnist_eps1'].train.num_epochs == 10
 
 
+def test_an_epsilon_without_a_chosen_recipe_trains_the_nearest_and_says_so(caplog):
+  assert 4.0 not in dp_audit.HEART_RECIPES
+  with caplog.at_level('WARNING'):
+    recipe = dp_audit.heart_recipe(4.0)  # Nearest on a log scale: 8 (log 2 against log 4).
+  assert (recipe['learning_rate'], recipe['num_epochs']) == (
+      dp_audit.HEART_RECIPES[8.0]['learning_rate'], dp_audit.HEART_RECIPES[8.0]['num_epochs'])
+  assert 'no DP-SGD recipe was chosen at target epsilon 4; training with the one chosen at 8' in (
+      caplog.text)
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    dp_audit.heart_recipe(1.0)
+  assert 'no DP-SGD recipe' not in caplog.text
+
+
 @pytest.mark.parametrize('arg,message', [
     ('datasets=heart/cardio', "datasets='heart/cardio': unknown cardio; allowed: heart, "
                               'breastmnist'),
@@ -112,3 +126,8 @@ def test_two_seed_smoke_study_summarises_two_different_targets(data_dir, tmp_pat
   losses = [_results(t)['metrics']['train_loss'] for t in targets]
   assert losses[0] != pytest.approx(losses[1], rel=1e-6)
   assert math.isfinite(row['membership_dp_epsilon'])
+  # Each membership target's epsilon is accounted at delta = 1 / (100 members), in its results.
+  for s in (0, 1):
+    metrics = per_seed[s][1]['metrics']
+    assert metrics['delta'] == pytest.approx(1 / (100 * metrics['num_members']))
+  assert row['membership_delta'] == pytest.approx(1 / (100 * 121))

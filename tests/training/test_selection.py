@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from configs import membership_heart
 from configs import select_heart
 from medinv.training import selection
 
@@ -92,3 +93,15 @@ def test_config_errors(data_dir, tmp_path):
   with pytest.raises(ValueError, match="axis 'train.epochs' is not a field of the config"):
     selection.run(config, str(tmp_path))
   assert not os.listdir(tmp_path)  # Refused before anything was written.
+
+
+def test_the_membership_targets_recipe_is_a_candidate_at_its_own_size():
+  config = select_heart.get_config('members')
+  runs = selection.run_configs(config)
+  candidates = {name: overrides for name, _, overrides, _ in runs}
+  assert len(candidates) == 12 and len(runs) == 12 * 9
+  assert {run.data.validation_fraction for *_, run in runs} == {0.5}  # 121 train, as a target.
+  recipe = {f'train.{k}': v for k, v in membership_heart.RECIPE.items()}
+  assert recipe in candidates.values()
+  trained = membership_heart.get_config()
+  assert {k: trained.train[k] for k in membership_heart.RECIPE} == membership_heart.RECIPE
