@@ -93,7 +93,10 @@ def _parts_at(epsilon: float, part_arg, smoke: bool, schema: str = '',
     config.train.dp.target_epsilon = epsilon
     if config.data.dataset == 'heart_disease':  # Public bounds, at every epsilon alike.
       config.data.scaling = 'bounds'
-    config.train.update(dp_audit.recipe(config.data.dataset, epsilon))
+    recipe = dp_audit.recipe(config.data.dataset, epsilon)
+    if smoke:  # The recipe's rate and schedule, the smoke config's few epochs.
+      recipe.pop('num_epochs', None)
+    config.train.update(recipe)
   return {f'{name}_{tag(epsilon)}': config for name, config in parts.items()}
 
 

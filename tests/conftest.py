@@ -19,12 +19,13 @@ import fixture_files
 from medinv.core import xla
 
 FAST_COMPILE_FLAGS = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
-if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # A pytest started by a test shares it.
+# A pytest started by a test shares the cache, as do both tiers of .ci/run (its own folder).
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _cache = tempfile.mkdtemp(prefix='medinv-test-xla-cache-')
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-  os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache,
-                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-                    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache
+os.environ.update(JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+                  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
 if FAST_COMPILE_FLAGS not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = ' '.join(filter(None, [os.environ.get('XLA_FLAGS'),
                                                    FAST_COMPILE_FLAGS]))

@@ -107,7 +107,7 @@ def test_two_seed_smoke_study_summarises_two_different_targets(data_dir, tmp_pat
       del config.parts[name]
     else:
       config.parts[name].data.data_dir = data_dir
-      config.parts[name].train.num_epochs = 3  # The recipe's 40: its code, not its length.
+      assert config.parts[name].train.num_epochs == 3  # smoke: the recipe's rate, few epochs
   study.run(config, str(tmp_path))
   per_seed = {s: (_results(tmp_path / f'attribute_heart_eps1_seed{s}'),
                   _results(tmp_path / f'membership_heart_eps1_seed{s}')) for s in (0, 1)}

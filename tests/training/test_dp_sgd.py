@@ -42,6 +42,34 @@ def test_clipping_bounds_every_per_example_norm():
   np.testing.assert_allclose(after[~small], 1.5, rtol=1e-5)
 
 
+def test_noiseless_private_gradient_is_jax_privacys_sum_of_clipped_gradients():
+  """Against an independent implementation: jax_privacy.clipping.clipped_grad sums the
+  clipped per-example gradients of the batch's records (the masked-in rows)."""
+  from jax_privacy import clipping  # pylint: disable=g-import-not-at-top
+  keys = jax.random.split(jax.random.key(5), 4)
+  params = {'w': jax.random.normal(keys[0], (6, 3)), 'b': jax.random.normal(keys[1], (3,))}
+  x = 3.0 * jax.random.normal(keys[2], (16, 6))
+  y = jax.random.randint(keys[3], (16,), 0, 3)
+  mask = jnp.asarray(np.arange(16) % 3 != 0, jnp.float32)  # 10 records, 6 padding rows
+
+  def example_loss(p, xi, yi):
+    logits = xi @ p['w'] + p['b']
+    return -jax.nn.log_softmax(logits)[yi]
+
+  def batch_loss(p, xb, yb):  # jax_privacy's convention: a batch function, a mean over it
+    return jnp.mean(jax.vmap(example_loss, in_axes=(None, 0, 0))(p, xb, yb))
+
+  kept = np.flatnonzero(np.asarray(mask))
+  for clip_norm in (0.3, 1.0, 100.0):
+    ours, _ = dp_sgd.private_grads(jax.random.key(0), params, x, y, mask,
+                                   example_loss=example_loss, noise_multiplier=0.0,
+                                   clip_norm=clip_norm, expected_batch=1.0)
+    theirs = clipping.clipped_grad(batch_loss, l2_clip_norm=clip_norm, batch_argnums=(1, 2))(
+        params, x[kept], y[kept])
+    for name in params:
+      np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6)
+
+
 def test_noise_has_std_noise_multiplier_times_clip_norm():
   zeros = {'w': jnp.zeros((200, 50)), 'b': jnp.zeros((1000,))}
   noisy = dp_sgd.add_noise(jax.random.key(3), zeros, 1.3, 0.7)
