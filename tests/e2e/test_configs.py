@@ -21,6 +21,7 @@ import os
 import pytest
 
 from configs import common
+from configs import inversion_breastmnist
 from medinv import data as data_lib
 from medinv.study import runners
 from medinv.study import study
@@ -57,15 +58,17 @@ SMOKE_ARGS = {'paper': 'smoke,medmnist=pneumoniamnist'}
 def _narrow_paper(config):
   """paper's smoke run, narrowed for the default suite (test_paper_smoke_exact, marked
   `paper`, runs it whole): its attribute_heart part is run by tests/attribute/test_experiment.py
-  and the demo, and each model-inversion part runs one split, one attacker view and one attack,
-  whose code and grid tests/inversion/test_reconstruct.py and the demo run in full."""
+  and the demo, and each model-inversion part runs one split, one attacker view and one attack
+  under fixed model perturbation (the core of what its dataset changes), whose code, grid and
+  feature defenses tests/inversion/test_reconstruct.py and the demo run in full."""
   del config.parts['attribute_heart']
   for name, part in config.parts.items():
     if name.startswith('inversion_'):
-      for field, value in (('splits', (2,)), ('knows_defense', (True,)),
-                           ('names', ('inverse_network',))):
+      for field, value in (('splits', (2,)), ('knows_defense', (True,))):
         assert field in part.attack, f'paper.{name}.attack has no {field}: update _narrow_paper'
         part.attack[field] = value
+      inversion_breastmnist.keep_core(part, ('inverse_network',))
+      part.defense.model_perturbation.modes = ('fixed',)
   return config
 
 
