@@ -155,7 +155,7 @@ images = data.load_images('breastmnist', image_size=16)
 (x_img, y_img), (x_held, y_held) = images.train, images.test
 cnn = TinyCNN()
 cnn_params = cnn.init(jax.random.key(0), x_img[:1])['params']
-tx = optax.adam(3e-3)
+tx = optax.adam(1e-2)
 
 def cnn_step(carry, _):
   params, opt_state = carry
@@ -163,7 +163,7 @@ def cnn_step(carry, _):
       cnn.apply({'params': p}, x_img), y_img).mean())(params)
   updates, opt_state = tx.update(grads, opt_state)
   return (optax.apply_updates(params, updates), opt_state), None
-(cnn_params, _), _ = jax.lax.scan(cnn_step, (cnn_params, tx.init(cnn_params)), None, length=100)
+(cnn_params, _), _ = jax.lax.scan(cnn_step, (cnn_params, tx.init(cnn_params)), None, length=40)
 held_accuracy = np.mean(np.argmax(cnn.apply({'params': cnn_params}, x_held), -1) == y_held)
 print(f'TinyCNN test accuracy {held_accuracy:.3f}')"""),
     ('code', """config = inversion_breastmnist.get_config('smoke')
