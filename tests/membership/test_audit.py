@@ -191,6 +191,16 @@ def test_smoke_audit_writes_rows_and_scores_and_resumes(data_dir, tmp_path):
                                 saved['phi'])
 
 
+def test_the_audit_trains_its_own_recipe_and_the_dp_study_its_own():
+  """`./launch.sh dp_audit` (and the check below) trains AUDIT_RECIPE, the setting in which
+  noise / 10 was caught; configs/dp.py's audit parts train the study's recipe at their epsilon
+  (tests/study/test_dp.py checks those)."""
+  config = dp_audit_config.get_config()
+  assert {k: config.train[k] for k in dp_audit_config.AUDIT_RECIPE} == (
+      dp_audit_config.AUDIT_RECIPE)
+  assert config.train.learning_rate != dp_audit_config.heart_recipe(1.0)['learning_rate']
+
+
 @pytest.mark.paper  # 2 x 512 DP-SGD runs of 20 epochs: about an hour on a shared 2-core CPU
 @pytest.mark.parametrize('fault,caught', [('noise_div10', True), ('', False)])
 def test_audit_catches_noise_divided_by_ten_and_not_the_correct_mechanism(
