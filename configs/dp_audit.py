@@ -35,8 +35,9 @@ DP_RECIPES = {
 # noise divided by 10 (K = 512, docs/results.md "DP audits"), 3e-3 for 20 constant epochs
 # gave a multi-run bound of 1.60 (AUC 0.82): caught; the rate and length chosen on validation
 # at epsilon 1 (1e-2 x 40 epochs), 0.77 (AUC 0.79): not caught at 95%.
-AUDIT_RECIPE = dict(learning_rate=3e-3, num_epochs=20, schedule='constant', warmup_epochs=0,
-                    weight_decay=0.0)
+# Every DP-SGD recipe of heart_disease's MLP trains at a constant rate without weight decay.
+_CONSTANT = dict(schedule='constant', warmup_epochs=0, weight_decay=0.0)
+AUDIT_RECIPE = dict(learning_rate=3e-3, num_epochs=20, **_CONSTANT)
 # heart_disease's MLP at each target epsilon, inf included, chosen on validation accuracy by
 # configs/select_dp_heart.py:epsilon=E (one grid and one rule at every epsilon: learning rate
 # 1e-3 / 3e-3 / 1e-2 x 20 / 40 epochs, constant, clip norm 1, public-bounds scaling; each
@@ -61,7 +62,7 @@ def heart_recipe(epsilon: float) -> dict:
                     'with the one chosen at %g (configs/dp_audit.py HEART_RECIPES; choose one '
                     'with ./launch.sh select_recipe --config configs/select_dp_heart.py:epsilon=%g)',
                     epsilon, nearest, epsilon)
-  return dict(HEART_RECIPES[nearest], schedule='constant', warmup_epochs=0, weight_decay=0.0)
+  return dict(HEART_RECIPES[nearest], **_CONSTANT)
 
 
 def recipe(dataset: str, epsilon: float) -> dict:

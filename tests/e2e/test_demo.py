@@ -342,7 +342,7 @@ def test_unknown_part_kind():
     runners.for_part('attack_heart')
 
 
-def test_two_workers_give_the_rows_of_one(smoke_run, tmp_path, data_dir):
+def test_two_workers_give_the_rows_of_one(smoke_run, tmp_path):
   """The study's heart parts side by side in worker processes (study_workers) write the rows
   the smoke run (one worker, this process) wrote; a part whose dataset is missing is skipped
   with a line saying why, in a worker as in this process."""
