@@ -13,9 +13,9 @@ inversion_breastmnist_<tag>, membership_breastmnist_<tag>; tag 'inf', 'eps8', 'e
 and at each finite epsilon the DP audit of heart_disease's MLP (audit_heart_<tag>,
 configs/dp_audit.py: lower bounds on epsilon from canaries),
 each attacking a target (and, for membership, the attacker's shadows) trained with DP-SGD
-(dp_audit.recipe: heart_disease's recipe chosen on validation at each epsilon, inf included,
-by configs/select_dp_heart.py; BreastMNIST's as run so far, not re-chosen: too slow on this
-CPU). No other defense runs: DP training is the one under study.
+(dp_audit.recipe: each dataset's recipe chosen on validation at each epsilon, inf included,
+by configs/select_dp_heart.py and configs/select_dp_breastmnist.py). No other defense runs:
+DP training is the one under study.
 report.md opens with one table and privacy_utility_dp.png (epsilon on the x axis).
 BreastMNIST runs at 16x16 and the attacks at the demo's lengths, so the study fits a 2-core
 CPU; override any field under config.parts.<part>.

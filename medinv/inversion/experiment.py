@@ -342,6 +342,8 @@ def _rows(ctx: experiment.Context, out: dict) -> tuple[dict, list[dict]]:
       'image_size': int(ctx.task.x_test.shape[1]),
       'dataset': data_lib.source_name(config.data),
   }
+  if 'delta' in trained.metrics:  # DP-SGD's: the epsilon above is accounted at it.
+    results_metrics['delta'] = trained.metrics['delta']
   if 'model_perturbation' in config.defense:  # per unit sigma, per perturbed layer
     cfg = config.defense.model_perturbation
     results_metrics['noise_to_weight'] = {

@@ -57,6 +57,7 @@ def _inversion(results: dict) -> dict:
   return {'accuracy': results['metrics']['target_test_accuracy'],
           'majority': results['metrics'].get('test_majority_accuracy'),
           'dp_epsilon': float(results['metrics']['dp_epsilon']),
+          'delta': results['metrics'].get('delta'),
           'inversion_split': best['split'], 'inversion_ssim': best['ssim_mean'],
           'inversion_attack': best['attack'], 'inversion_baseline_ssim': baseline['ssim_mean']}
 

@@ -271,6 +271,7 @@ def test_first_screen_matches_results_csv_recomputed(smoke_run):
     rows = list(csv.DictReader(f))
   report = open(os.path.join(workdir, 'report.md')).read()
   assert report.startswith('# medinv study: heart_disease, breastmnist\n')
+  assert config.notes and all(f'*{note}*' in report for note in config.notes)
   table = _first_table(report)
   expected = []
   for part in config.parts:

@@ -29,16 +29,21 @@ def test_seeds_name_every_part_and_give_disjoint_audit_runs():
   assert {part.seed for part in default.parts.values()} == {0}
 
 
-def test_every_heart_part_trains_the_recipe_chosen_at_its_epsilon():
-  config = dp_config.get_config('epsilons=8/1,datasets=heart')
+def test_every_part_trains_the_recipe_chosen_at_its_epsilon():
+  config = dp_config.get_config('epsilons=8/1')
+  chosen = {'heart_disease': dp_audit.HEART_RECIPES, 'breastmnist': dp_audit.BREASTMNIST_RECIPES}
+  datasets = set()
   for name, part in config.parts.items():
-    chosen = dp_audit.HEART_RECIPES[study_dp.target_epsilon(part)]
+    recipe = chosen[part.data.dataset][study_dp.target_epsilon(part)]
     assert (part.train.learning_rate, part.train.num_epochs) == (
-        chosen['learning_rate'], chosen['num_epochs']), name
-    assert (part.train.schedule, part.data.scaling) == ('constant', 'bounds'), name
-  images = dp_config.get_config('epsilons=1,datasets=breastmnist').parts  # As run so far.
-  assert images['membership_breastmnist_eps1'].train.learning_rate == dp_audit.DP_LEARNING_RATE
-  assert images['membership_breastmnist_eps1'].train.num_epochs == 10
+        recipe['learning_rate'], recipe['num_epochs']), name
+    assert (part.train.schedule, part.train.weight_decay) == ('constant', 0.0), name
+    datasets.add(part.data.dataset)
+    if part.data.dataset == 'heart_disease':
+      assert part.data.scaling == 'bounds', name
+    else:
+      assert (part.data.image_size, part.train.augment_shift) == (16, 0), name
+  assert datasets == set(chosen)
 
 
 def test_an_epsilon_without_a_chosen_recipe_trains_the_nearest_and_says_so(caplog):
@@ -92,6 +97,20 @@ def test_the_table_over_seeds_is_each_columns_mean_and_t_interval():
   (single,) = study_dp.summary_rows({'attribute_heart_eps1': parts['attribute_heart_eps1_seed0']},
                                     dp_config.get_config('epsilons=1').parts)
   assert single['accuracy'] == 0.70 and 'num_seeds' not in single
+
+
+def test_the_inversion_targets_delta_is_stated_beside_its_epsilon():
+  results = {'metrics': {'target_test_accuracy': 0.73, 'test_majority_accuracy': 0.731,
+                         'dp_epsilon': 1.0, 'delta': 1.8e-5},
+             'rows': [{'reference': 'target', 'attack': 'mean_aux_image', 'strength': 0.0,
+                       'split': 4, 'ssim_mean': 0.34},
+                      {'reference': 'target', 'attack': 'rmle', 'strength': 0.0, 'split': 4,
+                       'ssim_mean': 0.91}]}
+  configs = dp_config.get_config('epsilons=1,datasets=breastmnist').parts
+  parts = {'inversion_breastmnist_eps1': results}
+  (row,) = study_dp.summary_rows(parts, configs)
+  assert (row['delta'], row['inversion_ssim'], row['inversion_attack']) == (1.8e-5, 0.91, 'rmle')
+  assert '(here 1.8e-05)' in study_dp.section(parts, configs)
 
 
 def _results(path) -> dict:
