@@ -5,7 +5,10 @@ import os
 import numpy as np
 import pytest
 
+from configs import dp_audit
 from configs import membership_heart
+from configs import select_dp_breastmnist
+from configs import select_dp_heart
 from configs import select_heart
 from medinv.training import selection
 
@@ -105,3 +108,18 @@ def test_the_membership_targets_recipe_is_a_candidate_at_its_own_size():
   assert recipe in candidates.values()
   trained = membership_heart.get_config()
   assert {k: trained.train[k] for k in membership_heart.RECIPE} == membership_heart.RECIPE
+
+
+@pytest.mark.parametrize('select, chosen', [(select_dp_heart, dp_audit.HEART_RECIPES),
+                                            (select_dp_breastmnist, dp_audit.BREASTMNIST_RECIPES)],
+                         ids=['heart_disease', 'breastmnist'])
+def test_every_dp_recipe_is_a_candidate_of_its_selection_at_its_epsilon(select, chosen):
+  for epsilon, recipe in chosen.items():
+    config = select.get_config(f'epsilon={epsilon}')
+    runs = selection.run_configs(config)
+    assert {run.train.dp.target_epsilon for *_, run in runs} == {epsilon}
+    candidates = [overrides for _, _, overrides, _ in runs]
+    assert {f'train.{k}': v for k, v in recipe.items()} in candidates, epsilon
+    # The study trains what was selected: every other train field of the selection's runs.
+    trained = dp_audit.recipe(config.data.dataset, epsilon)
+    assert all(config.train[k] == v for k, v in trained.items() if k not in recipe), epsilon
